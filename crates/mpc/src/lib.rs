@@ -1,0 +1,271 @@
+//! shardvault's threshold-signature core: distributed key generation,
+//! signing, share refresh and hardened derivation for
+//! [`Scheme::EcdsaSecp256k1`] (DKLs23), [`Scheme::EddsaEd25519`] and
+//! [`Scheme::SchnorrSecp256k1`] (FROST), any t-of-n with 2 ≤ t ≤ n ≤ 16.
+//!
+//! Pure protocol code: no I/O, no clocks, no threads. Each protocol is a
+//! [`Session`] that takes [`Envelope`]s in and gives envelopes out; the
+//! caller moves them (in-process with [`local::run`], or over the network).
+//!
+//! ```
+//! use std::collections::BTreeSet;
+//! use shardvault_mpc::{dkg, local, sign, DerivationPath, KeyId, Scheme, SessionId, SignRequest, Threshold};
+//!
+//! let threshold = Threshold::new(2, 3)?;
+//! let (key_id, session) = (KeyId::random(), SessionId::random());
+//! let shares = local::run(threshold.party_ids()
+//!     .map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session))
+//!     .collect::<Result<Vec<_>, _>>()?)?;
+//! let signers: BTreeSet<_> = threshold.party_ids().take(2).collect();
+//! let session = SessionId::random();
+//! let signatures = local::run(signers.iter()
+//!     .map(|me| sign(&SignRequest { share: &shares[me], hardened: None, path: &DerivationPath::root(), signers: &signers, message: b"hello" }, session))
+//!     .collect::<Result<Vec<_>, _>>()?)?;
+//! assert!(signatures.values().all(|s| s.bytes.len() == 64));
+//! # Ok::<(), shardvault_mpc::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+#![warn(missing_docs)]
+
+mod derive;
+mod ecdsa;
+mod error;
+mod frost;
+mod group;
+mod hd;
+pub mod local;
+mod path;
+mod recover;
+mod secret;
+mod session;
+mod share;
+mod signature;
+mod types;
+
+use std::collections::BTreeSet;
+
+use frost_ed25519::Ed25519Sha512;
+use frost_secp256k1_tr::Secp256K1Sha256TR;
+
+pub use derive::{derive_public, extended_public_key, ExtendedPublicKey};
+pub use ecdsa::{EcdsaDkg, EcdsaRefresh, EcdsaSign};
+pub use error::{Error, Rejection};
+pub use frost::{FrostDkg, FrostRefresh, FrostSign, Suite};
+pub use hd::{HardenedTweak, HdMachine};
+pub use path::{DerivationPath, HARDENED};
+pub use recover::{recover_key, RecoveredKey};
+pub use secret::{ChainSeed, Secret32};
+pub use session::{
+    EchoDigest, Envelope, Inbox, Machine, Outbox, Payload, Session, Step, ENVELOPE_VERSION,
+    MAX_PAYLOAD,
+};
+pub use share::{KeyShare, ShareBinding, SHARE_FORMAT_VERSION};
+pub use signature::Signature;
+pub use types::{Epoch, KeyId, PartyId, Scheme, SessionId, Threshold, MAX_PARTIES};
+
+/// A started session and its first envelopes.
+pub type Started<M> = (Session<M>, Vec<Envelope>);
+
+fn lift<M: Machine, N: Machine<Output = M::Output>>(
+    step: Step<M>,
+    wrap: impl FnOnce(M) -> N,
+) -> Step<N> {
+    match step {
+        Step::Next(machine, outbox) => Step::Next(wrap(machine), outbox),
+        Step::Done { output, agree_on } => Step::Done { output, agree_on },
+    }
+}
+
+macro_rules! per_scheme {
+    ($(#[$doc:meta])* $name:ident -> $output:ty { $ecdsa:ty, $ed:ty, $schnorr:ty }) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub enum $name {
+            /// `ecdsa-secp256k1`.
+            Ecdsa($ecdsa),
+            /// `eddsa-ed25519`.
+            Ed25519($ed),
+            /// `schnorr-secp256k1`.
+            Schnorr($schnorr),
+        }
+
+        impl Machine for $name {
+            type Output = $output;
+            fn advance(self, inbox: Inbox) -> Result<Step<Self>, Error> {
+                Ok(match self {
+                    $name::Ecdsa(m) => lift(m.advance(inbox)?, $name::Ecdsa),
+                    $name::Ed25519(m) => lift(m.advance(inbox)?, $name::Ed25519),
+                    $name::Schnorr(m) => lift(m.advance(inbox)?, $name::Schnorr),
+                })
+            }
+        }
+    };
+}
+
+per_scheme!(
+    /// Distributed key generation, any scheme.
+    Dkg -> KeyShare { EcdsaDkg, FrostDkg<Ed25519Sha512>, FrostDkg<Secp256K1Sha256TR> }
+);
+per_scheme!(
+    /// Threshold signing, any scheme.
+    Sign -> Signature { EcdsaSign, FrostSign<Ed25519Sha512>, FrostSign<Secp256K1Sha256TR> }
+);
+per_scheme!(
+    /// Share refresh, any scheme.
+    Refresh -> KeyShare { EcdsaRefresh, FrostRefresh<Ed25519Sha512>, FrostRefresh<Secp256K1Sha256TR> }
+);
+
+/// Starts distributed key generation for party `me` of a new `threshold` key.
+/// All n parties take part; each ends with its [`KeyShare`] at epoch 0.
+pub fn dkg(
+    scheme: Scheme,
+    key_id: KeyId,
+    threshold: Threshold,
+    me: PartyId,
+    session: SessionId,
+) -> Result<Started<Dkg>, Error> {
+    if !threshold.contains(me) {
+        return Err(Error::InvalidInput(format!(
+            "party {me} is not one of the key's {} parties",
+            threshold.parties()
+        )));
+    }
+    let (machine, first) = match scheme {
+        Scheme::EcdsaSecp256k1 => {
+            let (m, out) = EcdsaDkg::start(key_id, threshold, me, session)?;
+            (Dkg::Ecdsa(m), out)
+        }
+        Scheme::EddsaEd25519 => {
+            let (m, out) = FrostDkg::start(key_id, threshold, me)?;
+            (Dkg::Ed25519(m), out)
+        }
+        Scheme::SchnorrSecp256k1 => {
+            let (m, out) = FrostDkg::start(key_id, threshold, me)?;
+            (Dkg::Schnorr(m), out)
+        }
+    };
+    Session::start(
+        session,
+        me,
+        &threshold.party_ids().collect(),
+        machine,
+        first,
+    )
+}
+
+/// What one signer needs to sign.
+#[derive(Debug, Clone, Copy)]
+pub struct SignRequest<'a> {
+    /// The signer's root share.
+    pub share: &'a KeyShare,
+    /// The cached hardened tweak for `path`'s hardened prefix, if it has one.
+    pub hardened: Option<&'a HardenedTweak>,
+    /// The path of the key to sign with (`m` for the root key).
+    pub path: &'a DerivationPath,
+    /// Exactly t signers, this one included.
+    pub signers: &'a BTreeSet<PartyId>,
+    /// ECDSA: the 32-byte digest. Ed25519: the message. BIP340: the message
+    /// (normally a 32-byte sighash).
+    pub message: &'a [u8],
+}
+
+/// Starts signing for one signer of `request.signers`.
+pub fn sign(request: &SignRequest<'_>, session: SessionId) -> Result<Started<Sign>, Error> {
+    let share = request.share;
+    let threshold = share.threshold();
+    if request.signers.len() != usize::from(threshold.threshold()) {
+        return Err(Error::InvalidInput(format!(
+            "a {}-of-{} key needs exactly {} signers, got {}",
+            threshold.threshold(),
+            threshold.parties(),
+            threshold.threshold(),
+            request.signers.len()
+        )));
+    }
+    if let Some(outsider) = request.signers.iter().find(|s| !threshold.contains(**s)) {
+        return Err(Error::InvalidInput(format!(
+            "signer {outsider} is not a party of this key"
+        )));
+    }
+    let child = derive::child_share(share, request.hardened, request.path)?;
+    let machine = match share.scheme() {
+        Scheme::EcdsaSecp256k1 => {
+            let digest: [u8; 32] = request.message.try_into().map_err(|_| {
+                Error::InvalidInput(format!(
+                    "ECDSA signs a 32-byte digest, got {} bytes",
+                    request.message.len()
+                ))
+            })?;
+            let (m, out) = EcdsaSign::start(share, child, request.signers, session, digest)?;
+            (Sign::Ecdsa(m), out)
+        }
+        Scheme::EddsaEd25519 => {
+            let (m, out) = FrostSign::start(share, child, request.signers, request.message)?;
+            (Sign::Ed25519(m), out)
+        }
+        Scheme::SchnorrSecp256k1 => {
+            let (m, out) = FrostSign::start(share, child, request.signers, request.message)?;
+            (Sign::Schnorr(m), out)
+        }
+    };
+    Session::start(
+        session,
+        share.party(),
+        request.signers,
+        machine.0,
+        machine.1,
+    )
+}
+
+/// Starts a share refresh: all n parties take part and end with shares of
+/// the same key at the next epoch; old shares no longer combine with new.
+pub fn refresh(share: &KeyShare, session: SessionId) -> Result<Started<Refresh>, Error> {
+    let (machine, first) = match share.scheme() {
+        Scheme::EcdsaSecp256k1 => {
+            let (m, out) = EcdsaRefresh::start(share, session)?;
+            (Refresh::Ecdsa(m), out)
+        }
+        Scheme::EddsaEd25519 => {
+            let (m, out) = FrostRefresh::start(share)?;
+            (Refresh::Ed25519(m), out)
+        }
+        Scheme::SchnorrSecp256k1 => {
+            let (m, out) = FrostRefresh::start(share)?;
+            (Refresh::Schnorr(m), out)
+        }
+    };
+    Session::start(
+        session,
+        share.party(),
+        &share.threshold().party_ids().collect(),
+        machine,
+        first,
+    )
+}
+
+/// Starts hardened derivation (HD-DERIVATION.md) of an all-hardened `path`;
+/// all n parties take part. Deterministic: the same path always gives the
+/// same key, also after refresh.
+pub fn derive_hardened(
+    share: &KeyShare,
+    path: &DerivationPath,
+    session: SessionId,
+) -> Result<Started<HdMachine>, Error> {
+    let (machine, first) = hd::start(share, path)?;
+    Session::start(
+        session,
+        share.party(),
+        &share.threshold().party_ids().collect(),
+        machine,
+        first,
+    )
+}

@@ -1,0 +1,146 @@
+//! Offline recovery (break-glass): rebuild a root or child private key from
+//! key shares and chain seeds, as the recovery tool does from a backup.
+//! HD-DERIVATION.md, "Recovery": t shares interpolate `x`; every party's
+//! chain seed gives `τ = Σ_k a_{k,0}`; the public tweaks of the non-hardened
+//! levels follow.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use zeroize::Zeroize;
+
+use crate::derive::ckd_pub;
+use crate::error::Error;
+use crate::group::{lagrange_at_zero, Ed25519, Group, Secp256k1};
+use crate::hd::{child_chain_code, coefficients, context};
+use crate::path::DerivationPath;
+use crate::secret::Secret32;
+use crate::share::KeyShare;
+use crate::types::{PartyId, Scheme};
+
+/// A whole private key. It exists only in the recovery tool.
+#[derive(Clone)]
+pub struct RecoveredKey {
+    /// The key's scheme.
+    pub scheme: Scheme,
+    /// Its derivation path.
+    pub path: DerivationPath,
+    /// Its public key (same encoding as [`KeyShare::public_key`]).
+    pub public_key: Vec<u8>,
+    secret: Secret32,
+}
+
+impl fmt::Debug for RecoveredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecoveredKey")
+            .field("scheme", &self.scheme)
+            .field("path", &self.path.to_string())
+            .field("public_key", &hex::encode(&self.public_key))
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl RecoveredKey {
+    /// The private scalar (big-endian for secp256k1, little-endian for
+    /// ed25519: not an Ed25519 seed). Do not log it.
+    pub fn expose_secret(&self) -> &[u8; 32] {
+        self.secret.expose_secret()
+    }
+}
+
+/// Recovers the private key at `path` from shares of one key and epoch.
+/// The root needs any t shares; a hardened path needs every party's chain
+/// seed, i.e. a share (of any epoch) from every party.
+pub fn recover_key(shares: &[KeyShare], path: &DerivationPath) -> Result<RecoveredKey, Error> {
+    let first = shares
+        .first()
+        .ok_or_else(|| Error::InvalidInput("no shares given".into()))?;
+    match first.scheme() {
+        Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => recover_in::<Secp256k1>(shares, path),
+        Scheme::EddsaEd25519 => recover_in::<Ed25519>(shares, path),
+    }
+}
+
+fn recover_in<G: Group>(shares: &[KeyShare], path: &DerivationPath) -> Result<RecoveredKey, Error> {
+    let first = shares
+        .first()
+        .ok_or_else(|| Error::InvalidInput("no shares given".into()))?;
+    let threshold = first.threshold();
+    let mut by_party: BTreeMap<PartyId, &KeyShare> = BTreeMap::new();
+    for share in shares {
+        if share.key_id() != first.key_id() || share.public_key() != first.public_key() {
+            return Err(Error::InvalidInput(format!(
+                "share of key {} does not belong with key {}",
+                share.key_id(),
+                first.key_id()
+            )));
+        }
+        by_party.insert(share.party(), share);
+    }
+    // x from t shares of one epoch (the newest we have).
+    let epoch = by_party
+        .values()
+        .map(|s| s.epoch())
+        .max()
+        .unwrap_or(first.epoch());
+    let current: Vec<&KeyShare> = by_party
+        .values()
+        .copied()
+        .filter(|s| s.epoch() == epoch)
+        .take(usize::from(threshold.threshold()))
+        .collect();
+    if current.len() < usize::from(threshold.threshold()) {
+        return Err(Error::InvalidInput(format!(
+            "need {} shares of epoch {epoch}, have {}",
+            threshold.threshold(),
+            current.len()
+        )));
+    }
+    let xs: Vec<u8> = current.iter().map(|s| s.party().get()).collect();
+    let mut secret = G::scalar_from_u64(0);
+    for share in &current {
+        let lambda = lagrange_at_zero::<G>(share.party().get(), &xs)
+            .ok_or_else(|| Error::InvalidInput("duplicate parties".into()))?;
+        let s = G::scalar_from_bytes(share.secret_scalar()?.expose_secret())
+            .ok_or_else(|| Error::decode("key share", "secret share"))?;
+        secret = secret + lambda * s;
+    }
+    if G::point_to_bytes(&G::mul_base(&secret)) != first.public_key() {
+        secret.zeroize();
+        return Err(Error::InvalidInput(
+            "the shares do not interpolate to the key's public key".into(),
+        ));
+    }
+    // Hardened prefix: τ = Σ_k a_{k,0}, needing every party's chain seed.
+    let prefix = path.hardened_prefix();
+    if !prefix.components().is_empty() {
+        let ctx = context(first.scheme(), &first.key_id(), first.public_key(), &prefix);
+        for party in threshold.party_ids() {
+            let share = by_party.get(&party).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "hardened path {prefix} needs party {party}'s chain seed"
+                ))
+            })?;
+            let mut a = coefficients::<G>(share.chain_seed(), &ctx, 1);
+            secret = secret + a.first().copied().unwrap_or_else(|| G::scalar_from_u64(0));
+            a.zeroize();
+        }
+    }
+    let mut point = G::mul_base(&secret);
+    let mut chain_code = child_chain_code(&G::point_to_bytes(&point), &prefix);
+    for index in path.normal_suffix() {
+        let (tweak, child, cc) = ckd_pub::<G>(&point, &chain_code, *index)?;
+        secret = secret + tweak;
+        point = child;
+        chain_code = cc;
+    }
+    let key = RecoveredKey {
+        scheme: first.scheme(),
+        path: path.clone(),
+        public_key: G::point_to_bytes(&point),
+        secret: Secret32::new(G::scalar_to_bytes(&secret)),
+    };
+    secret.zeroize();
+    Ok(key)
+}
