@@ -170,7 +170,7 @@ pub fn expected_verifier_key(scheme: Scheme, derived: &[u8]) -> Vec<u8> {
             let internal = XOnlyPublicKey::from(PublicKey::from_slice(derived).unwrap());
             let (output, _) =
                 bitcoin::key::TapTweak::tap_tweak(internal, &Secp256k1::verification_only(), None);
-            output.to_inner().serialize().to_vec()
+            output.to_x_only_public_key().serialize().to_vec()
         }
         _ => derived.to_vec(),
     }

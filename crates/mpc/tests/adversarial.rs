@@ -1,0 +1,184 @@
+//! A hostile network and hostile peers: every bad message is refused with a
+//! clear reason or ends the session naming the culprit; nothing panics.
+
+mod common;
+
+use common::*;
+use k256_dkls::elliptic_curve::Group;
+use proptest::prelude::*;
+use shardvault_mpc::local::{run_with, Run};
+use shardvault_mpc::{dkg, sign, DerivationPath, Envelope, Error, KeyId, Payload, Rejection, Scheme, SessionId, SignRequest, Threshold};
+
+fn ed25519_dkg_through<F>(network: F) -> Result<Run<shardvault_mpc::KeyShare>, Error>
+where
+    F: FnMut(shardvault_mpc::PartyId, Envelope) -> Vec<Envelope>,
+{
+    let threshold = Threshold::new(2, 3).unwrap();
+    let (key_id, session) = (KeyId::random(), SessionId::random());
+    run_with(threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect(), network)
+}
+
+fn assert_agree(run: &Run<shardvault_mpc::KeyShare>) {
+    let keys: Vec<_> = run.outputs.values().map(|s| s.public_key().to_vec()).collect();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn replayed_messages_are_refused_and_the_run_completes() {
+    let run = ed25519_dkg_through(|_, envelope| vec![envelope.clone(), envelope]).unwrap();
+    assert_agree(&run);
+    assert!(!run.refused.is_empty());
+    assert!(run.refused.iter().all(|(_, why)| matches!(why, Rejection::Duplicate { .. } | Rejection::Stale { .. } | Rejection::Finished)), "{:?}", run.refused);
+}
+
+#[test]
+fn old_round_replay_is_refused() {
+    let mut first_round: Vec<Envelope> = Vec::new();
+    let run = ed25519_dkg_through(|_, envelope| {
+        if envelope.round == 0 {
+            first_round.push(envelope.clone());
+            vec![envelope]
+        } else {
+            // After every later message, replay a round-0 message to the same party.
+            let replay = first_round.iter().find(|old| old.from != envelope.from).cloned();
+            std::iter::once(envelope).chain(replay).collect()
+        }
+    })
+    .unwrap();
+    assert_agree(&run);
+    assert!(run.refused.iter().any(|(_, why)| matches!(why, Rejection::Stale { round: 0, .. })), "{:?}", run.refused);
+}
+
+#[test]
+fn cross_session_unknown_sender_and_misrouted_messages_are_refused() {
+    let run = ed25519_dkg_through(|to, envelope| {
+        let mut other_session = envelope.clone();
+        other_session.session = SessionId::random();
+        let mut stranger = envelope.clone();
+        stranger.from = party(9);
+        let mut misrouted = envelope.clone();
+        misrouted.to = Some(if to == party(1) { party(2) } else { party(1) });
+        vec![other_session, stranger, misrouted, envelope]
+    })
+    .unwrap();
+    assert_agree(&run);
+    let has = |f: fn(&Rejection) -> bool| run.refused.iter().any(|(_, why)| f(why));
+    assert!(has(|w| matches!(w, Rejection::WrongSession)));
+    assert!(has(|w| matches!(w, Rejection::UnknownSender(p) if p.get() == 9)));
+    assert!(has(|w| matches!(w, Rejection::Misrouted { .. })));
+}
+
+#[test]
+fn malformed_payload_names_the_sender() {
+    let error = ed25519_dkg_through(|_, mut envelope| {
+        if envelope.from == party(2) && envelope.round == 1 {
+            envelope.payload = Payload::new(vec![0xff; 7]);
+        }
+        vec![envelope]
+    })
+    .unwrap_err();
+    assert_eq!(error.culprit(), Some(party(2)), "{error}");
+}
+
+#[test]
+fn a_bad_secret_share_names_its_dealer() {
+    // Flip a bit of party 3's round-2 share to party 1: FROST's VSS check fails.
+    let error = ed25519_dkg_through(|to, envelope| {
+        let mut envelope = envelope;
+        if envelope.from == party(3) && to == party(1) && envelope.round == 1 {
+            let mut bytes = envelope.payload.as_bytes().to_vec();
+            let last = bytes.len() - 2;
+            bytes[last] ^= 1;
+            envelope.payload = Payload::new(bytes);
+        }
+        vec![envelope]
+    })
+    .unwrap_err();
+    assert_eq!(error.culprit(), Some(party(3)), "{error}");
+}
+
+#[test]
+fn equivocation_is_caught_by_echo_broadcast() {
+    // Party 1 shows party 3 a different (valid) round-0 broadcast than party 2.
+    let threshold = Threshold::new(2, 3).unwrap();
+    let (key_id, session) = (KeyId::random(), SessionId::random());
+    let (_, twin_out) = dkg(Scheme::EddsaEd25519, key_id, threshold, party(1), session).unwrap();
+    let twin_broadcast = twin_out.into_iter().find(|e| e.to.is_none()).unwrap();
+    let started = threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect();
+    let error = run_with(started, |to, envelope| {
+        if envelope.from == party(1) && envelope.round == 0 && envelope.to.is_none() && to == party(3) {
+            vec![twin_broadcast.clone()]
+        } else {
+            vec![envelope]
+        }
+    })
+    .unwrap_err();
+    assert!(matches!(error, Error::Equivocation { sender, .. } if sender == party(1)), "{error}");
+}
+
+#[test]
+fn dkls_consistency_failure_is_a_ban() {
+    // Tamper with party 1's round-2 multiplication message to party 2: DKLs23
+    // reports a ban abort, which must surface as its own error kind.
+    use dkls23::protocols::signing::TransmitPhase2to3;
+    let shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let signers = set(&[1, 2]);
+    let message = message_for(Scheme::EcdsaSecp256k1, "ban");
+    let path = DerivationPath::root();
+    let session = SessionId::random();
+    let started = signers
+        .iter()
+        .map(|p| sign(&SignRequest { share: &shares[p], hardened: None, path: &path, signers: &signers, message: &message }, session).unwrap())
+        .collect();
+    let error = run_with(started, |to, mut envelope| {
+        if envelope.from == party(1) && to == party(2) && envelope.round == 1 {
+            let mut m: TransmitPhase2to3<k256_dkls::Secp256k1> = postcard::from_bytes(envelope.payload.as_bytes()).unwrap();
+            m.public_share = (k256_dkls::ProjectivePoint::from(m.public_share) + k256_dkls::ProjectivePoint::generator()).to_affine();
+            envelope.payload = Payload::new(postcard::to_stdvec(&m).unwrap());
+        }
+        vec![envelope]
+    })
+    .unwrap_err();
+    assert!(matches!(error, Error::Banned { culprit, .. } if culprit == party(1)), "{error}");
+}
+
+#[test]
+fn a_signer_outside_the_key_or_a_wrong_count_is_refused() {
+    let shares = run_dkg(Scheme::EddsaEd25519, 2, 3);
+    let path = DerivationPath::root();
+    for signers in [set(&[1]), set(&[1, 2, 3]), set(&[1, 4])] {
+        let request = SignRequest { share: &shares[&party(1)], hardened: None, path: &path, signers: &signers, message: b"m" };
+        assert!(matches!(sign(&request, SessionId::random()), Err(Error::InvalidInput(_))));
+    }
+    let ecdsa = run_dkg(Scheme::EcdsaSecp256k1, 2, 2);
+    let signers = set(&[1, 2]);
+    let request = SignRequest { share: &ecdsa[&party(1)], hardened: None, path: &path, signers: &signers, message: b"not a digest" };
+    assert!(matches!(sign(&request, SessionId::random()), Err(Error::InvalidInput(_))));
+}
+
+proptest! {
+    #[test]
+    fn envelope_decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Envelope::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn envelopes_round_trip(round in any::<u8>(), from in 1u8..=16, to in proptest::option::of(1u8..=16),
+                            payload in proptest::collection::vec(any::<u8>(), 0..256), echo_len in 0usize..4) {
+        let envelope = Envelope {
+            session: SessionId::random(),
+            round,
+            from: party(from),
+            to: to.map(party),
+            echo: (0..echo_len).map(|i| (party(i as u8 + 1), [i as u8; 32])).collect(),
+            payload: Payload::new(payload),
+        };
+        let bytes = envelope.to_bytes();
+        prop_assert_eq!(Envelope::from_bytes(&bytes).unwrap(), envelope);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        prop_assert!(Envelope::from_bytes(&longer).is_err());
+        prop_assert!(Envelope::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+    }
+}
