@@ -212,29 +212,3 @@ fn child_share_in<G: Group>(
     secret.zeroize();
     Ok(child)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// BIP32 test vector 1: from the xpub of m/0H, public derivation of child 1
-    /// must give the published xpub of m/0H/1 (public key and chain code).
-    #[test]
-    fn bip32_vector_1_public_child() {
-        use bitcoin::bip32::Xpub;
-        use std::str::FromStr;
-        let parent = Xpub::from_str("xpub68Gmy5EdvgibQVfPdqkBBCHxA5htiqg55crXYuXoQRKfDBFA1WEjWgP6LHhwBZeNK1VTsfTFUHCdrfp1bgwQ9xv5ski8PX9rL2dZXvgGDnw").unwrap();
-        let child = Xpub::from_str("xpub6ASuArnXKPbfEwhqN6e3mwBcDTgzisQN1wXN9BJcM47sSikHjJf3UFHKkNAWbWMiGj7Wf5uMash7SyYq527Hqck2AxYysAA7xmALppuCkwQ").unwrap();
-        let ours = derive_public(
-            Scheme::EcdsaSecp256k1,
-            &ExtendedPublicKey {
-                public_key: parent.public_key.serialize().to_vec(),
-                chain_code: parent.chain_code.to_bytes(),
-            },
-            &[1],
-        )
-        .unwrap();
-        assert_eq!(ours.public_key, child.public_key.serialize().to_vec());
-        assert_eq!(ours.chain_code, child.chain_code.to_bytes());
-    }
-}

@@ -7,7 +7,10 @@ use common::*;
 use k256_dkls::elliptic_curve::Group;
 use proptest::prelude::*;
 use shardvault_mpc::local::{run_with, Run};
-use shardvault_mpc::{dkg, sign, DerivationPath, Envelope, Error, KeyId, Payload, Rejection, Scheme, SessionId, SignRequest, Threshold};
+use shardvault_mpc::{
+    dkg, sign, DerivationPath, Envelope, Error, KeyId, Payload, Rejection, Scheme, SessionId,
+    SignRequest, Threshold,
+};
 
 fn ed25519_dkg_through<F>(network: F) -> Result<Run<shardvault_mpc::KeyShare>, Error>
 where
@@ -15,11 +18,21 @@ where
 {
     let threshold = Threshold::new(2, 3).unwrap();
     let (key_id, session) = (KeyId::random(), SessionId::random());
-    run_with(threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect(), network)
+    run_with(
+        threshold
+            .party_ids()
+            .map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap())
+            .collect(),
+        network,
+    )
 }
 
 fn assert_agree(run: &Run<shardvault_mpc::KeyShare>) {
-    let keys: Vec<_> = run.outputs.values().map(|s| s.public_key().to_vec()).collect();
+    let keys: Vec<_> = run
+        .outputs
+        .values()
+        .map(|s| s.public_key().to_vec())
+        .collect();
     assert_eq!(keys.len(), 3);
     assert!(keys.windows(2).all(|w| w[0] == w[1]));
 }
@@ -29,7 +42,14 @@ fn replayed_messages_are_refused_and_the_run_completes() {
     let run = ed25519_dkg_through(|_, envelope| vec![envelope.clone(), envelope]).unwrap();
     assert_agree(&run);
     assert!(!run.refused.is_empty());
-    assert!(run.refused.iter().all(|(_, why)| matches!(why, Rejection::Duplicate { .. } | Rejection::Stale { .. } | Rejection::Finished)), "{:?}", run.refused);
+    assert!(
+        run.refused.iter().all(|(_, why)| matches!(
+            why,
+            Rejection::Duplicate { .. } | Rejection::Stale { .. } | Rejection::Finished
+        )),
+        "{:?}",
+        run.refused
+    );
 }
 
 #[test]
@@ -41,13 +61,22 @@ fn old_round_replay_is_refused() {
             vec![envelope]
         } else {
             // After every later message, replay a round-0 message to the same party.
-            let replay = first_round.iter().find(|old| old.from != envelope.from).cloned();
+            let replay = first_round
+                .iter()
+                .find(|old| old.from != envelope.from)
+                .cloned();
             std::iter::once(envelope).chain(replay).collect()
         }
     })
     .unwrap();
     assert_agree(&run);
-    assert!(run.refused.iter().any(|(_, why)| matches!(why, Rejection::Stale { round: 0, .. })), "{:?}", run.refused);
+    assert!(
+        run.refused
+            .iter()
+            .any(|(_, why)| matches!(why, Rejection::Stale { round: 0, .. })),
+        "{:?}",
+        run.refused
+    );
 }
 
 #[test]
@@ -65,7 +94,9 @@ fn cross_session_unknown_sender_and_misrouted_messages_are_refused() {
     assert_agree(&run);
     let has = |f: fn(&Rejection) -> bool| run.refused.iter().any(|(_, why)| f(why));
     assert!(has(|w| matches!(w, Rejection::WrongSession)));
-    assert!(has(|w| matches!(w, Rejection::UnknownSender(p) if p.get() == 9)));
+    assert!(has(
+        |w| matches!(w, Rejection::UnknownSender(p) if p.get() == 9)
+    ));
     assert!(has(|w| matches!(w, Rejection::Misrouted { .. })));
 }
 
@@ -105,16 +136,26 @@ fn equivocation_is_caught_by_echo_broadcast() {
     let (key_id, session) = (KeyId::random(), SessionId::random());
     let (_, twin_out) = dkg(Scheme::EddsaEd25519, key_id, threshold, party(1), session).unwrap();
     let twin_broadcast = twin_out.into_iter().find(|e| e.to.is_none()).unwrap();
-    let started = threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect();
+    let started = threshold
+        .party_ids()
+        .map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap())
+        .collect();
     let error = run_with(started, |to, envelope| {
-        if envelope.from == party(1) && envelope.round == 0 && envelope.to.is_none() && to == party(3) {
+        if envelope.from == party(1)
+            && envelope.round == 0
+            && envelope.to.is_none()
+            && to == party(3)
+        {
             vec![twin_broadcast.clone()]
         } else {
             vec![envelope]
         }
     })
     .unwrap_err();
-    assert!(matches!(error, Error::Equivocation { sender, .. } if sender == party(1)), "{error}");
+    assert!(
+        matches!(error, Error::Equivocation { sender, .. } if sender == party(1)),
+        "{error}"
+    );
 }
 
 #[test]
@@ -129,18 +170,36 @@ fn dkls_consistency_failure_is_a_ban() {
     let session = SessionId::random();
     let started = signers
         .iter()
-        .map(|p| sign(&SignRequest { share: &shares[p], hardened: None, path: &path, signers: &signers, message: &message }, session).unwrap())
+        .map(|p| {
+            sign(
+                &SignRequest {
+                    share: &shares[p],
+                    hardened: None,
+                    path: &path,
+                    signers: &signers,
+                    message: &message,
+                },
+                session,
+            )
+            .unwrap()
+        })
         .collect();
     let error = run_with(started, |to, mut envelope| {
         if envelope.from == party(1) && to == party(2) && envelope.round == 1 {
-            let mut m: TransmitPhase2to3<k256_dkls::Secp256k1> = postcard::from_bytes(envelope.payload.as_bytes()).unwrap();
-            m.public_share = (k256_dkls::ProjectivePoint::from(m.public_share) + k256_dkls::ProjectivePoint::generator()).to_affine();
+            let mut m: TransmitPhase2to3<k256_dkls::Secp256k1> =
+                postcard::from_bytes(envelope.payload.as_bytes()).unwrap();
+            m.public_share = (k256_dkls::ProjectivePoint::from(m.public_share)
+                + k256_dkls::ProjectivePoint::generator())
+            .to_affine();
             envelope.payload = Payload::new(postcard::to_stdvec(&m).unwrap());
         }
         vec![envelope]
     })
     .unwrap_err();
-    assert!(matches!(error, Error::Banned { culprit, .. } if culprit == party(1)), "{error}");
+    assert!(
+        matches!(error, Error::Banned { culprit, .. } if culprit == party(1)),
+        "{error}"
+    );
 }
 
 #[test]
@@ -148,13 +207,31 @@ fn a_signer_outside_the_key_or_a_wrong_count_is_refused() {
     let shares = run_dkg(Scheme::EddsaEd25519, 2, 3);
     let path = DerivationPath::root();
     for signers in [set(&[1]), set(&[1, 2, 3]), set(&[1, 4])] {
-        let request = SignRequest { share: &shares[&party(1)], hardened: None, path: &path, signers: &signers, message: b"m" };
-        assert!(matches!(sign(&request, SessionId::random()), Err(Error::InvalidInput(_))));
+        let request = SignRequest {
+            share: &shares[&party(1)],
+            hardened: None,
+            path: &path,
+            signers: &signers,
+            message: b"m",
+        };
+        assert!(matches!(
+            sign(&request, SessionId::random()),
+            Err(Error::InvalidInput(_))
+        ));
     }
     let ecdsa = run_dkg(Scheme::EcdsaSecp256k1, 2, 2);
     let signers = set(&[1, 2]);
-    let request = SignRequest { share: &ecdsa[&party(1)], hardened: None, path: &path, signers: &signers, message: b"not a digest" };
-    assert!(matches!(sign(&request, SessionId::random()), Err(Error::InvalidInput(_))));
+    let request = SignRequest {
+        share: &ecdsa[&party(1)],
+        hardened: None,
+        path: &path,
+        signers: &signers,
+        message: b"not a digest",
+    };
+    assert!(matches!(
+        sign(&request, SessionId::random()),
+        Err(Error::InvalidInput(_))
+    ));
 }
 
 proptest! {
