@@ -1,1 +1,285 @@
+//! Addresses per chain from derived public keys. Pure: no I/O.
+//!
+//! Each format comes from the chain's own rules, through a maintained crate
+//! where one exists: `bitcoin` for P2WPKH and P2TR (BIP86 key-path tweak),
+//! `alloy-primitives` for EIP-55; Solana (base58 of the key) and Aptos
+//! (`0x` ‖ hex(sha3-256(pk ‖ 0x00))) are one line each.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+#![warn(missing_docs)]
 
+use std::fmt;
+use std::str::FromStr;
+
+use bitcoin::secp256k1::{PublicKey, Secp256k1, XOnlyPublicKey};
+use serde::{Deserialize, Serialize};
+use sha3::{Digest, Sha3_256};
+
+/// Errors from address derivation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The chain is not known.
+    #[error("unknown chain {0:?}; supported: bitcoin, ethereum, solana, aptos")]
+    UnknownChain(String),
+    /// The key type cannot be used on this chain.
+    #[error("{chain} has no address for {key} keys")]
+    Unsupported {
+        /// Chain name.
+        chain: &'static str,
+        /// Key type.
+        key: KeyType,
+    },
+    /// The public key bytes are not a valid key of their type.
+    #[error("invalid {key} public key: {detail}")]
+    InvalidKey {
+        /// Key type.
+        key: KeyType,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// The kind of key an address is made from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyType {
+    /// secp256k1, signing with ECDSA (33-byte SEC1 compressed key).
+    EcdsaSecp256k1,
+    /// secp256k1, signing with BIP340 Schnorr (33-byte internal key).
+    SchnorrSecp256k1,
+    /// Ed25519 (32-byte key).
+    Ed25519,
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyType::EcdsaSecp256k1 => "ECDSA secp256k1",
+            KeyType::SchnorrSecp256k1 => "BIP340 secp256k1",
+            KeyType::Ed25519 => "Ed25519",
+        })
+    }
+}
+
+/// A chain family shardvault derives addresses for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Chain {
+    /// Bitcoin mainnet: P2WPKH for ECDSA keys, P2TR (BIP86) for BIP340 keys.
+    Bitcoin,
+    /// Ethereum and EVM chains: EIP-55 checksummed address.
+    Ethereum,
+    /// Solana: base58 of the Ed25519 key.
+    Solana,
+    /// Aptos: single-key Ed25519 authentication key.
+    Aptos,
+}
+
+impl Chain {
+    /// Every chain, in a stable order.
+    pub const ALL: [Chain; 4] = [Chain::Bitcoin, Chain::Ethereum, Chain::Solana, Chain::Aptos];
+
+    /// The chain's name as used on the command line and in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Chain::Bitcoin => "bitcoin",
+            Chain::Ethereum => "ethereum",
+            Chain::Solana => "solana",
+            Chain::Aptos => "aptos",
+        }
+    }
+
+    /// SLIP-44 coin type, the third component of MPCVault's path.
+    pub const fn coin_type(self) -> u32 {
+        match self {
+            Chain::Bitcoin => 0,
+            Chain::Ethereum => 60,
+            Chain::Solana => 501,
+            Chain::Aptos => 637,
+        }
+    }
+
+    /// Whether this chain has addresses for `key`.
+    pub const fn accepts(self, key: KeyType) -> bool {
+        matches!(
+            (self, key),
+            (
+                Chain::Bitcoin,
+                KeyType::EcdsaSecp256k1 | KeyType::SchnorrSecp256k1
+            ) | (Chain::Ethereum, KeyType::EcdsaSecp256k1)
+                | (Chain::Solana | Chain::Aptos, KeyType::Ed25519)
+        )
+    }
+
+    /// The address of `public_key` on this chain.
+    pub fn address(self, key: KeyType, public_key: &[u8]) -> Result<String, Error> {
+        if !self.accepts(key) {
+            return Err(Error::Unsupported {
+                chain: self.name(),
+                key,
+            });
+        }
+        match (self, key) {
+            (Chain::Bitcoin, KeyType::EcdsaSecp256k1) => {
+                p2wpkh(public_key, bitcoin::Network::Bitcoin)
+            }
+            (Chain::Bitcoin, _) => p2tr(public_key, bitcoin::Network::Bitcoin),
+            (Chain::Ethereum, _) => eip55(public_key),
+            (Chain::Solana, _) => ed25519_key(public_key).map(|k| bs58::encode(k).into_string()),
+            (Chain::Aptos, _) => aptos(public_key),
+        }
+    }
+}
+
+impl fmt::Display for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Chain {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Chain::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| Error::UnknownChain(s.to_string()))
+    }
+}
+
+fn secp_key(key: KeyType, bytes: &[u8]) -> Result<PublicKey, Error> {
+    if bytes.len() != 33 {
+        return Err(Error::InvalidKey {
+            key,
+            detail: format!("expected 33 bytes (SEC1 compressed), got {}", bytes.len()),
+        });
+    }
+    PublicKey::from_slice(bytes).map_err(|e| Error::InvalidKey {
+        key,
+        detail: e.to_string(),
+    })
+}
+
+fn ed25519_key(bytes: &[u8]) -> Result<&[u8], Error> {
+    if bytes.len() != 32 {
+        return Err(Error::InvalidKey {
+            key: KeyType::Ed25519,
+            detail: format!("expected 32 bytes, got {}", bytes.len()),
+        });
+    }
+    Ok(bytes)
+}
+
+/// BIP84 native SegWit v0 address of a compressed key.
+pub fn p2wpkh(public_key: &[u8], network: bitcoin::Network) -> Result<String, Error> {
+    let key = bitcoin::CompressedPublicKey(secp_key(KeyType::EcdsaSecp256k1, public_key)?);
+    Ok(bitcoin::Address::p2wpkh(&key, network).to_string())
+}
+
+/// BIP86 Taproot key-path address: the internal key tweaked with an empty script tree.
+pub fn p2tr(internal_key: &[u8], network: bitcoin::Network) -> Result<String, Error> {
+    let key = XOnlyPublicKey::from(secp_key(KeyType::SchnorrSecp256k1, internal_key)?);
+    Ok(bitcoin::Address::p2tr(&Secp256k1::verification_only(), key, None, network).to_string())
+}
+
+/// EIP-55 checksummed Ethereum address: last 20 bytes of keccak256 of the uncompressed key.
+pub fn eip55(public_key: &[u8]) -> Result<String, Error> {
+    let key = secp_key(KeyType::EcdsaSecp256k1, public_key)?;
+    let uncompressed = key.serialize_uncompressed();
+    let address =
+        alloy_primitives::Address::from_raw_public_key(uncompressed.get(1..).unwrap_or_default());
+    Ok(address.to_checksum(None))
+}
+
+/// Aptos single-key Ed25519 address: `0x` ‖ hex(sha3-256(pk ‖ 0x00)).
+pub fn aptos(public_key: &[u8]) -> Result<String, Error> {
+    let key = ed25519_key(public_key)?;
+    let digest = Sha3_256::new()
+        .chain_update(key)
+        .chain_update([0u8])
+        .finalize();
+    Ok(format!("0x{}", hex::encode(digest)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(s: &str) -> Vec<u8> {
+        hex::decode(s).unwrap()
+    }
+
+    /// BIP84's vector: "abandon ×11 about", m/84'/0'/0'/0/0.
+    #[test]
+    fn bip84_vector() {
+        let key = h("0330d54fd0dd420a6e5f8d3624f5f3482cae350f79d5f0753bf5beef9c2d91af3c");
+        assert_eq!(
+            Chain::Bitcoin
+                .address(KeyType::EcdsaSecp256k1, &key)
+                .unwrap(),
+            "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
+        );
+    }
+
+    /// BIP86's vector: "abandon ×11 about", m/86'/0'/0'/0/0 (internal key given x-only; either parity maps to it).
+    #[test]
+    fn bip86_vector() {
+        let key = h("02cc8a4bc64d897bddc5fbc2f670f7a8ba0b386779106cf1223c6fc5d7cd6fc115");
+        assert_eq!(
+            Chain::Bitcoin
+                .address(KeyType::SchnorrSecp256k1, &key)
+                .unwrap(),
+            "bc1p5cyxnuxmeuwuvkwfem96lqzszd02n6xdcjrs20cac6yqjjwudpxqkedrcr"
+        );
+    }
+
+    /// Private key 1 (public key = G) is Ethereum address 0x7E5F…5Bdf.
+    #[test]
+    fn eip55_vector() {
+        let g = h("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798");
+        assert_eq!(
+            Chain::Ethereum
+                .address(KeyType::EcdsaSecp256k1, &g)
+                .unwrap(),
+            "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
+        );
+    }
+
+    /// Solana's system program is the all-zero key; the Aptos TypeScript SDK's
+    /// Ed25519 test account (tests/unit/helper.ts) has this address.
+    #[test]
+    fn solana_and_aptos_vectors() {
+        assert_eq!(
+            Chain::Solana.address(KeyType::Ed25519, &[0u8; 32]).unwrap(),
+            "11111111111111111111111111111111"
+        );
+        let key = h("de19e5d1880cac87d57484ce9ed2e84cf0f9599f12e7cc3a52e4e7657a763f2c");
+        assert_eq!(
+            Chain::Aptos.address(KeyType::Ed25519, &key).unwrap(),
+            "0x978c213990c4833df71548df7ce49d54c759d6b6d932de22b24d56060b7af2aa"
+        );
+    }
+
+    #[test]
+    fn wrong_keys_are_refused() {
+        assert!(Chain::Ethereum
+            .address(KeyType::Ed25519, &[0u8; 32])
+            .is_err());
+        assert!(Chain::Solana
+            .address(KeyType::EcdsaSecp256k1, &[2u8; 33])
+            .is_err());
+        assert!(Chain::Bitcoin
+            .address(KeyType::EcdsaSecp256k1, &[0u8; 33])
+            .is_err());
+        assert!(Chain::Aptos.address(KeyType::Ed25519, &[0u8; 31]).is_err());
+        assert!("dogecoin".parse::<Chain>().is_err());
+    }
+}
