@@ -38,6 +38,9 @@ pub enum Error {
         /// Key type.
         key: KeyType,
     },
+    /// Bitcoin message signing takes UTF-8 text.
+    #[error("this message format signs UTF-8 text; the message is not valid UTF-8")]
+    NotText,
     /// The public key bytes are not a valid key of their type.
     #[error("invalid {key} public key: {detail}")]
     InvalidKey {
@@ -155,6 +158,60 @@ impl FromStr for Chain {
     }
 }
 
+/// How a chain turns a user's message into what the key signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageEncoding {
+    /// EIP-191 `personal_sign`: keccak256("\x19Ethereum Signed Message:\n" ‖ len ‖ message).
+    Eip191,
+    /// Bitcoin Core's `signmessage`: sha256d("\x18Bitcoin Signed Message:\n" ‖ varint(len) ‖ message).
+    BitcoinSignedMessage,
+    /// SHA-256 of the message (BIP340 keys; BIP-322 message proofs are not implemented yet).
+    Sha256,
+    /// The message itself (Ed25519 signs messages, not digests).
+    Raw,
+}
+
+impl MessageEncoding {
+    /// The name used in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MessageEncoding::Eip191 => "eip191-personal-sign",
+            MessageEncoding::BitcoinSignedMessage => "bitcoin-signed-message",
+            MessageEncoding::Sha256 => "sha256",
+            MessageEncoding::Raw => "raw",
+        }
+    }
+
+    /// The 32-byte digest to sign, or `None` for [`MessageEncoding::Raw`].
+    pub fn digest(self, message: &[u8]) -> Result<Option<[u8; 32]>, Error> {
+        use bitcoin::hashes::Hash;
+        Ok(match self {
+            MessageEncoding::Eip191 => Some(alloy_primitives::eip191_hash_message(message).0),
+            MessageEncoding::BitcoinSignedMessage => {
+                let text = std::str::from_utf8(message).map_err(|_| Error::NotText)?;
+                Some(bitcoin::sign_message::signed_msg_hash(text).to_byte_array())
+            }
+            MessageEncoding::Sha256 => {
+                Some(bitcoin::hashes::sha256::Hash::hash(message).to_byte_array())
+            }
+            MessageEncoding::Raw => None,
+        })
+    }
+}
+
+impl Chain {
+    /// How this chain signs a plain message with a `key` key.
+    pub const fn message_encoding(self, key: KeyType) -> MessageEncoding {
+        match (self, key) {
+            (_, KeyType::Ed25519) => MessageEncoding::Raw,
+            (Chain::Ethereum, _) => MessageEncoding::Eip191,
+            (Chain::Bitcoin, KeyType::EcdsaSecp256k1) => MessageEncoding::BitcoinSignedMessage,
+            _ => MessageEncoding::Sha256,
+        }
+    }
+}
+
 fn secp_key(key: KeyType, bytes: &[u8]) -> Result<PublicKey, Error> {
     if bytes.len() != 33 {
         return Err(Error::InvalidKey {
@@ -265,6 +322,27 @@ mod tests {
         assert_eq!(
             Chain::Aptos.address(KeyType::Ed25519, &key).unwrap(),
             "0x978c213990c4833df71548df7ce49d54c759d6b6d932de22b24d56060b7af2aa"
+        );
+    }
+
+    /// EIP-191 of "hello world" is the value ethers.js documents for `hashMessage`.
+    #[test]
+    fn message_digests() {
+        let eip191 = MessageEncoding::Eip191
+            .digest(b"hello world")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            hex::encode(eip191),
+            "d9eba16ed0ecae432b71fe008c98cc872bb4cc214d3220a36f365326cf807d68"
+        );
+        assert_eq!(MessageEncoding::Raw.digest(b"x").unwrap(), None);
+        assert!(MessageEncoding::BitcoinSignedMessage
+            .digest(&[0xff])
+            .is_err());
+        assert_eq!(
+            Chain::Bitcoin.message_encoding(KeyType::SchnorrSecp256k1),
+            MessageEncoding::Sha256
         );
     }
 

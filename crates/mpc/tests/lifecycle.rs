@@ -88,7 +88,7 @@ fn lifecycle(scheme: Scheme, t: u8, n: u8, signer_sets: &[&[u8]]) {
     assert_eq!(recovered.public_key, child.public_key);
     if scheme != Scheme::EddsaEd25519 {
         assert_eq!(
-            secp_public_from_secret(recovered.expose_secret()),
+            shardvault_testkit::secp256k1_public_key(recovered.expose_secret()).unwrap(),
             child.public_key
         );
     }

@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bitcoin::secp256k1::{self, ecdsa, schnorr, Message, PublicKey, Secp256k1, XOnlyPublicKey};
 use shardvault_mpc::{
     derive_hardened, dkg, local, refresh, sign, DerivationPath, HardenedTweak, KeyId, KeyShare,
     PartyId, Scheme, SessionId, SignRequest, Signature, Threshold,
 };
+use shardvault_testkit as tk;
 
 pub fn party(id: u8) -> PartyId {
     PartyId::new(id).unwrap()
@@ -107,57 +107,26 @@ pub fn run_sign(
     try_sign(shares, tweaks, path, signers, message).unwrap()
 }
 
-/// Checks a signature with an independent implementation: libsecp256k1 for
-/// ECDSA (low-S, recovery id) and BIP340, ed25519-dalek's `verify_strict` for Ed25519.
+/// Checks a signature with an independent implementation (shardvault-testkit:
+/// libsecp256k1 for ECDSA and BIP340, ed25519-dalek's `verify_strict` for Ed25519).
 pub fn verify_independently(signature: &Signature, message: &[u8]) -> Result<(), String> {
-    let secp = Secp256k1::verification_only();
     match signature.scheme {
         Scheme::EcdsaSecp256k1 => {
-            let key = PublicKey::from_slice(&signature.public_key).map_err(|e| e.to_string())?;
-            let digest = Message::from_digest_slice(message).map_err(|e| e.to_string())?;
-            let sig =
-                ecdsa::Signature::from_compact(&signature.bytes).map_err(|e| e.to_string())?;
-            let mut normalized = sig;
-            normalized.normalize_s();
-            if normalized != sig {
-                return Err("signature is not low-S".into());
-            }
-            secp.verify_ecdsa(&digest, &sig, &key)
-                .map_err(|e| e.to_string())?;
-            let id = ecdsa::RecoveryId::from_i32(i32::from(
-                signature.recovery_id.ok_or("no recovery id")?,
-            ))
-            .map_err(|e| e.to_string())?;
-            let recoverable = ecdsa::RecoverableSignature::from_compact(&signature.bytes, id)
-                .map_err(|e| e.to_string())?;
-            let recovered = Secp256k1::new()
-                .recover_ecdsa(&digest, &recoverable)
-                .map_err(|e| e.to_string())?;
-            if recovered != key {
-                return Err("recovery id does not recover the signing key".into());
-            }
-            Ok(())
+            let recovery_id = signature
+                .recovery_id
+                .ok_or("ECDSA signature without recovery id")?;
+            tk::verify_ecdsa(
+                &signature.public_key,
+                message,
+                &signature.bytes,
+                recovery_id,
+            )
         }
         Scheme::SchnorrSecp256k1 => {
-            let key =
-                XOnlyPublicKey::from_slice(&signature.public_key).map_err(|e| e.to_string())?;
-            let digest = Message::from_digest_slice(message).map_err(|e| e.to_string())?;
-            let sig =
-                schnorr::Signature::from_slice(&signature.bytes).map_err(|e| e.to_string())?;
-            secp.verify_schnorr(&sig, &digest, &key)
-                .map_err(|e| e.to_string())
+            tk::verify_bip340(&signature.public_key, message, &signature.bytes)
         }
         Scheme::EddsaEd25519 => {
-            let key_bytes: [u8; 32] = signature
-                .public_key
-                .as_slice()
-                .try_into()
-                .map_err(|_| "key length")?;
-            let key =
-                ed25519_dalek::VerifyingKey::from_bytes(&key_bytes).map_err(|e| e.to_string())?;
-            let sig = ed25519_dalek::Signature::from_slice(&signature.bytes)
-                .map_err(|e| e.to_string())?;
-            key.verify_strict(message, &sig).map_err(|e| e.to_string())
+            tk::verify_ed25519(&signature.public_key, message, &signature.bytes)
         }
     }
 }
@@ -166,19 +135,7 @@ pub fn verify_independently(signature: &Signature, message: &[u8]) -> Result<(),
 /// its path: itself, or for BIP340 the BIP86 output key (computed by rust-bitcoin).
 pub fn expected_verifier_key(scheme: Scheme, derived: &[u8]) -> Vec<u8> {
     match scheme {
-        Scheme::SchnorrSecp256k1 => {
-            let internal = XOnlyPublicKey::from(PublicKey::from_slice(derived).unwrap());
-            let (output, _) =
-                bitcoin::key::TapTweak::tap_tweak(internal, &Secp256k1::verification_only(), None);
-            output.to_x_only_public_key().serialize().to_vec()
-        }
+        Scheme::SchnorrSecp256k1 => tk::bip86_output_key(derived).unwrap(),
         _ => derived.to_vec(),
     }
-}
-
-pub fn secp_public_from_secret(secret: &[u8; 32]) -> Vec<u8> {
-    let key = secp256k1::SecretKey::from_slice(secret).unwrap();
-    PublicKey::from_secret_key(&Secp256k1::signing_only(), &key)
-        .serialize()
-        .to_vec()
 }

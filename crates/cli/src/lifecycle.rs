@@ -1,0 +1,240 @@
+//! The whole key lifecycle with every party in this process: DKG, hardened
+//! derivation and addresses per chain, signing by different signer sets,
+//! refresh, signing again. `simulate` prints its report.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{ensure, Context, Result};
+use indicatif::ProgressBar;
+use shardvault_chains::{Chain, KeyType};
+use shardvault_mpc::{
+    derive_hardened, dkg, extended_public_key, local, refresh, sign, DerivationPath, HardenedTweak,
+    KeyId, KeyShare, PartyId, Scheme, SessionId, SignRequest, Threshold,
+};
+
+use crate::report::{DerivationReport, KeyReport, RefreshReport, Report, SignatureReport, SCHEMA};
+
+/// The keys the lifecycle creates: every scheme, 2-of-3 and MPCVault's 3-of-3.
+pub const KEYS: [(Scheme, u8, u8); 5] = [
+    (Scheme::EcdsaSecp256k1, 2, 3),
+    (Scheme::EcdsaSecp256k1, 3, 3),
+    (Scheme::EddsaEd25519, 2, 3),
+    (Scheme::EddsaEd25519, 3, 3),
+    (Scheme::SchnorrSecp256k1, 2, 3),
+];
+
+/// Protocol runs per key, for the progress bar.
+pub const STEPS_PER_KEY: u64 = 5;
+
+type Shares = BTreeMap<PartyId, KeyShare>;
+type Tweaks = BTreeMap<DerivationPath, BTreeMap<PartyId, HardenedTweak>>;
+
+pub fn key_type(scheme: Scheme) -> KeyType {
+    match scheme {
+        Scheme::EcdsaSecp256k1 => KeyType::EcdsaSecp256k1,
+        Scheme::EddsaEd25519 => KeyType::Ed25519,
+        Scheme::SchnorrSecp256k1 => KeyType::SchnorrSecp256k1,
+    }
+}
+
+/// Runs the lifecycle for every key in `keys`, signing `message`.
+pub fn run(keys: &[(Scheme, u8, u8)], message: &str, progress: &ProgressBar) -> Result<Report> {
+    let mut reports = Vec::new();
+    for (scheme, t, n) in keys {
+        reports.push(key_lifecycle(
+            *scheme,
+            Threshold::new(*t, *n)?,
+            message.as_bytes(),
+            progress,
+        )?);
+    }
+    Ok(Report {
+        schema: SCHEMA.into(),
+        transport: "in-process".into(),
+        keys: reports,
+    })
+}
+
+/// The two paths shown per chain: MPCVault's all-hardened shape, and a
+/// hardened account with BIP32 non-hardened change/index below it.
+fn paths(chain: Chain) -> Result<[DerivationPath; 2]> {
+    let coin = chain.coin_type();
+    Ok([
+        format!("m/9'/0'/{coin}'/0'/0'/0'").parse()?,
+        DerivationPath::mpcvault(0, coin, 0, 0, 1)?,
+    ])
+}
+
+fn key_lifecycle(
+    scheme: Scheme,
+    threshold: Threshold,
+    message: &[u8],
+    progress: &ProgressBar,
+) -> Result<KeyReport> {
+    let label = format!(
+        "{scheme} {}-of-{}",
+        threshold.threshold(),
+        threshold.parties()
+    );
+    progress.set_message(format!("{label}: distributed key generation"));
+    let key_id = KeyId::random();
+    let session = SessionId::random();
+    let shares: Shares = local::run(
+        threshold
+            .party_ids()
+            .map(|me| dkg(scheme, key_id, threshold, me, session))
+            .collect::<Result<_, _>>()?,
+    )?;
+    progress.inc(1);
+    let root = first(&shares)?.public_key().to_vec();
+    ensure!(
+        shares.values().all(|s| s.public_key() == root),
+        "parties disagree on the public key"
+    );
+
+    progress.set_message(format!("{label}: hardened derivation"));
+    let chains: Vec<Chain> = Chain::ALL
+        .into_iter()
+        .filter(|c| c.accepts(key_type(scheme)))
+        .collect();
+    let mut tweaks = Tweaks::new();
+    let mut derivations = Vec::new();
+    for chain in &chains {
+        for path in paths(*chain)? {
+            let public_key = derived_key(&shares, &mut tweaks, &path)?;
+            let address = chain.address(key_type(scheme), &public_key)?;
+            derivations.push(DerivationReport {
+                path: path.to_string(),
+                chain: chain.to_string(),
+                public_key: hex::encode(&public_key),
+                address,
+            });
+        }
+    }
+    progress.inc(1);
+
+    // Two signer sets where t < n: the first t parties and the last t.
+    let parties: Vec<PartyId> = threshold.party_ids().collect();
+    let t = usize::from(threshold.threshold());
+    let first_set: BTreeSet<PartyId> = parties.iter().take(t).copied().collect();
+    let last_set: BTreeSet<PartyId> = parties.iter().rev().take(t).copied().collect();
+
+    progress.set_message(format!("{label}: signing"));
+    let mut signatures = Vec::new();
+    for chain in &chains {
+        let [hardened, normal] = paths(*chain)?;
+        signatures.push(sign_message(
+            &shares, &tweaks, *chain, &hardened, &first_set, message,
+        )?);
+        signatures.push(sign_message(
+            &shares, &tweaks, *chain, &normal, &last_set, message,
+        )?);
+    }
+    progress.inc(1);
+
+    progress.set_message(format!("{label}: refresh"));
+    let session = SessionId::random();
+    let refreshed: Shares = local::run(
+        shares
+            .values()
+            .map(|s| refresh(s, session))
+            .collect::<Result<_, _>>()?,
+    )?;
+    let epoch_before = first(&shares)?.epoch().0;
+    let epoch_after = first(&refreshed)?.epoch().0;
+    ensure!(
+        refreshed.values().all(|s| s.public_key() == root),
+        "refresh changed the public key"
+    );
+    progress.inc(1);
+
+    progress.set_message(format!("{label}: signing after refresh"));
+    for chain in &chains {
+        let [hardened, _] = paths(*chain)?;
+        signatures.push(sign_message(
+            &refreshed, &tweaks, *chain, &hardened, &last_set, message,
+        )?);
+    }
+    progress.inc(1);
+
+    Ok(KeyReport {
+        key_id: key_id.to_string(),
+        scheme: scheme.to_string(),
+        threshold: threshold.threshold(),
+        parties: threshold.parties(),
+        public_key: hex::encode(&root),
+        derivations,
+        signatures,
+        refresh: RefreshReport {
+            epoch_before,
+            epoch_after,
+        },
+    })
+}
+
+fn first(shares: &Shares) -> Result<&KeyShare> {
+    shares.values().next().context("no shares")
+}
+
+/// The public key of `path`, running hardened derivation for its prefix once.
+fn derived_key(shares: &Shares, tweaks: &mut Tweaks, path: &DerivationPath) -> Result<Vec<u8>> {
+    let prefix = path.hardened_prefix();
+    if !tweaks.contains_key(&prefix) {
+        let session = SessionId::random();
+        let run = local::run(
+            shares
+                .values()
+                .map(|s| derive_hardened(s, &prefix, session))
+                .collect::<Result<_, _>>()?,
+        )?;
+        tweaks.insert(prefix.clone(), run);
+    }
+    let share = first(shares)?;
+    let tweak = tweaks.get(&prefix).and_then(|t| t.get(&share.party()));
+    Ok(extended_public_key(share, tweak, path)?.public_key)
+}
+
+fn sign_message(
+    shares: &Shares,
+    tweaks: &Tweaks,
+    chain: Chain,
+    path: &DerivationPath,
+    signers: &BTreeSet<PartyId>,
+    message: &[u8],
+) -> Result<SignatureReport> {
+    let share = first(shares)?;
+    let encoding = chain.message_encoding(key_type(share.scheme()));
+    let digest = encoding.digest(message)?;
+    let signed: &[u8] = digest.as_ref().map_or(message, |d| d.as_slice());
+    let tweaks_for_path = tweaks.get(&path.hardened_prefix());
+    let session = SessionId::random();
+    let mut started = Vec::new();
+    for signer in signers {
+        let share = shares.get(signer).context("signer has no share")?;
+        let hardened = tweaks_for_path.and_then(|t| t.get(signer));
+        started.push(sign(
+            &SignRequest {
+                share,
+                hardened,
+                path,
+                signers,
+                message: signed,
+            },
+            session,
+        )?);
+    }
+    let outputs = local::run(started)?;
+    let signature = outputs.into_values().next().context("no signature")?;
+    Ok(SignatureReport {
+        path: path.to_string(),
+        chain: chain.to_string(),
+        public_key: hex::encode(&signature.public_key),
+        message: hex::encode(message),
+        message_encoding: encoding.name().into(),
+        digest: digest.map(hex::encode),
+        signature: hex::encode(&signature.bytes),
+        recovery_id: signature.recovery_id,
+        signers: signature.signers.iter().map(|p| p.get()).collect(),
+        epoch: share.epoch().0,
+    })
+}

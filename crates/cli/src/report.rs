@@ -1,0 +1,88 @@
+//! The `shardvault.demo.v1` report: what `simulate` (and, networked, `demo`)
+//! prints. Every byte string is lowercase hex.
+
+use serde::{Deserialize, Serialize};
+
+/// The schema identifier.
+pub const SCHEMA: &str = "shardvault.demo.v1";
+
+/// The whole report.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Report {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// How the parties talked: `in-process` (all parties in this process).
+    pub transport: String,
+    /// One entry per key created.
+    pub keys: Vec<KeyReport>,
+}
+
+/// One key's lifecycle.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyReport {
+    /// The key's id.
+    pub key_id: String,
+    /// `ecdsa-secp256k1`, `eddsa-ed25519` or `schnorr-secp256k1`.
+    pub scheme: String,
+    /// t.
+    pub threshold: u8,
+    /// n.
+    pub parties: u8,
+    /// Root public key: SEC1 compressed (secp256k1) or 32 bytes (ed25519).
+    pub public_key: String,
+    /// Derived keys and their addresses.
+    pub derivations: Vec<DerivationReport>,
+    /// Signatures, before and after the refresh.
+    pub signatures: Vec<SignatureReport>,
+    /// The refresh.
+    pub refresh: RefreshReport,
+}
+
+/// One derived address.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DerivationReport {
+    /// MPCVault-shaped path.
+    pub path: String,
+    /// Chain name.
+    pub chain: String,
+    /// The child public key (same encoding as the root's).
+    pub public_key: String,
+    /// The chain's address for it.
+    pub address: String,
+}
+
+/// One signature.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SignatureReport {
+    /// Path of the signing key.
+    pub path: String,
+    /// Chain whose message format was used.
+    pub chain: String,
+    /// The key the signature verifies under (BIP340: 32-byte x-only output key).
+    pub public_key: String,
+    /// The message.
+    pub message: String,
+    /// How the message became what was signed (`eip191-personal-sign`, `bitcoin-signed-message`, `sha256`, `raw`).
+    pub message_encoding: String,
+    /// The signed digest (ECDSA and BIP340); absent for Ed25519, which signs the message.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub digest: Option<String>,
+    /// 64 bytes.
+    pub signature: String,
+    /// ECDSA recovery id (0/1).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub recovery_id: Option<u8>,
+    /// The t parties that signed.
+    pub signers: Vec<u8>,
+    /// Epoch of the shares that signed.
+    pub epoch: u32,
+}
+
+/// Share refresh.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefreshReport {
+    /// Epoch before.
+    pub epoch_before: u32,
+    /// Epoch after.
+    pub epoch_after: u32,
+}

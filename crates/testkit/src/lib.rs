@@ -1,0 +1,168 @@
+//! Independent checks for tests: every signature, digest and address that
+//! shardvault produces is re-checked here with code that did not produce it.
+//!
+//! - ECDSA and BIP340: libsecp256k1 (the `secp256k1` crate, via `bitcoin`),
+//!   whereas shardvault signs with DKLs23 over `k256` and FROST.
+//! - Ed25519: `ed25519-dalek`'s `verify_strict`, whereas shardvault signs with `frost-ed25519`.
+//! - Digests and addresses: written out here from the specifications with
+//!   `sha2`/`sha3`, whereas shardvault uses `alloy-primitives` and `bitcoin`.
+#![forbid(unsafe_code)]
+
+use bitcoin::secp256k1::{ecdsa, schnorr, Message, PublicKey, Secp256k1, XOnlyPublicKey};
+use sha2::{Digest, Sha256};
+use sha3::{Keccak256, Sha3_256};
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// ECDSA over secp256k1: valid, low-S, and the recovery id recovers the key.
+pub fn verify_ecdsa(public_key: &[u8], digest: &[u8], signature: &[u8], recovery_id: u8) -> Result {
+    let key = PublicKey::from_slice(public_key).map_err(err)?;
+    let message = Message::from_digest_slice(digest).map_err(err)?;
+    let sig = ecdsa::Signature::from_compact(signature).map_err(err)?;
+    let mut normalized = sig;
+    normalized.normalize_s();
+    if normalized != sig {
+        return Err("signature is not low-S".into());
+    }
+    Secp256k1::verification_only()
+        .verify_ecdsa(&message, &sig, &key)
+        .map_err(err)?;
+    if recover_ecdsa(digest, signature, recovery_id)? != public_key {
+        return Err("recovery id does not recover the signing key".into());
+    }
+    Ok(())
+}
+
+/// The SEC1-compressed key an ECDSA signature recovers to.
+pub fn recover_ecdsa(digest: &[u8], signature: &[u8], recovery_id: u8) -> Result<Vec<u8>> {
+    let message = Message::from_digest_slice(digest).map_err(err)?;
+    let id = ecdsa::RecoveryId::from_i32(i32::from(recovery_id)).map_err(err)?;
+    let recoverable = ecdsa::RecoverableSignature::from_compact(signature, id).map_err(err)?;
+    let key = Secp256k1::new()
+        .recover_ecdsa(&message, &recoverable)
+        .map_err(err)?;
+    Ok(key.serialize().to_vec())
+}
+
+/// BIP340 Schnorr under a 32-byte x-only key.
+pub fn verify_bip340(x_only_key: &[u8], message: &[u8], signature: &[u8]) -> Result {
+    let key = XOnlyPublicKey::from_slice(x_only_key).map_err(err)?;
+    let message = Message::from_digest_slice(message).map_err(err)?;
+    let sig = schnorr::Signature::from_slice(signature).map_err(err)?;
+    Secp256k1::verification_only()
+        .verify_schnorr(&sig, &message, &key)
+        .map_err(err)
+}
+
+/// Ed25519 with strict (RFC 8032 + no malleability) verification.
+pub fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result {
+    let key: [u8; 32] = public_key
+        .try_into()
+        .map_err(|_| "Ed25519 keys are 32 bytes")?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(err)?;
+    let sig = ed25519_dalek::Signature::from_slice(signature).map_err(err)?;
+    key.verify_strict(message, &sig).map_err(err)
+}
+
+/// BIP86: the x-only output key of an internal key with no script tree.
+pub fn bip86_output_key(internal_key: &[u8]) -> Result<Vec<u8>> {
+    let internal = XOnlyPublicKey::from(PublicKey::from_slice(internal_key).map_err(err)?);
+    let (output, _) =
+        bitcoin::key::TapTweak::tap_tweak(internal, &Secp256k1::verification_only(), None);
+    Ok(output.to_x_only_public_key().serialize().to_vec())
+}
+
+/// The public key of a secp256k1 secret.
+pub fn secp256k1_public_key(secret: &[u8]) -> Result<Vec<u8>> {
+    let key = bitcoin::secp256k1::SecretKey::from_slice(secret).map_err(err)?;
+    Ok(PublicKey::from_secret_key(&Secp256k1::signing_only(), &key)
+        .serialize()
+        .to_vec())
+}
+
+/// EIP-191 `personal_sign` digest.
+pub fn eip191_digest(message: &[u8]) -> [u8; 32] {
+    let mut hash = Keccak256::new();
+    hash.update(format!("\x19Ethereum Signed Message:\n{}", message.len()).as_bytes());
+    hash.update(message);
+    hash.finalize().into()
+}
+
+/// Bitcoin Core `signmessage` digest (messages under 253 bytes).
+pub fn bitcoin_message_digest(message: &[u8]) -> Result<[u8; 32]> {
+    let len = u8::try_from(message.len())
+        .ok()
+        .filter(|l| *l < 253)
+        .ok_or("message too long for this check")?;
+    let mut data = b"\x18Bitcoin Signed Message:\n".to_vec();
+    data.push(len);
+    data.extend_from_slice(message);
+    Ok(Sha256::digest(Sha256::digest(&data)).into())
+}
+
+/// SHA-256.
+pub fn sha256(message: &[u8]) -> [u8; 32] {
+    Sha256::digest(message).into()
+}
+
+/// EIP-55 address of a SEC1 public key, written out from the EIP.
+pub fn eip55_address(public_key: &[u8]) -> Result<String> {
+    let key = PublicKey::from_slice(public_key).map_err(err)?;
+    let hash = Keccak256::digest(&key.serialize_uncompressed()[1..]);
+    let lower = hex::encode(&hash[12..]);
+    let checksum = hex::encode(Keccak256::digest(lower.as_bytes()));
+    let mixed: String = lower
+        .chars()
+        .zip(checksum.chars())
+        .map(|(c, h)| {
+            if c.is_ascii_alphabetic() && h.to_digit(16).unwrap_or(0) >= 8 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect();
+    Ok(format!("0x{mixed}"))
+}
+
+/// Aptos single-key Ed25519 address.
+pub fn aptos_address(public_key: &[u8]) -> String {
+    format!(
+        "0x{}",
+        hex::encode(
+            Sha3_256::new()
+                .chain_update(public_key)
+                .chain_update([0u8])
+                .finalize()
+        )
+    )
+}
+
+/// The raw key behind a Solana address.
+pub fn solana_key(address: &str) -> Result<Vec<u8>> {
+    bs58::decode(address).into_vec().map_err(err)
+}
+
+/// The witness program of a Bitcoin mainnet address, and its version.
+pub fn bitcoin_witness_program(address: &str) -> Result<(u8, Vec<u8>)> {
+    let address: bitcoin::Address<bitcoin::address::NetworkUnchecked> =
+        address.parse().map_err(err)?;
+    let address = address
+        .require_network(bitcoin::Network::Bitcoin)
+        .map_err(err)?;
+    let program = address.witness_program().ok_or("not a segwit address")?;
+    Ok((
+        program.version().to_num(),
+        program.program().as_bytes().to_vec(),
+    ))
+}
+
+/// HASH160 (RIPEMD-160 of SHA-256).
+pub fn hash160(data: &[u8]) -> Vec<u8> {
+    use bitcoin::hashes::{hash160, Hash};
+    hash160::Hash::hash(data).to_byte_array().to_vec()
+}
