@@ -33,13 +33,23 @@ pub(crate) struct ChildShare {
     pub(crate) verifying_shares: BTreeMap<PartyId, Vec<u8>>,
 }
 
+/// One BIP32 public derivation step.
+pub(crate) struct Child<G: Group> {
+    /// `I_L`, added to every share.
+    pub(crate) tweak: G::Scalar,
+    /// `P + I_L·B`.
+    pub(crate) point: G::Point,
+    /// `I_R`.
+    pub(crate) chain_code: [u8; 32],
+}
+
 /// BIP32 CKDpub: `I = HMAC-SHA512(cc, enc(P) ‖ ser32(i))`, tweak `I_L`,
 /// `P_child = P + I_L·B`, `cc_child = I_R`.
 pub(crate) fn ckd_pub<G: Group>(
     parent: &G::Point,
     chain_code: &[u8; 32],
     index: u32,
-) -> Result<(G::Scalar, G::Point, [u8; 32]), Error> {
+) -> Result<Child<G>, Error> {
     if index & HARDENED != 0 {
         return Err(Error::InvalidInput(format!(
             "index {index} is hardened; public derivation needs an index below 2^31"
@@ -63,7 +73,11 @@ pub(crate) fn ckd_pub<G: Group>(
     if child == G::identity() {
         return Err(invalid());
     }
-    Ok((tweak, child, cc))
+    Ok(Child {
+        tweak,
+        point: child,
+        chain_code: cc,
+    })
 }
 
 /// Public derivation of non-hardened levels from an extended public key:
@@ -90,9 +104,9 @@ fn derive_public_in<G: Group>(
         .ok_or_else(|| Error::InvalidInput("public key is not a valid point".into()))?;
     let mut chain_code = parent.chain_code;
     for index in suffix {
-        let (_, child, cc) = ckd_pub::<G>(&point, &chain_code, *index)?;
-        point = child;
-        chain_code = cc;
+        let child = ckd_pub::<G>(&point, &chain_code, *index)?;
+        point = child.point;
+        chain_code = child.chain_code;
     }
     Ok(ExtendedPublicKey {
         public_key: G::point_to_bytes(&point),
@@ -192,14 +206,14 @@ fn child_share_in<G: Group>(
     let mut point = G::point_from_bytes(&base.public_key).ok_or_else(|| corrupt("public key"))?;
     let mut chain_code = base.chain_code;
     for index in path.normal_suffix() {
-        let (offset, child, cc) = ckd_pub::<G>(&point, &chain_code, *index)?;
-        secret = secret + offset;
-        let offset_point = G::mul_base(&offset);
+        let child = ckd_pub::<G>(&point, &chain_code, *index)?;
+        secret = secret + child.tweak;
+        let offset_point = G::mul_base(&child.tweak);
         for v in verifying.values_mut() {
             *v = *v + offset_point;
         }
-        point = child;
-        chain_code = cc;
+        point = child.point;
+        chain_code = child.chain_code;
     }
     let child = ChildShare {
         secret: Secret32::new(G::scalar_to_bytes(&secret)),

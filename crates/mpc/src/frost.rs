@@ -115,10 +115,13 @@ fn serialize_err<E: std::fmt::Display>(e: E) -> Error {
     Error::Protocol(format!("cannot serialize: {e}"))
 }
 
+/// A key's public key and every party's verifying share, encoded.
+type PublicParts = (Vec<u8>, BTreeMap<PartyId, Vec<u8>>);
+
 fn public_parts<S: Suite>(
     public: &PublicKeyPackage<S>,
     threshold: Threshold,
-) -> Result<(Vec<u8>, BTreeMap<PartyId, Vec<u8>>), Error> {
+) -> Result<PublicParts, Error> {
     let key = public.verifying_key().serialize().map_err(serialize_err)?;
     let mut shares = BTreeMap::new();
     for party in threshold.party_ids() {

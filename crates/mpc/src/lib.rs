@@ -90,21 +90,21 @@ macro_rules! per_scheme {
         $(#[$doc])*
         #[derive(Debug)]
         pub enum $name {
-            /// `ecdsa-secp256k1`.
-            Ecdsa($ecdsa),
+                /// `ecdsa-secp256k1`.
+            Ecdsa(Box<$ecdsa>),
             /// `eddsa-ed25519`.
-            Ed25519($ed),
+            Ed25519(Box<$ed>),
             /// `schnorr-secp256k1`.
-            Schnorr($schnorr),
+            Schnorr(Box<$schnorr>),
         }
 
         impl Machine for $name {
             type Output = $output;
             fn advance(self, inbox: Inbox) -> Result<Step<Self>, Error> {
                 Ok(match self {
-                    $name::Ecdsa(m) => lift(m.advance(inbox)?, $name::Ecdsa),
-                    $name::Ed25519(m) => lift(m.advance(inbox)?, $name::Ed25519),
-                    $name::Schnorr(m) => lift(m.advance(inbox)?, $name::Schnorr),
+                    $name::Ecdsa(m) => lift(m.advance(inbox)?, |m| $name::Ecdsa(Box::new(m))),
+                    $name::Ed25519(m) => lift(m.advance(inbox)?, |m| $name::Ed25519(Box::new(m))),
+                    $name::Schnorr(m) => lift(m.advance(inbox)?, |m| $name::Schnorr(Box::new(m))),
                 })
             }
         }
@@ -142,15 +142,15 @@ pub fn dkg(
     let (machine, first) = match scheme {
         Scheme::EcdsaSecp256k1 => {
             let (m, out) = EcdsaDkg::start(key_id, threshold, me, session)?;
-            (Dkg::Ecdsa(m), out)
+            (Dkg::Ecdsa(Box::new(m)), out)
         }
         Scheme::EddsaEd25519 => {
             let (m, out) = FrostDkg::start(key_id, threshold, me)?;
-            (Dkg::Ed25519(m), out)
+            (Dkg::Ed25519(Box::new(m)), out)
         }
         Scheme::SchnorrSecp256k1 => {
             let (m, out) = FrostDkg::start(key_id, threshold, me)?;
-            (Dkg::Schnorr(m), out)
+            (Dkg::Schnorr(Box::new(m)), out)
         }
     };
     Session::start(
@@ -206,15 +206,15 @@ pub fn sign(request: &SignRequest<'_>, session: SessionId) -> Result<Started<Sig
                 ))
             })?;
             let (m, out) = EcdsaSign::start(share, child, request.signers, session, digest)?;
-            (Sign::Ecdsa(m), out)
+            (Sign::Ecdsa(Box::new(m)), out)
         }
         Scheme::EddsaEd25519 => {
             let (m, out) = FrostSign::start(share, child, request.signers, request.message)?;
-            (Sign::Ed25519(m), out)
+            (Sign::Ed25519(Box::new(m)), out)
         }
         Scheme::SchnorrSecp256k1 => {
             let (m, out) = FrostSign::start(share, child, request.signers, request.message)?;
-            (Sign::Schnorr(m), out)
+            (Sign::Schnorr(Box::new(m)), out)
         }
     };
     Session::start(
@@ -232,15 +232,15 @@ pub fn refresh(share: &KeyShare, session: SessionId) -> Result<Started<Refresh>,
     let (machine, first) = match share.scheme() {
         Scheme::EcdsaSecp256k1 => {
             let (m, out) = EcdsaRefresh::start(share, session)?;
-            (Refresh::Ecdsa(m), out)
+            (Refresh::Ecdsa(Box::new(m)), out)
         }
         Scheme::EddsaEd25519 => {
             let (m, out) = FrostRefresh::start(share)?;
-            (Refresh::Ed25519(m), out)
+            (Refresh::Ed25519(Box::new(m)), out)
         }
         Scheme::SchnorrSecp256k1 => {
             let (m, out) = FrostRefresh::start(share)?;
-            (Refresh::Schnorr(m), out)
+            (Refresh::Schnorr(Box::new(m)), out)
         }
     };
     Session::start(

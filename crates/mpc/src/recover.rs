@@ -130,10 +130,10 @@ fn recover_in<G: Group>(shares: &[KeyShare], path: &DerivationPath) -> Result<Re
     let mut point = G::mul_base(&secret);
     let mut chain_code = child_chain_code(&G::point_to_bytes(&point), &prefix);
     for index in path.normal_suffix() {
-        let (tweak, child, cc) = ckd_pub::<G>(&point, &chain_code, *index)?;
-        secret = secret + tweak;
-        point = child;
-        chain_code = cc;
+        let child = ckd_pub::<G>(&point, &chain_code, *index)?;
+        secret = secret + child.tweak;
+        point = child.point;
+        chain_code = child.chain_code;
     }
     let key = RecoveredKey {
         scheme: first.scheme(),
