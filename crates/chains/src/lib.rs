@@ -5,15 +5,7 @@
 //! `alloy-primitives` for EIP-55; Solana (base58 of the key) and Aptos
 //! (`0x` ‖ hex(sha3-256(pk ‖ 0x00))) are one line each.
 #![forbid(unsafe_code)]
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 #![warn(missing_docs)]
 
 use std::fmt;
@@ -114,10 +106,8 @@ impl Chain {
     pub const fn accepts(self, key: KeyType) -> bool {
         matches!(
             (self, key),
-            (
-                Chain::Bitcoin,
-                KeyType::EcdsaSecp256k1 | KeyType::SchnorrSecp256k1
-            ) | (Chain::Ethereum, KeyType::EcdsaSecp256k1)
+            (Chain::Bitcoin, KeyType::EcdsaSecp256k1 | KeyType::SchnorrSecp256k1)
+                | (Chain::Ethereum, KeyType::EcdsaSecp256k1)
                 | (Chain::Solana | Chain::Aptos, KeyType::Ed25519)
         )
     }
@@ -125,15 +115,10 @@ impl Chain {
     /// The address of `public_key` on this chain.
     pub fn address(self, key: KeyType, public_key: &[u8]) -> Result<String, Error> {
         if !self.accepts(key) {
-            return Err(Error::Unsupported {
-                chain: self.name(),
-                key,
-            });
+            return Err(Error::Unsupported { chain: self.name(), key });
         }
         match (self, key) {
-            (Chain::Bitcoin, KeyType::EcdsaSecp256k1) => {
-                p2wpkh(public_key, bitcoin::Network::Bitcoin)
-            }
+            (Chain::Bitcoin, KeyType::EcdsaSecp256k1) => p2wpkh(public_key, bitcoin::Network::Bitcoin),
             (Chain::Bitcoin, _) => p2tr(public_key, bitcoin::Network::Bitcoin),
             (Chain::Ethereum, _) => eip55(public_key),
             (Chain::Solana, _) => ed25519_key(public_key).map(|k| bs58::encode(k).into_string()),
@@ -151,10 +136,7 @@ impl fmt::Display for Chain {
 impl FromStr for Chain {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        Chain::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| Error::UnknownChain(s.to_string()))
+        Chain::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| Error::UnknownChain(s.to_string()))
     }
 }
 
@@ -192,9 +174,7 @@ impl MessageEncoding {
                 let text = std::str::from_utf8(message).map_err(|_| Error::NotText)?;
                 Some(bitcoin::sign_message::signed_msg_hash(text).to_byte_array())
             }
-            MessageEncoding::Sha256 => {
-                Some(bitcoin::hashes::sha256::Hash::hash(message).to_byte_array())
-            }
+            MessageEncoding::Sha256 => Some(bitcoin::hashes::sha256::Hash::hash(message).to_byte_array()),
             MessageEncoding::Raw => None,
         })
     }
@@ -219,10 +199,7 @@ fn secp_key(key: KeyType, bytes: &[u8]) -> Result<PublicKey, Error> {
             detail: format!("expected 33 bytes (SEC1 compressed), got {}", bytes.len()),
         });
     }
-    PublicKey::from_slice(bytes).map_err(|e| Error::InvalidKey {
-        key,
-        detail: e.to_string(),
-    })
+    PublicKey::from_slice(bytes).map_err(|e| Error::InvalidKey { key, detail: e.to_string() })
 }
 
 fn ed25519_key(bytes: &[u8]) -> Result<&[u8], Error> {
@@ -251,18 +228,14 @@ pub fn p2tr(internal_key: &[u8], network: bitcoin::Network) -> Result<String, Er
 pub fn eip55(public_key: &[u8]) -> Result<String, Error> {
     let key = secp_key(KeyType::EcdsaSecp256k1, public_key)?;
     let uncompressed = key.serialize_uncompressed();
-    let address =
-        alloy_primitives::Address::from_raw_public_key(uncompressed.get(1..).unwrap_or_default());
+    let address = alloy_primitives::Address::from_raw_public_key(uncompressed.get(1..).unwrap_or_default());
     Ok(address.to_checksum(None))
 }
 
 /// Aptos single-key Ed25519 address: `0x` ‖ hex(sha3-256(pk ‖ 0x00)).
 pub fn aptos(public_key: &[u8]) -> Result<String, Error> {
     let key = ed25519_key(public_key)?;
-    let digest = Sha3_256::new()
-        .chain_update(key)
-        .chain_update([0u8])
-        .finalize();
+    let digest = Sha3_256::new().chain_update(key).chain_update([0u8]).finalize();
     Ok(format!("0x{}", hex::encode(digest)))
 }
 
@@ -279,9 +252,7 @@ mod tests {
     fn bip84_vector() {
         let key = h("0330d54fd0dd420a6e5f8d3624f5f3482cae350f79d5f0753bf5beef9c2d91af3c");
         assert_eq!(
-            Chain::Bitcoin
-                .address(KeyType::EcdsaSecp256k1, &key)
-                .unwrap(),
+            Chain::Bitcoin.address(KeyType::EcdsaSecp256k1, &key).unwrap(),
             "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
         );
     }
@@ -291,9 +262,7 @@ mod tests {
     fn bip86_vector() {
         let key = h("02cc8a4bc64d897bddc5fbc2f670f7a8ba0b386779106cf1223c6fc5d7cd6fc115");
         assert_eq!(
-            Chain::Bitcoin
-                .address(KeyType::SchnorrSecp256k1, &key)
-                .unwrap(),
+            Chain::Bitcoin.address(KeyType::SchnorrSecp256k1, &key).unwrap(),
             "bc1p5cyxnuxmeuwuvkwfem96lqzszd02n6xdcjrs20cac6yqjjwudpxqkedrcr"
         );
     }
@@ -303,9 +272,7 @@ mod tests {
     fn eip55_vector() {
         let g = h("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798");
         assert_eq!(
-            Chain::Ethereum
-                .address(KeyType::EcdsaSecp256k1, &g)
-                .unwrap(),
+            Chain::Ethereum.address(KeyType::EcdsaSecp256k1, &g).unwrap(),
             "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
         );
     }
@@ -314,10 +281,7 @@ mod tests {
     /// Ed25519 test account (tests/unit/helper.ts) has this address.
     #[test]
     fn solana_and_aptos_vectors() {
-        assert_eq!(
-            Chain::Solana.address(KeyType::Ed25519, &[0u8; 32]).unwrap(),
-            "11111111111111111111111111111111"
-        );
+        assert_eq!(Chain::Solana.address(KeyType::Ed25519, &[0u8; 32]).unwrap(), "11111111111111111111111111111111");
         let key = h("de19e5d1880cac87d57484ce9ed2e84cf0f9599f12e7cc3a52e4e7657a763f2c");
         assert_eq!(
             Chain::Aptos.address(KeyType::Ed25519, &key).unwrap(),
@@ -328,35 +292,18 @@ mod tests {
     /// EIP-191 of "hello world" is the value ethers.js documents for `hashMessage`.
     #[test]
     fn message_digests() {
-        let eip191 = MessageEncoding::Eip191
-            .digest(b"hello world")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            hex::encode(eip191),
-            "d9eba16ed0ecae432b71fe008c98cc872bb4cc214d3220a36f365326cf807d68"
-        );
+        let eip191 = MessageEncoding::Eip191.digest(b"hello world").unwrap().unwrap();
+        assert_eq!(hex::encode(eip191), "d9eba16ed0ecae432b71fe008c98cc872bb4cc214d3220a36f365326cf807d68");
         assert_eq!(MessageEncoding::Raw.digest(b"x").unwrap(), None);
-        assert!(MessageEncoding::BitcoinSignedMessage
-            .digest(&[0xff])
-            .is_err());
-        assert_eq!(
-            Chain::Bitcoin.message_encoding(KeyType::SchnorrSecp256k1),
-            MessageEncoding::Sha256
-        );
+        assert!(MessageEncoding::BitcoinSignedMessage.digest(&[0xff]).is_err());
+        assert_eq!(Chain::Bitcoin.message_encoding(KeyType::SchnorrSecp256k1), MessageEncoding::Sha256);
     }
 
     #[test]
     fn wrong_keys_are_refused() {
-        assert!(Chain::Ethereum
-            .address(KeyType::Ed25519, &[0u8; 32])
-            .is_err());
-        assert!(Chain::Solana
-            .address(KeyType::EcdsaSecp256k1, &[2u8; 33])
-            .is_err());
-        assert!(Chain::Bitcoin
-            .address(KeyType::EcdsaSecp256k1, &[0u8; 33])
-            .is_err());
+        assert!(Chain::Ethereum.address(KeyType::Ed25519, &[0u8; 32]).is_err());
+        assert!(Chain::Solana.address(KeyType::EcdsaSecp256k1, &[2u8; 33]).is_err());
+        assert!(Chain::Bitcoin.address(KeyType::EcdsaSecp256k1, &[0u8; 33]).is_err());
         assert!(Chain::Aptos.address(KeyType::Ed25519, &[0u8; 31]).is_err());
         assert!("dogecoin".parse::<Chain>().is_err());
     }

@@ -8,8 +8,8 @@ use anyhow::{ensure, Context, Result};
 use indicatif::ProgressBar;
 use shardvault_chains::{Chain, KeyType};
 use shardvault_mpc::{
-    derive_hardened, dkg, extended_public_key, local, refresh, sign, DerivationPath, HardenedTweak,
-    KeyId, KeyShare, PartyId, Scheme, SessionId, SignRequest, Threshold,
+    derive_hardened, dkg, extended_public_key, local, refresh, sign, DerivationPath, HardenedTweak, KeyId, KeyShare,
+    PartyId, Scheme, SessionId, SignRequest, Threshold,
 };
 
 use crate::report::{DerivationReport, KeyReport, RefreshReport, Report, SignatureReport, SCHEMA};
@@ -41,62 +41,32 @@ pub fn key_type(scheme: Scheme) -> KeyType {
 pub fn run(keys: &[(Scheme, u8, u8)], message: &str, progress: &ProgressBar) -> Result<Report> {
     let mut reports = Vec::new();
     for (scheme, t, n) in keys {
-        reports.push(key_lifecycle(
-            *scheme,
-            Threshold::new(*t, *n)?,
-            message.as_bytes(),
-            progress,
-        )?);
+        reports.push(key_lifecycle(*scheme, Threshold::new(*t, *n)?, message.as_bytes(), progress)?);
     }
-    Ok(Report {
-        schema: SCHEMA.into(),
-        transport: "in-process".into(),
-        keys: reports,
-    })
+    Ok(Report { schema: SCHEMA.into(), transport: "in-process".into(), keys: reports })
 }
 
 /// The two paths shown per chain: MPCVault's all-hardened shape, and a
 /// hardened account with BIP32 non-hardened change/index below it.
 fn paths(chain: Chain) -> Result<[DerivationPath; 2]> {
     let coin = chain.coin_type();
-    Ok([
-        format!("m/9'/0'/{coin}'/0'/0'/0'").parse()?,
-        DerivationPath::mpcvault(0, coin, 0, 0, 1)?,
-    ])
+    Ok([format!("m/9'/0'/{coin}'/0'/0'/0'").parse()?, DerivationPath::mpcvault(0, coin, 0, 0, 1)?])
 }
 
-fn key_lifecycle(
-    scheme: Scheme,
-    threshold: Threshold,
-    message: &[u8],
-    progress: &ProgressBar,
-) -> Result<KeyReport> {
-    let label = format!(
-        "{scheme} {}-of-{}",
-        threshold.threshold(),
-        threshold.parties()
-    );
+fn key_lifecycle(scheme: Scheme, threshold: Threshold, message: &[u8], progress: &ProgressBar) -> Result<KeyReport> {
+    let label = format!("{scheme} {}-of-{}", threshold.threshold(), threshold.parties());
     progress.set_message(format!("{label}: distributed key generation"));
     let key_id = KeyId::random();
     let session = SessionId::random();
     let shares: Shares = local::run(
-        threshold
-            .party_ids()
-            .map(|me| dkg(scheme, key_id, threshold, me, session))
-            .collect::<Result<_, _>>()?,
+        threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session)).collect::<Result<_, _>>()?,
     )?;
     progress.inc(1);
     let root = first(&shares)?.public_key().to_vec();
-    ensure!(
-        shares.values().all(|s| s.public_key() == root),
-        "parties disagree on the public key"
-    );
+    ensure!(shares.values().all(|s| s.public_key() == root), "parties disagree on the public key");
 
     progress.set_message(format!("{label}: hardened derivation"));
-    let chains: Vec<Chain> = Chain::ALL
-        .into_iter()
-        .filter(|c| c.accepts(key_type(scheme)))
-        .collect();
+    let chains: Vec<Chain> = Chain::ALL.into_iter().filter(|c| c.accepts(key_type(scheme))).collect();
     let mut tweaks = Tweaks::new();
     let mut derivations = Vec::new();
     for chain in &chains {
@@ -123,37 +93,23 @@ fn key_lifecycle(
     let mut signatures = Vec::new();
     for chain in &chains {
         let [hardened, normal] = paths(*chain)?;
-        signatures.push(sign_message(
-            &shares, &tweaks, *chain, &hardened, &first_set, message,
-        )?);
-        signatures.push(sign_message(
-            &shares, &tweaks, *chain, &normal, &last_set, message,
-        )?);
+        signatures.push(sign_message(&shares, &tweaks, *chain, &hardened, &first_set, message)?);
+        signatures.push(sign_message(&shares, &tweaks, *chain, &normal, &last_set, message)?);
     }
     progress.inc(1);
 
     progress.set_message(format!("{label}: refresh"));
     let session = SessionId::random();
-    let refreshed: Shares = local::run(
-        shares
-            .values()
-            .map(|s| refresh(s, session))
-            .collect::<Result<_, _>>()?,
-    )?;
+    let refreshed: Shares = local::run(shares.values().map(|s| refresh(s, session)).collect::<Result<_, _>>()?)?;
     let epoch_before = first(&shares)?.epoch().0;
     let epoch_after = first(&refreshed)?.epoch().0;
-    ensure!(
-        refreshed.values().all(|s| s.public_key() == root),
-        "refresh changed the public key"
-    );
+    ensure!(refreshed.values().all(|s| s.public_key() == root), "refresh changed the public key");
     progress.inc(1);
 
     progress.set_message(format!("{label}: signing after refresh"));
     for chain in &chains {
         let [hardened, _] = paths(*chain)?;
-        signatures.push(sign_message(
-            &refreshed, &tweaks, *chain, &hardened, &last_set, message,
-        )?);
+        signatures.push(sign_message(&refreshed, &tweaks, *chain, &hardened, &last_set, message)?);
     }
     progress.inc(1);
 
@@ -165,10 +121,7 @@ fn key_lifecycle(
         public_key: hex::encode(&root),
         derivations,
         signatures,
-        refresh: RefreshReport {
-            epoch_before,
-            epoch_after,
-        },
+        refresh: RefreshReport { epoch_before, epoch_after },
     })
 }
 
@@ -181,12 +134,7 @@ fn derived_key(shares: &Shares, tweaks: &mut Tweaks, path: &DerivationPath) -> R
     let prefix = path.hardened_prefix();
     if !tweaks.contains_key(&prefix) {
         let session = SessionId::random();
-        let run = local::run(
-            shares
-                .values()
-                .map(|s| derive_hardened(s, &prefix, session))
-                .collect::<Result<_, _>>()?,
-        )?;
+        let run = local::run(shares.values().map(|s| derive_hardened(s, &prefix, session)).collect::<Result<_, _>>()?)?;
         tweaks.insert(prefix.clone(), run);
     }
     let share = first(shares)?;
@@ -212,16 +160,7 @@ fn sign_message(
     for signer in signers {
         let share = shares.get(signer).context("signer has no share")?;
         let hardened = tweaks_for_path.and_then(|t| t.get(signer));
-        started.push(sign(
-            &SignRequest {
-                share,
-                hardened,
-                path,
-                signers,
-                message: signed,
-            },
-            session,
-        )?);
+        started.push(sign(&SignRequest { share, hardened, path, signers, message: signed }, session)?);
     }
     let outputs = local::run(started)?;
     let signature = outputs.into_values().next().context("no signature")?;

@@ -51,11 +51,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct LifecycleArgs {
     /// The message every key signs.
-    #[arg(
-        long,
-        env = "SHARDVAULT_MESSAGE",
-        default_value = "hello from shardvault"
-    )]
+    #[arg(long, env = "SHARDVAULT_MESSAGE", default_value = "hello from shardvault")]
     message: String,
 }
 
@@ -77,11 +73,9 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -91,10 +85,7 @@ fn init_logging(cli: &Cli) {
 fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Simulate(args) | Command::Demo(args) => {
-            let progress = progress_bar(
-                cli.json,
-                lifecycle::KEYS.len() as u64 * lifecycle::STEPS_PER_KEY,
-            );
+            let progress = progress_bar(cli.json, lifecycle::KEYS.len() as u64 * lifecycle::STEPS_PER_KEY);
             let report = lifecycle::run(&lifecycle::KEYS, &args.message, &progress)?;
             progress.finish_and_clear();
             if cli.json {
@@ -121,10 +112,7 @@ fn progress_bar(json: bool, steps: u64) -> ProgressBar {
 }
 
 fn print_summary(report: &report::Report) {
-    println!(
-        "shardvault lifecycle ({}, all parties {})",
-        report.schema, report.transport
-    );
+    println!("shardvault lifecycle ({}, all parties {})", report.schema, report.transport);
     for key in &report.keys {
         println!(
             "\n{} {}-of-{}  key {}\n  public key {}",
@@ -144,10 +132,7 @@ fn print_summary(report: &report::Report) {
                 &s.signature[..16]
             );
         }
-        println!(
-            "  refreshed: epoch {} -> {}",
-            key.refresh.epoch_before, key.refresh.epoch_after
-        );
+        println!("  refreshed: epoch {} -> {}", key.refresh.epoch_before, key.refresh.epoch_after);
     }
     println!("\nUse --json for the full report.");
 }

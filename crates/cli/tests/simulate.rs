@@ -17,24 +17,18 @@ fn simulate() -> Value {
         .args(["simulate", "--json", "--message", "pay 1 BTC to Alice"])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
 }
 
 fn check_address(scheme: &str, chain: &str, public_key: &[u8], address: &str) {
     match (scheme, chain) {
-        ("ecdsa-secp256k1", "bitcoin") => assert_eq!(
-            tk::bitcoin_witness_program(address).unwrap(),
-            (0, tk::hash160(public_key))
-        ),
-        ("schnorr-secp256k1", "bitcoin") => assert_eq!(
-            tk::bitcoin_witness_program(address).unwrap(),
-            (1, tk::bip86_output_key(public_key).unwrap())
-        ),
+        ("ecdsa-secp256k1", "bitcoin") => {
+            assert_eq!(tk::bitcoin_witness_program(address).unwrap(), (0, tk::hash160(public_key)))
+        }
+        ("schnorr-secp256k1", "bitcoin") => {
+            assert_eq!(tk::bitcoin_witness_program(address).unwrap(), (1, tk::bip86_output_key(public_key).unwrap()))
+        }
         ("ecdsa-secp256k1", "ethereum") => {
             assert_eq!(address, tk::eip55_address(public_key).unwrap())
         }
@@ -60,13 +54,7 @@ fn check_signature(scheme: &str, derived_key: &[u8], s: &Value) {
         "ecdsa-secp256k1" => {
             assert_eq!(public_key, derived_key);
             let recovery_id = u8::try_from(s["recovery_id"].as_u64().unwrap()).unwrap();
-            tk::verify_ecdsa(
-                &public_key,
-                &expected_digest.unwrap(),
-                &signature,
-                recovery_id,
-            )
-            .unwrap();
+            tk::verify_ecdsa(&public_key, &expected_digest.unwrap(), &signature, recovery_id).unwrap();
         }
         "schnorr-secp256k1" => {
             assert_eq!(public_key, tk::bip86_output_key(derived_key).unwrap());
@@ -86,28 +74,15 @@ fn simulate_report_passes_independent_checks() {
     assert_eq!(report["schema"], "shardvault.demo.v1");
     let keys = report["keys"].as_array().unwrap();
     let schemes: BTreeSet<&str> = keys.iter().map(|k| k["scheme"].as_str().unwrap()).collect();
-    assert_eq!(
-        schemes,
-        BTreeSet::from(["ecdsa-secp256k1", "eddsa-ed25519", "schnorr-secp256k1"])
-    );
-    let shapes: BTreeSet<(u64, u64)> = keys
-        .iter()
-        .map(|k| {
-            (
-                k["threshold"].as_u64().unwrap(),
-                k["parties"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    assert_eq!(schemes, BTreeSet::from(["ecdsa-secp256k1", "eddsa-ed25519", "schnorr-secp256k1"]));
+    let shapes: BTreeSet<(u64, u64)> =
+        keys.iter().map(|k| (k["threshold"].as_u64().unwrap(), k["parties"].as_u64().unwrap())).collect();
     assert!(shapes.contains(&(2, 3)) && shapes.contains(&(3, 3)));
     let mut chains_seen = BTreeSet::new();
 
     for key in keys {
         let scheme = key["scheme"].as_str().unwrap();
-        let (t, n) = (
-            key["threshold"].as_u64().unwrap(),
-            key["parties"].as_u64().unwrap(),
-        );
+        let (t, n) = (key["threshold"].as_u64().unwrap(), key["parties"].as_u64().unwrap());
         let root = h(&key["public_key"]);
         assert_eq!(root.len(), if scheme == "eddsa-ed25519" { 32 } else { 33 });
 
@@ -115,12 +90,7 @@ fn simulate_report_passes_independent_checks() {
         for d in derivations {
             let public_key = h(&d["public_key"]);
             assert_ne!(public_key, root, "derived keys differ from the root");
-            check_address(
-                scheme,
-                d["chain"].as_str().unwrap(),
-                &public_key,
-                d["address"].as_str().unwrap(),
-            );
+            check_address(scheme, d["chain"].as_str().unwrap(), &public_key, d["address"].as_str().unwrap());
             chains_seen.insert((scheme, d["chain"].as_str().unwrap().to_string()));
         }
 
@@ -133,44 +103,24 @@ fn simulate_report_passes_independent_checks() {
                 .find(|d| d["path"] == s["path"] && d["chain"] == s["chain"])
                 .expect("signature path is a reported derivation");
             check_signature(scheme, &h(&derived["public_key"]), s);
-            let signers: Vec<u64> = s["signers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap())
-                .collect();
+            let signers: Vec<u64> = s["signers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
             assert_eq!(signers.len() as u64, t, "exactly t signers");
-            assert!(
-                signers.windows(2).all(|w| w[0] < w[1])
-                    && signers.iter().all(|p| (1..=n).contains(p))
-            );
+            assert!(signers.windows(2).all(|w| w[0] < w[1]) && signers.iter().all(|p| (1..=n).contains(p)));
             signer_sets.insert(signers);
             epochs.insert(s["epoch"].as_u64().unwrap());
             if s["chain"] == "ethereum" {
                 // The EVM view: the signature recovers to the derived address.
-                let recovered = tk::recover_ecdsa(
-                    &h(&s["digest"]),
-                    &h(&s["signature"]),
-                    s["recovery_id"].as_u64().unwrap() as u8,
-                )
-                .unwrap();
-                assert_eq!(
-                    tk::eip55_address(&recovered).unwrap(),
-                    derived["address"].as_str().unwrap()
-                );
+                let recovered =
+                    tk::recover_ecdsa(&h(&s["digest"]), &h(&s["signature"]), s["recovery_id"].as_u64().unwrap() as u8)
+                        .unwrap();
+                assert_eq!(tk::eip55_address(&recovered).unwrap(), derived["address"].as_str().unwrap());
             }
         }
         if t < n {
-            assert!(
-                signer_sets.len() >= 2,
-                "a {t}-of-{n} key signs with at least two signer sets"
-            );
+            assert!(signer_sets.len() >= 2, "a {t}-of-{n} key signs with at least two signer sets");
         }
         let refresh = &key["refresh"];
-        assert_eq!(
-            refresh["epoch_after"].as_u64().unwrap(),
-            refresh["epoch_before"].as_u64().unwrap() + 1
-        );
+        assert_eq!(refresh["epoch_after"].as_u64().unwrap(), refresh["epoch_before"].as_u64().unwrap() + 1);
         assert!(
             epochs.contains(&refresh["epoch_before"].as_u64().unwrap())
                 && epochs.contains(&refresh["epoch_after"].as_u64().unwrap())
@@ -183,25 +133,16 @@ fn simulate_report_passes_independent_checks() {
         ("eddsa-ed25519", "solana"),
         ("eddsa-ed25519", "aptos"),
     ] {
-        assert!(
-            chains_seen.contains(&(scheme, chain.to_string())),
-            "missing {chain} address for {scheme}"
-        );
+        assert!(chains_seen.contains(&(scheme, chain.to_string())), "missing {chain} address for {scheme}");
     }
 }
 
 #[test]
 fn bad_arguments_fail_cleanly() {
-    let output = Command::new(env!("CARGO_BIN_EXE_shardvault"))
-        .args(["simulate", "--no-such-flag"])
-        .output()
-        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_shardvault")).args(["simulate", "--no-such-flag"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--no-such-flag"));
-    let help = Command::new(env!("CARGO_BIN_EXE_shardvault"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_shardvault")).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("simulate") && help.contains("demo") && help.contains("--json"));
 }

@@ -12,8 +12,8 @@ use dkls23::protocols::signing::SignData;
 use dkls23::protocols::{Parameters, PartyIndex};
 use rand_core::OsRng;
 use shardvault_mpc::{
-    derive_hardened, dkg, local, refresh, sign, DerivationPath, KeyId, KeyShare, PartyId, Scheme,
-    SessionId, SignRequest, Threshold,
+    derive_hardened, dkg, local, refresh, sign, DerivationPath, KeyId, KeyShare, PartyId, Scheme, SessionId,
+    SignRequest, Threshold,
 };
 
 const DIGEST: [u8; 32] = [7u8; 32];
@@ -21,13 +21,7 @@ const DIGEST: [u8; 32] = [7u8; 32];
 fn shares(scheme: Scheme, t: u8, n: u8) -> BTreeMap<PartyId, KeyShare> {
     let threshold = Threshold::new(t, n).unwrap();
     let (key_id, session) = (KeyId::random(), SessionId::random());
-    local::run(
-        threshold
-            .party_ids()
-            .map(|me| dkg(scheme, key_id, threshold, me, session).unwrap())
-            .collect(),
-    )
-    .unwrap()
+    local::run(threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session).unwrap()).collect()).unwrap()
 }
 
 fn ours_sign(shares: &BTreeMap<PartyId, KeyShare>, signers: &BTreeSet<PartyId>) {
@@ -36,17 +30,8 @@ fn ours_sign(shares: &BTreeMap<PartyId, KeyShare>, signers: &BTreeSet<PartyId>) 
     let started = signers
         .iter()
         .map(|p| {
-            sign(
-                &SignRequest {
-                    share: &shares[p],
-                    hardened: None,
-                    path: &path,
-                    signers,
-                    message: &DIGEST,
-                },
-                session,
-            )
-            .unwrap()
+            sign(&SignRequest { share: &shares[p], hardened: None, path: &path, signers, message: &DIGEST }, session)
+                .unwrap()
         })
         .collect();
     local::run(started).unwrap();
@@ -63,11 +48,7 @@ fn dkls_bare_sign(parties: &[&DklsParty]) {
         .iter()
         .map(|p| SignData {
             sign_id: sign_id.clone(),
-            counterparties: ids
-                .iter()
-                .copied()
-                .filter(|i| *i != p.party_index)
-                .collect(),
+            counterparties: ids.iter().copied().filter(|i| *i != p.party_index).collect(),
             message_hash: DIGEST,
         })
         .collect();
@@ -81,11 +62,7 @@ fn dkls_bare_sign(parties: &[&DklsParty]) {
     let mut r2 = Vec::new();
     let mut out2 = Vec::new();
     for ((p, d), (u, k)) in parties.iter().zip(&data).zip(r1) {
-        let inbox: Vec<_> = out1
-            .iter()
-            .filter(|m| m.parties.receiver == p.party_index)
-            .cloned()
-            .collect();
+        let inbox: Vec<_> = out1.iter().filter(|m| m.parties.receiver == p.party_index).cloned().collect();
         let (u, k, t) = p.sign_phase2(d, u, k, &inbox).unwrap();
         r2.push((u, k));
         out2.extend(t);
@@ -93,11 +70,7 @@ fn dkls_bare_sign(parties: &[&DklsParty]) {
     let mut x = Vec::new();
     let mut broadcasts = Vec::new();
     for ((p, d), (u, k)) in parties.iter().zip(&data).zip(r2) {
-        let inbox: Vec<_> = out2
-            .iter()
-            .filter(|m| m.parties.receiver == p.party_index)
-            .cloned()
-            .collect();
+        let inbox: Vec<_> = out2.iter().filter(|m| m.parties.receiver == p.party_index).cloned().collect();
         let (x_coord, b) = p.sign_phase3(d, u, k, &inbox).unwrap();
         x.push(x_coord);
         broadcasts.push(b);
@@ -111,13 +84,7 @@ fn dkls_bare_dkg(t: u8, n: u8) {
     use dkls23::DkgSession;
     let sid = SessionId::random().as_bytes().to_vec();
     let mut sessions: Vec<DkgSession<k256_dkls::Secp256k1>> = (1..=n)
-        .map(|i| {
-            DkgSession::new(
-                Parameters::new(t, n).unwrap(),
-                PartyIndex::new(i).unwrap(),
-                sid.clone(),
-            )
-        })
+        .map(|i| DkgSession::new(Parameters::new(t, n).unwrap(), PartyIndex::new(i).unwrap(), sid.clone()))
         .collect();
     let fragments: Vec<Vec<k256_dkls::Scalar>> = sessions.iter().map(|s| s.phase1()).collect();
     let mut proofs = Vec::new();
@@ -141,23 +108,10 @@ fn dkls_bare_dkg(t: u8, n: u8) {
     }
     for (i, s) in sessions.into_iter().enumerate() {
         let me = PartyIndex::new(i as u8 + 1).unwrap();
-        let z2: Vec<_> = zero2
-            .iter()
-            .filter(|m| m.parties.receiver == me)
-            .cloned()
-            .collect();
-        let z3: Vec<_> = zero3
-            .iter()
-            .filter(|m| m.parties.receiver == me)
-            .cloned()
-            .collect();
-        let m3: Vec<_> = mul3
-            .iter()
-            .filter(|m| m.parties.receiver == me)
-            .cloned()
-            .collect();
-        s.phase4(&proofs, &z2, &z3, &m3, &bip2, &bip3, |_| String::new())
-            .unwrap();
+        let z2: Vec<_> = zero2.iter().filter(|m| m.parties.receiver == me).cloned().collect();
+        let z3: Vec<_> = zero3.iter().filter(|m| m.parties.receiver == me).cloned().collect();
+        let m3: Vec<_> = mul3.iter().filter(|m| m.parties.receiver == me).cloned().collect();
+        s.phase4(&proofs, &z2, &z3, &m3, &bip2, &bip3, |_| String::new()).unwrap();
     }
 }
 
@@ -166,10 +120,7 @@ fn dkls_bare_dkg(t: u8, n: u8) {
 fn frost_bare_keys<C: frost_core::Ciphersuite>(
     t: u16,
     n: u16,
-) -> (
-    BTreeMap<frost_core::Identifier<C>, frost_core::keys::KeyPackage<C>>,
-    frost_core::keys::PublicKeyPackage<C>,
-) {
+) -> (BTreeMap<frost_core::Identifier<C>, frost_core::keys::KeyPackage<C>>, frost_core::keys::PublicKeyPackage<C>) {
     use frost_core::keys::dkg;
     let ids: Vec<frost_core::Identifier<C>> = (1..=n).map(|i| i.try_into().unwrap()).collect();
     let mut r1s = BTreeMap::new();
@@ -182,11 +133,7 @@ fn frost_bare_keys<C: frost_core::Ciphersuite>(
     let mut r2s = BTreeMap::new();
     let mut r2p: BTreeMap<_, BTreeMap<_, _>> = BTreeMap::new();
     for (id, s) in r1s {
-        let others: BTreeMap<_, _> = r1p
-            .iter()
-            .filter(|(k, _)| **k != id)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
+        let others: BTreeMap<_, _> = r1p.iter().filter(|(k, _)| **k != id).map(|(k, v)| (*k, v.clone())).collect();
         let (s2, packages) = dkg::part2(s, &others).unwrap();
         r2s.insert(id, s2);
         for (to, p) in packages {
@@ -196,11 +143,7 @@ fn frost_bare_keys<C: frost_core::Ciphersuite>(
     let mut keys = BTreeMap::new();
     let mut public = None;
     for (id, s) in &r2s {
-        let others: BTreeMap<_, _> = r1p
-            .iter()
-            .filter(|(k, _)| *k != id)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
+        let others: BTreeMap<_, _> = r1p.iter().filter(|(k, _)| *k != id).map(|(k, v)| (*k, v.clone())).collect();
         let (k, p) = dkg::part3(s, &others, &r2p[id]).unwrap();
         keys.insert(*id, k);
         public = Some(p);
@@ -223,12 +166,7 @@ fn frost_bare_sign<C: frost_core::Ciphersuite>(
     let package = frost_core::SigningPackage::new(commitments, message);
     let shares: BTreeMap<_, _> = keys
         .iter()
-        .map(|k| {
-            (
-                *k.identifier(),
-                frost_core::round2::sign(&package, &nonces[k.identifier()], k).unwrap(),
-            )
-        })
+        .map(|k| (*k.identifier(), frost_core::round2::sign(&package, &nonces[k.identifier()], k).unwrap()))
         .collect();
     // Every signer aggregates, as in shardvault.
     for _ in keys {
@@ -239,24 +177,17 @@ fn frost_bare_sign<C: frost_core::Ciphersuite>(
 // ------------------------------------------------------- benches
 
 fn signing(c: &mut Criterion) {
-    let signers: BTreeSet<PartyId> = [1, 2]
-        .into_iter()
-        .map(|i| PartyId::new(i).unwrap())
-        .collect();
+    let signers: BTreeSet<PartyId> = [1, 2].into_iter().map(|i| PartyId::new(i).unwrap()).collect();
 
     let mut group = c.benchmark_group("sign ecdsa-secp256k1 2-of-3");
     let ecdsa = shares(Scheme::EcdsaSecp256k1, 2, 3);
     group.bench_function("shardvault", |b| b.iter(|| ours_sign(&ecdsa, &signers)));
     let bare: Vec<DklsParty> = bare_dkls_parties(2, 3);
-    group.bench_function("dkls23 bare", |b| {
-        b.iter(|| dkls_bare_sign(&[&bare[0], &bare[1]]))
-    });
+    group.bench_function("dkls23 bare", |b| b.iter(|| dkls_bare_sign(&[&bare[0], &bare[1]])));
     let single = bitcoin::secp256k1::SecretKey::from_slice(&[0x11; 32]).unwrap();
     let secp = bitcoin::secp256k1::Secp256k1::new();
     let message = bitcoin::secp256k1::Message::from_digest(DIGEST);
-    group.bench_function("single-key libsecp256k1", |b| {
-        b.iter(|| secp.sign_ecdsa_recoverable(&message, &single))
-    });
+    group.bench_function("single-key libsecp256k1", |b| b.iter(|| secp.sign_ecdsa_recoverable(&message, &single)));
     group.finish();
 
     for (scheme, name) in [
@@ -270,9 +201,7 @@ fn signing(c: &mut Criterion) {
             Scheme::EddsaEd25519 => {
                 let (keys, public) = frost_bare_keys::<frost_ed25519::Ed25519Sha512>(2, 3);
                 let two: Vec<_> = keys.values().take(2).collect();
-                group.bench_function("frost bare", |b| {
-                    b.iter(|| frost_bare_sign(&two, &public, &DIGEST))
-                });
+                group.bench_function("frost bare", |b| b.iter(|| frost_bare_sign(&two, &public, &DIGEST)));
                 let single = ed25519_dalek::SigningKey::from_bytes(&[0x22; 32]);
                 group.bench_function("single-key ed25519-dalek", |b| {
                     b.iter(|| ed25519_dalek::Signer::sign(&single, &DIGEST))
@@ -281,9 +210,7 @@ fn signing(c: &mut Criterion) {
             _ => {
                 let (keys, public) = frost_bare_keys::<frost_secp256k1_tr::Secp256K1Sha256TR>(2, 3);
                 let two: Vec<_> = keys.values().take(2).collect();
-                group.bench_function("frost bare", |b| {
-                    b.iter(|| frost_bare_sign(&two, &public, &DIGEST))
-                });
+                group.bench_function("frost bare", |b| b.iter(|| frost_bare_sign(&two, &public, &DIGEST)));
                 let keypair = bitcoin::secp256k1::Keypair::from_secret_key(&secp, &single);
                 group.bench_function("single-key libsecp256k1", |b| {
                     b.iter(|| secp.sign_schnorr_no_aux_rand(&message, &keypair))
@@ -312,13 +239,9 @@ fn key_generation(c: &mut Criterion) {
     let mut group = c.benchmark_group("dkg 2-of-3");
     group.sample_size(10);
     for scheme in Scheme::ALL {
-        group.bench_function(format!("{scheme} shardvault"), |b| {
-            b.iter(|| shares(scheme, 2, 3))
-        });
+        group.bench_function(format!("{scheme} shardvault"), |b| b.iter(|| shares(scheme, 2, 3)));
     }
-    group.bench_function("ecdsa-secp256k1 dkls23 bare", |b| {
-        b.iter(|| dkls_bare_dkg(2, 3))
-    });
+    group.bench_function("ecdsa-secp256k1 dkls23 bare", |b| b.iter(|| dkls_bare_dkg(2, 3)));
     group.bench_function("eddsa-ed25519 frost bare", |b| {
         b.iter(|| frost_bare_keys::<frost_ed25519::Ed25519Sha512>(2, 3))
     });
@@ -337,10 +260,7 @@ fn refresh_and_derive(c: &mut Criterion) {
         group.bench_function(format!("{scheme} refresh"), |b| {
             b.iter_batched(
                 SessionId::random,
-                |session| {
-                    local::run(key.values().map(|s| refresh(s, session).unwrap()).collect())
-                        .unwrap()
-                },
+                |session| local::run(key.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap(),
                 BatchSize::SmallInput,
             )
         });
@@ -348,12 +268,7 @@ fn refresh_and_derive(c: &mut Criterion) {
             b.iter_batched(
                 SessionId::random,
                 |session| {
-                    local::run(
-                        key.values()
-                            .map(|s| derive_hardened(s, &path, session).unwrap())
-                            .collect(),
-                    )
-                    .unwrap()
+                    local::run(key.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect()).unwrap()
                 },
                 BatchSize::SmallInput,
             )

@@ -45,61 +45,41 @@ pub(crate) struct Child<G: Group> {
 
 /// BIP32 CKDpub: `I = HMAC-SHA512(cc, enc(P) ‖ ser32(i))`, tweak `I_L`,
 /// `P_child = P + I_L·B`, `cc_child = I_R`.
-pub(crate) fn ckd_pub<G: Group>(
-    parent: &G::Point,
-    chain_code: &[u8; 32],
-    index: u32,
-) -> Result<Child<G>, Error> {
+pub(crate) fn ckd_pub<G: Group>(parent: &G::Point, chain_code: &[u8; 32], index: u32) -> Result<Child<G>, Error> {
     if index & HARDENED != 0 {
         return Err(Error::InvalidInput(format!(
             "index {index} is hardened; public derivation needs an index below 2^31"
         )));
     }
-    let mut mac = Hmac::<Sha512>::new_from_slice(chain_code)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac =
+        Hmac::<Sha512>::new_from_slice(chain_code).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(&G::point_to_bytes(parent));
     mac.update(&index.to_be_bytes());
     let out: [u8; 64] = mac.finalize().into_bytes().into();
     let (il, ir) = out.split_at(32);
     let il: [u8; 32] = il.try_into().unwrap_or_default();
     let cc: [u8; 32] = ir.try_into().unwrap_or_default();
-    let invalid = || {
-        Error::InvalidInput(format!(
-            "BIP32 index {index} gives an invalid child here; use the next index"
-        ))
-    };
+    let invalid =
+        || Error::InvalidInput(format!("BIP32 index {index} gives an invalid child here; use the next index"));
     let tweak = G::bip32_tweak(&il).ok_or_else(invalid)?;
     let child = *parent + G::mul_base(&tweak);
     if child == G::identity() {
         return Err(invalid());
     }
-    Ok(Child {
-        tweak,
-        point: child,
-        chain_code: cc,
-    })
+    Ok(Child { tweak, point: child, chain_code: cc })
 }
 
 /// Public derivation of non-hardened levels from an extended public key:
 /// what a watch-only wallet or the coordinator computes. For secp256k1 this
 /// is exactly BIP32; for ed25519 the same formula over edwards25519.
-pub fn derive_public(
-    scheme: Scheme,
-    parent: &ExtendedPublicKey,
-    suffix: &[u32],
-) -> Result<ExtendedPublicKey, Error> {
+pub fn derive_public(scheme: Scheme, parent: &ExtendedPublicKey, suffix: &[u32]) -> Result<ExtendedPublicKey, Error> {
     match scheme {
-        Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => {
-            derive_public_in::<Secp256k1>(parent, suffix)
-        }
+        Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => derive_public_in::<Secp256k1>(parent, suffix),
         Scheme::EddsaEd25519 => derive_public_in::<Ed25519>(parent, suffix),
     }
 }
 
-fn derive_public_in<G: Group>(
-    parent: &ExtendedPublicKey,
-    suffix: &[u32],
-) -> Result<ExtendedPublicKey, Error> {
+fn derive_public_in<G: Group>(parent: &ExtendedPublicKey, suffix: &[u32]) -> Result<ExtendedPublicKey, Error> {
     let mut point = G::point_from_bytes(&parent.public_key)
         .ok_or_else(|| Error::InvalidInput("public key is not a valid point".into()))?;
     let mut chain_code = parent.chain_code;
@@ -108,10 +88,7 @@ fn derive_public_in<G: Group>(
         point = child.point;
         chain_code = child.chain_code;
     }
-    Ok(ExtendedPublicKey {
-        public_key: G::point_to_bytes(&point),
-        chain_code,
-    })
+    Ok(ExtendedPublicKey { public_key: G::point_to_bytes(&point), chain_code })
 }
 
 /// The extended public key at the hardened prefix of `path`: the root's
@@ -145,10 +122,7 @@ fn hardened_base(
                     share.party()
                 )));
             }
-            Ok(ExtendedPublicKey {
-                public_key: tweak.public_key.clone(),
-                chain_code: tweak.chain_code,
-            })
+            Ok(ExtendedPublicKey { public_key: tweak.public_key.clone(), chain_code: tweak.chain_code })
         }
     }
 }
@@ -171,9 +145,7 @@ pub(crate) fn child_share(
     path: &DerivationPath,
 ) -> Result<ChildShare, Error> {
     match share.scheme() {
-        Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => {
-            child_share_in::<Secp256k1>(share, tweak, path)
-        }
+        Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => child_share_in::<Secp256k1>(share, tweak, path),
         Scheme::EddsaEd25519 => child_share_in::<Ed25519>(share, tweak, path),
     }
 }
@@ -185,23 +157,19 @@ fn child_share_in<G: Group>(
 ) -> Result<ChildShare, Error> {
     let corrupt = |what: &str| Error::decode("key share", format!("{what} is not valid"));
     let base = hardened_base(share, tweak, path)?;
-    let mut secret = G::scalar_from_bytes(share.secret_scalar()?.expose_secret())
-        .ok_or_else(|| corrupt("secret share"))?;
+    let mut secret =
+        G::scalar_from_bytes(share.secret_scalar()?.expose_secret()).ok_or_else(|| corrupt("secret share"))?;
     let mut verifying = BTreeMap::new();
     for (party, bytes) in share.verifying_shares() {
         let mut point = G::point_from_bytes(bytes).ok_or_else(|| corrupt("verifying share"))?;
         if let Some(tweak) = tweak {
-            let t_m = tweak
-                .verifying_tweaks
-                .get(party)
-                .ok_or_else(|| corrupt("hardened tweak"))?;
+            let t_m = tweak.verifying_tweaks.get(party).ok_or_else(|| corrupt("hardened tweak"))?;
             point = point + G::point_from_bytes(t_m).ok_or_else(|| corrupt("hardened tweak"))?;
         }
         verifying.insert(*party, point);
     }
     if let Some(tweak) = tweak {
-        secret = secret
-            + G::scalar_from_bytes(tweak.expose_tau()).ok_or_else(|| corrupt("hardened tweak"))?;
+        secret = secret + G::scalar_from_bytes(tweak.expose_tau()).ok_or_else(|| corrupt("hardened tweak"))?;
     }
     let mut point = G::point_from_bytes(&base.public_key).ok_or_else(|| corrupt("public key"))?;
     let mut chain_code = base.chain_code;
@@ -218,10 +186,7 @@ fn child_share_in<G: Group>(
     let child = ChildShare {
         secret: Secret32::new(G::scalar_to_bytes(&secret)),
         public_key: G::point_to_bytes(&point),
-        verifying_shares: verifying
-            .iter()
-            .map(|(p, v)| (*p, G::point_to_bytes(v)))
-            .collect(),
+        verifying_shares: verifying.iter().map(|(p, v)| (*p, G::point_to_bytes(v))).collect(),
     };
     secret.zeroize();
     Ok(child)

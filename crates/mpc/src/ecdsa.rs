@@ -6,13 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use dkls23::protocols::dkg::{
-    BroadcastDerivationPhase2to4, BroadcastDerivationPhase3to4, KeepInitMulPhase3to4,
-    KeepInitZeroSharePhase2to3, KeepInitZeroSharePhase3to4, ProofCommitment,
-    TransmitInitMulPhase3to4, TransmitInitZeroSharePhase2to4, TransmitInitZeroSharePhase3to4,
+    BroadcastDerivationPhase2to4, BroadcastDerivationPhase3to4, KeepInitMulPhase3to4, KeepInitZeroSharePhase2to3,
+    KeepInitZeroSharePhase3to4, ProofCommitment, TransmitInitMulPhase3to4, TransmitInitZeroSharePhase2to4,
+    TransmitInitZeroSharePhase3to4,
 };
 use dkls23::protocols::signing::{
-    Broadcast3to4, KeepPhase1to2, KeepPhase2to3, SignData, TransmitPhase1to2, TransmitPhase2to3,
-    UniqueKeep1to2, UniqueKeep2to3,
+    Broadcast3to4, KeepPhase1to2, KeepPhase2to3, SignData, TransmitPhase1to2, TransmitPhase2to3, UniqueKeep1to2,
+    UniqueKeep2to3,
 };
 use dkls23::protocols::{Abort, AbortKind, AbortReason, Parameters, PartiesMessage, PartyIndex};
 use dkls23::DkgSession;
@@ -41,8 +41,7 @@ fn party_id(index: PartyIndex) -> Option<PartyId> {
 }
 
 fn parameters(threshold: Threshold) -> Result<Parameters, Error> {
-    Parameters::new(threshold.threshold(), threshold.parties())
-        .map_err(|e| Error::InvalidInput(e.to_string()))
+    Parameters::new(threshold.threshold(), threshold.parties()).map_err(|e| Error::InvalidInput(e.to_string()))
 }
 
 fn point_bytes(point: &k256_dkls::AffinePoint) -> Vec<u8> {
@@ -66,11 +65,10 @@ fn abort(abort: Abort) -> Error {
         | AbortReason::GammaUInconsistency { counterparty }
         | AbortReason::ZeroShareDecommitFailed { counterparty }
         | AbortReason::SessionBindingMismatch { counterparty } => Some(*counterparty),
-        AbortReason::ChainCodeCommitmentFailed { party }
-        | AbortReason::MissingMessageFromParty { party } => Some(*party),
-        AbortReason::UnexpectedSender { sender } | AbortReason::DuplicateSender { sender } => {
-            Some(*sender)
+        AbortReason::ChainCodeCommitmentFailed { party } | AbortReason::MissingMessageFromParty { party } => {
+            Some(*party)
         }
+        AbortReason::UnexpectedSender { sender } | AbortReason::DuplicateSender { sender } => Some(*sender),
         _ => None,
     };
     match culprit.and_then(party_id) {
@@ -82,10 +80,7 @@ fn abort(abort: Abort) -> Error {
 /// A routed library message must name the envelope's sender and us.
 fn check_route(from: PartyId, me: PartyId, parties: &PartiesMessage) -> Result<(), Error> {
     if parties.sender.as_u8() != from.get() || parties.receiver.as_u8() != me.get() {
-        return Err(Error::misbehaved(
-            from,
-            "message routing header does not match its envelope",
-        ));
+        return Err(Error::misbehaved(from, "message routing header does not match its envelope"));
     }
     Ok(())
 }
@@ -95,17 +90,13 @@ fn direct_by_receiver<T: serde::Serialize>(
 ) -> Result<BTreeMap<PartyId, Vec<u8>>, Error> {
     let mut out = BTreeMap::new();
     for (receiver, message) in messages {
-        let receiver = party_id(receiver)
-            .ok_or_else(|| Error::Protocol("library addressed party 0".into()))?;
+        let receiver = party_id(receiver).ok_or_else(|| Error::Protocol("library addressed party 0".into()))?;
         out.insert(receiver, encode(&message)?);
     }
     Ok(out)
 }
 
-type Round3 = (
-    Option<TransmitInitZeroSharePhase3to4>,
-    Option<TransmitInitMulPhase3to4<Curve>>,
-);
+type Round3 = (Option<TransmitInitZeroSharePhase3to4>, Option<TransmitInitMulPhase3to4<Curve>>);
 
 /// DKG and refresh round 3: a zero-share seed and a multiplication setup per peer, sent together.
 fn round3_direct(
@@ -128,13 +119,7 @@ fn round3_direct(
 fn round3_received(
     inbox: &Inbox,
     me: PartyId,
-) -> Result<
-    (
-        Vec<TransmitInitZeroSharePhase3to4>,
-        Vec<TransmitInitMulPhase3to4<Curve>>,
-    ),
-    Error,
-> {
+) -> Result<(Vec<TransmitInitZeroSharePhase3to4>, Vec<TransmitInitMulPhase3to4<Curve>>), Error> {
     let mut zero3 = Vec::new();
     let mut mul3 = Vec::new();
     for (from, payload) in &inbox.direct {
@@ -166,21 +151,13 @@ fn routed<T: serde::de::DeserializeOwned>(
 }
 
 /// Round-0 fragments in party order, our own included.
-fn fragments(
-    inbox: &Inbox,
-    me: PartyId,
-    own: &Scalar,
-    threshold: Threshold,
-) -> Result<Vec<Scalar>, Error> {
+fn fragments(inbox: &Inbox, me: PartyId, own: &Scalar, threshold: Threshold) -> Result<Vec<Scalar>, Error> {
     let mut all = Vec::with_capacity(usize::from(threshold.parties()));
     for party in threshold.party_ids() {
         if party == me {
             all.push(*own);
         } else {
-            let payload = inbox
-                .direct
-                .get(&party)
-                .ok_or_else(|| Error::misbehaved(party, "missing fragment"))?;
+            let payload = inbox.direct.get(&party).ok_or_else(|| Error::misbehaved(party, "missing fragment"))?;
             all.push(decode(party, payload)?);
         }
     }
@@ -192,12 +169,7 @@ fn verifying_shares_of(
 ) -> Result<BTreeMap<PartyId, Vec<u8>>, Error> {
     points
         .into_iter()
-        .map(|(i, point)| {
-            Ok((
-                party_id(i).ok_or_else(|| Error::Protocol("party 0".into()))?,
-                point_bytes(&point),
-            ))
-        })
+        .map(|(i, point)| Ok((party_id(i).ok_or_else(|| Error::Protocol("party 0".into()))?, point_bytes(&point))))
         .collect()
 }
 
@@ -218,10 +190,7 @@ pub struct EcdsaDkg {
 
 impl std::fmt::Debug for EcdsaDkg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EcdsaDkg")
-            .field("key_id", &self.key_id)
-            .field("me", &self.me)
-            .finish_non_exhaustive()
+        f.debug_struct("EcdsaDkg").field("key_id", &self.key_id).field("me", &self.me).finish_non_exhaustive()
     }
 }
 
@@ -248,11 +217,7 @@ impl EcdsaDkg {
         me: PartyId,
         session_id: SessionId,
     ) -> Result<(Self, Outbox), Error> {
-        let session = DkgSession::<Curve>::new(
-            parameters(threshold)?,
-            index(me)?,
-            session_id.as_bytes().to_vec(),
-        );
+        let session = DkgSession::<Curve>::new(parameters(threshold)?, index(me)?, session_id.as_bytes().to_vec());
         let fragments = Zeroizing::new(session.phase1());
         let mut outbox = Outbox::default();
         let mut own = Zeroizing::new(Scalar::ZERO);
@@ -263,13 +228,8 @@ impl EcdsaDkg {
                 outbox.direct.insert(party, encode(fragment)?);
             }
         }
-        let machine = EcdsaDkg {
-            key_id,
-            threshold,
-            me,
-            seed: ChainSeed::random(),
-            state: DkgState::Fragments { session, own },
-        };
+        let machine =
+            EcdsaDkg { key_id, threshold, me, seed: ChainSeed::random(), state: DkgState::Fragments { session, own } };
         Ok((machine, outbox))
     }
 }
@@ -278,22 +238,14 @@ impl Machine for EcdsaDkg {
     type Output = KeyShare;
 
     fn advance(self, inbox: Inbox) -> Result<Step<Self>, Error> {
-        let EcdsaDkg {
-            key_id,
-            threshold,
-            me,
-            seed,
-            state,
-        } = self;
+        let EcdsaDkg { key_id, threshold, me, seed, state } = self;
         let (state, outbox) = match state {
             DkgState::Fragments { mut session, own } => {
                 let fragments = Zeroizing::new(fragments(&inbox, me, &own, threshold)?);
                 let (proof, zero, bip) = session.phase2(&fragments).map_err(abort)?;
                 let outbox = Outbox {
                     broadcast: Some(encode(&(proof, bip))?),
-                    direct: direct_by_receiver(
-                        zero.into_iter().map(|m| (m.parties.receiver, m)).collect(),
-                    )?,
+                    direct: direct_by_receiver(zero.into_iter().map(|m| (m.parties.receiver, m)).collect())?,
                 };
                 (DkgState::Commitments { session }, outbox)
             }
@@ -301,8 +253,7 @@ impl Machine for EcdsaDkg {
                 let mut proofs = Vec::new();
                 let mut bip2 = BTreeMap::new();
                 for (from, payload) in &inbox.broadcast {
-                    let (proof, bip): (ProofCommitment<Curve>, BroadcastDerivationPhase2to4) =
-                        decode(*from, payload)?;
+                    let (proof, bip): (ProofCommitment<Curve>, BroadcastDerivationPhase2to4) = decode(*from, payload)?;
                     if proof.index.as_u8() != from.get() {
                         return Err(Error::misbehaved(*from, "commitment names another party"));
                     }
@@ -311,37 +262,18 @@ impl Machine for EcdsaDkg {
                 }
                 let zero2 = routed(&inbox, me, |m: &TransmitInitZeroSharePhase2to4| &m.parties)?;
                 let (zero3, mul3, bip3) = session.phase3().map_err(abort)?;
-                let outbox = Outbox {
-                    broadcast: Some(encode(&bip3)?),
-                    direct: round3_direct(zero3, mul3)?,
-                };
-                (
-                    DkgState::Multiplication {
-                        session,
-                        proofs,
-                        zero2,
-                        bip2,
-                    },
-                    outbox,
-                )
+                let outbox = Outbox { broadcast: Some(encode(&bip3)?), direct: round3_direct(zero3, mul3)? };
+                (DkgState::Multiplication { session, proofs, zero2, bip2 }, outbox)
             }
-            DkgState::Multiplication {
-                session,
-                proofs,
-                zero2,
-                bip2,
-            } => {
+            DkgState::Multiplication { session, proofs, zero2, bip2 } => {
                 let mut bip3 = BTreeMap::new();
                 for (from, payload) in &inbox.broadcast {
                     let bip: BroadcastDerivationPhase3to4 = decode(*from, payload)?;
                     bip3.insert(index(*from)?, bip);
                 }
                 let (zero3, mul3) = round3_received(&inbox, me)?;
-                let (party, package) = session
-                    .phase4(&proofs, &zero2, &zero3, &mul3, &bip2, &bip3, |_| {
-                        String::new()
-                    })
-                    .map_err(abort)?;
+                let (party, package) =
+                    session.phase4(&proofs, &zero2, &zero3, &mul3, &bip2, &bip3, |_| String::new()).map_err(abort)?;
                 let verifying = verifying_shares_of(threshold.party_ids().filter_map(|p| {
                     let i = index(p).ok()?;
                     package.verifying_share(i).map(|v| (i, *v))
@@ -357,22 +289,10 @@ impl Machine for EcdsaDkg {
                     SecretShare::Ecdsa(Box::new(party)),
                 )?;
                 let agree_on = agreement(&share)?;
-                return Ok(Step::Done {
-                    output: share,
-                    agree_on: Some(agree_on),
-                });
+                return Ok(Step::Done { output: share, agree_on: Some(agree_on) });
             }
         };
-        Ok(Step::Next(
-            EcdsaDkg {
-                key_id,
-                threshold,
-                me,
-                seed,
-                state,
-            },
-            outbox,
-        ))
+        Ok(Step::Next(EcdsaDkg { key_id, threshold, me, seed, state }, outbox))
     }
 }
 
@@ -389,24 +309,14 @@ pub struct EcdsaSign {
 
 impl std::fmt::Debug for EcdsaSign {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EcdsaSign")
-            .field("me", &self.me)
-            .finish_non_exhaustive()
+        f.debug_struct("EcdsaSign").field("me", &self.me).finish_non_exhaustive()
     }
 }
 
 enum SignState {
-    Round1 {
-        unique: UniqueKeep1to2<Curve>,
-        kept: BTreeMap<PartyIndex, KeepPhase1to2<Curve>>,
-    },
-    Round2 {
-        unique: UniqueKeep2to3<Curve>,
-        kept: BTreeMap<PartyIndex, KeepPhase2to3<Curve>>,
-    },
-    Round3 {
-        x_coord: String,
-    },
+    Round1 { unique: UniqueKeep1to2<Curve>, kept: BTreeMap<PartyIndex, KeepPhase1to2<Curve>> },
+    Round2 { unique: UniqueKeep2to3<Curve>, kept: BTreeMap<PartyIndex, KeepPhase2to3<Curve>> },
+    Round3 { x_coord: String },
 }
 
 impl EcdsaSign {
@@ -427,37 +337,21 @@ impl EcdsaSign {
         let secret = secret.ok_or_else(|| Error::Protocol("child share out of range".into()))?;
         let mut encoded = <k256_dkls::AffinePoint as GroupEncoding>::Repr::default();
         if encoded.len() != child.public_key.len() {
-            return Err(Error::Protocol(
-                "child public key has the wrong length".into(),
-            ));
+            return Err(Error::Protocol("child public key has the wrong length".into()));
         }
         encoded.copy_from_slice(&child.public_key);
-        let pk: Option<k256_dkls::AffinePoint> =
-            k256_dkls::AffinePoint::from_bytes(&encoded).into();
+        let pk: Option<k256_dkls::AffinePoint> = k256_dkls::AffinePoint::from_bytes(&encoded).into();
         let pk = pk.ok_or_else(|| Error::Protocol("child public key is not a point".into()))?;
         party.poly_point = secret;
         party.pk = pk;
         party.derivation_data.poly_point = secret;
         party.derivation_data.pk = pk;
-        let counterparties = signers
-            .iter()
-            .filter(|s| **s != me)
-            .map(|s| index(*s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let data = SignData {
-            sign_id: session_id.as_bytes().to_vec(),
-            counterparties,
-            message_hash: digest,
-        };
+        let counterparties = signers.iter().filter(|s| **s != me).map(|s| index(*s)).collect::<Result<Vec<_>, _>>()?;
+        let data = SignData { sign_id: session_id.as_bytes().to_vec(), counterparties, message_hash: digest };
         let (unique, kept, transmit) = party.sign_phase1(&data).map_err(abort)?;
         let outbox = Outbox {
             broadcast: None,
-            direct: direct_by_receiver(
-                transmit
-                    .into_iter()
-                    .map(|m| (m.parties.receiver, m))
-                    .collect(),
-            )?,
+            direct: direct_by_receiver(transmit.into_iter().map(|m| (m.parties.receiver, m)).collect())?,
         };
         let machine = EcdsaSign {
             party,
@@ -474,50 +368,23 @@ impl Machine for EcdsaSign {
     type Output = Signature;
 
     fn advance(mut self, inbox: Inbox) -> Result<Step<Self>, Error> {
-        let state = std::mem::replace(
-            &mut self.state,
-            SignState::Round3 {
-                x_coord: String::new(),
-            },
-        );
+        let state = std::mem::replace(&mut self.state, SignState::Round3 { x_coord: String::new() });
         match state {
             SignState::Round1 { unique, kept } => {
-                let received: Vec<TransmitPhase1to2> =
-                    routed(&inbox, self.me, |m: &TransmitPhase1to2| &m.parties)?;
-                let (unique, kept, transmit) = self
-                    .party
-                    .sign_phase2(&self.data, unique, kept, &received)
-                    .map_err(abort)?;
-                let direct = direct_by_receiver(
-                    transmit
-                        .into_iter()
-                        .map(|m| (m.parties.receiver, m))
-                        .collect(),
-                )?;
+                let received: Vec<TransmitPhase1to2> = routed(&inbox, self.me, |m: &TransmitPhase1to2| &m.parties)?;
+                let (unique, kept, transmit) =
+                    self.party.sign_phase2(&self.data, unique, kept, &received).map_err(abort)?;
+                let direct = direct_by_receiver(transmit.into_iter().map(|m| (m.parties.receiver, m)).collect())?;
                 self.state = SignState::Round2 { unique, kept };
-                Ok(Step::Next(
-                    self,
-                    Outbox {
-                        broadcast: None,
-                        direct,
-                    },
-                ))
+                Ok(Step::Next(self, Outbox { broadcast: None, direct }))
             }
             SignState::Round2 { unique, kept } => {
                 let received: Vec<TransmitPhase2to3<Curve>> =
                     routed(&inbox, self.me, |m: &TransmitPhase2to3<Curve>| &m.parties)?;
-                let (x_coord, broadcast) = self
-                    .party
-                    .sign_phase3(&self.data, unique, kept, &received)
-                    .map_err(abort)?;
+                let (x_coord, broadcast) =
+                    self.party.sign_phase3(&self.data, unique, kept, &received).map_err(abort)?;
                 self.state = SignState::Round3 { x_coord };
-                Ok(Step::Next(
-                    self,
-                    Outbox {
-                        broadcast: Some(encode(&broadcast)?),
-                        direct: BTreeMap::new(),
-                    },
-                ))
+                Ok(Step::Next(self, Outbox { broadcast: Some(encode(&broadcast)?), direct: BTreeMap::new() }))
             }
             SignState::Round3 { x_coord } => {
                 let mut received = Vec::new();
@@ -526,10 +393,8 @@ impl Machine for EcdsaSign {
                     received.push(message);
                 }
                 // Normalised to low S; the library verifies the result against the key.
-                let (s_hex, recovery_id) = self
-                    .party
-                    .sign_phase4(&self.data, &x_coord, &received, true)
-                    .map_err(abort)?;
+                let (s_hex, recovery_id) =
+                    self.party.sign_phase4(&self.data, &x_coord, &received, true).map_err(abort)?;
                 let mut bytes = [0u8; 64];
                 let (r, s) = bytes.split_at_mut(32);
                 hex::decode_to_slice(&x_coord, r).map_err(|e| Error::Protocol(e.to_string()))?;
@@ -542,10 +407,7 @@ impl Machine for EcdsaSign {
                     signers: self.signers.clone(),
                 };
                 // The signature verifies itself: no agreement round needed.
-                Ok(Step::Done {
-                    output: signature,
-                    agree_on: None,
-                })
+                Ok(Step::Done { output: signature, agree_on: None })
             }
         }
     }
@@ -562,9 +424,7 @@ pub struct EcdsaRefresh {
 
 impl std::fmt::Debug for EcdsaRefresh {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EcdsaRefresh")
-            .field("old", &self.old)
-            .finish_non_exhaustive()
+        f.debug_struct("EcdsaRefresh").field("old", &self.old).finish_non_exhaustive()
     }
 }
 
@@ -624,26 +484,14 @@ impl Machine for EcdsaRefresh {
         let (state, outbox) = match state {
             RefreshState::Fragments { own } => {
                 let fragments = Zeroizing::new(fragments(&inbox, me, &own, old.threshold())?);
-                let (correction, proof, zero_kept, zero) =
-                    party.refresh_complete_phase2(&sid, &fragments);
+                let (correction, proof, zero_kept, zero) = party.refresh_complete_phase2(&sid, &fragments);
                 let outbox = Outbox {
                     broadcast: Some(encode(&proof)?),
-                    direct: direct_by_receiver(
-                        zero.into_iter().map(|m| (m.parties.receiver, m)).collect(),
-                    )?,
+                    direct: direct_by_receiver(zero.into_iter().map(|m| (m.parties.receiver, m)).collect())?,
                 };
-                (
-                    RefreshState::Commitments {
-                        correction: Zeroizing::new(correction),
-                        zero_kept,
-                    },
-                    outbox,
-                )
+                (RefreshState::Commitments { correction: Zeroizing::new(correction), zero_kept }, outbox)
             }
-            RefreshState::Commitments {
-                correction,
-                zero_kept,
-            } => {
+            RefreshState::Commitments { correction, zero_kept } => {
                 let mut proofs = Vec::new();
                 for (from, payload) in &inbox.broadcast {
                     let proof: ProofCommitment<Curve> = decode(*from, payload)?;
@@ -653,49 +501,20 @@ impl Machine for EcdsaRefresh {
                     proofs.push(proof);
                 }
                 let zero2 = routed(&inbox, me, |m: &TransmitInitZeroSharePhase2to4| &m.parties)?;
-                let (zero_kept, zero3, mul_kept, mul3) =
-                    party.refresh_complete_phase3(&sid, &zero_kept);
-                let outbox = Outbox {
-                    broadcast: None,
-                    direct: round3_direct(zero3, mul3)?,
-                };
-                (
-                    RefreshState::Multiplication {
-                        correction,
-                        proofs,
-                        zero2,
-                        zero_kept,
-                        mul_kept,
-                    },
-                    outbox,
-                )
+                let (zero_kept, zero3, mul_kept, mul3) = party.refresh_complete_phase3(&sid, &zero_kept);
+                let outbox = Outbox { broadcast: None, direct: round3_direct(zero3, mul3)? };
+                (RefreshState::Multiplication { correction, proofs, zero2, zero_kept, mul_kept }, outbox)
             }
-            RefreshState::Multiplication {
-                correction,
-                proofs,
-                zero2,
-                zero_kept,
-                mul_kept,
-            } => {
+            RefreshState::Multiplication { correction, proofs, zero2, zero_kept, mul_kept } => {
                 let (zero3, mul3) = round3_received(&inbox, me)?;
                 let refreshed = party
-                    .refresh_complete_phase4(
-                        &sid,
-                        &correction,
-                        &proofs,
-                        &zero_kept,
-                        &zero2,
-                        &zero3,
-                        &mul_kept,
-                        &mul3,
-                    )
+                    .refresh_complete_phase4(&sid, &correction, &proofs, &zero_kept, &zero2, &zero3, &mul_kept, &mul3)
                     .map_err(abort)?;
                 // V_m(new) = V_m(old) + Δ_m·G; the Δ_m·G are the proofs' points,
                 // which the library checked lie on a zero-constant polynomial.
                 let mut verifying = BTreeMap::new();
                 for proof in &proofs {
-                    let party =
-                        party_id(proof.index).ok_or_else(|| Error::Protocol("party 0".into()))?;
+                    let party = party_id(proof.index).ok_or_else(|| Error::Protocol("party 0".into()))?;
                     let old_point = old
                         .verifying_shares()
                         .get(&party)
@@ -705,13 +524,9 @@ impl Machine for EcdsaRefresh {
                         return Err(Error::decode("key share", "verifying share length"));
                     }
                     encoded.copy_from_slice(old_point);
-                    let old_point: Option<k256_dkls::AffinePoint> =
-                        k256_dkls::AffinePoint::from_bytes(&encoded).into();
-                    let old_point =
-                        old_point.ok_or_else(|| Error::decode("key share", "verifying share"))?;
-                    let new_point = (k256_dkls::ProjectivePoint::from(old_point)
-                        + proof.proof.point)
-                        .to_affine();
+                    let old_point: Option<k256_dkls::AffinePoint> = k256_dkls::AffinePoint::from_bytes(&encoded).into();
+                    let old_point = old_point.ok_or_else(|| Error::decode("key share", "verifying share"))?;
+                    let new_point = (k256_dkls::ProjectivePoint::from(old_point) + proof.proof.point).to_affine();
                     verifying.insert(party, point_bytes(&new_point));
                 }
                 let share = KeyShare::new(
@@ -725,10 +540,7 @@ impl Machine for EcdsaRefresh {
                     SecretShare::Ecdsa(Box::new(refreshed)),
                 )?;
                 let agree_on = agreement(&share)?;
-                return Ok(Step::Done {
-                    output: share,
-                    agree_on: Some(agree_on),
-                });
+                return Ok(Step::Done { output: share, agree_on: Some(agree_on) });
             }
         };
         Ok(Step::Next(EcdsaRefresh { old, sid, state }, outbox))

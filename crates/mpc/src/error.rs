@@ -33,7 +33,9 @@ pub enum Error {
     },
 
     /// A party sent different broadcast messages to different peers.
-    #[error("party {sender} equivocated in round {round}: party {reported_by} received a different broadcast than we did")]
+    #[error(
+        "party {sender} equivocated in round {round}: party {reported_by} received a different broadcast than we did"
+    )]
     Equivocation {
         /// The party whose broadcast differed between recipients.
         sender: PartyId,
@@ -129,18 +131,12 @@ pub enum Rejection {
 impl Error {
     /// A decode failure.
     pub(crate) fn decode(what: &'static str, detail: impl std::fmt::Display) -> Self {
-        Error::Decode {
-            what,
-            detail: detail.to_string(),
-        }
+        Error::Decode { what, detail: detail.to_string() }
     }
 
     /// A peer's misbehaviour.
     pub(crate) fn misbehaved(culprit: PartyId, reason: impl Into<String>) -> Self {
-        Error::Misbehaved {
-            culprit,
-            reason: reason.into(),
-        }
+        Error::Misbehaved { culprit, reason: reason.into() }
     }
 
     /// The party to blame, when there is one.

@@ -99,12 +99,10 @@ fn identifier<S: Suite>(party: PartyId) -> Result<Identifier<S>, Error> {
 
 /// Maps a FROST error to ours, naming the culprit where FROST identified one.
 fn frost_error<S: Suite>(error: frost_core::Error<S>, parties: &BTreeSet<PartyId>) -> Error {
-    let culprit = error.culprits().into_iter().find_map(|id| {
-        parties
-            .iter()
-            .copied()
-            .find(|p| identifier::<S>(*p).ok() == Some(id))
-    });
+    let culprit = error
+        .culprits()
+        .into_iter()
+        .find_map(|id| parties.iter().copied().find(|p| identifier::<S>(*p).ok() == Some(id)));
     match culprit {
         Some(culprit) => Error::misbehaved(culprit, error.to_string()),
         None => Error::Protocol(error.to_string()),
@@ -118,10 +116,7 @@ fn serialize_err<E: std::fmt::Display>(e: E) -> Error {
 /// A key's public key and every party's verifying share, encoded.
 type PublicParts = (Vec<u8>, BTreeMap<PartyId, Vec<u8>>);
 
-fn public_parts<S: Suite>(
-    public: &PublicKeyPackage<S>,
-    threshold: Threshold,
-) -> Result<PublicParts, Error> {
+fn public_parts<S: Suite>(public: &PublicKeyPackage<S>, threshold: Threshold) -> Result<PublicParts, Error> {
     let key = public.verifying_key().serialize().map_err(serialize_err)?;
     let mut shares = BTreeMap::new();
     for party in threshold.party_ids() {
@@ -143,26 +138,14 @@ fn public_package<S: Suite>(
     let corrupt = |e: frost_core::Error<S>| Error::decode("key share", e);
     let mut shares = BTreeMap::new();
     for (party, bytes) in verifying {
-        shares.insert(
-            identifier::<S>(*party)?,
-            VerifyingShare::deserialize(bytes).map_err(corrupt)?,
-        );
+        shares.insert(identifier::<S>(*party)?, VerifyingShare::deserialize(bytes).map_err(corrupt)?);
     }
     let key = VerifyingKey::deserialize(public_key).map_err(corrupt)?;
-    Ok(PublicKeyPackage::new(
-        shares,
-        key,
-        Some(u16::from(threshold.threshold())),
-    ))
+    Ok(PublicKeyPackage::new(shares, key, Some(u16::from(threshold.threshold()))))
 }
 
 fn peers_of(inbox: &Inbox) -> BTreeSet<PartyId> {
-    inbox
-        .broadcast
-        .keys()
-        .chain(inbox.direct.keys())
-        .copied()
-        .collect()
+    inbox.broadcast.keys().chain(inbox.direct.keys()).copied().collect()
 }
 
 // ---------------------------------------------------------------- DKG
@@ -178,27 +161,17 @@ pub struct FrostDkg<S: Suite> {
 
 impl<S: Suite> std::fmt::Debug for FrostDkg<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FrostDkg")
-            .field("scheme", &S::SCHEME)
-            .field("me", &self.me)
-            .finish_non_exhaustive()
+        f.debug_struct("FrostDkg").field("scheme", &S::SCHEME).field("me", &self.me).finish_non_exhaustive()
     }
 }
 
 enum FrostDkgState<S: Suite> {
     Round1(dkg::round1::SecretPackage<S>),
-    Round2 {
-        secret: dkg::round2::SecretPackage<S>,
-        round1: BTreeMap<Identifier<S>, dkg::round1::Package<S>>,
-    },
+    Round2 { secret: dkg::round2::SecretPackage<S>, round1: BTreeMap<Identifier<S>, dkg::round1::Package<S>> },
 }
 
 impl<S: Suite> FrostDkg<S> {
-    pub(crate) fn start(
-        key_id: KeyId,
-        threshold: Threshold,
-        me: PartyId,
-    ) -> Result<(Self, Outbox), Error> {
+    pub(crate) fn start(key_id: KeyId, threshold: Threshold, me: PartyId) -> Result<(Self, Outbox), Error> {
         let (secret, package) = dkg::part1::<S, _>(
             identifier::<S>(me)?,
             u16::from(threshold.parties()),
@@ -206,18 +179,9 @@ impl<S: Suite> FrostDkg<S> {
             OsRng,
         )
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let outbox = Outbox {
-            broadcast: Some(encode(&package)?),
-            direct: BTreeMap::new(),
-        };
+        let outbox = Outbox { broadcast: Some(encode(&package)?), direct: BTreeMap::new() };
         Ok((
-            FrostDkg {
-                key_id,
-                threshold,
-                me,
-                seed: ChainSeed::random(),
-                state: FrostDkgState::Round1(secret),
-            },
+            FrostDkg { key_id, threshold, me, seed: ChainSeed::random(), state: FrostDkgState::Round1(secret) },
             outbox,
         ))
     }
@@ -234,9 +198,7 @@ fn others_round1<S: Suite>(
     Ok(packages)
 }
 
-fn round2_received<S: Suite>(
-    inbox: &Inbox,
-) -> Result<BTreeMap<Identifier<S>, dkg::round2::Package<S>>, Error> {
+fn round2_received<S: Suite>(inbox: &Inbox) -> Result<BTreeMap<Identifier<S>, dkg::round2::Package<S>>, Error> {
     let mut packages = BTreeMap::new();
     for (from, payload) in &inbox.direct {
         packages.insert(identifier::<S>(*from)?, decode(*from, payload)?);
@@ -261,54 +223,25 @@ impl<S: Suite> Machine for FrostDkg<S> {
     type Output = KeyShare;
 
     fn advance(self, inbox: Inbox) -> Result<Step<Self>, Error> {
-        let FrostDkg {
-            key_id,
-            threshold,
-            me,
-            seed,
-            state,
-        } = self;
+        let FrostDkg { key_id, threshold, me, seed, state } = self;
         let parties: BTreeSet<PartyId> = threshold.party_ids().collect();
         match state {
             FrostDkgState::Round1(secret) => {
                 let round1 = others_round1::<S>(&inbox, me)?;
-                let (secret, packages) =
-                    dkg::part2(secret, &round1).map_err(|e| frost_error(e, &parties))?;
-                let outbox = Outbox {
-                    broadcast: None,
-                    direct: direct_packages(packages, threshold)?,
-                };
+                let (secret, packages) = dkg::part2(secret, &round1).map_err(|e| frost_error(e, &parties))?;
+                let outbox = Outbox { broadcast: None, direct: direct_packages(packages, threshold)? };
                 Ok(Step::Next(
-                    FrostDkg {
-                        key_id,
-                        threshold,
-                        me,
-                        seed,
-                        state: FrostDkgState::Round2 { secret, round1 },
-                    },
+                    FrostDkg { key_id, threshold, me, seed, state: FrostDkgState::Round2 { secret, round1 } },
                     outbox,
                 ))
             }
             FrostDkgState::Round2 { secret, round1 } => {
                 let round2 = round2_received::<S>(&inbox)?;
-                let (package, public) =
-                    dkg::part3(&secret, &round1, &round2).map_err(|e| frost_error(e, &parties))?;
+                let (package, public) = dkg::part3(&secret, &round1, &round2).map_err(|e| frost_error(e, &parties))?;
                 let (key, verifying) = public_parts(&public, threshold)?;
-                let share = KeyShare::new(
-                    key_id,
-                    me,
-                    threshold,
-                    Epoch(0),
-                    key,
-                    verifying,
-                    seed,
-                    S::wrap(package),
-                )?;
+                let share = KeyShare::new(key_id, me, threshold, Epoch(0), key, verifying, seed, S::wrap(package))?;
                 let agree_on = encode(&(share.public_key(), share.verifying_shares()))?;
-                Ok(Step::Done {
-                    output: share,
-                    agree_on: Some(agree_on),
-                })
+                Ok(Step::Done { output: share, agree_on: Some(agree_on) })
             }
         }
     }
@@ -324,18 +257,13 @@ pub struct FrostRefresh<S: Suite> {
 
 impl<S: Suite> std::fmt::Debug for FrostRefresh<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FrostRefresh")
-            .field("old", &self.old)
-            .finish_non_exhaustive()
+        f.debug_struct("FrostRefresh").field("old", &self.old).finish_non_exhaustive()
     }
 }
 
 enum FrostRefreshState<S: Suite> {
     Round1(dkg::round1::SecretPackage<S>),
-    Round2 {
-        secret: dkg::round2::SecretPackage<S>,
-        round1: BTreeMap<Identifier<S>, dkg::round1::Package<S>>,
-    },
+    Round2 { secret: dkg::round2::SecretPackage<S>, round1: BTreeMap<Identifier<S>, dkg::round1::Package<S>> },
 }
 
 impl<S: Suite> FrostRefresh<S> {
@@ -348,17 +276,8 @@ impl<S: Suite> FrostRefresh<S> {
             OsRng,
         )
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let outbox = Outbox {
-            broadcast: Some(encode(&package)?),
-            direct: BTreeMap::new(),
-        };
-        Ok((
-            FrostRefresh {
-                old: share.clone(),
-                state: FrostRefreshState::Round1(secret),
-            },
-            outbox,
-        ))
+        let outbox = Outbox { broadcast: Some(encode(&package)?), direct: BTreeMap::new() };
+        Ok((FrostRefresh { old: share.clone(), state: FrostRefreshState::Round1(secret) }, outbox))
     }
 }
 
@@ -372,30 +291,19 @@ impl<S: Suite> Machine for FrostRefresh<S> {
         match state {
             FrostRefreshState::Round1(secret) => {
                 let round1 = others_round1::<S>(&inbox, old.party())?;
-                let (secret, packages) = refresh::refresh_dkg_part2(secret, &round1)
-                    .map_err(|e| frost_error(e, &parties))?;
-                let outbox = Outbox {
-                    broadcast: None,
-                    direct: direct_packages(packages, threshold)?,
-                };
-                Ok(Step::Next(
-                    FrostRefresh {
-                        old,
-                        state: FrostRefreshState::Round2 { secret, round1 },
-                    },
-                    outbox,
-                ))
+                let (secret, packages) =
+                    refresh::refresh_dkg_part2(secret, &round1).map_err(|e| frost_error(e, &parties))?;
+                let outbox = Outbox { broadcast: None, direct: direct_packages(packages, threshold)? };
+                Ok(Step::Next(FrostRefresh { old, state: FrostRefreshState::Round2 { secret, round1 } }, outbox))
             }
             FrostRefreshState::Round2 { secret, round1 } => {
                 let round2 = round2_received::<S>(&inbox)?;
                 let old_package = S::unwrap(old.secret())
                     .ok_or_else(|| Error::InvalidInput("share of another scheme".into()))?
                     .clone();
-                let old_public =
-                    public_package::<S>(old.public_key(), old.verifying_shares(), threshold)?;
-                let (package, public) =
-                    refresh::refresh_dkg_shares(&secret, &round1, &round2, old_public, old_package)
-                        .map_err(|e| frost_error(e, &parties))?;
+                let old_public = public_package::<S>(old.public_key(), old.verifying_shares(), threshold)?;
+                let (package, public) = refresh::refresh_dkg_shares(&secret, &round1, &round2, old_public, old_package)
+                    .map_err(|e| frost_error(e, &parties))?;
                 let (key, verifying) = public_parts(&public, threshold)?;
                 if key != old.public_key() {
                     return Err(Error::Protocol("refresh changed the public key".into()));
@@ -411,10 +319,7 @@ impl<S: Suite> Machine for FrostRefresh<S> {
                     S::wrap(package),
                 )?;
                 let agree_on = encode(&(share.public_key(), share.verifying_shares()))?;
-                Ok(Step::Done {
-                    output: share,
-                    agree_on: Some(agree_on),
-                })
+                Ok(Step::Done { output: share, agree_on: Some(agree_on) })
             }
         }
     }
@@ -434,10 +339,7 @@ pub struct FrostSign<S: Suite> {
 
 impl<S: Suite> std::fmt::Debug for FrostSign<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FrostSign")
-            .field("scheme", &S::SCHEME)
-            .field("me", &self.me)
-            .finish_non_exhaustive()
+        f.debug_struct("FrostSign").field("scheme", &S::SCHEME).field("me", &self.me).finish_non_exhaustive()
     }
 }
 
@@ -456,10 +358,7 @@ impl<S: Suite> FrostSign<S> {
         let me = share.party();
         let threshold = share.threshold();
         let corrupt = |e: frost_core::Error<S>| Error::Protocol(format!("derived share: {e}"));
-        let own = child
-            .verifying_shares
-            .get(&me)
-            .ok_or_else(|| Error::Protocol("no own verifying share".into()))?;
+        let own = child.verifying_shares.get(&me).ok_or_else(|| Error::Protocol("no own verifying share".into()))?;
         let key = KeyPackage::new(
             identifier::<S>(me)?,
             SigningShare::deserialize(child.secret.expose_secret()).map_err(corrupt)?,
@@ -471,10 +370,7 @@ impl<S: Suite> FrostSign<S> {
         let key = S::signing_key(key);
         let public = S::signing_public(public);
         let (nonces, commitments) = frost_core::round1::commit(key.signing_share(), &mut OsRng);
-        let outbox = Outbox {
-            broadcast: Some(encode(&commitments)?),
-            direct: BTreeMap::new(),
-        };
+        let outbox = Outbox { broadcast: Some(encode(&commitments)?), direct: BTreeMap::new() };
         let machine = FrostSign {
             me,
             signers: signers.clone(),
@@ -491,14 +387,7 @@ impl<S: Suite> Machine for FrostSign<S> {
     type Output = Signature;
 
     fn advance(self, inbox: Inbox) -> Result<Step<Self>, Error> {
-        let FrostSign {
-            me,
-            signers,
-            message,
-            key,
-            public,
-            state,
-        } = self;
+        let FrostSign { me, signers, message, key, public, state } = self;
         match state {
             FrostSignState::Commit(nonces) => {
                 let mut commitments = BTreeMap::new();
@@ -507,21 +396,10 @@ impl<S: Suite> Machine for FrostSign<S> {
                     commitments.insert(identifier::<S>(*from)?, commitment);
                 }
                 let package = SigningPackage::new(commitments, &message);
-                let share = frost_core::round2::sign(&package, &nonces, &key)
-                    .map_err(|e| frost_error(e, &signers))?;
-                let outbox = Outbox {
-                    broadcast: Some(encode(&share)?),
-                    direct: BTreeMap::new(),
-                };
+                let share = frost_core::round2::sign(&package, &nonces, &key).map_err(|e| frost_error(e, &signers))?;
+                let outbox = Outbox { broadcast: Some(encode(&share)?), direct: BTreeMap::new() };
                 Ok(Step::Next(
-                    FrostSign {
-                        me,
-                        signers,
-                        message,
-                        key,
-                        public,
-                        state: FrostSignState::Share(package),
-                    },
+                    FrostSign { me, signers, message, key, public, state: FrostSignState::Share(package) },
                     outbox,
                 ))
             }
@@ -533,21 +411,16 @@ impl<S: Suite> Machine for FrostSign<S> {
                 }
                 // Aggregation verifies the result and, if it fails, each share,
                 // naming the signer whose share is wrong.
-                let signature = frost_core::aggregate(&package, &shares, &public)
-                    .map_err(|e| frost_error(e, &peers_of(&inbox)))?;
+                let signature =
+                    frost_core::aggregate(&package, &shares, &public).map_err(|e| frost_error(e, &peers_of(&inbox)))?;
                 let signature = Signature {
                     scheme: S::SCHEME,
                     bytes: signature.serialize().map_err(serialize_err)?,
                     recovery_id: None,
-                    public_key: S::verifier_key(
-                        public.verifying_key().serialize().map_err(serialize_err)?,
-                    ),
+                    public_key: S::verifier_key(public.verifying_key().serialize().map_err(serialize_err)?),
                     signers: signers.iter().copied().collect(),
                 };
-                Ok(Step::Done {
-                    output: signature,
-                    agree_on: None,
-                })
+                Ok(Step::Done { output: signature, agree_on: None })
             }
         }
     }

@@ -10,11 +10,7 @@ use zeroize::Zeroize;
 
 /// A prime-order group with the operations the derivation protocol uses.
 pub(crate) trait Group {
-    type Scalar: Copy
-        + Zeroize
-        + PartialEq
-        + Add<Output = Self::Scalar>
-        + Mul<Output = Self::Scalar>;
+    type Scalar: Copy + Zeroize + PartialEq + Add<Output = Self::Scalar> + Mul<Output = Self::Scalar>;
     type Point: Copy + PartialEq + Add<Output = Self::Point>;
 
     /// Uniform scalar from 64 bytes (wide reduction).
@@ -103,8 +99,7 @@ impl Group for Secp256k1 {
             return None;
         }
         let encoded = k256::EncodedPoint::from_bytes(bytes).ok()?;
-        let affine: Option<k256::AffinePoint> =
-            Option::from(k256::AffinePoint::from_encoded_point(&encoded));
+        let affine: Option<k256::AffinePoint> = Option::from(k256::AffinePoint::from_encoded_point(&encoded));
         affine.map(k256::ProjectivePoint::from)
     }
 }

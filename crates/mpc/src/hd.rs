@@ -146,27 +146,14 @@ impl Machine for HdMachine {
         };
         let mut agree_on = tweak.public_key.clone();
         agree_on.extend_from_slice(&tweak.chain_code);
-        Ok(Step::Done {
-            output: tweak,
-            agree_on: Some(agree_on),
-        })
+        Ok(Step::Done { output: tweak, agree_on: Some(agree_on) })
     }
 }
 
 /// `ctx = "shardvault/hd/v1" ‖ scheme_id ‖ key_id ‖ enc(X) ‖ enc(path)`, length-prefixed.
-pub(crate) fn context(
-    scheme: Scheme,
-    key_id: &KeyId,
-    root: &[u8],
-    path: &DerivationPath,
-) -> Vec<u8> {
+pub(crate) fn context(scheme: Scheme, key_id: &KeyId, root: &[u8], path: &DerivationPath) -> Vec<u8> {
     let mut ctx = CONTEXT_TAG.to_vec();
-    for field in [
-        scheme.as_str().as_bytes(),
-        key_id.as_bytes(),
-        root,
-        &path.encode(),
-    ] {
+    for field in [scheme.as_str().as_bytes(), key_id.as_bytes(), root, &path.encode()] {
         ctx.extend_from_slice(&(field.len() as u32).to_be_bytes());
         ctx.extend_from_slice(field);
     }
@@ -175,8 +162,8 @@ pub(crate) fn context(
 
 /// `cc' = HMAC-SHA512(key = "shardvault/hd/v1/chaincode", enc(X') ‖ enc(path))[0..32]`.
 pub(crate) fn child_chain_code(public_key: &[u8], path: &DerivationPath) -> [u8; 32] {
-    let mut mac = Hmac::<Sha512>::new_from_slice(CHAIN_CODE_KEY)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac =
+        Hmac::<Sha512>::new_from_slice(CHAIN_CODE_KEY).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(public_key);
     mac.update(&path.encode());
     let out = mac.finalize().into_bytes();
@@ -198,37 +185,28 @@ impl<G: Group> HdState<G> {
             .ok_or_else(|| Error::decode("key share", "public key is not a valid point"))?;
         let mut verifying = BTreeMap::new();
         for (party, bytes) in share.verifying_shares() {
-            let point = G::point_from_bytes(bytes).ok_or_else(|| {
-                Error::decode("key share", "verifying share is not a valid point")
-            })?;
+            let point = G::point_from_bytes(bytes)
+                .ok_or_else(|| Error::decode("key share", "verifying share is not a valid point"))?;
             verifying.insert(*party, point);
         }
         let ctx = context(share.scheme(), &share.key_id(), root_bytes, path);
         let mut coefficients = coefficients::<G>(share.chain_seed(), &ctx, threshold.threshold());
         let commitments: Vec<G::Point> = coefficients.iter().map(G::mul_base).collect();
-        let a0 = coefficients
-            .first()
-            .copied()
-            .ok_or_else(|| Error::Protocol("threshold below 1".into()))?;
+        let a0 = coefficients.first().copied().ok_or_else(|| Error::Protocol("threshold below 1".into()))?;
         let (proof_r, proof_z) = prove::<G>(&ctx, me, &commitments, &a0);
         let commit = Commit {
             commitments: commitments.iter().map(G::point_to_bytes).collect(),
             proof_r: G::point_to_bytes(&proof_r),
             proof_z: G::scalar_to_bytes(&proof_z),
         };
-        let mut outbox = Outbox {
-            broadcast: Some(encode(&commit)?),
-            direct: BTreeMap::new(),
-        };
+        let mut outbox = Outbox { broadcast: Some(encode(&commit)?), direct: BTreeMap::new() };
         let mut own_y = G::scalar_from_u64(0);
         for party in threshold.party_ids() {
             let y = eval_polynomial::<G>(&coefficients, party.get());
             if party == me {
                 own_y = y;
             } else {
-                let message = TweakShareMessage {
-                    y: G::scalar_to_bytes(&y),
-                };
+                let message = TweakShareMessage { y: G::scalar_to_bytes(&y) };
                 outbox.direct.insert(party, encode(&message)?);
             }
         }
@@ -256,25 +234,16 @@ impl<G: Group> HdState<G> {
             if commit.commitments.len() != t {
                 return Err(Error::misbehaved(
                     *from,
-                    format!(
-                        "sent {} commitments, expected {t}",
-                        commit.commitments.len()
-                    ),
+                    format!("sent {} commitments, expected {t}", commit.commitments.len()),
                 ));
             }
-            let commitments = commit
-                .commitments
-                .iter()
-                .map(|c| parse_point::<G>(*from, c))
-                .collect::<Result<Vec<_>, _>>()?;
+            let commitments =
+                commit.commitments.iter().map(|c| parse_point::<G>(*from, c)).collect::<Result<Vec<_>, _>>()?;
             let r = parse_point::<G>(*from, &commit.proof_r)?;
             let z = G::scalar_from_bytes(&commit.proof_z)
                 .ok_or_else(|| Error::misbehaved(*from, "invalid proof scalar"))?;
             if !verify::<G>(&self.ctx, *from, &commitments, &r, &z) {
-                return Err(Error::misbehaved(
-                    *from,
-                    "proof of knowledge of the tweak secret does not verify",
-                ));
+                return Err(Error::misbehaved(*from, "proof of knowledge of the tweak secret does not verify"));
             }
             all_commitments.insert(*from, commitments);
         }
@@ -284,14 +253,9 @@ impl<G: Group> HdState<G> {
             let message: TweakShareMessage = decode(*from, payload)?;
             let y = G::scalar_from_bytes(&message.y)
                 .ok_or_else(|| Error::misbehaved(*from, "invalid tweak share scalar"))?;
-            let commitments = all_commitments
-                .get(from)
-                .ok_or_else(|| Error::misbehaved(*from, "no commitments"))?;
+            let commitments = all_commitments.get(from).ok_or_else(|| Error::misbehaved(*from, "no commitments"))?;
             if G::mul_base(&y) != eval_commitment::<G>(commitments, self.me.get()) {
-                return Err(Error::misbehaved(
-                    *from,
-                    "tweak share does not match its commitments",
-                ));
+                return Err(Error::misbehaved(*from, "tweak share does not match its commitments"));
             }
             tau = tau + y;
         }
@@ -300,9 +264,7 @@ impl<G: Group> HdState<G> {
             child = child + commitments.first().copied().unwrap_or_else(G::identity);
         }
         if child == G::identity() {
-            return Err(Error::Protocol(
-                "derived key is the identity; choose another path".into(),
-            ));
+            return Err(Error::Protocol("derived key is the identity; choose another path".into()));
         }
         let mut verifying_tweaks = BTreeMap::new();
         let mut child_verifying = Vec::new();
@@ -311,9 +273,11 @@ impl<G: Group> HdState<G> {
             for commitments in all_commitments.values() {
                 t_m = t_m + eval_commitment::<G>(commitments, party.get());
             }
-            let v_m = self.verifying.get(&party).copied().ok_or_else(|| {
-                Error::decode("key share", format!("no verifying share for party {party}"))
-            })?;
+            let v_m = self
+                .verifying
+                .get(&party)
+                .copied()
+                .ok_or_else(|| Error::decode("key share", format!("no verifying share for party {party}")))?;
             child_verifying.push((party.get(), v_m + t_m));
             verifying_tweaks.insert(party, G::point_to_bytes(&t_m));
         }
@@ -336,21 +300,19 @@ impl<G: Group> HdState<G> {
 }
 
 /// `X'` must be what the child verifying shares interpolate to (any t of them).
-fn check_interpolation<G: Group>(
-    shares: &[(u8, G::Point)],
-    t: usize,
-    expected: &G::Point,
-) -> Result<(), Error> {
+fn check_interpolation<G: Group>(shares: &[(u8, G::Point)], t: usize, expected: &G::Point) -> Result<(), Error> {
     let subset = shares.get(..t).unwrap_or(shares);
     let xs: Vec<u8> = subset.iter().map(|(x, _)| *x).collect();
     let mut sum = G::identity();
     for (x, point) in subset {
-        let lambda = lagrange_at_zero::<G>(*x, &xs)
-            .ok_or_else(|| Error::Protocol("duplicate party ids".into()))?;
+        let lambda = lagrange_at_zero::<G>(*x, &xs).ok_or_else(|| Error::Protocol("duplicate party ids".into()))?;
         sum = sum + G::mul(point, &lambda);
     }
     if sum != *expected {
-        return Err(Error::Protocol("child verifying shares do not interpolate to the child key; the stored verifying shares are inconsistent".into()));
+        return Err(Error::Protocol(
+            "child verifying shares do not interpolate to the child key; the stored verifying shares are inconsistent"
+                .into(),
+        ));
     }
     Ok(())
 }
@@ -373,18 +335,10 @@ pub(crate) fn coefficients<G: Group>(seed: &ChainSeed, ctx: &[u8], t: u8) -> Vec
 
 fn eval_polynomial<G: Group>(coefficients: &[G::Scalar], x: u8) -> G::Scalar {
     let x = G::scalar_from_u64(u64::from(x));
-    coefficients
-        .iter()
-        .rev()
-        .fold(G::scalar_from_u64(0), |acc, a| acc * x + *a)
+    coefficients.iter().rev().fold(G::scalar_from_u64(0), |acc, a| acc * x + *a)
 }
 
-fn challenge<G: Group>(
-    ctx: &[u8],
-    party: PartyId,
-    commitments: &[G::Point],
-    r: &G::Point,
-) -> G::Scalar {
+fn challenge<G: Group>(ctx: &[u8], party: PartyId, commitments: &[G::Point], r: &G::Point) -> G::Scalar {
     let mut hash = Sha512::new();
     hash.update(POK_TAG);
     hash.update((ctx.len() as u32).to_be_bytes());
@@ -397,12 +351,7 @@ fn challenge<G: Group>(
     G::scalar_from_wide(&hash.finalize().into())
 }
 
-fn prove<G: Group>(
-    ctx: &[u8],
-    party: PartyId,
-    commitments: &[G::Point],
-    secret: &G::Scalar,
-) -> (G::Point, G::Scalar) {
+fn prove<G: Group>(ctx: &[u8], party: PartyId, commitments: &[G::Point], secret: &G::Scalar) -> (G::Point, G::Scalar) {
     let mut wide = [0u8; 64];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut wide);
     let mut nonce = G::scalar_from_wide(&wide);
@@ -414,13 +363,7 @@ fn prove<G: Group>(
     (r, z)
 }
 
-fn verify<G: Group>(
-    ctx: &[u8],
-    party: PartyId,
-    commitments: &[G::Point],
-    r: &G::Point,
-    z: &G::Scalar,
-) -> bool {
+fn verify<G: Group>(ctx: &[u8], party: PartyId, commitments: &[G::Point], r: &G::Point, z: &G::Scalar) -> bool {
     let Some(c0) = commitments.first() else {
         return false;
     };

@@ -25,15 +25,7 @@
 //! # Ok::<(), shardvault_mpc::Error>(())
 //! ```
 #![forbid(unsafe_code)]
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 #![warn(missing_docs)]
 
 mod derive;
@@ -65,8 +57,7 @@ pub use path::{DerivationPath, HARDENED};
 pub use recover::{recover_key, RecoveredKey};
 pub use secret::{ChainSeed, Secret32};
 pub use session::{
-    EchoDigest, Envelope, Inbox, Machine, Outbox, Payload, Session, Step, ENVELOPE_VERSION,
-    MAX_PAYLOAD,
+    EchoDigest, Envelope, Inbox, Machine, Outbox, Payload, Session, Step, ENVELOPE_VERSION, MAX_PAYLOAD,
 };
 pub use share::{KeyShare, ShareBinding, SHARE_FORMAT_VERSION};
 pub use signature::Signature;
@@ -75,10 +66,7 @@ pub use types::{Epoch, KeyId, PartyId, Scheme, SessionId, Threshold, MAX_PARTIES
 /// A started session and its first envelopes.
 pub type Started<M> = (Session<M>, Vec<Envelope>);
 
-fn lift<M: Machine, N: Machine<Output = M::Output>>(
-    step: Step<M>,
-    wrap: impl FnOnce(M) -> N,
-) -> Step<N> {
+fn lift<M: Machine, N: Machine<Output = M::Output>>(step: Step<M>, wrap: impl FnOnce(M) -> N) -> Step<N> {
     match step {
         Step::Next(machine, outbox) => Step::Next(wrap(machine), outbox),
         Step::Done { output, agree_on } => Step::Done { output, agree_on },
@@ -134,10 +122,7 @@ pub fn dkg(
     session: SessionId,
 ) -> Result<Started<Dkg>, Error> {
     if !threshold.contains(me) {
-        return Err(Error::InvalidInput(format!(
-            "party {me} is not one of the key's {} parties",
-            threshold.parties()
-        )));
+        return Err(Error::InvalidInput(format!("party {me} is not one of the key's {} parties", threshold.parties())));
     }
     let (machine, first) = match scheme {
         Scheme::EcdsaSecp256k1 => {
@@ -153,13 +138,7 @@ pub fn dkg(
             (Dkg::Schnorr(Box::new(m)), out)
         }
     };
-    Session::start(
-        session,
-        me,
-        &threshold.party_ids().collect(),
-        machine,
-        first,
-    )
+    Session::start(session, me, &threshold.party_ids().collect(), machine, first)
 }
 
 /// What one signer needs to sign.
@@ -192,18 +171,13 @@ pub fn sign(request: &SignRequest<'_>, session: SessionId) -> Result<Started<Sig
         )));
     }
     if let Some(outsider) = request.signers.iter().find(|s| !threshold.contains(**s)) {
-        return Err(Error::InvalidInput(format!(
-            "signer {outsider} is not a party of this key"
-        )));
+        return Err(Error::InvalidInput(format!("signer {outsider} is not a party of this key")));
     }
     let child = derive::child_share(share, request.hardened, request.path)?;
     let machine = match share.scheme() {
         Scheme::EcdsaSecp256k1 => {
             let digest: [u8; 32] = request.message.try_into().map_err(|_| {
-                Error::InvalidInput(format!(
-                    "ECDSA signs a 32-byte digest, got {} bytes",
-                    request.message.len()
-                ))
+                Error::InvalidInput(format!("ECDSA signs a 32-byte digest, got {} bytes", request.message.len()))
             })?;
             let (m, out) = EcdsaSign::start(share, child, request.signers, session, digest)?;
             (Sign::Ecdsa(Box::new(m)), out)
@@ -217,13 +191,7 @@ pub fn sign(request: &SignRequest<'_>, session: SessionId) -> Result<Started<Sig
             (Sign::Schnorr(Box::new(m)), out)
         }
     };
-    Session::start(
-        session,
-        share.party(),
-        request.signers,
-        machine.0,
-        machine.1,
-    )
+    Session::start(session, share.party(), request.signers, machine.0, machine.1)
 }
 
 /// Starts a share refresh: all n parties take part and end with shares of
@@ -243,13 +211,7 @@ pub fn refresh(share: &KeyShare, session: SessionId) -> Result<Started<Refresh>,
             (Refresh::Schnorr(Box::new(m)), out)
         }
     };
-    Session::start(
-        session,
-        share.party(),
-        &share.threshold().party_ids().collect(),
-        machine,
-        first,
-    )
+    Session::start(session, share.party(), &share.threshold().party_ids().collect(), machine, first)
 }
 
 /// Starts hardened derivation (HD-DERIVATION.md) of an all-hardened `path`;
@@ -261,11 +223,5 @@ pub fn derive_hardened(
     session: SessionId,
 ) -> Result<Started<HdMachine>, Error> {
     let (machine, first) = hd::start(share, path)?;
-    Session::start(
-        session,
-        share.party(),
-        &share.threshold().party_ids().collect(),
-        machine,
-        first,
-    )
+    Session::start(session, share.party(), &share.threshold().party_ids().collect(), machine, first)
 }

@@ -18,9 +18,7 @@ pub struct Run<O> {
 }
 
 /// Runs started sessions to completion, delivering every envelope unchanged.
-pub fn run<M: Machine>(
-    started: Vec<(Session<M>, Vec<Envelope>)>,
-) -> Result<BTreeMap<PartyId, M::Output>, Error> {
+pub fn run<M: Machine>(started: Vec<(Session<M>, Vec<Envelope>)>) -> Result<BTreeMap<PartyId, M::Output>, Error> {
     run_with(started, |_, envelope| vec![envelope]).map(|run| run.outputs)
 }
 
@@ -53,21 +51,15 @@ pub fn run_with<M: Machine>(
     }
     let mut outputs = BTreeMap::new();
     for (party, mut session) in sessions {
-        let output = session.take_output().ok_or_else(|| {
-            Error::Protocol(format!(
-                "party {party} did not finish: a message is missing"
-            ))
-        })?;
+        let output = session
+            .take_output()
+            .ok_or_else(|| Error::Protocol(format!("party {party} did not finish: a message is missing")))?;
         outputs.insert(party, output);
     }
     Ok(Run { outputs, refused })
 }
 
-fn fan_out<M: Machine>(
-    session: &Session<M>,
-    out: Vec<Envelope>,
-    queue: &mut VecDeque<(PartyId, Envelope)>,
-) {
+fn fan_out<M: Machine>(session: &Session<M>, out: Vec<Envelope>, queue: &mut VecDeque<(PartyId, Envelope)>) {
     for envelope in out {
         match envelope.to {
             Some(to) => queue.push_back((to, envelope)),

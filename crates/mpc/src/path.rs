@@ -30,44 +30,24 @@ impl DerivationPath {
     /// Builds a path from raw components (bit 31 = hardened).
     pub fn from_components(components: Vec<u32>) -> Result<Self, Error> {
         if components.len() > MAX_DEPTH {
-            return Err(Error::InvalidInput(format!(
-                "derivation path is deeper than {MAX_DEPTH}"
-            )));
+            return Err(Error::InvalidInput(format!("derivation path is deeper than {MAX_DEPTH}")));
         }
         let first_normal = components.iter().position(|c| c & HARDENED == 0);
         if let Some(first_normal) = first_normal {
-            if components
-                .iter()
-                .skip(first_normal)
-                .any(|c| c & HARDENED != 0)
-            {
-                return Err(Error::InvalidInput(
-                    "a hardened component cannot follow a non-hardened one".into(),
-                ));
+            if components.iter().skip(first_normal).any(|c| c & HARDENED != 0) {
+                return Err(Error::InvalidInput("a hardened component cannot follow a non-hardened one".into()));
             }
         }
         Ok(Self(components))
     }
 
     /// MPCVault's shape: `m/9'/vault'/coin'/account'/change/index`.
-    pub fn mpcvault(
-        vault: u32,
-        coin_type: u32,
-        account: u32,
-        change: u32,
-        index: u32,
-    ) -> Result<Self, Error> {
-        for (name, value) in [
-            ("vault", vault),
-            ("coin type", coin_type),
-            ("account", account),
-            ("change", change),
-            ("index", index),
-        ] {
+    pub fn mpcvault(vault: u32, coin_type: u32, account: u32, change: u32, index: u32) -> Result<Self, Error> {
+        for (name, value) in
+            [("vault", vault), ("coin type", coin_type), ("account", account), ("change", change), ("index", index)]
+        {
             if value & HARDENED != 0 {
-                return Err(Error::InvalidInput(format!(
-                    "{name} {value} must be below 2^31"
-                )));
+                return Err(Error::InvalidInput(format!("{name} {value} must be below 2^31")));
             }
         }
         Self::from_components(vec![
@@ -87,13 +67,7 @@ impl DerivationPath {
 
     /// The hardened prefix (the part the MPC protocol derives).
     pub fn hardened_prefix(&self) -> DerivationPath {
-        DerivationPath(
-            self.0
-                .iter()
-                .copied()
-                .take_while(|c| c & HARDENED != 0)
-                .collect(),
-        )
+        DerivationPath(self.0.iter().copied().take_while(|c| c & HARDENED != 0).collect())
     }
 
     /// The non-hardened components after the prefix.
@@ -173,29 +147,13 @@ mod tests {
         assert_eq!(path.to_string(), "m/9'/0'/60'/0'/0/7");
         assert_eq!(path.hardened_prefix().to_string(), "m/9'/0'/60'/0'");
         assert_eq!(path.normal_suffix(), &[0, 7]);
-        assert_eq!(
-            "m/1h/2H".parse::<DerivationPath>().unwrap().to_string(),
-            "m/1'/2'"
-        );
+        assert_eq!("m/1h/2H".parse::<DerivationPath>().unwrap().to_string(), "m/1'/2'");
     }
 
     #[test]
     fn refuses_bad_paths() {
-        for bad in [
-            "",
-            "n/1",
-            "m/",
-            "m/1/2'",
-            "m/-1",
-            "m/2147483648",
-            "m/1''",
-            "m/x",
-            "m/ 1",
-        ] {
-            assert!(
-                bad.parse::<DerivationPath>().is_err(),
-                "{bad:?} should be refused"
-            );
+        for bad in ["", "n/1", "m/", "m/1/2'", "m/-1", "m/2147483648", "m/1''", "m/x", "m/ 1"] {
+            assert!(bad.parse::<DerivationPath>().is_err(), "{bad:?} should be refused");
         }
     }
 }

@@ -53,9 +53,7 @@ impl RecoveredKey {
 /// The root needs any t shares; a hardened path needs every party's chain
 /// seed, i.e. a share (of any epoch) from every party.
 pub fn recover_key(shares: &[KeyShare], path: &DerivationPath) -> Result<RecoveredKey, Error> {
-    let first = shares
-        .first()
-        .ok_or_else(|| Error::InvalidInput("no shares given".into()))?;
+    let first = shares.first().ok_or_else(|| Error::InvalidInput("no shares given".into()))?;
     match first.scheme() {
         Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => recover_in::<Secp256k1>(shares, path),
         Scheme::EddsaEd25519 => recover_in::<Ed25519>(shares, path),
@@ -63,9 +61,7 @@ pub fn recover_key(shares: &[KeyShare], path: &DerivationPath) -> Result<Recover
 }
 
 fn recover_in<G: Group>(shares: &[KeyShare], path: &DerivationPath) -> Result<RecoveredKey, Error> {
-    let first = shares
-        .first()
-        .ok_or_else(|| Error::InvalidInput("no shares given".into()))?;
+    let first = shares.first().ok_or_else(|| Error::InvalidInput("no shares given".into()))?;
     let threshold = first.threshold();
     let mut by_party: BTreeMap<PartyId, &KeyShare> = BTreeMap::new();
     for share in shares {
@@ -79,17 +75,9 @@ fn recover_in<G: Group>(shares: &[KeyShare], path: &DerivationPath) -> Result<Re
         by_party.insert(share.party(), share);
     }
     // x from t shares of one epoch (the newest we have).
-    let epoch = by_party
-        .values()
-        .map(|s| s.epoch())
-        .max()
-        .unwrap_or(first.epoch());
-    let current: Vec<&KeyShare> = by_party
-        .values()
-        .copied()
-        .filter(|s| s.epoch() == epoch)
-        .take(usize::from(threshold.threshold()))
-        .collect();
+    let epoch = by_party.values().map(|s| s.epoch()).max().unwrap_or(first.epoch());
+    let current: Vec<&KeyShare> =
+        by_party.values().copied().filter(|s| s.epoch() == epoch).take(usize::from(threshold.threshold())).collect();
     if current.len() < usize::from(threshold.threshold()) {
         return Err(Error::InvalidInput(format!(
             "need {} shares of epoch {epoch}, have {}",
@@ -108,9 +96,7 @@ fn recover_in<G: Group>(shares: &[KeyShare], path: &DerivationPath) -> Result<Re
     }
     if G::point_to_bytes(&G::mul_base(&secret)) != first.public_key() {
         secret.zeroize();
-        return Err(Error::InvalidInput(
-            "the shares do not interpolate to the key's public key".into(),
-        ));
+        return Err(Error::InvalidInput("the shares do not interpolate to the key's public key".into()));
     }
     // Hardened prefix: τ = Σ_k a_{k,0}, needing every party's chain seed.
     let prefix = path.hardened_prefix();
@@ -118,9 +104,7 @@ fn recover_in<G: Group>(shares: &[KeyShare], path: &DerivationPath) -> Result<Re
         let ctx = context(first.scheme(), &first.key_id(), first.public_key(), &prefix);
         for party in threshold.party_ids() {
             let share = by_party.get(&party).ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "hardened path {prefix} needs party {party}'s chain seed"
-                ))
+                Error::InvalidInput(format!("hardened path {prefix} needs party {party}'s chain seed"))
             })?;
             let mut a = coefficients::<G>(share.chain_seed(), &ctx, 1);
             secret = secret + a.first().copied().unwrap_or_else(|| G::scalar_from_u64(0));

@@ -95,14 +95,9 @@ impl Envelope {
     /// Parses the wire encoding; rejects unknown versions, oversized
     /// payloads and trailing bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let (version, body) = bytes
-            .split_first()
-            .ok_or_else(|| Error::decode("envelope", "empty"))?;
+        let (version, body) = bytes.split_first().ok_or_else(|| Error::decode("envelope", "empty"))?;
         if *version != ENVELOPE_VERSION {
-            return Err(Error::decode(
-                "envelope",
-                format!("unsupported version {version}"),
-            ));
+            return Err(Error::decode("envelope", format!("unsupported version {version}")));
         }
         if body.len() > MAX_PAYLOAD + 1024 {
             return Err(Error::decode("envelope", "too large"));
@@ -163,10 +158,7 @@ pub trait Machine: Sized {
 
 enum State<M: Machine> {
     Running(M),
-    Agreeing {
-        output: M::Output,
-        agree_on: Vec<u8>,
-    },
+    Agreeing { output: M::Output, agree_on: Vec<u8> },
     Finished(Option<M::Output>),
     Failed,
 }
@@ -219,15 +211,11 @@ impl<M: Machine> Session<M> {
         first: Outbox,
     ) -> Result<(Self, Vec<Envelope>), Error> {
         if !participants.contains(&me) {
-            return Err(Error::InvalidInput(format!(
-                "party {me} is not among the session's participants"
-            )));
+            return Err(Error::InvalidInput(format!("party {me} is not among the session's participants")));
         }
         let peers: BTreeSet<PartyId> = participants.iter().copied().filter(|p| *p != me).collect();
         if peers.is_empty() {
-            return Err(Error::InvalidInput(
-                "a session needs at least two parties".into(),
-            ));
+            return Err(Error::InvalidInput("a session needs at least two parties".into()));
         }
         let mut session = Session {
             id,
@@ -313,19 +301,11 @@ impl<M: Machine> Session<M> {
         }
         // A peer can be at most one round ahead: it needs our messages to go on.
         if round > self.round.saturating_add(1) {
-            return Err(Rejection::TooEarly {
-                from,
-                round,
-                current: self.round,
-            });
+            return Err(Rejection::TooEarly { from, round, current: self.round });
         }
         let is_broadcast = envelope.to.is_none();
         if round == self.round {
-            let wanted = if is_broadcast {
-                self.expect.broadcast
-            } else {
-                self.expect.direct
-            };
+            let wanted = if is_broadcast { self.expect.broadcast } else { self.expect.direct };
             if !wanted {
                 return Err(Rejection::Malformed {
                     from,
@@ -337,17 +317,10 @@ impl<M: Machine> Session<M> {
             }
         }
         if envelope.payload.as_bytes().len() > MAX_PAYLOAD {
-            return Err(Rejection::Malformed {
-                from,
-                detail: "payload too large".into(),
-            });
+            return Err(Rejection::Malformed { from, detail: "payload too large".into() });
         }
         let slot = self.collected.entry(round).or_default();
-        let map = if is_broadcast {
-            &mut slot.inbox.broadcast
-        } else {
-            &mut slot.inbox.direct
-        };
+        let map = if is_broadcast { &mut slot.inbox.broadcast } else { &mut slot.inbox.direct };
         if map.contains_key(&from) {
             return Err(Rejection::Duplicate { from, round });
         }
@@ -392,16 +365,10 @@ impl<M: Machine> Session<M> {
                         self.state = State::Finished(Some(output));
                         return Ok(Vec::new());
                     };
-                    self.state = State::Agreeing {
-                        output,
-                        agree_on: agree_on.clone(),
-                    };
+                    self.state = State::Agreeing { output, agree_on: agree_on.clone() };
                     self.echo = digests;
                     self.round += 1;
-                    self.send(Outbox {
-                        broadcast: Some(agree_on),
-                        direct: BTreeMap::new(),
-                    })
+                    self.send(Outbox { broadcast: Some(agree_on), direct: BTreeMap::new() })
                 }
             },
             State::Agreeing { output, agree_on } => {
@@ -421,17 +388,11 @@ impl<M: Machine> Session<M> {
     /// round's broadcasts.
     fn check_echo(&self, reporter: PartyId, echo: &[(PartyId, EchoDigest)]) -> Result<(), Error> {
         if echo.len() != self.echo.len() {
-            return Err(Error::misbehaved(
-                reporter,
-                "echo of the previous round is incomplete",
-            ));
+            return Err(Error::misbehaved(reporter, "echo of the previous round is incomplete"));
         }
         for ((ours_from, ours), (theirs_from, theirs)) in self.echo.iter().zip(echo) {
             if ours_from != theirs_from {
-                return Err(Error::misbehaved(
-                    reporter,
-                    "echo of the previous round is malformed",
-                ));
+                return Err(Error::misbehaved(reporter, "echo of the previous round is malformed"));
             }
             if !bool::from(subtle::ConstantTimeEq::ct_eq(&ours[..], &theirs[..])) {
                 return Err(Error::Equivocation {
@@ -470,19 +431,11 @@ impl<M: Machine> Session<M> {
                 self.round, direct_to
             )));
         }
-        self.expect = Expect {
-            broadcast: outbox.broadcast.is_some(),
-            direct: !direct_to.is_empty(),
-        };
+        self.expect = Expect { broadcast: outbox.broadcast.is_some(), direct: !direct_to.is_empty() };
         let mut out = Vec::with_capacity(direct_to.len() + 1);
         if let Some(bytes) = outbox.broadcast {
             let payload = Payload::new(bytes);
-            self.collected
-                .entry(self.round)
-                .or_default()
-                .inbox
-                .broadcast
-                .insert(self.me, payload.clone());
+            self.collected.entry(self.round).or_default().inbox.broadcast.insert(self.me, payload.clone());
             out.push(self.envelope(None, payload));
         }
         for (to, bytes) in outbox.direct {
@@ -492,14 +445,7 @@ impl<M: Machine> Session<M> {
     }
 
     fn envelope(&self, to: Option<PartyId>, payload: Payload) -> Envelope {
-        Envelope {
-            session: self.id,
-            round: self.round,
-            from: self.me,
-            to,
-            echo: self.echo.clone(),
-            payload,
-        }
+        Envelope { session: self.id, round: self.round, from: self.me, to, echo: self.echo.clone(), payload }
     }
 }
 
@@ -510,10 +456,7 @@ pub(crate) fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, Error> {
 
 /// Decodes a peer's protocol message; trailing bytes are refused. A message
 /// that does not parse is the sender's fault: the round cannot complete.
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
-    from: PartyId,
-    payload: &Payload,
-) -> Result<T, Error> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(from: PartyId, payload: &Payload) -> Result<T, Error> {
     let (value, rest) = postcard::take_from_bytes(payload.as_bytes())
         .map_err(|e| Error::misbehaved(from, format!("malformed message: {e}")))?;
     if !rest.is_empty() {

@@ -88,17 +88,8 @@ impl KeyShare {
             SecretShare::Ed25519(_) => Scheme::EddsaEd25519,
             SecretShare::Schnorr(_) => Scheme::SchnorrSecp256k1,
         };
-        let share = KeyShare {
-            key_id,
-            scheme,
-            party,
-            threshold,
-            epoch,
-            public_key,
-            verifying_shares,
-            chain_seed,
-            secret,
-        };
+        let share =
+            KeyShare { key_id, scheme, party, threshold, epoch, public_key, verifying_shares, chain_seed, secret };
         share.check()?;
         Ok(share)
     }
@@ -133,11 +124,7 @@ impl KeyShare {
     }
     /// What this share is bound to.
     pub fn binding(&self) -> ShareBinding {
-        ShareBinding {
-            key_id: self.key_id,
-            party: self.party,
-            epoch: self.epoch,
-        }
+        ShareBinding { key_id: self.key_id, party: self.party, epoch: self.epoch }
     }
     pub(crate) fn chain_seed(&self) -> &ChainSeed {
         &self.chain_seed
@@ -156,10 +143,8 @@ impl KeyShare {
             SecretShare::Ed25519(package) => Zeroizing::new(package.signing_share().serialize()),
             SecretShare::Schnorr(package) => Zeroizing::new(package.signing_share().serialize()),
         };
-        let array: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::decode("key share", "secret share is not 32 bytes"))?;
+        let array: [u8; 32] =
+            bytes.as_slice().try_into().map_err(|_| Error::decode("key share", "secret share is not 32 bytes"))?;
         Ok(Secret32::new(array))
     }
 
@@ -168,8 +153,7 @@ impl KeyShare {
         let mut out = Zeroizing::new(Vec::with_capacity(64 * 1024));
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&SHARE_FORMAT_VERSION.to_be_bytes());
-        let body =
-            Zeroizing::new(postcard::to_stdvec(self).map_err(|e| Error::decode("key share", e))?);
+        let body = Zeroizing::new(postcard::to_stdvec(self).map_err(|e| Error::decode("key share", e))?);
         out.extend_from_slice(&body);
         Ok(out)
     }
@@ -181,15 +165,13 @@ impl KeyShare {
         let rest = bytes
             .strip_prefix(MAGIC.as_slice())
             .ok_or_else(|| Error::decode("key share", "not a shardvault key share (bad magic)"))?;
-        let (version, body) = rest
-            .split_at_checked(2)
-            .ok_or_else(|| Error::decode("key share", "truncated"))?;
-        let version = u16::from_be_bytes([
-            version.first().copied().unwrap_or(0),
-            version.get(1).copied().unwrap_or(0),
-        ]);
+        let (version, body) = rest.split_at_checked(2).ok_or_else(|| Error::decode("key share", "truncated"))?;
+        let version = u16::from_be_bytes([version.first().copied().unwrap_or(0), version.get(1).copied().unwrap_or(0)]);
         if version != SHARE_FORMAT_VERSION {
-            return Err(Error::decode("key share", format!("unsupported format version {version}; this release reads version {SHARE_FORMAT_VERSION}")));
+            return Err(Error::decode(
+                "key share",
+                format!("unsupported format version {version}; this release reads version {SHARE_FORMAT_VERSION}"),
+            ));
         }
         let (share, trailing): (KeyShare, _) =
             postcard::take_from_bytes(body).map_err(|e| Error::decode("key share", e))?;
@@ -203,12 +185,7 @@ impl KeyShare {
                     "key share",
                     format!(
                         "share is for key {} party {} epoch {}, expected key {} party {} epoch {}",
-                        share.key_id,
-                        share.party,
-                        share.epoch,
-                        expected.key_id,
-                        expected.party,
-                        expected.epoch
+                        share.key_id, share.party, share.epoch, expected.key_id, expected.party, expected.epoch
                     ),
                 ));
             }
@@ -227,12 +204,7 @@ impl KeyShare {
                 self.threshold.parties()
             ));
         }
-        if !self
-            .verifying_shares
-            .keys()
-            .copied()
-            .eq(self.threshold.party_ids())
-        {
+        if !self.verifying_shares.keys().copied().eq(self.threshold.party_ids()) {
             return bad("verifying shares do not cover exactly the key's parties".into());
         }
         let (library_party, library_threshold, library_key) = self.library_view()?;
@@ -242,16 +214,10 @@ impl KeyShare {
         {
             return bad("library share does not match its metadata".into());
         }
-        let own = self
-            .verifying_shares
-            .get(&self.party)
-            .cloned()
-            .unwrap_or_default();
+        let own = self.verifying_shares.get(&self.party).cloned().unwrap_or_default();
         let secret = self.secret_scalar()?;
         let matches = match self.scheme {
-            Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => {
-                public_of::<Secp256k1>(&secret) == Some(own)
-            }
+            Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => public_of::<Secp256k1>(&secret) == Some(own),
             Scheme::EddsaEd25519 => public_of::<Ed25519>(&secret) == Some(own),
         };
         if !matches {
@@ -267,10 +233,7 @@ impl KeyShare {
             let (low, high) = if little_endian {
                 (serialized.first().copied(), serialized.get(1..))
             } else {
-                (
-                    serialized.last().copied(),
-                    serialized.get(..serialized.len().saturating_sub(1)),
-                )
+                (serialized.last().copied(), serialized.get(..serialized.len().saturating_sub(1)))
             };
             high.filter(|h| h.iter().all(|b| *b == 0)).and(low)
         };
@@ -281,18 +244,11 @@ impl KeyShare {
                 Some((party.party_index.as_u8(), party.parameters.threshold, key))
             }
             SecretShare::Ed25519(p) => {
-                let key = p
-                    .verifying_key()
-                    .serialize()
-                    .map_err(|e| Error::decode("key share", e))?;
-                id_of(p.identifier().serialize(), true)
-                    .map(|id| (id, u8::try_from(*p.min_signers()).unwrap_or(0), key))
+                let key = p.verifying_key().serialize().map_err(|e| Error::decode("key share", e))?;
+                id_of(p.identifier().serialize(), true).map(|id| (id, u8::try_from(*p.min_signers()).unwrap_or(0), key))
             }
             SecretShare::Schnorr(p) => {
-                let key = p
-                    .verifying_key()
-                    .serialize()
-                    .map_err(|e| Error::decode("key share", e))?;
+                let key = p.verifying_key().serialize().map_err(|e| Error::decode("key share", e))?;
                 id_of(p.identifier().serialize(), false)
                     .map(|id| (id, u8::try_from(*p.min_signers()).unwrap_or(0), key))
             }

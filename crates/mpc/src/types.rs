@@ -22,9 +22,7 @@ impl PartyId {
         if (1..=MAX_PARTIES).contains(&id) {
             Ok(Self(id))
         } else {
-            Err(Error::InvalidInput(format!(
-                "party id {id} is out of range 1..={MAX_PARTIES}"
-            )))
+            Err(Error::InvalidInput(format!("party id {id} is out of range 1..={MAX_PARTIES}")))
         }
     }
 
@@ -126,10 +124,7 @@ pub struct Epoch(pub u32);
 impl Epoch {
     /// The epoch after a refresh.
     pub fn next(self) -> Result<Self, Error> {
-        self.0
-            .checked_add(1)
-            .map(Epoch)
-            .ok_or_else(|| Error::InvalidInput("epoch counter exhausted".into()))
+        self.0.checked_add(1).map(Epoch).ok_or_else(|| Error::InvalidInput("epoch counter exhausted".into()))
     }
 }
 
@@ -155,11 +150,7 @@ pub enum Scheme {
 
 impl Scheme {
     /// Every scheme, in a stable order.
-    pub const ALL: [Scheme; 3] = [
-        Scheme::EcdsaSecp256k1,
-        Scheme::EddsaEd25519,
-        Scheme::SchnorrSecp256k1,
-    ];
+    pub const ALL: [Scheme; 3] = [Scheme::EcdsaSecp256k1, Scheme::EddsaEd25519, Scheme::SchnorrSecp256k1];
 
     /// The scheme's identifier, as used in APIs and in derivation contexts.
     pub const fn as_str(self) -> &'static str {
@@ -185,14 +176,11 @@ impl fmt::Display for Scheme {
 impl FromStr for Scheme {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        Scheme::ALL
-            .into_iter()
-            .find(|scheme| scheme.as_str() == s)
-            .ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "unknown scheme {s:?}; expected one of ecdsa-secp256k1, eddsa-ed25519, schnorr-secp256k1"
-                ))
-            })
+        Scheme::ALL.into_iter().find(|scheme| scheme.as_str() == s).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "unknown scheme {s:?}; expected one of ecdsa-secp256k1, eddsa-ed25519, schnorr-secp256k1"
+            ))
+        })
     }
 }
 

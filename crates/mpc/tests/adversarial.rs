@@ -8,8 +8,7 @@ use k256_dkls::elliptic_curve::Group;
 use proptest::prelude::*;
 use shardvault_mpc::local::{run_with, Run};
 use shardvault_mpc::{
-    dkg, sign, DerivationPath, Envelope, Error, KeyId, Payload, Rejection, Scheme, SessionId,
-    SignRequest, Threshold,
+    dkg, sign, DerivationPath, Envelope, Error, KeyId, Payload, Rejection, Scheme, SessionId, SignRequest, Threshold,
 };
 
 fn ed25519_dkg_through<F>(network: F) -> Result<Run<shardvault_mpc::KeyShare>, Error>
@@ -19,20 +18,13 @@ where
     let threshold = Threshold::new(2, 3).unwrap();
     let (key_id, session) = (KeyId::random(), SessionId::random());
     run_with(
-        threshold
-            .party_ids()
-            .map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap())
-            .collect(),
+        threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect(),
         network,
     )
 }
 
 fn assert_agree(run: &Run<shardvault_mpc::KeyShare>) {
-    let keys: Vec<_> = run
-        .outputs
-        .values()
-        .map(|s| s.public_key().to_vec())
-        .collect();
+    let keys: Vec<_> = run.outputs.values().map(|s| s.public_key().to_vec()).collect();
     assert_eq!(keys.len(), 3);
     assert!(keys.windows(2).all(|w| w[0] == w[1]));
 }
@@ -43,10 +35,9 @@ fn replayed_messages_are_refused_and_the_run_completes() {
     assert_agree(&run);
     assert!(!run.refused.is_empty());
     assert!(
-        run.refused.iter().all(|(_, why)| matches!(
-            why,
-            Rejection::Duplicate { .. } | Rejection::Stale { .. } | Rejection::Finished
-        )),
+        run.refused
+            .iter()
+            .all(|(_, why)| matches!(why, Rejection::Duplicate { .. } | Rejection::Stale { .. } | Rejection::Finished)),
         "{:?}",
         run.refused
     );
@@ -61,22 +52,13 @@ fn old_round_replay_is_refused() {
             vec![envelope]
         } else {
             // After every later message, replay a round-0 message to the same party.
-            let replay = first_round
-                .iter()
-                .find(|old| old.from != envelope.from)
-                .cloned();
+            let replay = first_round.iter().find(|old| old.from != envelope.from).cloned();
             std::iter::once(envelope).chain(replay).collect()
         }
     })
     .unwrap();
     assert_agree(&run);
-    assert!(
-        run.refused
-            .iter()
-            .any(|(_, why)| matches!(why, Rejection::Stale { round: 0, .. })),
-        "{:?}",
-        run.refused
-    );
+    assert!(run.refused.iter().any(|(_, why)| matches!(why, Rejection::Stale { round: 0, .. })), "{:?}", run.refused);
 }
 
 #[test]
@@ -94,9 +76,7 @@ fn cross_session_unknown_sender_and_misrouted_messages_are_refused() {
     assert_agree(&run);
     let has = |f: fn(&Rejection) -> bool| run.refused.iter().any(|(_, why)| f(why));
     assert!(has(|w| matches!(w, Rejection::WrongSession)));
-    assert!(has(
-        |w| matches!(w, Rejection::UnknownSender(p) if p.get() == 9)
-    ));
+    assert!(has(|w| matches!(w, Rejection::UnknownSender(p) if p.get() == 9)));
     assert!(has(|w| matches!(w, Rejection::Misrouted { .. })));
 }
 
@@ -136,26 +116,17 @@ fn equivocation_is_caught_by_echo_broadcast() {
     let (key_id, session) = (KeyId::random(), SessionId::random());
     let (_, twin_out) = dkg(Scheme::EddsaEd25519, key_id, threshold, party(1), session).unwrap();
     let twin_broadcast = twin_out.into_iter().find(|e| e.to.is_none()).unwrap();
-    let started = threshold
-        .party_ids()
-        .map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap())
-        .collect();
+    let started =
+        threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect();
     let error = run_with(started, |to, envelope| {
-        if envelope.from == party(1)
-            && envelope.round == 0
-            && envelope.to.is_none()
-            && to == party(3)
-        {
+        if envelope.from == party(1) && envelope.round == 0 && envelope.to.is_none() && to == party(3) {
             vec![twin_broadcast.clone()]
         } else {
             vec![envelope]
         }
     })
     .unwrap_err();
-    assert!(
-        matches!(error, Error::Equivocation { sender, .. } if sender == party(1)),
-        "{error}"
-    );
+    assert!(matches!(error, Error::Equivocation { sender, .. } if sender == party(1)), "{error}");
 }
 
 #[test]
@@ -172,13 +143,7 @@ fn dkls_consistency_failure_is_a_ban() {
         .iter()
         .map(|p| {
             sign(
-                &SignRequest {
-                    share: &shares[p],
-                    hardened: None,
-                    path: &path,
-                    signers: &signers,
-                    message: &message,
-                },
+                &SignRequest { share: &shares[p], hardened: None, path: &path, signers: &signers, message: &message },
                 session,
             )
             .unwrap()
@@ -196,10 +161,7 @@ fn dkls_consistency_failure_is_a_ban() {
         vec![envelope]
     })
     .unwrap_err();
-    assert!(
-        matches!(error, Error::Banned { culprit, .. } if culprit == party(1)),
-        "{error}"
-    );
+    assert!(matches!(error, Error::Banned { culprit, .. } if culprit == party(1)), "{error}");
 }
 
 #[test]
@@ -207,17 +169,9 @@ fn a_signer_outside_the_key_or_a_wrong_count_is_refused() {
     let shares = run_dkg(Scheme::EddsaEd25519, 2, 3);
     let path = DerivationPath::root();
     for signers in [set(&[1]), set(&[1, 2, 3]), set(&[1, 4])] {
-        let request = SignRequest {
-            share: &shares[&party(1)],
-            hardened: None,
-            path: &path,
-            signers: &signers,
-            message: b"m",
-        };
-        assert!(matches!(
-            sign(&request, SessionId::random()),
-            Err(Error::InvalidInput(_))
-        ));
+        let request =
+            SignRequest { share: &shares[&party(1)], hardened: None, path: &path, signers: &signers, message: b"m" };
+        assert!(matches!(sign(&request, SessionId::random()), Err(Error::InvalidInput(_))));
     }
     let ecdsa = run_dkg(Scheme::EcdsaSecp256k1, 2, 2);
     let signers = set(&[1, 2]);
@@ -228,10 +182,7 @@ fn a_signer_outside_the_key_or_a_wrong_count_is_refused() {
         signers: &signers,
         message: b"not a digest",
     };
-    assert!(matches!(
-        sign(&request, SessionId::random()),
-        Err(Error::InvalidInput(_))
-    ));
+    assert!(matches!(sign(&request, SessionId::random()), Err(Error::InvalidInput(_))));
 }
 
 proptest! {

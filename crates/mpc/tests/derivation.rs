@@ -10,9 +10,7 @@ use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use common::*;
 use proptest::prelude::*;
 use shardvault_mpc::local::run_with;
-use shardvault_mpc::{
-    derive_hardened, derive_public, DerivationPath, ExtendedPublicKey, Payload, Scheme, SessionId,
-};
+use shardvault_mpc::{derive_hardened, derive_public, DerivationPath, ExtendedPublicKey, Payload, Scheme, SessionId};
 
 #[test]
 fn same_path_same_key_different_paths_unrelated_keys() {
@@ -23,20 +21,15 @@ fn same_path_same_key_different_paths_unrelated_keys() {
         let c = run_derive(&shares, "m/9'/0'/60'/1'");
         let d = run_derive(&shares, "m/9'/1'/60'/0'");
         assert_eq!(a[&party(1)].public_key, b[&party(1)].public_key);
-        assert_eq!(
-            a[&party(2)].expose_tau(),
-            b[&party(2)].expose_tau(),
-            "tweak shares are deterministic"
-        );
+        assert_eq!(a[&party(2)].expose_tau(), b[&party(2)].expose_tau(), "tweak shares are deterministic");
         let keys = [&a, &c, &d].map(|t| t[&party(1)].public_key.clone());
         assert!(keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2]);
-        assert!(keys
-            .iter()
-            .all(|k| k.as_slice() != shares[&party(1)].public_key()));
+        assert!(keys.iter().all(|k| k.as_slice() != shares[&party(1)].public_key()));
         // Every party ends with the same child key and chain code.
         for t in [&a, &c, &d] {
-            assert!(t.values().all(|x| x.public_key == t[&party(1)].public_key
-                && x.chain_code == t[&party(1)].chain_code));
+            assert!(t
+                .values()
+                .all(|x| x.public_key == t[&party(1)].public_key && x.chain_code == t[&party(1)].chain_code));
         }
     }
 }
@@ -46,10 +39,7 @@ fn an_inconsistent_tweak_share_names_its_dealer() {
     let shares = run_dkg(Scheme::SchnorrSecp256k1, 2, 3);
     let path: DerivationPath = "m/1'".parse().unwrap();
     let session = SessionId::random();
-    let started = shares
-        .values()
-        .map(|s| derive_hardened(s, &path, session).unwrap())
-        .collect();
+    let started = shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect();
     let error = run_with(started, |to, mut envelope| {
         if envelope.from == party(2) && to == party(3) && envelope.to.is_some() {
             let mut bytes = envelope.payload.as_bytes().to_vec();
@@ -60,10 +50,7 @@ fn an_inconsistent_tweak_share_names_its_dealer() {
     })
     .unwrap_err();
     assert_eq!(error.culprit(), Some(party(2)), "{error}");
-    assert!(
-        error.to_string().contains("does not match its commitments"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("does not match its commitments"), "{error}");
 }
 
 #[test]
@@ -71,10 +58,7 @@ fn an_inconsistent_commitment_names_its_dealer() {
     let shares = run_dkg(Scheme::EddsaEd25519, 3, 3);
     let path: DerivationPath = "m/2'".parse().unwrap();
     let session = SessionId::random();
-    let started = shares
-        .values()
-        .map(|s| derive_hardened(s, &path, session).unwrap())
-        .collect();
+    let started = shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect();
     // Party 3 sends everyone commitments from a different seed (another run with another key's share).
     let other = run_dkg(Scheme::EddsaEd25519, 3, 3);
     let (_, forged) = derive_hardened(&other[&party(3)], &path, session).unwrap();
@@ -94,29 +78,18 @@ fn an_inconsistent_commitment_names_its_dealer() {
 fn derivation_needs_an_all_hardened_path() {
     let shares = run_dkg(Scheme::EddsaEd25519, 2, 2);
     for bad in ["m", "m/1'/2"] {
-        assert!(derive_hardened(
-            &shares[&party(1)],
-            &bad.parse().unwrap(),
-            SessionId::random()
-        )
-        .is_err());
+        assert!(derive_hardened(&shares[&party(1)], &bad.parse().unwrap(), SessionId::random()).is_err());
     }
 }
 
 fn xpub_parts(xpub: &Xpub) -> ExtendedPublicKey {
-    ExtendedPublicKey {
-        public_key: xpub.public_key.serialize().to_vec(),
-        chain_code: xpub.chain_code.to_bytes(),
-    }
+    ExtendedPublicKey { public_key: xpub.public_key.serialize().to_vec(), chain_code: xpub.chain_code.to_bytes() }
 }
 
 #[test]
 fn non_hardened_levels_match_bip32_test_vectors() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../test-vectors/bip32-public.json"
-    ))
-    .unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-vectors/bip32-public.json")).unwrap();
     let vectors: serde_json::Value = serde_json::from_str(&text).unwrap();
     let cases = vectors["cases"].as_array().unwrap();
     assert!(cases.len() >= 3);

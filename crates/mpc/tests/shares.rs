@@ -21,23 +21,12 @@ fn shares_round_trip_and_keep_their_binding() {
             let bytes = share.to_bytes().unwrap();
             let back = KeyShare::from_bytes(&bytes, Some(share.binding())).unwrap();
             assert_eq!(back.to_bytes().unwrap(), bytes);
-            let wrong_epoch = ShareBinding {
-                epoch: Epoch(1),
-                ..share.binding()
-            };
-            assert!(matches!(
-                KeyShare::from_bytes(&bytes, Some(wrong_epoch)),
-                Err(Error::Decode { .. })
-            ));
-            let wrong_key = ShareBinding {
-                key_id: KeyId::random(),
-                ..share.binding()
-            };
+            let wrong_epoch = ShareBinding { epoch: Epoch(1), ..share.binding() };
+            assert!(matches!(KeyShare::from_bytes(&bytes, Some(wrong_epoch)), Err(Error::Decode { .. })));
+            let wrong_key = ShareBinding { key_id: KeyId::random(), ..share.binding() };
             assert!(KeyShare::from_bytes(&bytes, Some(wrong_key)).is_err());
-            let wrong_party = ShareBinding {
-                party: party(if share.party() == party(1) { 2 } else { 1 }),
-                ..share.binding()
-            };
+            let wrong_party =
+                ShareBinding { party: party(if share.party() == party(1) { 2 } else { 1 }), ..share.binding() };
             assert!(KeyShare::from_bytes(&bytes, Some(wrong_party)).is_err());
         }
     }
@@ -58,17 +47,11 @@ fn debug_output_redacts_secrets() {
     let encoded = hex::encode(&share.to_bytes().unwrap()[..]);
     for start in (0..encoded.len() - 16).step_by(2) {
         let window = &encoded[start..start + 16];
-        assert!(
-            !printed.contains(window) || public.contains(window),
-            "Debug leaks encoded bytes {window}"
-        );
+        assert!(!printed.contains(window) || public.contains(window), "Debug leaks encoded bytes {window}");
     }
     let tweaks = run_derive(&shares, "m/1'");
     let printed = format!("{:?}", tweaks[&party(1)]);
-    assert!(
-        printed.contains("<redacted>")
-            && !printed.contains(&hex::encode(tweaks[&party(1)].expose_tau()))
-    );
+    assert!(printed.contains("<redacted>") && !printed.contains(&hex::encode(tweaks[&party(1)].expose_tau())));
 }
 
 #[test]
@@ -81,10 +64,7 @@ fn spliced_or_foreign_bytes_are_refused() {
     let mut future = bytes.to_vec();
     future[5] = 99;
     let error = KeyShare::from_bytes(&future, None).unwrap_err();
-    assert!(
-        error.to_string().contains("unsupported format version 99"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("unsupported format version 99"), "{error}");
     let mut trailing = bytes.to_vec();
     trailing.push(0);
     assert!(KeyShare::from_bytes(&trailing, None).is_err());
@@ -121,19 +101,12 @@ fn fixture_shares(scheme: Scheme) -> Vec<KeyShare> {
 #[test]
 fn v1_fixtures_still_sign() {
     for scheme in Scheme::ALL {
-        let shares: Shares = fixture_shares(scheme)
-            .into_iter()
-            .map(|s| (s.party(), s))
-            .collect();
-        let expected =
-            std::fs::read_to_string(fixture_dir().join(format!("{scheme}.public_key"))).unwrap();
+        let shares: Shares = fixture_shares(scheme).into_iter().map(|s| (s.party(), s)).collect();
+        let expected = std::fs::read_to_string(fixture_dir().join(format!("{scheme}.public_key"))).unwrap();
         assert_eq!(hex::encode(shares[&party(1)].public_key()), expected.trim());
         let message = message_for(scheme, "fixture");
         let signature = run_sign(&shares, None, "m", &set(&[1, 3]), &message);
-        assert_eq!(
-            signature.public_key,
-            expected_verifier_key(scheme, shares[&party(1)].public_key())
-        );
+        assert_eq!(signature.public_key, expected_verifier_key(scheme, shares[&party(1)].public_key()));
         verify_independently(&signature, &message).unwrap();
     }
 }
@@ -143,10 +116,7 @@ fn v1_fixtures_still_sign() {
 #[test]
 #[ignore = "writes test-vectors; run by hand when a new share format version is introduced"]
 fn write_fixtures() {
-    assert_eq!(
-        std::env::var("SHARDVAULT_WRITE_FIXTURES").as_deref(),
-        Ok("1")
-    );
+    assert_eq!(std::env::var("SHARDVAULT_WRITE_FIXTURES").as_deref(), Ok("1"));
     std::fs::create_dir_all(fixture_dir()).unwrap();
     for scheme in Scheme::ALL {
         let shares = run_dkg(scheme, 2, 3);

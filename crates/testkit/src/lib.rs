@@ -28,9 +28,7 @@ pub fn verify_ecdsa(public_key: &[u8], digest: &[u8], signature: &[u8], recovery
     if normalized != sig {
         return Err("signature is not low-S".into());
     }
-    Secp256k1::verification_only()
-        .verify_ecdsa(&message, &sig, &key)
-        .map_err(err)?;
+    Secp256k1::verification_only().verify_ecdsa(&message, &sig, &key).map_err(err)?;
     if recover_ecdsa(digest, signature, recovery_id)? != public_key {
         return Err("recovery id does not recover the signing key".into());
     }
@@ -42,9 +40,7 @@ pub fn recover_ecdsa(digest: &[u8], signature: &[u8], recovery_id: u8) -> Result
     let message = Message::from_digest_slice(digest).map_err(err)?;
     let id = ecdsa::RecoveryId::from_i32(i32::from(recovery_id)).map_err(err)?;
     let recoverable = ecdsa::RecoverableSignature::from_compact(signature, id).map_err(err)?;
-    let key = Secp256k1::new()
-        .recover_ecdsa(&message, &recoverable)
-        .map_err(err)?;
+    let key = Secp256k1::new().recover_ecdsa(&message, &recoverable).map_err(err)?;
     Ok(key.serialize().to_vec())
 }
 
@@ -53,16 +49,12 @@ pub fn verify_bip340(x_only_key: &[u8], message: &[u8], signature: &[u8]) -> Res
     let key = XOnlyPublicKey::from_slice(x_only_key).map_err(err)?;
     let message = Message::from_digest_slice(message).map_err(err)?;
     let sig = schnorr::Signature::from_slice(signature).map_err(err)?;
-    Secp256k1::verification_only()
-        .verify_schnorr(&sig, &message, &key)
-        .map_err(err)
+    Secp256k1::verification_only().verify_schnorr(&sig, &message, &key).map_err(err)
 }
 
 /// Ed25519 with strict (RFC 8032 + no malleability) verification.
 pub fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result {
-    let key: [u8; 32] = public_key
-        .try_into()
-        .map_err(|_| "Ed25519 keys are 32 bytes")?;
+    let key: [u8; 32] = public_key.try_into().map_err(|_| "Ed25519 keys are 32 bytes")?;
     let key = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(err)?;
     let sig = ed25519_dalek::Signature::from_slice(signature).map_err(err)?;
     key.verify_strict(message, &sig).map_err(err)
@@ -71,17 +63,14 @@ pub fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> Re
 /// BIP86: the x-only output key of an internal key with no script tree.
 pub fn bip86_output_key(internal_key: &[u8]) -> Result<Vec<u8>> {
     let internal = XOnlyPublicKey::from(PublicKey::from_slice(internal_key).map_err(err)?);
-    let (output, _) =
-        bitcoin::key::TapTweak::tap_tweak(internal, &Secp256k1::verification_only(), None);
+    let (output, _) = bitcoin::key::TapTweak::tap_tweak(internal, &Secp256k1::verification_only(), None);
     Ok(output.to_x_only_public_key().serialize().to_vec())
 }
 
 /// The public key of a secp256k1 secret.
 pub fn secp256k1_public_key(secret: &[u8]) -> Result<Vec<u8>> {
     let key = bitcoin::secp256k1::SecretKey::from_slice(secret).map_err(err)?;
-    Ok(PublicKey::from_secret_key(&Secp256k1::signing_only(), &key)
-        .serialize()
-        .to_vec())
+    Ok(PublicKey::from_secret_key(&Secp256k1::signing_only(), &key).serialize().to_vec())
 }
 
 /// EIP-191 `personal_sign` digest.
@@ -94,10 +83,7 @@ pub fn eip191_digest(message: &[u8]) -> [u8; 32] {
 
 /// Bitcoin Core `signmessage` digest (messages under 253 bytes).
 pub fn bitcoin_message_digest(message: &[u8]) -> Result<[u8; 32]> {
-    let len = u8::try_from(message.len())
-        .ok()
-        .filter(|l| *l < 253)
-        .ok_or("message too long for this check")?;
+    let len = u8::try_from(message.len()).ok().filter(|l| *l < 253).ok_or("message too long for this check")?;
     let mut data = b"\x18Bitcoin Signed Message:\n".to_vec();
     data.push(len);
     data.extend_from_slice(message);
@@ -118,28 +104,22 @@ pub fn eip55_address(public_key: &[u8]) -> Result<String> {
     let mixed: String = lower
         .chars()
         .zip(checksum.chars())
-        .map(|(c, h)| {
-            if c.is_ascii_alphabetic() && h.to_digit(16).unwrap_or(0) >= 8 {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            }
-        })
+        .map(
+            |(c, h)| {
+                if c.is_ascii_alphabetic() && h.to_digit(16).unwrap_or(0) >= 8 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            },
+        )
         .collect();
     Ok(format!("0x{mixed}"))
 }
 
 /// Aptos single-key Ed25519 address.
 pub fn aptos_address(public_key: &[u8]) -> String {
-    format!(
-        "0x{}",
-        hex::encode(
-            Sha3_256::new()
-                .chain_update(public_key)
-                .chain_update([0u8])
-                .finalize()
-        )
-    )
+    format!("0x{}", hex::encode(Sha3_256::new().chain_update(public_key).chain_update([0u8]).finalize()))
 }
 
 /// The raw key behind a Solana address.
@@ -149,16 +129,10 @@ pub fn solana_key(address: &str) -> Result<Vec<u8>> {
 
 /// The witness program of a Bitcoin mainnet address, and its version.
 pub fn bitcoin_witness_program(address: &str) -> Result<(u8, Vec<u8>)> {
-    let address: bitcoin::Address<bitcoin::address::NetworkUnchecked> =
-        address.parse().map_err(err)?;
-    let address = address
-        .require_network(bitcoin::Network::Bitcoin)
-        .map_err(err)?;
+    let address: bitcoin::Address<bitcoin::address::NetworkUnchecked> = address.parse().map_err(err)?;
+    let address = address.require_network(bitcoin::Network::Bitcoin).map_err(err)?;
     let program = address.witness_program().ok_or("not a segwit address")?;
-    Ok((
-        program.version().to_num(),
-        program.program().as_bytes().to_vec(),
-    ))
+    Ok((program.version().to_num(), program.program().as_bytes().to_vec()))
 }
 
 /// HASH160 (RIPEMD-160 of SHA-256).

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use shardvault_mpc::{
-    derive_hardened, dkg, local, refresh, sign, DerivationPath, HardenedTweak, KeyId, KeyShare,
-    PartyId, Scheme, SessionId, SignRequest, Signature, Threshold,
+    derive_hardened, dkg, local, refresh, sign, DerivationPath, HardenedTweak, KeyId, KeyShare, PartyId, Scheme,
+    SessionId, SignRequest, Signature, Threshold,
 };
 use shardvault_testkit as tk;
 
@@ -23,45 +23,27 @@ pub type Shares = BTreeMap<PartyId, KeyShare>;
 pub fn run_dkg(scheme: Scheme, t: u8, n: u8) -> Shares {
     let threshold = Threshold::new(t, n).unwrap();
     let (key_id, session) = (KeyId::random(), SessionId::random());
-    local::run(
-        threshold
-            .party_ids()
-            .map(|me| dkg(scheme, key_id, threshold, me, session).unwrap())
-            .collect(),
-    )
-    .unwrap()
+    local::run(threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session).unwrap()).collect()).unwrap()
 }
 
 pub fn run_refresh(shares: &Shares) -> Shares {
     let session = SessionId::random();
-    local::run(
-        shares
-            .values()
-            .map(|s| refresh(s, session).unwrap())
-            .collect(),
-    )
-    .unwrap()
+    local::run(shares.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap()
 }
 
 pub fn run_derive(shares: &Shares, path: &str) -> BTreeMap<PartyId, HardenedTweak> {
     let path: DerivationPath = path.parse().unwrap();
     let session = SessionId::random();
-    local::run(
-        shares
-            .values()
-            .map(|s| derive_hardened(s, &path, session).unwrap())
-            .collect(),
-    )
-    .unwrap()
+    local::run(shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect()).unwrap()
 }
 
 /// The message each scheme signs in tests: a 32-byte digest for the secp256k1 schemes.
 pub fn message_for(scheme: Scheme, text: &str) -> Vec<u8> {
     match scheme {
         Scheme::EddsaEd25519 => text.as_bytes().to_vec(),
-        _ => bitcoin::hashes::Hash::to_byte_array(
-            <bitcoin::hashes::sha256::Hash as bitcoin::hashes::Hash>::hash(text.as_bytes()),
-        )
+        _ => bitcoin::hashes::Hash::to_byte_array(<bitcoin::hashes::sha256::Hash as bitcoin::hashes::Hash>::hash(
+            text.as_bytes(),
+        ))
         .to_vec(),
     }
 }
@@ -78,22 +60,14 @@ pub fn try_sign(
     let started = signers
         .iter()
         .map(|p| {
-            let request = SignRequest {
-                share: &shares[p],
-                hardened: tweaks.map(|t| &t[p]),
-                path: &path,
-                signers,
-                message,
-            };
+            let request =
+                SignRequest { share: &shares[p], hardened: tweaks.map(|t| &t[p]), path: &path, signers, message };
             sign(&request, session)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let signatures = local::run(started)?;
     let first = signatures.values().next().unwrap().clone();
-    assert!(
-        signatures.values().all(|s| *s == first),
-        "every signer must produce the same signature"
-    );
+    assert!(signatures.values().all(|s| *s == first), "every signer must produce the same signature");
     Ok(first)
 }
 
@@ -112,22 +86,11 @@ pub fn run_sign(
 pub fn verify_independently(signature: &Signature, message: &[u8]) -> Result<(), String> {
     match signature.scheme {
         Scheme::EcdsaSecp256k1 => {
-            let recovery_id = signature
-                .recovery_id
-                .ok_or("ECDSA signature without recovery id")?;
-            tk::verify_ecdsa(
-                &signature.public_key,
-                message,
-                &signature.bytes,
-                recovery_id,
-            )
+            let recovery_id = signature.recovery_id.ok_or("ECDSA signature without recovery id")?;
+            tk::verify_ecdsa(&signature.public_key, message, &signature.bytes, recovery_id)
         }
-        Scheme::SchnorrSecp256k1 => {
-            tk::verify_bip340(&signature.public_key, message, &signature.bytes)
-        }
-        Scheme::EddsaEd25519 => {
-            tk::verify_ed25519(&signature.public_key, message, &signature.bytes)
-        }
+        Scheme::SchnorrSecp256k1 => tk::verify_bip340(&signature.public_key, message, &signature.bytes),
+        Scheme::EddsaEd25519 => tk::verify_ed25519(&signature.public_key, message, &signature.bytes),
     }
 }
 
