@@ -13,7 +13,6 @@ use crate::error::Error;
 use crate::group::{Ed25519, Group, Secp256k1};
 use crate::hd::{child_chain_code, HardenedTweak};
 use crate::path::{DerivationPath, HARDENED};
-use crate::secret::Secret32;
 use crate::share::KeyShare;
 use crate::types::{PartyId, Scheme};
 
@@ -26,11 +25,18 @@ pub struct ExtendedPublicKey {
     pub chain_code: [u8; 32],
 }
 
-/// A party's share moved to a derived path, ready to sign.
-pub(crate) struct ChildShare {
-    pub(crate) secret: Secret32,
-    pub(crate) public_key: Vec<u8>,
-    pub(crate) verifying_shares: BTreeMap<PartyId, Vec<u8>>,
+/// A party's share moved to a derived path, ready to sign: parsed values,
+/// so the signing libraries need not decode (and re-validate) them again.
+pub(crate) struct ChildShare<G: Group> {
+    pub(crate) secret: G::Scalar,
+    pub(crate) public_key: G::Point,
+    pub(crate) verifying_shares: BTreeMap<PartyId, G::Point>,
+}
+
+impl<G: Group> Drop for ChildShare<G> {
+    fn drop(&mut self) {
+        self.secret.zeroize();
+    }
 }
 
 /// One BIP32 public derivation step.
@@ -138,40 +144,31 @@ pub fn extended_public_key(
     derive_public(share.scheme(), &base, path.normal_suffix())
 }
 
-/// This party's share of the key at `path`.
-pub(crate) fn child_share(
+/// This party's share of the key at `path`. The stored points it reads were
+/// validated when the share and the tweak were made or loaded, so they are
+/// only decompressed here (see [`Group::point_from_trusted_bytes`]).
+pub(crate) fn child_share<G: Group>(
     share: &KeyShare,
     tweak: Option<&HardenedTweak>,
     path: &DerivationPath,
-) -> Result<ChildShare, Error> {
-    match share.scheme() {
-        Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => child_share_in::<Secp256k1>(share, tweak, path),
-        Scheme::EddsaEd25519 => child_share_in::<Ed25519>(share, tweak, path),
-    }
-}
-
-fn child_share_in<G: Group>(
-    share: &KeyShare,
-    tweak: Option<&HardenedTweak>,
-    path: &DerivationPath,
-) -> Result<ChildShare, Error> {
+) -> Result<ChildShare<G>, Error> {
     let corrupt = |what: &str| Error::decode("key share", format!("{what} is not valid"));
     let base = hardened_base(share, tweak, path)?;
     let mut secret =
         G::scalar_from_bytes(share.secret_scalar()?.expose_secret()).ok_or_else(|| corrupt("secret share"))?;
     let mut verifying = BTreeMap::new();
     for (party, bytes) in share.verifying_shares() {
-        let mut point = G::point_from_bytes(bytes).ok_or_else(|| corrupt("verifying share"))?;
+        let mut point = G::point_from_trusted_bytes(bytes).ok_or_else(|| corrupt("verifying share"))?;
         if let Some(tweak) = tweak {
             let t_m = tweak.verifying_tweaks.get(party).ok_or_else(|| corrupt("hardened tweak"))?;
-            point = point + G::point_from_bytes(t_m).ok_or_else(|| corrupt("hardened tweak"))?;
+            point = point + G::point_from_trusted_bytes(t_m).ok_or_else(|| corrupt("hardened tweak"))?;
         }
         verifying.insert(*party, point);
     }
     if let Some(tweak) = tweak {
         secret = secret + G::scalar_from_bytes(tweak.expose_tau()).ok_or_else(|| corrupt("hardened tweak"))?;
     }
-    let mut point = G::point_from_bytes(&base.public_key).ok_or_else(|| corrupt("public key"))?;
+    let mut point = G::point_from_trusted_bytes(&base.public_key).ok_or_else(|| corrupt("public key"))?;
     let mut chain_code = base.chain_code;
     for index in path.normal_suffix() {
         let child = ckd_pub::<G>(&point, &chain_code, *index)?;
@@ -183,11 +180,7 @@ fn child_share_in<G: Group>(
         point = child.point;
         chain_code = child.chain_code;
     }
-    let child = ChildShare {
-        secret: Secret32::new(G::scalar_to_bytes(&secret)),
-        public_key: G::point_to_bytes(&point),
-        verifying_shares: verifying.iter().map(|(p, v)| (*p, G::point_to_bytes(v))).collect(),
-    };
+    let child = ChildShare { secret, public_key: point, verifying_shares: verifying };
     secret.zeroize();
     Ok(child)
 }

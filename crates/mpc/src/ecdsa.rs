@@ -19,10 +19,11 @@ use dkls23::DkgSession;
 use k256_dkls::elliptic_curve::group::GroupEncoding;
 use k256_dkls::elliptic_curve::PrimeField;
 use k256_dkls::Secp256k1 as Curve;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::derive::ChildShare;
 use crate::error::Error;
+use crate::group::{Group, Secp256k1};
 use crate::secret::ChainSeed;
 use crate::session::{decode, encode, Inbox, Machine, Outbox, Step};
 use crate::share::{KeyShare, SecretShare};
@@ -180,7 +181,7 @@ fn agreement(share: &KeyShare) -> Result<Vec<u8>, Error> {
 // ---------------------------------------------------------------- DKG
 
 /// DKLs23 distributed key generation for one party.
-pub struct EcdsaDkg {
+pub(crate) struct EcdsaDkg {
     key_id: KeyId,
     threshold: Threshold,
     me: PartyId,
@@ -299,7 +300,7 @@ impl Machine for EcdsaDkg {
 // ---------------------------------------------------------------- signing
 
 /// DKLs23 signing for one signer.
-pub struct EcdsaSign {
+pub(crate) struct EcdsaSign {
     party: Box<Party>,
     data: SignData,
     me: PartyId,
@@ -322,7 +323,7 @@ enum SignState {
 impl EcdsaSign {
     pub(crate) fn start(
         share: &KeyShare,
-        child: ChildShare,
+        child: ChildShare<Secp256k1>,
         signers: &BTreeSet<PartyId>,
         session_id: SessionId,
         digest: [u8; 32],
@@ -332,14 +333,17 @@ impl EcdsaSign {
         };
         let me = share.party();
         let mut party = root.clone();
-        let secret_bytes: [u8; 32] = *child.secret.expose_secret();
-        let secret: Option<Scalar> = Scalar::from_repr(secret_bytes.into()).into();
+        // k256 0.13 (ours) to k256 0.14 (dkls23) by canonical encodings.
+        let mut secret_bytes = Zeroizing::new(Secp256k1::scalar_to_bytes(&child.secret));
+        let secret: Option<Scalar> = Scalar::from_repr((*secret_bytes).into()).into();
+        secret_bytes.zeroize();
         let secret = secret.ok_or_else(|| Error::Protocol("child share out of range".into()))?;
+        let public_key = Secp256k1::point_to_bytes(&child.public_key);
         let mut encoded = <k256_dkls::AffinePoint as GroupEncoding>::Repr::default();
-        if encoded.len() != child.public_key.len() {
+        if encoded.len() != public_key.len() {
             return Err(Error::Protocol("child public key has the wrong length".into()));
         }
-        encoded.copy_from_slice(&child.public_key);
+        encoded.copy_from_slice(&public_key);
         let pk: Option<k256_dkls::AffinePoint> = k256_dkls::AffinePoint::from_bytes(&encoded).into();
         let pk = pk.ok_or_else(|| Error::Protocol("child public key is not a point".into()))?;
         party.poly_point = secret;
@@ -416,7 +420,7 @@ impl Machine for EcdsaSign {
 // ---------------------------------------------------------------- refresh
 
 /// DKLs23 complete refresh (new shares and new multiplication setup) for one party.
-pub struct EcdsaRefresh {
+pub(crate) struct EcdsaRefresh {
     old: KeyShare,
     sid: Vec<u8>,
     state: RefreshState,

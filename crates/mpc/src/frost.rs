@@ -17,24 +17,19 @@ use rand_core::OsRng;
 
 use crate::derive::ChildShare;
 use crate::error::Error;
+use crate::group::{Ed25519, Group, Secp256k1};
 use crate::secret::ChainSeed;
 use crate::session::{decode, encode, Inbox, Machine, Outbox, Step};
 use crate::share::{KeyShare, SecretShare};
 use crate::signature::Signature;
 use crate::types::{Epoch, KeyId, PartyId, Scheme, Threshold};
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for frost_ed25519::Ed25519Sha512 {}
-    impl Sealed for frost_secp256k1_tr::Secp256K1Sha256TR {}
-}
-
-/// What differs between the two FROST ciphersuites (sealed: implemented for
-/// `frost-ed25519` and `frost-secp256k1-tr` only).
-#[allow(private_interfaces)]
-pub trait Suite: Ciphersuite + sealed::Sealed {
+/// What differs between the two FROST ciphersuites.
+pub(crate) trait Suite: Ciphersuite {
     /// The scheme this ciphersuite implements.
     const SCHEME: Scheme;
+    /// Our arithmetic on the ciphersuite's own group types.
+    type Arith: Group<Point = frost_core::Element<Self>, Scalar = frost_core::Scalar<Self>>;
     /// Wraps a key package as a stored secret.
     fn wrap(package: KeyPackage<Self>) -> SecretShare;
     /// The key package of a stored secret of this scheme.
@@ -47,9 +42,9 @@ pub trait Suite: Ciphersuite + sealed::Sealed {
     fn verifier_key(serialized: Vec<u8>) -> Vec<u8>;
 }
 
-#[allow(private_interfaces)]
 impl Suite for frost_ed25519::Ed25519Sha512 {
     const SCHEME: Scheme = Scheme::EddsaEd25519;
+    type Arith = Ed25519;
     fn wrap(package: KeyPackage<Self>) -> SecretShare {
         SecretShare::Ed25519(package)
     }
@@ -70,9 +65,9 @@ impl Suite for frost_ed25519::Ed25519Sha512 {
     }
 }
 
-#[allow(private_interfaces)]
 impl Suite for frost_secp256k1_tr::Secp256K1Sha256TR {
     const SCHEME: Scheme = Scheme::SchnorrSecp256k1;
+    type Arith = Secp256k1;
     fn wrap(package: KeyPackage<Self>) -> SecretShare {
         SecretShare::Schnorr(package)
     }
@@ -151,7 +146,7 @@ fn peers_of(inbox: &Inbox) -> BTreeSet<PartyId> {
 // ---------------------------------------------------------------- DKG
 
 /// FROST DKG (Pedersen with proofs of knowledge) for one party.
-pub struct FrostDkg<S: Suite> {
+pub(crate) struct FrostDkg<S: Suite> {
     key_id: KeyId,
     threshold: Threshold,
     me: PartyId,
@@ -250,7 +245,7 @@ impl<S: Suite> Machine for FrostDkg<S> {
 // ---------------------------------------------------------------- refresh
 
 /// FROST share refresh (a DKG of zero) for one party.
-pub struct FrostRefresh<S: Suite> {
+pub(crate) struct FrostRefresh<S: Suite> {
     old: KeyShare,
     state: FrostRefreshState<S>,
 }
@@ -328,7 +323,7 @@ impl<S: Suite> Machine for FrostRefresh<S> {
 // ---------------------------------------------------------------- signing
 
 /// FROST signing (two rounds; every signer aggregates) for one signer.
-pub struct FrostSign<S: Suite> {
+pub(crate) struct FrostSign<S: Suite> {
     me: PartyId,
     signers: BTreeSet<PartyId>,
     message: Vec<u8>,
@@ -351,22 +346,26 @@ enum FrostSignState<S: Suite> {
 impl<S: Suite> FrostSign<S> {
     pub(crate) fn start(
         share: &KeyShare,
-        child: ChildShare,
+        child: ChildShare<S::Arith>,
         signers: &BTreeSet<PartyId>,
         message: &[u8],
     ) -> Result<(Self, Outbox), Error> {
         let me = share.party();
         let threshold = share.threshold();
-        let corrupt = |e: frost_core::Error<S>| Error::Protocol(format!("derived share: {e}"));
-        let own = child.verifying_shares.get(&me).ok_or_else(|| Error::Protocol("no own verifying share".into()))?;
+        let own = *child.verifying_shares.get(&me).ok_or_else(|| Error::Protocol("no own verifying share".into()))?;
+        let verifying_key = VerifyingKey::new(child.public_key);
         let key = KeyPackage::new(
             identifier::<S>(me)?,
-            SigningShare::deserialize(child.secret.expose_secret()).map_err(corrupt)?,
-            VerifyingShare::deserialize(own).map_err(corrupt)?,
-            VerifyingKey::deserialize(&child.public_key).map_err(corrupt)?,
+            SigningShare::new(child.secret),
+            VerifyingShare::new(own),
+            verifying_key,
             u16::from(threshold.threshold()),
         );
-        let public = public_package::<S>(&child.public_key, &child.verifying_shares, threshold)?;
+        let mut shares = BTreeMap::new();
+        for (party, point) in &child.verifying_shares {
+            shares.insert(identifier::<S>(*party)?, VerifyingShare::new(*point));
+        }
+        let public = PublicKeyPackage::new(shares, verifying_key, Some(u16::from(threshold.threshold())));
         let key = S::signing_key(key);
         let public = S::signing_public(public);
         let (nonces, commitments) = frost_core::round1::commit(key.signing_share(), &mut OsRng);

@@ -30,6 +30,13 @@ pub(crate) trait Group {
     fn point_to_bytes(point: &Self::Point) -> Vec<u8>;
     /// Canonical encodings of prime-order-subgroup points only.
     fn point_from_bytes(bytes: &[u8]) -> Option<Self::Point>;
+    /// Decompression only, for points this crate validated with
+    /// [`Group::point_from_bytes`] when they entered it (stored shares,
+    /// derivation results): it skips ed25519's subgroup check, a full scalar
+    /// multiplication that would otherwise dominate FROST signing.
+    fn point_from_trusted_bytes(bytes: &[u8]) -> Option<Self::Point> {
+        Self::point_from_bytes(bytes)
+    }
 }
 
 /// secp256k1.
@@ -166,6 +173,10 @@ impl Group for Ed25519 {
         let point = compressed.decompress()?;
         // Refuse non-canonical encodings and points outside the prime-order subgroup.
         (point.compress() == compressed && point.is_torsion_free()).then_some(point)
+    }
+
+    fn point_from_trusted_bytes(bytes: &[u8]) -> Option<curve25519_dalek::EdwardsPoint> {
+        curve25519_dalek::edwards::CompressedEdwardsY::from_slice(bytes).ok()?.decompress()
     }
 }
 

@@ -49,9 +49,9 @@ use frost_ed25519::Ed25519Sha512;
 use frost_secp256k1_tr::Secp256K1Sha256TR;
 
 pub use derive::{derive_public, extended_public_key, ExtendedPublicKey};
-pub use ecdsa::{EcdsaDkg, EcdsaRefresh, EcdsaSign};
+use ecdsa::{EcdsaDkg, EcdsaRefresh, EcdsaSign};
 pub use error::{Error, Rejection};
-pub use frost::{FrostDkg, FrostRefresh, FrostSign, Suite};
+use frost::{FrostDkg, FrostRefresh, FrostSign};
 pub use hd::{HardenedTweak, HdMachine};
 pub use path::{DerivationPath, HARDENED};
 pub use recover::{recover_key, RecoveredKey};
@@ -73,26 +73,39 @@ fn lift<M: Machine, N: Machine<Output = M::Output>>(step: Step<M>, wrap: impl Fn
     }
 }
 
+/// One machine per scheme, boxed (their sizes differ widely).
+#[derive(Debug)]
+enum PerScheme<E, D, S> {
+    Ecdsa(Box<E>),
+    Ed25519(Box<D>),
+    Schnorr(Box<S>),
+}
+
 macro_rules! per_scheme {
     ($(#[$doc:meta])* $name:ident -> $output:ty { $ecdsa:ty, $ed:ty, $schnorr:ty }) => {
         $(#[$doc])*
         #[derive(Debug)]
-        pub enum $name {
-                /// `ecdsa-secp256k1`.
-            Ecdsa(Box<$ecdsa>),
-            /// `eddsa-ed25519`.
-            Ed25519(Box<$ed>),
-            /// `schnorr-secp256k1`.
-            Schnorr(Box<$schnorr>),
+        pub struct $name(PerScheme<$ecdsa, $ed, $schnorr>);
+
+        impl $name {
+            fn ecdsa(m: $ecdsa) -> Self {
+                Self(PerScheme::Ecdsa(Box::new(m)))
+            }
+            fn ed25519(m: $ed) -> Self {
+                Self(PerScheme::Ed25519(Box::new(m)))
+            }
+            fn schnorr(m: $schnorr) -> Self {
+                Self(PerScheme::Schnorr(Box::new(m)))
+            }
         }
 
         impl Machine for $name {
             type Output = $output;
             fn advance(self, inbox: Inbox) -> Result<Step<Self>, Error> {
-                Ok(match self {
-                    $name::Ecdsa(m) => lift(m.advance(inbox)?, |m| $name::Ecdsa(Box::new(m))),
-                    $name::Ed25519(m) => lift(m.advance(inbox)?, |m| $name::Ed25519(Box::new(m))),
-                    $name::Schnorr(m) => lift(m.advance(inbox)?, |m| $name::Schnorr(Box::new(m))),
+                Ok(match self.0 {
+                    PerScheme::Ecdsa(m) => lift(m.advance(inbox)?, $name::ecdsa),
+                    PerScheme::Ed25519(m) => lift(m.advance(inbox)?, $name::ed25519),
+                    PerScheme::Schnorr(m) => lift(m.advance(inbox)?, $name::schnorr),
                 })
             }
         }
@@ -127,15 +140,15 @@ pub fn dkg(
     let (machine, first) = match scheme {
         Scheme::EcdsaSecp256k1 => {
             let (m, out) = EcdsaDkg::start(key_id, threshold, me, session)?;
-            (Dkg::Ecdsa(Box::new(m)), out)
+            (Dkg::ecdsa(m), out)
         }
         Scheme::EddsaEd25519 => {
             let (m, out) = FrostDkg::start(key_id, threshold, me)?;
-            (Dkg::Ed25519(Box::new(m)), out)
+            (Dkg::ed25519(m), out)
         }
         Scheme::SchnorrSecp256k1 => {
             let (m, out) = FrostDkg::start(key_id, threshold, me)?;
-            (Dkg::Schnorr(Box::new(m)), out)
+            (Dkg::schnorr(m), out)
         }
     };
     Session::start(session, me, &threshold.party_ids().collect(), machine, first)
@@ -173,22 +186,24 @@ pub fn sign(request: &SignRequest<'_>, session: SessionId) -> Result<Started<Sig
     if let Some(outsider) = request.signers.iter().find(|s| !threshold.contains(**s)) {
         return Err(Error::InvalidInput(format!("signer {outsider} is not a party of this key")));
     }
-    let child = derive::child_share(share, request.hardened, request.path)?;
     let machine = match share.scheme() {
         Scheme::EcdsaSecp256k1 => {
             let digest: [u8; 32] = request.message.try_into().map_err(|_| {
                 Error::InvalidInput(format!("ECDSA signs a 32-byte digest, got {} bytes", request.message.len()))
             })?;
+            let child = derive::child_share::<group::Secp256k1>(share, request.hardened, request.path)?;
             let (m, out) = EcdsaSign::start(share, child, request.signers, session, digest)?;
-            (Sign::Ecdsa(Box::new(m)), out)
+            (Sign::ecdsa(m), out)
         }
         Scheme::EddsaEd25519 => {
+            let child = derive::child_share::<group::Ed25519>(share, request.hardened, request.path)?;
             let (m, out) = FrostSign::start(share, child, request.signers, request.message)?;
-            (Sign::Ed25519(Box::new(m)), out)
+            (Sign::ed25519(m), out)
         }
         Scheme::SchnorrSecp256k1 => {
+            let child = derive::child_share::<group::Secp256k1>(share, request.hardened, request.path)?;
             let (m, out) = FrostSign::start(share, child, request.signers, request.message)?;
-            (Sign::Schnorr(Box::new(m)), out)
+            (Sign::schnorr(m), out)
         }
     };
     Session::start(session, share.party(), request.signers, machine.0, machine.1)
@@ -200,15 +215,15 @@ pub fn refresh(share: &KeyShare, session: SessionId) -> Result<Started<Refresh>,
     let (machine, first) = match share.scheme() {
         Scheme::EcdsaSecp256k1 => {
             let (m, out) = EcdsaRefresh::start(share, session)?;
-            (Refresh::Ecdsa(Box::new(m)), out)
+            (Refresh::ecdsa(m), out)
         }
         Scheme::EddsaEd25519 => {
             let (m, out) = FrostRefresh::start(share)?;
-            (Refresh::Ed25519(Box::new(m)), out)
+            (Refresh::ed25519(m), out)
         }
         Scheme::SchnorrSecp256k1 => {
             let (m, out) = FrostRefresh::start(share)?;
-            (Refresh::Schnorr(Box::new(m)), out)
+            (Refresh::schnorr(m), out)
         }
     };
     Session::start(session, share.party(), &share.threshold().party_ids().collect(), machine, first)

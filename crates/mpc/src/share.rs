@@ -214,6 +214,14 @@ impl KeyShare {
         {
             return bad("library share does not match its metadata".into());
         }
+        // Every stored point is validated here, once, so later reads may skip it.
+        let points_valid = match self.scheme {
+            Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => self.points_valid::<Secp256k1>(),
+            Scheme::EddsaEd25519 => self.points_valid::<Ed25519>(),
+        };
+        if !points_valid {
+            return bad("a stored public key or verifying share is not a valid point".into());
+        }
         let own = self.verifying_shares.get(&self.party).cloned().unwrap_or_default();
         let secret = self.secret_scalar()?;
         let matches = match self.scheme {
@@ -224,6 +232,12 @@ impl KeyShare {
             return bad("secret share does not match its verifying share (corrupted?)".into());
         }
         Ok(())
+    }
+
+    fn points_valid<G: Group>(&self) -> bool {
+        std::iter::once(&self.public_key)
+            .chain(self.verifying_shares.values())
+            .all(|p| G::point_from_bytes(p).is_some())
     }
 
     /// (party id, threshold, public key) as the library's own share states them.
