@@ -49,6 +49,16 @@ fn point_bytes(point: &k256_dkls::AffinePoint) -> Vec<u8> {
     point.to_bytes().to_vec()
 }
 
+/// A SEC1-compressed point as `dkls23`'s (k256 0.14) type.
+fn dkls_point(bytes: &[u8]) -> Option<k256_dkls::AffinePoint> {
+    let mut encoded = <k256_dkls::AffinePoint as GroupEncoding>::Repr::default();
+    if encoded.len() != bytes.len() {
+        return None;
+    }
+    encoded.copy_from_slice(bytes);
+    k256_dkls::AffinePoint::from_bytes(&encoded).into()
+}
+
 /// Maps a DKLs23 abort to our error, naming the culprit where it has one.
 fn abort(abort: Abort) -> Error {
     let reason = abort.reason.to_string();
@@ -241,60 +251,81 @@ impl Machine for EcdsaDkg {
     fn advance(self, inbox: Inbox) -> Result<Step<Self>, Error> {
         let EcdsaDkg { key_id, threshold, me, seed, state } = self;
         let (state, outbox) = match state {
-            DkgState::Fragments { mut session, own } => {
-                let fragments = Zeroizing::new(fragments(&inbox, me, &own, threshold)?);
-                let (proof, zero, bip) = session.phase2(&fragments).map_err(abort)?;
-                let outbox = Outbox {
-                    broadcast: Some(encode(&(proof, bip))?),
-                    direct: direct_by_receiver(zero.into_iter().map(|m| (m.parties.receiver, m)).collect())?,
-                };
-                (DkgState::Commitments { session }, outbox)
-            }
-            DkgState::Commitments { mut session } => {
-                let mut proofs = Vec::new();
-                let mut bip2 = BTreeMap::new();
-                for (from, payload) in &inbox.broadcast {
-                    let (proof, bip): (ProofCommitment<Curve>, BroadcastDerivationPhase2to4) = decode(*from, payload)?;
-                    if proof.index.as_u8() != from.get() {
-                        return Err(Error::misbehaved(*from, "commitment names another party"));
-                    }
-                    proofs.push(proof);
-                    bip2.insert(index(*from)?, bip);
-                }
-                let zero2 = routed(&inbox, me, |m: &TransmitInitZeroSharePhase2to4| &m.parties)?;
-                let (zero3, mul3, bip3) = session.phase3().map_err(abort)?;
-                let outbox = Outbox { broadcast: Some(encode(&bip3)?), direct: round3_direct(zero3, mul3)? };
-                (DkgState::Multiplication { session, proofs, zero2, bip2 }, outbox)
-            }
+            DkgState::Fragments { session, own } => dkg_commit(session, &own, &inbox, me, threshold)?,
+            DkgState::Commitments { session } => dkg_multiplication(session, &inbox, me)?,
             DkgState::Multiplication { session, proofs, zero2, bip2 } => {
-                let mut bip3 = BTreeMap::new();
-                for (from, payload) in &inbox.broadcast {
-                    let bip: BroadcastDerivationPhase3to4 = decode(*from, payload)?;
-                    bip3.insert(index(*from)?, bip);
-                }
-                let (zero3, mul3) = round3_received(&inbox, me)?;
-                let (party, package) =
-                    session.phase4(&proofs, &zero2, &zero3, &mul3, &bip2, &bip3, |_| String::new()).map_err(abort)?;
+                let (party, package) = dkg_finish(session, &proofs, &zero2, &bip2, &inbox, me)?;
                 let verifying = verifying_shares_of(threshold.party_ids().filter_map(|p| {
                     let i = index(p).ok()?;
                     package.verifying_share(i).map(|v| (i, *v))
                 }))?;
-                let share = KeyShare::new(
-                    key_id,
-                    me,
-                    threshold,
-                    Epoch(0),
-                    point_bytes(package.verifying_key()),
-                    verifying,
-                    seed,
-                    SecretShare::Ecdsa(Box::new(party)),
-                )?;
+                let key = point_bytes(package.verifying_key());
+                let secret = SecretShare::Ecdsa(Box::new(party));
+                let share = KeyShare::new(key_id, me, threshold, Epoch(0), key, verifying, seed, secret)?;
                 let agree_on = agreement(&share)?;
                 return Ok(Step::Done { output: share, agree_on: Some(agree_on) });
             }
         };
         Ok(Step::Next(EcdsaDkg { key_id, threshold, me, seed, state }, outbox))
     }
+}
+
+/// DKG round 1 → 2: sum the polynomial fragments, commit with a proof.
+fn dkg_commit(
+    mut session: DkgSession<Curve>,
+    own: &Scalar,
+    inbox: &Inbox,
+    me: PartyId,
+    threshold: Threshold,
+) -> Result<(DkgState, Outbox), Error> {
+    let fragments = Zeroizing::new(fragments(inbox, me, own, threshold)?);
+    let (proof, zero, bip) = session.phase2(&fragments).map_err(abort)?;
+    let outbox = Outbox {
+        broadcast: Some(encode(&(proof, bip))?),
+        direct: direct_by_receiver(zero.into_iter().map(|m| (m.parties.receiver, m)).collect())?,
+    };
+    Ok((DkgState::Commitments { session }, outbox))
+}
+
+/// DKG round 2 → 3: collect commitments, start the pairwise multiplication setup.
+fn dkg_multiplication(mut session: DkgSession<Curve>, inbox: &Inbox, me: PartyId) -> Result<(DkgState, Outbox), Error> {
+    let mut proofs = Vec::new();
+    let mut bip2 = BTreeMap::new();
+    for (from, payload) in &inbox.broadcast {
+        let (proof, bip): (ProofCommitment<Curve>, BroadcastDerivationPhase2to4) = decode(*from, payload)?;
+        check_proof_sender(*from, &proof)?;
+        proofs.push(proof);
+        bip2.insert(index(*from)?, bip);
+    }
+    let zero2 = routed(inbox, me, |m: &TransmitInitZeroSharePhase2to4| &m.parties)?;
+    let (zero3, mul3, bip3) = session.phase3().map_err(abort)?;
+    let outbox = Outbox { broadcast: Some(encode(&bip3)?), direct: round3_direct(zero3, mul3)? };
+    Ok((DkgState::Multiplication { session, proofs, zero2, bip2 }, outbox))
+}
+
+/// DKG round 3 → key: verify everything and form the party's share.
+fn dkg_finish(
+    session: DkgSession<Curve>,
+    proofs: &[ProofCommitment<Curve>],
+    zero2: &[TransmitInitZeroSharePhase2to4],
+    bip2: &BTreeMap<PartyIndex, BroadcastDerivationPhase2to4>,
+    inbox: &Inbox,
+    me: PartyId,
+) -> Result<(Party, dkls23::secp256k1::PublicKeyPackage), Error> {
+    let mut bip3 = BTreeMap::new();
+    for (from, payload) in &inbox.broadcast {
+        let bip: BroadcastDerivationPhase3to4 = decode(*from, payload)?;
+        bip3.insert(index(*from)?, bip);
+    }
+    let (zero3, mul3) = round3_received(inbox, me)?;
+    session.phase4(proofs, zero2, &zero3, &mul3, bip2, &bip3, |_| String::new()).map_err(abort)
+}
+
+fn check_proof_sender(from: PartyId, proof: &ProofCommitment<Curve>) -> Result<(), Error> {
+    if proof.index.as_u8() != from.get() {
+        return Err(Error::misbehaved(from, "commitment names another party"));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------- signing
@@ -338,14 +369,8 @@ impl EcdsaSign {
         let secret: Option<Scalar> = Scalar::from_repr((*secret_bytes).into()).into();
         secret_bytes.zeroize();
         let secret = secret.ok_or_else(|| Error::Protocol("child share out of range".into()))?;
-        let public_key = Secp256k1::point_to_bytes(&child.public_key);
-        let mut encoded = <k256_dkls::AffinePoint as GroupEncoding>::Repr::default();
-        if encoded.len() != public_key.len() {
-            return Err(Error::Protocol("child public key has the wrong length".into()));
-        }
-        encoded.copy_from_slice(&public_key);
-        let pk: Option<k256_dkls::AffinePoint> = k256_dkls::AffinePoint::from_bytes(&encoded).into();
-        let pk = pk.ok_or_else(|| Error::Protocol("child public key is not a point".into()))?;
+        let pk = dkls_point(&Secp256k1::point_to_bytes(&child.public_key))
+            .ok_or_else(|| Error::Protocol("child public key is not a point".into()))?;
         party.poly_point = secret;
         party.pk = pk;
         party.derivation_data.poly_point = secret;
@@ -499,9 +524,7 @@ impl Machine for EcdsaRefresh {
                 let mut proofs = Vec::new();
                 for (from, payload) in &inbox.broadcast {
                     let proof: ProofCommitment<Curve> = decode(*from, payload)?;
-                    if proof.index.as_u8() != from.get() {
-                        return Err(Error::misbehaved(*from, "commitment names another party"));
-                    }
+                    check_proof_sender(*from, &proof)?;
                     proofs.push(proof);
                 }
                 let zero2 = routed(&inbox, me, |m: &TransmitInitZeroSharePhase2to4| &m.parties)?;
@@ -514,34 +537,18 @@ impl Machine for EcdsaRefresh {
                 let refreshed = party
                     .refresh_complete_phase4(&sid, &correction, &proofs, &zero_kept, &zero2, &zero3, &mul_kept, &mul3)
                     .map_err(abort)?;
-                // V_m(new) = V_m(old) + Δ_m·G; the Δ_m·G are the proofs' points,
-                // which the library checked lie on a zero-constant polynomial.
-                let mut verifying = BTreeMap::new();
-                for proof in &proofs {
-                    let party = party_id(proof.index).ok_or_else(|| Error::Protocol("party 0".into()))?;
-                    let old_point = old
-                        .verifying_shares()
-                        .get(&party)
-                        .ok_or_else(|| Error::misbehaved(party, "not a party of this key"))?;
-                    let mut encoded = <k256_dkls::AffinePoint as GroupEncoding>::Repr::default();
-                    if encoded.len() != old_point.len() {
-                        return Err(Error::decode("key share", "verifying share length"));
-                    }
-                    encoded.copy_from_slice(old_point);
-                    let old_point: Option<k256_dkls::AffinePoint> = k256_dkls::AffinePoint::from_bytes(&encoded).into();
-                    let old_point = old_point.ok_or_else(|| Error::decode("key share", "verifying share"))?;
-                    let new_point = (k256_dkls::ProjectivePoint::from(old_point) + proof.proof.point).to_affine();
-                    verifying.insert(party, point_bytes(&new_point));
-                }
+                let verifying = refreshed_verifying_shares(&old, &proofs)?;
+                let secret = SecretShare::Ecdsa(Box::new(refreshed));
+                let (key, seed) = (old.public_key().to_vec(), old.chain_seed().clone());
                 let share = KeyShare::new(
                     old.key_id(),
                     me,
                     old.threshold(),
                     old.epoch().next()?,
-                    old.public_key().to_vec(),
+                    key,
                     verifying,
-                    old.chain_seed().clone(),
-                    SecretShare::Ecdsa(Box::new(refreshed)),
+                    seed,
+                    secret,
                 )?;
                 let agree_on = agreement(&share)?;
                 return Ok(Step::Done { output: share, agree_on: Some(agree_on) });
@@ -549,4 +556,22 @@ impl Machine for EcdsaRefresh {
         };
         Ok(Step::Next(EcdsaRefresh { old, sid, state }, outbox))
     }
+}
+
+/// `V_m(new) = V_m(old) + Δ_m·G`: the `Δ_m·G` are the refresh proofs' points,
+/// which the library checked lie on a zero-constant polynomial.
+fn refreshed_verifying_shares(
+    old: &KeyShare,
+    proofs: &[ProofCommitment<Curve>],
+) -> Result<BTreeMap<PartyId, Vec<u8>>, Error> {
+    let mut verifying = BTreeMap::new();
+    for proof in proofs {
+        let party = party_id(proof.index).ok_or_else(|| Error::Protocol("party 0".into()))?;
+        let old_point =
+            old.verifying_shares().get(&party).ok_or_else(|| Error::misbehaved(party, "not a party of this key"))?;
+        let old_point = dkls_point(old_point).ok_or_else(|| Error::decode("key share", "verifying share"))?;
+        let new_point = (k256_dkls::ProjectivePoint::from(old_point) + proof.proof.point).to_affine();
+        verifying.insert(party, point_bytes(&new_point));
+    }
+    Ok(verifying)
 }

@@ -227,15 +227,51 @@ impl<G: Group> HdState<G> {
 
     /// Step 4–6: verify everything, then sum up.
     fn finish(self, inbox: &Inbox) -> Result<HardenedTweak, Error> {
+        let commitments = self.verified_commitments(inbox)?;
+        let mut tau = self.tweak_share(inbox, &commitments)?;
+        // X' = X + Σ_i C_{i,0}
+        let child = commitments.values().filter_map(|c| c.first()).fold(self.root, |sum, c0| sum + *c0);
+        if child == G::identity() {
+            return Err(Error::Protocol("derived key is the identity; choose another path".into()));
+        }
+        // T_m = Σ_i Σ_j m^j·C_{i,j}; V'_m = V_m + T_m must interpolate to X'.
+        let mut verifying_tweaks = BTreeMap::new();
+        let mut child_verifying = Vec::new();
+        for party in self.threshold.party_ids() {
+            let t_m = commitments.values().fold(G::identity(), |sum, c| sum + eval_commitment::<G>(c, party.get()));
+            let v_m = self
+                .verifying
+                .get(&party)
+                .copied()
+                .ok_or_else(|| Error::decode("key share", format!("no verifying share for party {party}")))?;
+            child_verifying.push((party.get(), v_m + t_m));
+            verifying_tweaks.insert(party, G::point_to_bytes(&t_m));
+        }
+        check_interpolation::<G>(&child_verifying, usize::from(self.threshold.threshold()), &child)?;
+        let public_key = G::point_to_bytes(&child);
+        let tweak = HardenedTweak {
+            key_id: self.key_id,
+            scheme: self.scheme,
+            party: self.me,
+            path: self.path.clone(),
+            chain_code: child_chain_code(&public_key, &self.path),
+            public_key,
+            verifying_tweaks,
+            tau: Secret32::new(G::scalar_to_bytes(&tau)),
+        };
+        tau.zeroize();
+        Ok(tweak)
+    }
+
+    /// Every dealer's commitments `C_{i,·}`, after checking its proof of knowledge of `a_{i,0}`.
+    fn verified_commitments(&self, inbox: &Inbox) -> Result<BTreeMap<PartyId, Vec<G::Point>>, Error> {
         let t = usize::from(self.threshold.threshold());
-        let mut all_commitments: BTreeMap<PartyId, Vec<G::Point>> = BTreeMap::new();
+        let mut all = BTreeMap::new();
         for (from, payload) in &inbox.broadcast {
             let commit: Commit = decode(*from, payload)?;
             if commit.commitments.len() != t {
-                return Err(Error::misbehaved(
-                    *from,
-                    format!("sent {} commitments, expected {t}", commit.commitments.len()),
-                ));
+                let got = commit.commitments.len();
+                return Err(Error::misbehaved(*from, format!("sent {got} commitments, expected {t}")));
             }
             let commitments =
                 commit.commitments.iter().map(|c| parse_point::<G>(*from, c)).collect::<Result<Vec<_>, _>>()?;
@@ -245,57 +281,26 @@ impl<G: Group> HdState<G> {
             if !verify::<G>(&self.ctx, *from, &commitments, &r, &z) {
                 return Err(Error::misbehaved(*from, "proof of knowledge of the tweak secret does not verify"));
             }
-            all_commitments.insert(*from, commitments);
+            all.insert(*from, commitments);
         }
-        // τ_k = Σ_i y_{i→k}, our own included; each y checked against its dealer's commitments.
+        Ok(all)
+    }
+
+    /// `τ_k = Σ_i y_{i→k}`, our own included; each `y` checked against its dealer's commitments.
+    fn tweak_share(&self, inbox: &Inbox, commitments: &BTreeMap<PartyId, Vec<G::Point>>) -> Result<G::Scalar, Error> {
         let mut tau = self.own_y;
         for (from, payload) in &inbox.direct {
             let message: TweakShareMessage = decode(*from, payload)?;
             let y = G::scalar_from_bytes(&message.y)
                 .ok_or_else(|| Error::misbehaved(*from, "invalid tweak share scalar"))?;
-            let commitments = all_commitments.get(from).ok_or_else(|| Error::misbehaved(*from, "no commitments"))?;
-            if G::mul_base(&y) != eval_commitment::<G>(commitments, self.me.get()) {
+            let dealer = commitments.get(from).ok_or_else(|| Error::misbehaved(*from, "no commitments"))?;
+            if G::mul_base(&y) != eval_commitment::<G>(dealer, self.me.get()) {
+                tau.zeroize();
                 return Err(Error::misbehaved(*from, "tweak share does not match its commitments"));
             }
             tau = tau + y;
         }
-        let mut child = self.root;
-        for commitments in all_commitments.values() {
-            child = child + commitments.first().copied().unwrap_or_else(G::identity);
-        }
-        if child == G::identity() {
-            return Err(Error::Protocol("derived key is the identity; choose another path".into()));
-        }
-        let mut verifying_tweaks = BTreeMap::new();
-        let mut child_verifying = Vec::new();
-        for party in self.threshold.party_ids() {
-            let mut t_m = G::identity();
-            for commitments in all_commitments.values() {
-                t_m = t_m + eval_commitment::<G>(commitments, party.get());
-            }
-            let v_m = self
-                .verifying
-                .get(&party)
-                .copied()
-                .ok_or_else(|| Error::decode("key share", format!("no verifying share for party {party}")))?;
-            child_verifying.push((party.get(), v_m + t_m));
-            verifying_tweaks.insert(party, G::point_to_bytes(&t_m));
-        }
-        check_interpolation::<G>(&child_verifying, t, &child)?;
-        let public_key = G::point_to_bytes(&child);
-        let chain_code = child_chain_code(&public_key, &self.path);
-        let tweak = HardenedTweak {
-            key_id: self.key_id,
-            scheme: self.scheme,
-            party: self.me,
-            path: self.path.clone(),
-            public_key,
-            chain_code,
-            verifying_tweaks,
-            tau: Secret32::new(G::scalar_to_bytes(&tau)),
-        };
-        tau.zeroize();
-        Ok(tweak)
+        Ok(tau)
     }
 }
 
