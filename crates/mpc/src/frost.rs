@@ -339,8 +339,10 @@ impl<S: Suite> std::fmt::Debug for FrostSign<S> {
 }
 
 enum FrostSignState<S: Suite> {
-    Commit(SigningNonces<S>),
-    Share(SigningPackage<S>),
+    /// Our nonces and our own commitments (kept, not decoded back from our broadcast).
+    Commit(SigningNonces<S>, SigningCommitments<S>),
+    /// The signing package and our own signature share.
+    Share(SigningPackage<S>, SignatureShare<S>),
 }
 
 impl<S: Suite> FrostSign<S> {
@@ -376,7 +378,7 @@ impl<S: Suite> FrostSign<S> {
             message: message.to_vec(),
             key,
             public,
-            state: FrostSignState::Commit(nonces),
+            state: FrostSignState::Commit(nonces, commitments),
         };
         Ok((machine, outbox))
     }
@@ -388,9 +390,9 @@ impl<S: Suite> Machine for FrostSign<S> {
     fn advance(self, inbox: Inbox) -> Result<Step<Self>, Error> {
         let FrostSign { me, signers, message, key, public, state } = self;
         match state {
-            FrostSignState::Commit(nonces) => {
-                let mut commitments = BTreeMap::new();
-                for (from, payload) in &inbox.broadcast {
+            FrostSignState::Commit(nonces, own) => {
+                let mut commitments = BTreeMap::from([(identifier::<S>(me)?, own)]);
+                for (from, payload) in inbox.broadcast.iter().filter(|(from, _)| **from != me) {
                     let commitment: SigningCommitments<S> = decode(*from, payload)?;
                     commitments.insert(identifier::<S>(*from)?, commitment);
                 }
@@ -398,13 +400,13 @@ impl<S: Suite> Machine for FrostSign<S> {
                 let share = frost_core::round2::sign(&package, &nonces, &key).map_err(|e| frost_error(e, &signers))?;
                 let outbox = Outbox { broadcast: Some(encode(&share)?), direct: BTreeMap::new() };
                 Ok(Step::Next(
-                    FrostSign { me, signers, message, key, public, state: FrostSignState::Share(package) },
+                    FrostSign { me, signers, message, key, public, state: FrostSignState::Share(package, share) },
                     outbox,
                 ))
             }
-            FrostSignState::Share(package) => {
-                let mut shares = BTreeMap::new();
-                for (from, payload) in &inbox.broadcast {
+            FrostSignState::Share(package, own) => {
+                let mut shares = BTreeMap::from([(identifier::<S>(me)?, own)]);
+                for (from, payload) in inbox.broadcast.iter().filter(|(from, _)| **from != me) {
                     let share: SignatureShare<S> = decode(*from, payload)?;
                     shares.insert(identifier::<S>(*from)?, share);
                 }

@@ -11,7 +11,7 @@ use std::fmt;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::Error;
 use crate::group::{eval_commitment, lagrange_at_zero, Ed25519, Group, Secp256k1};
@@ -27,7 +27,9 @@ const CHAIN_CODE_KEY: &[u8] = b"shardvault/hd/v1/chaincode";
 
 /// One party's result of hardened derivation for one path: its tweak share
 /// `τ_k` (secret) and the public data every party agreed on. Cache it per
-/// (key, path); it survives refresh (HD-DERIVATION.md, "Properties").
+/// (key, path), sealed like a share; it survives refresh (HD-DERIVATION.md,
+/// "Properties"). Encoded by [`HardenedTweak::to_bytes`], which
+/// [`HardenedTweak::from_bytes`] validates.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct HardenedTweak {
     /// The key it belongs to.
@@ -60,10 +62,58 @@ impl fmt::Debug for HardenedTweak {
     }
 }
 
+const TWEAK_MAGIC: &[u8; 4] = b"SVHT";
+const TWEAK_FORMAT_VERSION: u16 = 1;
+
 impl HardenedTweak {
     /// `τ_k`. Do not log it.
     pub fn expose_tau(&self) -> &[u8; 32] {
         self.tau.expose_secret()
+    }
+
+    /// Encodes the tweak (`SVHT` ‖ u16be version ‖ postcard). The bytes are
+    /// secret: seal them before they leave memory.
+    pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let mut out = Zeroizing::new(TWEAK_MAGIC.to_vec());
+        out.extend_from_slice(&TWEAK_FORMAT_VERSION.to_be_bytes());
+        out.extend_from_slice(&Zeroizing::new(
+            postcard::to_stdvec(self).map_err(|e| Error::decode("hardened tweak", e))?,
+        ));
+        Ok(out)
+    }
+
+    /// Decodes a tweak and validates every point and scalar in it, so that
+    /// signing may later read them without checking again.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let bad = |detail: &str| Error::decode("hardened tweak", detail);
+        let rest = bytes
+            .strip_prefix(TWEAK_MAGIC.as_slice())
+            .ok_or_else(|| bad("not a shardvault hardened tweak (bad magic)"))?;
+        let (version, body) = rest.split_at_checked(2).ok_or_else(|| bad("truncated"))?;
+        if version != TWEAK_FORMAT_VERSION.to_be_bytes() {
+            return Err(bad("unsupported format version"));
+        }
+        let (tweak, trailing): (HardenedTweak, _) =
+            postcard::take_from_bytes(body).map_err(|e| Error::decode("hardened tweak", e))?;
+        if !trailing.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        let valid = match tweak.scheme {
+            Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => tweak.valid_in::<Secp256k1>(),
+            Scheme::EddsaEd25519 => tweak.valid_in::<Ed25519>(),
+        };
+        if !valid || tweak.path.components().is_empty() || !tweak.path.normal_suffix().is_empty() {
+            return Err(bad("invalid point, scalar or path"));
+        }
+        Ok(tweak)
+    }
+
+    fn valid_in<G: Group>(&self) -> bool {
+        G::scalar_from_bytes(self.tau.expose_secret()).is_some()
+            && std::iter::once(&self.public_key)
+                .chain(self.verifying_tweaks.values())
+                .all(|p| G::point_from_bytes(p).is_some())
+            && self.verifying_tweaks.contains_key(&self.party)
     }
 }
 

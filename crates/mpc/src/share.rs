@@ -178,6 +178,7 @@ impl KeyShare {
         if !trailing.is_empty() {
             return Err(Error::decode("key share", "trailing bytes"));
         }
+        share.check_points()?;
         share.check()?;
         if let Some(expected) = expected {
             if share.binding() != expected {
@@ -191,6 +192,20 @@ impl KeyShare {
             }
         }
         Ok(share)
+    }
+
+    /// Every stored point is a valid, canonical point of the prime-order group.
+    /// Run on bytes from outside (not on library output, which is valid by
+    /// construction), so that later reads may skip the check.
+    fn check_points(&self) -> Result<(), Error> {
+        let valid = match self.scheme {
+            Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => self.points_valid::<Secp256k1>(),
+            Scheme::EddsaEd25519 => self.points_valid::<Ed25519>(),
+        };
+        if !valid {
+            return Err(Error::decode("key share", "a stored public key or verifying share is not a valid point"));
+        }
+        Ok(())
     }
 
     /// Internal consistency: everything a corrupted or spliced share would break.
@@ -213,14 +228,6 @@ impl KeyShare {
             || library_key != self.public_key
         {
             return bad("library share does not match its metadata".into());
-        }
-        // Every stored point is validated here, once, so later reads may skip it.
-        let points_valid = match self.scheme {
-            Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => self.points_valid::<Secp256k1>(),
-            Scheme::EddsaEd25519 => self.points_valid::<Ed25519>(),
-        };
-        if !points_valid {
-            return bad("a stored public key or verifying share is not a valid point".into());
         }
         let own = self.verifying_shares.get(&self.party).cloned().unwrap_or_default();
         let secret = self.secret_scalar()?;
