@@ -64,6 +64,7 @@ fn key_lifecycle(scheme: Scheme, threshold: Threshold, message: &[u8], progress:
     progress.inc(1);
     let root = first(&shares)?.public_key().to_vec();
     ensure!(shares.values().all(|s| s.public_key() == root), "parties disagree on the public key");
+    tracing::info!(%key_id, %scheme, t = threshold.threshold(), n = threshold.parties(), public_key = %hex::encode(&root), "key generated");
 
     progress.set_message(format!("{label}: hardened derivation"));
     let chains: Vec<Chain> = Chain::ALL.into_iter().filter(|c| c.accepts(key_type(scheme))).collect();
@@ -104,6 +105,7 @@ fn key_lifecycle(scheme: Scheme, threshold: Threshold, message: &[u8], progress:
     let epoch_before = first(&shares)?.epoch().0;
     let epoch_after = first(&refreshed)?.epoch().0;
     ensure!(refreshed.values().all(|s| s.public_key() == root), "refresh changed the public key");
+    tracing::info!(%key_id, epoch_before, epoch_after, "shares refreshed");
     progress.inc(1);
 
     progress.set_message(format!("{label}: signing after refresh"));
@@ -164,6 +166,7 @@ fn sign_message(
     }
     let outputs = local::run(started)?;
     let signature = outputs.into_values().next().context("no signature")?;
+    tracing::info!(key_id = %share.key_id(), %path, %chain, signers = ?signature.signers, epoch = share.epoch().0, "signed");
     Ok(SignatureReport {
         path: path.to_string(),
         chain: chain.to_string(),
