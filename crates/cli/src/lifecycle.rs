@@ -166,7 +166,7 @@ fn sign_message(
     }
     let outputs = local::run(started)?;
     let signature = outputs.into_values().next().context("no signature")?;
-    tracing::info!(key_id = %share.key_id(), %path, %chain, signers = ?signature.signers, epoch = share.epoch().0, "signed");
+    tracing::info!(key_id = %share.key_id(), %path, %chain, signers = ?signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), epoch = share.epoch().0, "signed");
     Ok(SignatureReport {
         path: path.to_string(),
         chain: chain.to_string(),
