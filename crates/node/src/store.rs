@@ -282,16 +282,14 @@ impl Store {
             Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, Vec<u8>>(5)?))
         })?;
         let mut previous = vec![0u8; 32];
-        let mut expected_seq = 1;
         let mut entries = Vec::new();
-        for row in rows {
+        for (expected_seq, row) in (1..).zip(rows) {
             let (seq, key_id, path, signed, request, hash): (i64, Vec<u8>, String, Vec<u8>, Vec<u8>, Vec<u8>) = row?;
             let key_id = KeyId::from_bytes(key_id.try_into().map_err(|_| StoreError::LogTampered(seq))?);
             if seq != expected_seq || entry_hash(&previous, key_id, &path, &signed, &request) != hash {
                 return Err(StoreError::LogTampered(seq));
             }
             previous = hash;
-            expected_seq += 1;
             entries.push(SignLogEntry { seq, key_id, path, signed, request });
         }
         Ok(entries)
