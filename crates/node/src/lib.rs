@@ -1,11 +1,15 @@
-//! The participant node. This release holds its storage: key shares, chain
-//! seeds and derivation tweaks sealed at rest in one embedded SQLite file,
-//! with two-phase refresh and an append-only log of what the node signed.
-//! The protocol runner and the connection to the coordinator come next.
+//! The participant node: a [`Node`] state machine that runs jobs from the
+//! coordinator over pairwise Noise channels, and its [`Store`] (key shares,
+//! chain seeds and derivation tweaks sealed at rest in one SQLite file, with
+//! two-phase refresh and an append-only log of what the node signed).
+//! The network process around it (the outbound connection to the
+//! coordinator) is the next step.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 #![warn(missing_docs)]
 
+mod runner;
 mod store;
 
+pub use runner::{Node, NodeError};
 pub use store::{KekSource, SignLogEntry, Store, StoreError};

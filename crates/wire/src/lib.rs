@@ -16,10 +16,12 @@
 mod channel;
 mod cluster;
 mod frame;
+mod job;
 
 pub use channel::{Channels, Received};
 pub use cluster::{generate_keypair, Cluster, NodeId, NoisePublicKey, NoiseSecretKey};
 pub use frame::{Frame, FRAME_VERSION, MAX_FRAME};
+pub use job::{FromNode, Job, JobKind, Outcome, SignPayload, ToNode};
 
 /// The Noise protocol every pair of nodes runs.
 pub const NOISE_PARAMS: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
