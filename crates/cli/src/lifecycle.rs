@@ -48,7 +48,7 @@ pub fn run(keys: &[(Scheme, u8, u8)], message: &str, progress: &ProgressBar) -> 
 
 /// The two paths shown per chain: MPCVault's all-hardened shape, and a
 /// hardened account with BIP32 non-hardened change/index below it.
-fn paths(chain: Chain) -> Result<[DerivationPath; 2]> {
+pub fn paths(chain: Chain) -> Result<[DerivationPath; 2]> {
     let coin = chain.coin_type();
     Ok([format!("m/9'/0'/{coin}'/0'/0'/0'").parse()?, DerivationPath::mpcvault(0, coin, 0, 0, 1)?])
 }

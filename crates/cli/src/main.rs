@@ -2,6 +2,10 @@
 //! delegates to the crates.
 #![forbid(unsafe_code)]
 
+mod client;
+mod daemon;
+mod demo;
+mod devnet;
 mod lifecycle;
 mod report;
 
@@ -39,13 +43,110 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole key lifecycle (DKG, derivation, signing, refresh) with
-    /// every party in this process, and print the shardvault.demo.v1 report.
-    Simulate(LifecycleArgs),
-    /// The end-to-end demo. In this release it runs the lifecycle in-process,
-    /// like `simulate` (the report says `"transport": "in-process"`); the
-    /// networked devnet version replaces it when the node and coordinator land.
+    /// Start a private devnet (coordinator + 3 node processes) in a temporary
+    /// directory, run the whole key lifecycle through its API, and print the
+    /// shardvault.demo.v1 report.
     Demo(LifecycleArgs),
+    /// Run the same lifecycle with every party in this process (no network):
+    /// the quickest look at the protocols, and the reference for `demo`.
+    Simulate(LifecycleArgs),
+    /// Run a coordinator (REST API, node relay).
+    Coordinator(daemon::CoordinatorArgs),
+    /// Run a participant node.
+    Node(daemon::NodeArgs),
+    /// Start a coordinator and N nodes as processes on loopback; runs until interrupted.
+    Devnet(DevnetArgs),
+    /// Keys: create, list.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Derive an address (MPCVault path m/9'/0'/coin'/0'/0'/index').
+    Address(AddressArgs),
+    /// Sign a message (the chain's message format) or a named 32-byte digest.
+    Sign(SignArgs),
+    /// Refresh every share of a key (key and addresses unchanged).
+    Refresh(KeyArgs),
+}
+
+#[derive(Debug, Args)]
+struct DevnetArgs {
+    /// Directory for keys, databases, logs and devnet.json.
+    #[arg(long)]
+    dir: std::path::PathBuf,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+}
+
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// The coordinator's API.
+    #[arg(long, env = "SHARDVAULT_API", default_value = "http://127.0.0.1:8780")]
+    api: String,
+    /// Makes a retried command safe: the same key returns the first answer.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create a key by distributed key generation on the nodes.
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// ecdsa-secp256k1, eddsa-ed25519 or schnorr-secp256k1.
+        #[arg(long)]
+        scheme: String,
+        /// Signers needed (t).
+        #[arg(long)]
+        threshold: u8,
+        /// Share holders (n).
+        #[arg(long)]
+        parties: u8,
+    },
+    /// List keys.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct KeyArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// The key id.
+    #[arg(long)]
+    key: String,
+}
+
+#[derive(Debug, Args)]
+struct AddressArgs {
+    #[command(flatten)]
+    key: KeyArgs,
+    /// bitcoin, ethereum, solana or aptos.
+    #[arg(long)]
+    chain: String,
+    /// Address index.
+    #[arg(long, conflicts_with = "path")]
+    index: Option<u32>,
+    /// An explicit path instead, e.g. "m/9'/0'/60'/0'/0/1".
+    #[arg(long)]
+    path: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct SignArgs {
+    #[command(flatten)]
+    address: AddressArgs,
+    /// The message, hex (signed in the chain's message format: EIP-191, Bitcoin signed message, …).
+    #[arg(long, conflicts_with = "digest_hex")]
+    message_hex: Option<String>,
+    /// A raw 32-byte digest, hex, explicitly named.
+    #[arg(long)]
+    digest_hex: Option<String>,
+    /// Party ids to sign with (default: any t healthy ones), e.g. 1,3.
+    #[arg(long, value_delimiter = ',')]
+    signers: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Args)]
@@ -87,18 +188,116 @@ fn init_logging(cli: &Cli) {
 
 fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::Simulate(args) | Command::Demo(args) => {
+        Command::Simulate(args) => {
             let progress = progress_bar(cli.json, lifecycle::KEYS.len() as u64 * lifecycle::STEPS_PER_KEY);
             let report = lifecycle::run(&lifecycle::KEYS, &args.message, &progress)?;
             progress.finish_and_clear();
+            print_report(cli.json, &report)
+        }
+        Command::Demo(args) => {
+            let progress = progress_bar(cli.json, demo::steps());
+            let report = demo::run(&args.message, &progress)?;
+            progress.finish_and_clear();
+            print_report(cli.json, &report)
+        }
+        Command::Coordinator(args) => daemon::coordinator(args),
+        Command::Node(args) => daemon::node(args),
+        Command::Devnet(args) => {
+            let mut devnet = devnet::Devnet::start(&args.dir, args.nodes)?;
+            let file = std::fs::read_to_string(args.dir.join("devnet.json"))?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", file.trim());
             } else {
-                print_summary(&report);
+                println!(
+                    "devnet running: API {} ({} nodes); state in {}; Ctrl-C stops it",
+                    devnet.api,
+                    args.nodes,
+                    args.dir.display()
+                );
             }
+            // Ctrl-C reaches every process of the group; each shuts down gracefully.
+            devnet.wait();
             Ok(())
         }
+        Command::Key(KeyCommand::Create { api, scheme, threshold, parties }) => {
+            let body = serde_json::json!({ "scheme": scheme, "threshold": threshold, "parties": parties });
+            let progress = progress_bar(cli.json, 1);
+            progress.set_message("distributed key generation on the nodes");
+            let answer = client(api).post("/v1/keys", &body, Some(&idempotency(api)));
+            progress.finish_and_clear();
+            print_answer(cli.json, &answer?)
+        }
+        Command::Key(KeyCommand::List { api }) => print_answer(cli.json, &client(api).get("/v1/keys")?),
+        Command::Address(args) => {
+            let body = target(args);
+            let path = format!("/v1/keys/{}/addresses", args.key.key);
+            print_answer(cli.json, &client(&args.key.api).post(&path, &body, Some(&idempotency(&args.key.api)))?)
+        }
+        Command::Sign(args) => {
+            let mut body = target(&args.address);
+            body["message_hex"] = serde_json::json!(args.message_hex);
+            body["digest_hex"] = serde_json::json!(args.digest_hex);
+            body["signers"] = serde_json::json!(args.signers);
+            let api = &args.address.key.api;
+            let path = format!("/v1/keys/{}/signatures", args.address.key.key);
+            print_answer(cli.json, &client(api).post(&path, &body, Some(&idempotency(api)))?)
+        }
+        Command::Refresh(args) => {
+            let path = format!("/v1/keys/{}/refresh", args.key);
+            print_answer(
+                cli.json,
+                &client(&args.api).post(&path, &serde_json::json!({}), Some(&idempotency(&args.api)))?,
+            )
+        }
     }
+}
+
+fn client(api: &ApiArgs) -> client::Api {
+    client::Api::new(&api.api)
+}
+
+fn idempotency(api: &ApiArgs) -> String {
+    api.idempotency_key.clone().unwrap_or_else(|| shardvault_mpc::SessionId::random().to_string())
+}
+
+fn target(args: &AddressArgs) -> serde_json::Value {
+    let mut body = serde_json::json!({ "chain": args.chain });
+    if let Some(index) = args.index {
+        body["index"] = serde_json::json!(index);
+    }
+    if let Some(path) = &args.path {
+        body["path"] = serde_json::json!(path);
+    }
+    body
+}
+
+fn print_report(json: bool, report: &report::Report) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print_summary(report);
+    }
+    Ok(())
+}
+
+/// `--json`: the API's answer as is. Otherwise one `field: value` per line.
+fn print_answer(json: bool, answer: &serde_json::Value) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+        return Ok(());
+    }
+    match answer.as_object() {
+        Some(fields) => {
+            for (name, value) in fields {
+                match value {
+                    serde_json::Value::String(s) => println!("{name}: {s}"),
+                    other => println!("{name}: {other}"),
+                }
+            }
+        }
+        None => println!("{answer}"),
+    }
+    Ok(())
 }
 
 /// A progress bar on a terminal; hidden with `--json` or when stderr is not a terminal.
@@ -115,7 +314,7 @@ fn progress_bar(json: bool, steps: u64) -> ProgressBar {
 }
 
 fn print_summary(report: &report::Report) {
-    println!("shardvault lifecycle ({}, all parties {})", report.schema, report.transport);
+    println!("shardvault lifecycle ({}, transport: {})", report.schema, report.transport);
     for key in &report.keys {
         println!(
             "\n{} {}-of-{}  key {}\n  public key {}",

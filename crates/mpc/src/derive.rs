@@ -97,6 +97,15 @@ fn derive_public_in<G: Group>(parent: &ExtendedPublicKey, suffix: &[u32]) -> Res
     Ok(ExtendedPublicKey { public_key: G::point_to_bytes(&point), chain_code })
 }
 
+/// The extended public key of a root key (`m`), from public data only: the
+/// chain code is HD-DERIVATION.md's `cc'` formula applied to the empty path.
+pub fn root_extended_public_key(public_key: &[u8]) -> ExtendedPublicKey {
+    ExtendedPublicKey {
+        public_key: public_key.to_vec(),
+        chain_code: child_chain_code(public_key, &DerivationPath::root()),
+    }
+}
+
 /// The extended public key at the hardened prefix of `path`: the root's
 /// (with the chain code of the empty path) or the one a hardened tweak fixed.
 fn hardened_base(
@@ -106,10 +115,7 @@ fn hardened_base(
 ) -> Result<ExtendedPublicKey, Error> {
     let prefix = path.hardened_prefix();
     match tweak {
-        None if prefix.components().is_empty() => Ok(ExtendedPublicKey {
-            public_key: share.public_key().to_vec(),
-            chain_code: child_chain_code(share.public_key(), &prefix),
-        }),
+        None if prefix.components().is_empty() => Ok(root_extended_public_key(share.public_key())),
         None => Err(Error::InvalidInput(format!(
             "path {path} has a hardened prefix; run hardened derivation for {prefix} first"
         ))),

@@ -48,7 +48,7 @@ use std::collections::BTreeSet;
 use frost_ed25519::Ed25519Sha512;
 use frost_secp256k1_tr::Secp256K1Sha256TR;
 
-pub use derive::{derive_public, extended_public_key, ExtendedPublicKey};
+pub use derive::{derive_public, extended_public_key, root_extended_public_key, ExtendedPublicKey};
 use ecdsa::{EcdsaDkg, EcdsaRefresh, EcdsaSign};
 pub use error::{Error, Rejection};
 use frost::{FrostDkg, FrostRefresh, FrostSign};

@@ -2,13 +2,14 @@
 //! coordinator over pairwise Noise channels, and its [`Store`] (key shares,
 //! chain seeds and derivation tweaks sealed at rest in one SQLite file, with
 //! two-phase refresh and an append-only log of what the node signed).
-//! The network process around it (the outbound connection to the
-//! coordinator) is the next step.
+//! [`service::run`] is the process around it: an outbound, Noise-protected
+//! connection to the coordinator.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 #![warn(missing_docs)]
 
 mod runner;
+pub mod service;
 mod store;
 
 pub use runner::{Node, NodeError};

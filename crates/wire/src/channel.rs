@@ -12,7 +12,7 @@ use crate::frame::Frame;
 use crate::{Error, NOISE_PARAMS};
 
 /// Noise's largest message, and the plaintext that fits in it with its tag.
-const MAX_NOISE_MESSAGE: usize = 65_535;
+pub(crate) const MAX_NOISE_MESSAGE: usize = 65_535;
 const MAX_CHUNK: usize = MAX_NOISE_MESSAGE - 16;
 
 enum LinkState {
@@ -70,7 +70,7 @@ fn prologue(session: &SessionId, initiator: NodeId, responder: NodeId) -> Vec<u8
     prologue
 }
 
-fn noise(e: snow::Error) -> Error {
+pub(crate) fn noise(e: snow::Error) -> Error {
     Error::Noise(e.to_string())
 }
 
@@ -261,23 +261,41 @@ fn complete(mut hs: Box<HandshakeState>, frame: &Frame) -> Result<Box<TransportS
     hs.into_transport_mode().map(Box::new).map_err(noise)
 }
 
-/// Decrypts a data frame; on any failure the receiving nonce is restored so
-/// the genuine frame can still be read.
-fn open_messages(transport: &mut TransportState, frame: &Frame) -> Result<Zeroizing<Vec<u8>>, Error> {
+/// Encrypts a plaintext as one or more Noise messages (each at most 64 KiB).
+pub(crate) fn seal_chunks(transport: &mut TransportState, plaintext: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+    let chunks: Vec<&[u8]> = if plaintext.is_empty() { vec![&[][..]] } else { plaintext.chunks(MAX_CHUNK).collect() };
+    let mut messages = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let mut message = vec![0u8; chunk.len() + 16];
+        let len = transport.write_message(chunk, &mut message).map_err(noise)?;
+        message.truncate(len);
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+/// Decrypts the messages of [`seal_chunks`]; on any failure the receiving
+/// nonce is restored so the genuine messages can still be read.
+pub(crate) fn open_chunks(transport: &mut TransportState, messages: &[Vec<u8>]) -> Result<Zeroizing<Vec<u8>>, ()> {
     let nonce = transport.receiving_nonce();
     let mut plaintext = Zeroizing::new(Vec::new());
-    for message in &frame.messages {
+    for message in messages {
         let mut chunk = Zeroizing::new(vec![0u8; message.len()]);
         match transport.read_message(message, &mut chunk) {
             Ok(len) => plaintext.extend_from_slice(chunk.get(..len).unwrap_or_default()),
             Err(_) => {
                 transport.set_receiving_nonce(nonce);
-                return Err(Error::Unauthentic { from: frame.from });
+                return Err(());
             }
         }
     }
+    Ok(plaintext)
+}
+
+/// A data frame's plaintext.
+fn open_messages(transport: &mut TransportState, frame: &Frame) -> Result<Zeroizing<Vec<u8>>, Error> {
     if frame.messages.is_empty() {
         return Err(Error::Malformed("data frame without messages".into()));
     }
-    Ok(plaintext)
+    open_chunks(transport, &frame.messages).map_err(|()| Error::Unauthentic { from: frame.from })
 }

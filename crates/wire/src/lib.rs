@@ -16,6 +16,7 @@
 mod channel;
 mod cluster;
 mod frame;
+pub mod hop;
 mod job;
 
 pub use channel::{Channels, Received};

@@ -12,9 +12,10 @@ fn h(value: &Value) -> Vec<u8> {
     hex::decode(value.as_str().expect("hex string")).expect("valid hex")
 }
 
-fn simulate() -> Value {
+/// Runs `shardvault <command> --json` (simulate or demo) and parses the report.
+fn lifecycle(command: &str) -> Value {
     let output = Command::new(env!("CARGO_BIN_EXE_shardvault"))
-        .args(["simulate", "--json", "--message", "pay 1 BTC to Alice"])
+        .args([command, "--json", "--message", "pay 1 BTC to Alice"])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -70,7 +71,21 @@ fn check_signature(scheme: &str, derived_key: &[u8], s: &Value) {
 
 #[test]
 fn simulate_report_passes_independent_checks() {
-    let report = simulate();
+    let report = lifecycle("simulate");
+    assert_eq!(report["transport"], "in-process");
+    check_report(&report);
+}
+
+/// The networked demo: every signature was made by node processes talking
+/// through the coordinator, and passes the same checks.
+#[test]
+fn demo_report_from_the_devnet_passes_the_same_checks() {
+    let report = lifecycle("demo");
+    assert_eq!(report["transport"], "devnet");
+    check_report(&report);
+}
+
+fn check_report(report: &Value) {
     assert_eq!(report["schema"], "shardvault.demo.v1");
     let keys = report["keys"].as_array().unwrap();
     let schemes: BTreeSet<&str> = keys.iter().map(|k| k["scheme"].as_str().unwrap()).collect();

@@ -1,0 +1,131 @@
+//! `shardvault demo`: a private devnet (coordinator + 3 node processes) in a
+//! temporary directory, the whole key lifecycle through its REST API, and the
+//! same `shardvault.demo.v1` report as `simulate`, every signature made by
+//! the networked processes.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use serde_json::{json, Value};
+use shardvault_chains::Chain;
+use shardvault_mpc::{Scheme, SessionId};
+
+use crate::client::Api;
+use crate::devnet::Devnet;
+use crate::lifecycle::{key_type, paths, KEYS, STEPS_PER_KEY};
+use crate::report::{DerivationReport, KeyReport, RefreshReport, Report, SignatureReport, SCHEMA};
+
+/// Steps shown by the progress bar.
+pub fn steps() -> u64 {
+    KEYS.len() as u64 * STEPS_PER_KEY + 1
+}
+
+pub fn run(message: &str, progress: &ProgressBar) -> Result<Report> {
+    let dir = std::env::temp_dir().join(format!("shardvault-demo-{}", &SessionId::random().to_string()[..12]));
+    progress.set_message("starting a devnet: coordinator and 3 nodes");
+    let result = (|| {
+        let devnet = Devnet::start(&dir, 3)?;
+        progress.inc(1);
+        let api = Api::new(&devnet.api);
+        let mut keys = Vec::new();
+        for (scheme, t, n) in KEYS {
+            keys.push(key_lifecycle(&api, scheme, t, n, message.as_bytes(), progress)?);
+        }
+        Ok(Report { schema: SCHEMA.into(), transport: "devnet".into(), keys })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn idem() -> String {
+    SessionId::random().to_string()
+}
+
+fn text(value: &Value, field: &str) -> Result<String> {
+    value[field].as_str().map(str::to_string).with_context(|| format!("response without {field}: {value}"))
+}
+
+fn key_lifecycle(api: &Api, scheme: Scheme, t: u8, n: u8, message: &[u8], progress: &ProgressBar) -> Result<KeyReport> {
+    let label = format!("{scheme} {t}-of-{n}");
+    progress.set_message(format!("{label}: distributed key generation on the nodes"));
+    let key =
+        api.post("/v1/keys", &json!({ "scheme": scheme.as_str(), "threshold": t, "parties": n }), Some(&idem()))?;
+    let key_id = text(&key, "key_id")?;
+    progress.inc(1);
+
+    progress.set_message(format!("{label}: hardened derivation"));
+    let chains: Vec<Chain> = Chain::ALL.into_iter().filter(|c| c.accepts(key_type(scheme))).collect();
+    let mut derivations = Vec::new();
+    for chain in &chains {
+        for path in paths(*chain)? {
+            let body = json!({ "chain": chain.name(), "path": path.to_string() });
+            let a = api.post(&format!("/v1/keys/{key_id}/addresses"), &body, Some(&idem()))?;
+            derivations.push(DerivationReport {
+                path: text(&a, "path")?,
+                chain: chain.to_string(),
+                public_key: text(&a, "public_key")?,
+                address: text(&a, "address")?,
+            });
+        }
+    }
+    progress.inc(1);
+
+    let first: Vec<u8> = (1..=t).collect();
+    let last: Vec<u8> = ((n - t + 1)..=n).collect();
+    let sign = |chain: Chain, path: String, signers: &[u8]| -> Result<SignatureReport> {
+        let body =
+            json!({ "chain": chain.name(), "path": path, "message_hex": hex::encode(message), "signers": signers });
+        let s = api.post(&format!("/v1/keys/{key_id}/signatures"), &body, Some(&idem()))?;
+        Ok(SignatureReport {
+            path: text(&s, "path")?,
+            chain: chain.to_string(),
+            public_key: text(&s, "public_key")?,
+            message: text(&s, "message")?,
+            message_encoding: text(&s, "message_encoding")?,
+            digest: s["digest"].as_str().map(str::to_string),
+            signature: text(&s, "signature")?,
+            recovery_id: s["recovery_id"].as_u64().and_then(|r| u8::try_from(r).ok()),
+            signers: s["signers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_u64().and_then(|p| u8::try_from(p).ok()))
+                .collect(),
+            epoch: s["epoch"].as_u64().and_then(|e| u32::try_from(e).ok()).unwrap_or(0),
+        })
+    };
+    progress.set_message(format!("{label}: signing on the nodes"));
+    let mut signatures = Vec::new();
+    for chain in &chains {
+        let [hardened, normal] = paths(*chain)?;
+        signatures.push(sign(*chain, hardened.to_string(), &first)?);
+        signatures.push(sign(*chain, normal.to_string(), &last)?);
+    }
+    progress.inc(1);
+
+    progress.set_message(format!("{label}: refresh"));
+    let refreshed = api.post(&format!("/v1/keys/{key_id}/refresh"), &json!({}), Some(&idem()))?;
+    let epoch = |field: &str| refreshed[field].as_u64().and_then(|e| u32::try_from(e).ok()).unwrap_or(0);
+    let refresh = RefreshReport { epoch_before: epoch("epoch_before"), epoch_after: epoch("epoch_after") };
+    progress.inc(1);
+
+    progress.set_message(format!("{label}: signing after refresh"));
+    for chain in &chains {
+        let [hardened, _] = paths(*chain)?;
+        signatures.push(sign(*chain, hardened.to_string(), &last)?);
+    }
+    progress.inc(1);
+    let distinct: BTreeSet<&Vec<u8>> = signatures.iter().map(|s| &s.signers).collect();
+    tracing::info!(%key_id, signer_sets = distinct.len(), "key lifecycle done");
+    Ok(KeyReport {
+        key_id,
+        scheme: scheme.to_string(),
+        threshold: t,
+        parties: n,
+        public_key: text(&key, "public_key")?,
+        derivations,
+        signatures,
+        refresh,
+    })
+}

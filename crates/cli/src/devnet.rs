@@ -1,0 +1,180 @@
+//! `shardvault devnet`: a coordinator and N nodes as separate processes on
+//! loopback, with embedded storage under one directory. Key material is made
+//! on first start; restarting on the same directory keeps every key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use shardvault_wire::{generate_keypair, Cluster, NodeId};
+
+use crate::daemon::write_atomically;
+
+/// A running devnet; dropping it stops every process.
+pub struct Devnet {
+    pub api: String,
+    pub dir: PathBuf,
+    children: Vec<(String, Child)>,
+}
+
+#[derive(Serialize)]
+pub struct DevnetFile {
+    pub api: String,
+    pub nodes: Vec<NodeProcess>,
+    pub coordinator_pid: u32,
+}
+
+#[derive(Serialize)]
+pub struct NodeProcess {
+    pub id: u16,
+    pub pid: u32,
+}
+
+fn new_secret_file(path: &Path) -> Result<shardvault_wire::NoisePublicKey> {
+    let (secret, public) = generate_keypair()?;
+    write_atomically(path, hex::encode(secret.expose_secret()).as_bytes())?;
+    Ok(public)
+}
+
+/// Creates the directory layout and keys if they do not exist yet.
+fn prepare(dir: &Path, nodes: u16) -> Result<Cluster> {
+    let cluster_path = dir.join("cluster.json");
+    if cluster_path.exists() {
+        let cluster = crate::daemon::read_cluster(&cluster_path)?;
+        if cluster.nodes.len() != usize::from(nodes) {
+            bail!(
+                "{} was created with {} nodes; use --nodes {} or another --dir",
+                dir.display(),
+                cluster.nodes.len(),
+                cluster.nodes.len()
+            );
+        }
+        return Ok(cluster);
+    }
+    std::fs::create_dir_all(dir.join("coordinator"))?;
+    let coordinator = new_secret_file(&dir.join("coordinator/noise.key"))?;
+    let mut keys = BTreeMap::new();
+    for id in 1..=nodes {
+        let node_dir = dir.join(format!("node-{id}"));
+        std::fs::create_dir_all(&node_dir)?;
+        keys.insert(NodeId(id), new_secret_file(&node_dir.join("noise.key"))?);
+        // The devnet's embedded default: a random key file per node. Production
+        // nodes use a passphrase (SHARDVAULT_PASSPHRASE) or an operator-held key file.
+        let (kek, _) = generate_keypair()?;
+        write_atomically(&node_dir.join("kek.key"), hex::encode(kek.expose_secret()).as_bytes())?;
+    }
+    let cluster = Cluster { coordinator, nodes: keys };
+    write_atomically(&cluster_path, serde_json::to_string_pretty(&cluster)?.as_bytes())?;
+    Ok(cluster)
+}
+
+impl Devnet {
+    /// Starts (or restarts) the devnet in `dir` and waits until every node is connected.
+    pub fn start(dir: &Path, nodes: u16) -> Result<Devnet> {
+        if !(2..=16).contains(&nodes) {
+            bail!("a devnet has 2 to 16 nodes");
+        }
+        std::fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+        let cluster = prepare(&dir, nodes)?;
+        let exe = std::env::current_exe()?;
+        let log = |name: &str| -> Result<Stdio> { Ok(std::fs::File::create(dir.join(format!("{name}.log")))?.into()) };
+        let url_file = dir.join("coordinator/api.url");
+        let _ = std::fs::remove_file(&url_file);
+        let mut devnet = Devnet { api: String::new(), dir: dir.clone(), children: Vec::new() };
+        let coordinator = Command::new(&exe)
+            .args(["--log", "info", "coordinator", "--listen", "127.0.0.1:0"])
+            .arg("--dir")
+            .arg(dir.join("coordinator"))
+            .arg("--cluster")
+            .arg(dir.join("cluster.json"))
+            .stdout(Stdio::null())
+            .stderr(log("coordinator")?)
+            .spawn()
+            .context("starting the coordinator")?;
+        devnet.children.push(("coordinator".into(), coordinator));
+        devnet.api = wait_for_file(&url_file, Duration::from_secs(20))?;
+        let relay = format!("{}/v1/relay", devnet.api.replacen("http://", "ws://", 1));
+        for id in cluster.nodes.keys() {
+            let node_dir = dir.join(format!("node-{id}"));
+            let child = Command::new(&exe)
+                .args(["--log", "info", "node", "--id", &id.to_string(), "--coordinator", &relay])
+                .arg("--dir")
+                .arg(&node_dir)
+                .arg("--cluster")
+                .arg(dir.join("cluster.json"))
+                .arg("--key-file")
+                .arg(node_dir.join("kek.key"))
+                .stdout(Stdio::null())
+                .stderr(log(&format!("node-{id}"))?)
+                .spawn()
+                .with_context(|| format!("starting node {id}"))?;
+            devnet.children.push((format!("node-{id}"), child));
+        }
+        devnet.write_file()?;
+        devnet.wait_connected(usize::from(nodes), Duration::from_secs(30))?;
+        Ok(devnet)
+    }
+
+    fn write_file(&self) -> Result<()> {
+        let mut nodes = Vec::new();
+        let mut coordinator_pid = 0;
+        for (name, child) in &self.children {
+            match name.strip_prefix("node-") {
+                Some(id) => nodes.push(NodeProcess { id: id.parse()?, pid: child.id() }),
+                None => coordinator_pid = child.id(),
+            }
+        }
+        let file = DevnetFile { api: self.api.clone(), nodes, coordinator_pid };
+        write_atomically(&self.dir.join("devnet.json"), serde_json::to_string_pretty(&file)?.as_bytes())
+    }
+
+    /// Waits until `count` nodes are connected to the coordinator.
+    pub fn wait_connected(&self, count: usize, limit: Duration) -> Result<()> {
+        let api = crate::client::Api::new(&self.api);
+        let start = Instant::now();
+        loop {
+            if let Ok(health) = api.get("/v1/health") {
+                if health["connected"].as_u64().unwrap_or(0) as usize >= count {
+                    return Ok(());
+                }
+            }
+            if start.elapsed() > limit {
+                bail!("nodes did not connect within {limit:?}; see the logs in {}", self.dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every process exits (e.g. after Ctrl-C reached them all).
+    pub fn wait(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for_file(path: &Path, limit: Duration) -> Result<String> {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return Ok(text.trim().to_string());
+        }
+        if start.elapsed() > limit {
+            bail!("the coordinator did not start (no {})", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

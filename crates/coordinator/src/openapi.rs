@@ -1,0 +1,75 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`.
+// Indexing below only touches JSON objects built in this file with `json!`;
+// `IndexMut` on an object inserts and cannot panic.
+#![allow(clippy::indexing_slicing)]
+
+use serde_json::{json, Value};
+
+fn error_responses() -> Value {
+    json!({
+        "400": { "description": "invalid request", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+        "404": { "description": "unknown key", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+        "409": { "description": "Idempotency-Key reused with another body", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+        "502": { "description": "a node failed or nodes disagreed", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+        "503": { "description": "not enough nodes connected", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+    })
+}
+
+fn creating(summary: &str, request: Value, ok: &str) -> Value {
+    let mut responses = error_responses();
+    responses[ok] =
+        json!({ "description": "done", "content": { "application/json": { "schema": { "type": "object" } } } });
+    json!({ "post": {
+        "summary": summary,
+        "parameters": [ { "$ref": "#/components/parameters/IdempotencyKey" } ],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": request } } },
+        "responses": responses
+    } })
+}
+
+/// The document.
+pub(crate) fn document() -> Value {
+    let key_path = json!({ "name": "key_id", "in": "path", "required": true, "schema": { "type": "string" } });
+    let target = json!({ "type": "object", "required": ["chain"], "properties": {
+        "chain": { "type": "string", "enum": ["bitcoin", "ethereum", "solana", "aptos"] },
+        "index": { "type": "integer", "minimum": 0, "description": "MPCVault path m/9'/0'/coin'/0'/0'/index'" },
+        "path": { "type": "string", "example": "m/9'/0'/60'/0'/0/1" } } });
+    let mut sign = target.clone();
+    sign["properties"]["message_hex"] =
+        json!({ "type": "string", "description": "message; each node computes the chain's digest itself" });
+    sign["properties"]["digest_hex"] =
+        json!({ "type": "string", "description": "explicitly named raw 32-byte digest" });
+    sign["properties"]["signers"] =
+        json!({ "type": "array", "items": { "type": "integer" }, "description": "party ids; default: any t healthy" });
+    let mut paths = json!({
+        "/v1/health": { "get": { "summary": "Connected nodes", "responses": { "200": { "description": "ok" } } } },
+        "/v1/keys": creating("Create a key (returns when every node agrees on the public key)", json!({
+            "type": "object", "required": ["scheme", "threshold", "parties"], "properties": {
+                "scheme": { "type": "string", "enum": ["ecdsa-secp256k1", "eddsa-ed25519", "schnorr-secp256k1"] },
+                "threshold": { "type": "integer", "minimum": 2, "maximum": 16 },
+                "parties": { "type": "integer", "minimum": 2, "maximum": 16 },
+                "nodes": { "type": "array", "items": { "type": "integer" } } } }), "201"),
+        "/v1/keys/{key_id}": { "get": { "summary": "A key", "parameters": [key_path.clone()], "responses": { "200": { "description": "the key" }, "404": { "description": "unknown key" } } } },
+        "/v1/keys/{key_id}/addresses": creating("Derive an address", target, "200"),
+        "/v1/keys/{key_id}/signatures": creating("Sign a message or a named digest", sign, "200"),
+        "/v1/keys/{key_id}/refresh": creating("Refresh every share (two-phase; key and addresses unchanged)", json!({ "type": "object" }), "200"),
+        "/v1/requests/{id}": { "get": { "summary": "A request's status and result", "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": { "200": { "description": "the request" }, "404": { "description": "unknown request" } } } }
+    });
+    paths["/v1/keys"]["get"] = json!({ "summary": "List keys", "responses": { "200": { "description": "keys" } } });
+    for route in ["/v1/keys/{key_id}/addresses", "/v1/keys/{key_id}/signatures", "/v1/keys/{key_id}/refresh"] {
+        if let Some(parameters) = paths[route]["post"]["parameters"].as_array_mut() {
+            parameters.push(key_path.clone());
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "shardvault coordinator", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": {
+            "parameters": { "IdempotencyKey": { "name": "Idempotency-Key", "in": "header", "required": false, "schema": { "type": "string" },
+                "description": "repeat a creating call safely: the same key and body return the first answer" } },
+            "schemas": { "Error": { "type": "object", "required": ["code", "message"], "properties": {
+                "code": { "type": "string" }, "message": { "type": "string" } } } }
+        }
+    })
+}
