@@ -149,20 +149,28 @@ impl Devnet {
         }
     }
 
-    /// Waits until every process exits (e.g. after Ctrl-C reached them all).
-    pub fn wait(&mut self) {
+    /// Stops every process: SIGTERM (graceful shutdown), then SIGKILL after 5 s.
+    pub fn stop(&mut self) {
         for (_, child) in &mut self.children {
+            if let Ok(None) = child.try_wait() {
+                let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (_, child) in &mut self.children {
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
             let _ = child.wait();
         }
+        self.children.clear();
     }
 }
 
 impl Drop for Devnet {
     fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 

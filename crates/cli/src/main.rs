@@ -215,8 +215,16 @@ fn run(cli: &Cli) -> Result<()> {
                     args.dir.display()
                 );
             }
-            // Ctrl-C reaches every process of the group; each shuts down gracefully.
-            devnet.wait();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                Ok::<(), std::io::Error>(())
+            })?;
+            devnet.stop();
             Ok(())
         }
         Command::Key(KeyCommand::Create { api, scheme, threshold, parties }) => {

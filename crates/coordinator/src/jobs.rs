@@ -118,8 +118,10 @@ impl State {
         if !pending.expected.contains(&node) {
             return;
         }
+        let failed = result.is_err();
         pending.results.entry(node).or_insert(result);
-        if pending.results.len() == pending.expected.len() {
+        // One failure ends the job: the others would only wait for the timeout.
+        if failed || pending.results.len() == pending.expected.len() {
             if let Some(done) = pending.done.take() {
                 let _ = done.send(());
             }
@@ -141,13 +143,14 @@ impl State {
             }
         }
         let timed_out = tokio::time::timeout(self.config.job_timeout, finished).await.is_err();
-        let mut pending = lock(&self.jobs).remove(&session).map(|p| p.results).unwrap_or_default();
-        if timed_out {
-            for node in &expected {
+        let mut results = lock(&self.jobs).remove(&session).map(|p| p.results).unwrap_or_default();
+        for node in &expected {
+            if !results.contains_key(node) {
                 self.send(*node, ToNode::Abort(session));
-                pending.entry(*node).or_insert_with(|| Err(format!("node {node} did not answer in time")));
+                let why = if timed_out { "did not answer in time" } else { "was stopped: another participant failed" };
+                results.insert(*node, Err(format!("node {node} {why}")));
             }
         }
-        pending
+        results
     }
 }

@@ -1,0 +1,344 @@
+//! Reliability, end to end: real coordinator and node processes (a devnet),
+//! nodes killed and restarted, every process restarted, shares corrupted on
+//! disk, a wrong key file, and garbage on the relay.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shardvault_testkit as tk;
+
+const EXE: &str = env!("CARGO_BIN_EXE_shardvault");
+
+/// A `shardvault devnet` process; stopped (SIGTERM) when dropped.
+struct Devnet {
+    process: Child,
+    api: String,
+    dir: PathBuf,
+    info: Value,
+}
+
+impl Devnet {
+    fn start(dir: &Path) -> Devnet {
+        let mut process = Command::new(EXE)
+            .args(["--json", "devnet", "--nodes", "3", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut text = String::new();
+        let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
+        while let Some(Ok(line)) = lines.next() {
+            text.push_str(&line);
+            if line == "}" {
+                break;
+            }
+        }
+        let info: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("devnet did not start: {e}: {text:?}"));
+        Devnet { process, api: info["api"].as_str().unwrap().to_string(), dir: dir.to_path_buf(), info }
+    }
+
+    fn node_pid(&self, id: u64) -> u32 {
+        let nodes = self.info["nodes"].as_array().unwrap();
+        nodes.iter().find(|n| n["id"] == id).unwrap()["pid"].as_u64().unwrap() as u32
+    }
+
+    fn kill_node(&self, id: u64) {
+        assert!(Command::new("kill").args(["-KILL", &self.node_pid(id).to_string()]).status().unwrap().success());
+    }
+
+    /// Starts node `id` again, as the devnet did.
+    fn restart_node(&self, id: u64) -> Child {
+        let node_dir = self.dir.join(format!("node-{id}"));
+        let relay = format!("{}/v1/relay", self.api.replacen("http://", "ws://", 1));
+        Command::new(EXE)
+            .args(["node", "--id", &id.to_string(), "--coordinator", &relay])
+            .arg("--dir")
+            .arg(&node_dir)
+            .arg("--cluster")
+            .arg(self.dir.join("cluster.json"))
+            .arg("--key-file")
+            .arg(node_dir.join("kek.key"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_connected(&self, count: u64) {
+        let start = Instant::now();
+        loop {
+            let health = ureq::get(format!("{}/v1/health", self.api))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_json::<Value>().ok());
+            if health.is_some_and(|h| h["connected"].as_u64() == Some(count)) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "nodes did not reconnect");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs a client command against this devnet: Ok(JSON) or Err(stderr).
+    fn cli(&self, args: &[&str]) -> Result<Value, String> {
+        let output = Command::new(EXE).arg("--json").args(args).args(["--api", &self.api]).output().unwrap();
+        if output.status.success() {
+            Ok(serde_json::from_slice(&output.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).to_string())
+        }
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.process.id().to_string()]).status();
+        let _ = self.process.wait();
+    }
+}
+
+/// A node's sign log, read from its sealed store while the node runs.
+fn sign_log(dir: &Path, id: u64) -> Vec<shardvault_node::SignLogEntry> {
+    let node_dir = dir.join(format!("node-{id}"));
+    let kek = std::fs::read(node_dir.join("kek.key")).unwrap();
+    let store = shardvault_node::Store::open(
+        &node_dir.join("node.db"),
+        &format!("node-{id}"),
+        shardvault_node::KekSource::KeyFile(&kek),
+    )
+    .unwrap();
+    store.sign_log().unwrap()
+}
+
+fn text(value: &Value, field: &str) -> String {
+    value[field].as_str().unwrap_or_else(|| panic!("no {field} in {value}")).to_string()
+}
+
+fn h(value: &Value, field: &str) -> Vec<u8> {
+    hex::decode(text(value, field)).unwrap()
+}
+
+const MESSAGE: &str = "70617920312045544820746f20426f62"; // "pay 1 ETH to Bob"
+
+#[test]
+fn a_2_of_3_key_signs_while_a_node_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path());
+    let key = net.cli(&["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "2", "--parties", "3"]).unwrap();
+    let key_id = text(&key, "key_id");
+    let address = net.cli(&["address", "--key", &key_id, "--chain", "ethereum", "--index", "0"]).unwrap();
+    net.kill_node(1);
+    // No wait: the coordinator may still count node 1 in and must retry without it.
+    let signed =
+        net.cli(&["sign", "--key", &key_id, "--chain", "ethereum", "--index", "0", "--message-hex", MESSAGE]).unwrap();
+    let signers: Vec<u64> = signed["signers"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
+    assert_eq!(signers, vec![2, 3], "{signed}");
+    let recovered = tk::recover_ecdsa(
+        &h(&signed, "digest"),
+        &h(&signed, "signature"),
+        signed["recovery_id"].as_u64().unwrap() as u8,
+    )
+    .unwrap();
+    assert_eq!(tk::eip55_address(&recovered).unwrap(), text(&address, "address"));
+    assert_eq!(h(&signed, "digest"), tk::eip191_digest(&hex::decode(MESSAGE).unwrap()));
+}
+
+#[test]
+fn a_3_of_3_key_fails_naming_the_missing_node_then_succeeds_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path());
+    let key = net.cli(&["key", "create", "--scheme", "eddsa-ed25519", "--threshold", "3", "--parties", "3"]).unwrap();
+    let key_id = text(&key, "key_id");
+    let address = net.cli(&["address", "--key", &key_id, "--chain", "solana", "--index", "0"]).unwrap();
+    net.kill_node(2);
+    let error = net
+        .cli(&["sign", "--key", &key_id, "--chain", "solana", "--index", "0", "--message-hex", MESSAGE])
+        .unwrap_err();
+    assert!(error.contains("node 2"), "{error}");
+    // Nothing half-done: no node logged a signature.
+    for id in [1, 3] {
+        assert!(sign_log(&net.dir, id).is_empty(), "node {id} logged a signature for a failed request");
+    }
+    let mut node = net.restart_node(2);
+    net.wait_connected(3);
+    let signed =
+        net.cli(&["sign", "--key", &key_id, "--chain", "solana", "--index", "0", "--message-hex", MESSAGE]).unwrap();
+    let key_bytes = tk::solana_key(&text(&address, "address")).unwrap();
+    tk::verify_ed25519(&key_bytes, &hex::decode(MESSAGE).unwrap(), &h(&signed, "signature")).unwrap();
+    assert_eq!(sign_log(&net.dir, 1).len(), 1);
+    let _ = node.kill();
+    let _ = node.wait();
+}
+
+#[test]
+fn every_key_survives_a_restart_of_every_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key_id, address) = {
+        let net = Devnet::start(dir.path());
+        let key =
+            net.cli(&["key", "create", "--scheme", "schnorr-secp256k1", "--threshold", "2", "--parties", "3"]).unwrap();
+        let key_id = text(&key, "key_id");
+        let address = net.cli(&["address", "--key", &key_id, "--chain", "bitcoin", "--index", "0"]).unwrap();
+        (key_id, text(&address, "address"))
+    };
+    let net = Devnet::start(dir.path());
+    let keys = net.cli(&["key", "list"]).unwrap();
+    assert!(keys["keys"].as_array().unwrap().iter().any(|k| k["key_id"] == key_id.as_str()));
+    let again = net.cli(&["address", "--key", &key_id, "--chain", "bitcoin", "--index", "0"]).unwrap();
+    assert_eq!(text(&again, "address"), address);
+    let signed =
+        net.cli(&["sign", "--key", &key_id, "--chain", "bitcoin", "--index", "0", "--message-hex", MESSAGE]).unwrap();
+    let (version, program) = tk::bitcoin_witness_program(&address).unwrap();
+    assert_eq!(version, 1);
+    assert_eq!(h(&signed, "public_key"), program);
+    tk::verify_bip340(&program, &h(&signed, "digest"), &h(&signed, "signature")).unwrap();
+}
+
+#[test]
+fn a_corrupted_share_disables_only_its_key_and_a_wrong_key_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = {
+        let net = Devnet::start(dir.path());
+        let create = || {
+            let key_id = text(
+                &net.cli(&["key", "create", "--scheme", "eddsa-ed25519", "--threshold", "2", "--parties", "3"])
+                    .unwrap(),
+                "key_id",
+            );
+            // Derive the address while every node is healthy (new hardened paths need all n).
+            net.cli(&["address", "--key", &key_id, "--chain", "solana", "--index", "0"]).unwrap();
+            key_id
+        };
+        (create(), create())
+    };
+    // Flip one byte of node 1's sealed share of key A.
+    let db = rusqlite::Connection::open(dir.path().join("node-1/node.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE shares SET sealed = CAST(substr(sealed, 1, 50) || x'ff' || substr(sealed, 52) AS BLOB) WHERE key_id = ?1",
+            [hex::decode(&a).unwrap()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+    // A wrong key file: the node refuses to start, saying why.
+    let wrong = dir.path().join("wrong.key");
+    std::fs::File::create(&wrong).unwrap().write_all(hex::encode([9u8; 32]).as_bytes()).unwrap();
+    let output = Command::new(EXE)
+        .args(["node", "--id", "1", "--coordinator", "ws://127.0.0.1:9/v1/relay"])
+        .arg("--dir")
+        .arg(dir.path().join("node-1"))
+        .arg("--cluster")
+        .arg(dir.path().join("cluster.json"))
+        .arg("--key-file")
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("passphrase or key file does not match"));
+
+    let net = Devnet::start(dir.path());
+    let sign = |key: &str, signers: &str| {
+        net.cli(&[
+            "sign",
+            "--key",
+            key,
+            "--chain",
+            "solana",
+            "--index",
+            "0",
+            "--message-hex",
+            MESSAGE,
+            "--signers",
+            signers,
+        ])
+    };
+    let error = sign(&a, "1,2").unwrap_err();
+    assert!(error.contains("node 1: key") && error.contains("stored share is unusable"), "{error}");
+    // The key still signs without node 1, and key B is unaffected on node 1.
+    sign(&a, "2,3").unwrap();
+    sign(&b, "1,2").unwrap();
+}
+
+#[test]
+fn garbage_on_the_relay_is_dropped_and_the_service_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path());
+    let address = net.api.trim_start_matches("http://").to_string();
+    // Raw garbage on the port, then a WebSocket whose handshake is garbage, then an oversized one.
+    let mut raw = std::net::TcpStream::connect(&address).unwrap();
+    let _ = raw.write_all(&[0xde; 4096]);
+    drop(raw);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use futures_util::SinkExt;
+        for payload in [vec![0x42u8; 100], vec![0u8; 9 << 20]] {
+            let url = format!("ws://{address}/v1/relay");
+            if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
+                let _ = socket.send(tokio_tungstenite::tungstenite::Message::Binary(payload.into())).await;
+                let _ = socket.close(None).await;
+            }
+        }
+    });
+    net.wait_connected(3);
+    let key = net.cli(&["key", "create", "--scheme", "eddsa-ed25519", "--threshold", "2", "--parties", "3"]).unwrap();
+    net.cli(&["sign", "--key", &text(&key, "key_id"), "--chain", "aptos", "--index", "3", "--message-hex", MESSAGE])
+        .unwrap();
+    // Bad requests get JSON errors and change nothing.
+    let error = net.cli(&["key", "create", "--scheme", "rsa", "--threshold", "2", "--parties", "3"]).unwrap_err();
+    assert!(error.contains("invalid_request"), "{error}");
+    assert_eq!(net.cli(&["key", "list"]).unwrap()["keys"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn creating_calls_are_idempotent_and_the_api_is_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path());
+    let create = |key: &str| {
+        net.cli(&[
+            "key",
+            "create",
+            "--scheme",
+            "eddsa-ed25519",
+            "--threshold",
+            "2",
+            "--parties",
+            "2",
+            "--idempotency-key",
+            key,
+        ])
+    };
+    let first = create("same").unwrap();
+    let again = create("same").unwrap();
+    assert_eq!(first["key_id"], again["key_id"]);
+    assert_eq!(net.cli(&["key", "list"]).unwrap()["keys"].as_array().unwrap().len(), 1);
+    let conflict = net
+        .cli(&[
+            "key",
+            "create",
+            "--scheme",
+            "eddsa-ed25519",
+            "--threshold",
+            "2",
+            "--parties",
+            "3",
+            "--idempotency-key",
+            "same",
+        ])
+        .unwrap_err();
+    assert!(conflict.contains("idempotency_conflict"), "{conflict}");
+    let request = ureq::get(format!("{}/v1/requests/{}", net.api, text(&first, "request_id")))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json::<Value>()
+        .unwrap();
+    assert_eq!(request["status"], "succeeded");
+    let openapi =
+        ureq::get(format!("{}/openapi.json", net.api)).call().unwrap().body_mut().read_json::<Value>().unwrap();
+    assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(openapi["paths"]["/v1/keys/{key_id}/signatures"]["post"].is_object());
+}
