@@ -2,6 +2,7 @@
 //! delegates to the crates.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod client;
 mod daemon;
 mod demo;
@@ -65,6 +66,16 @@ enum Command {
     Sign(SignArgs),
     /// Refresh every share of a key (key and addresses unchanged).
     Refresh(KeyArgs),
+    /// Measure signing latency and throughput on a fresh devnet against the
+    /// in-process floor (release builds give meaningful numbers).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Signatures per scheme and concurrency level.
+    #[arg(long, default_value_t = 200)]
+    signatures: usize,
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +210,23 @@ fn run(cli: &Cli) -> Result<()> {
             let report = demo::run(&args.message, &progress)?;
             progress.finish_and_clear();
             print_report(cli.json, &report)
+        }
+        Command::Bench(args) => {
+            let progress = progress_bar(cli.json, bench::steps());
+            let report = bench::run(args.signatures, &progress)?;
+            progress.finish_and_clear();
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for r in &report.results {
+                    println!(
+                        "{:<16} 2-of-3 concurrency {:>2}: p50 {:>7.2} ms  p99 {:>7.2} ms  {:>7.1}/s  (in-process floor {:.2} ms, ratio {:.2})",
+                        r.scheme, r.concurrency, r.p50_ms, r.p99_ms, r.per_second, r.floor_p50_ms, r.ratio_p50
+                    );
+                }
+                println!("node 1 memory: {} KiB before, {} KiB after", report.node_rss_kib[0], report.node_rss_kib[1]);
+            }
+            Ok(())
         }
         Command::Coordinator(args) => daemon::coordinator(args),
         Command::Node(args) => daemon::node(args),

@@ -48,6 +48,13 @@ pub async fn serve(
     let app = api::router(state.clone()).merge(relay::router(state));
     let address: SocketAddr = listener.local_addr()?;
     tracing::info!(%address, "coordinator listening");
+    // Protocol rounds are small messages relayed node → coordinator → node:
+    // without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms each.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             while !*shutdown.borrow_and_update() {

@@ -67,7 +67,9 @@ async fn connected(
     outbox: &mut mpsc::UnboundedReceiver<FromNode>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
-    let (mut socket, _) = match tokio_tungstenite::connect_async(connection.url.as_str()).await {
+    // TCP_NODELAY: protocol rounds are small messages; Nagle would delay each one.
+    let (mut socket, _) = match tokio_tungstenite::connect_async_with_config(connection.url.as_str(), None, true).await
+    {
         Ok(connected) => connected,
         Err(error) => return Ended::Disconnected(error.to_string()),
     };

@@ -1,0 +1,193 @@
+//! `shardvault bench`: signing latency and throughput through a fresh devnet
+//! (coordinator + 3 node processes on this machine), next to the in-process
+//! floor (the same protocol with every party in this process) measured in the
+//! same run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use serde::Serialize;
+use serde_json::json;
+use shardvault_mpc::{
+    derive_hardened, dkg, local, sign, DerivationPath, KeyId, PartyId, Scheme, SessionId, SignRequest, Threshold,
+};
+
+use crate::client::Api;
+use crate::devnet::Devnet;
+
+#[derive(Serialize)]
+pub struct BenchReport {
+    pub schema: &'static str,
+    pub results: Vec<BenchRow>,
+    /// Resident memory of node 1 before and after all signing, KiB.
+    pub node_rss_kib: [u64; 2],
+}
+
+#[derive(Serialize)]
+pub struct BenchRow {
+    pub scheme: String,
+    pub threshold: u8,
+    pub parties: u8,
+    pub concurrency: usize,
+    pub signatures: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub per_second: f64,
+    pub floor_p50_ms: f64,
+    pub ratio_p50: f64,
+}
+
+const SCHEMES: [(Scheme, &str); 2] = [(Scheme::EcdsaSecp256k1, "ethereum"), (Scheme::EddsaEd25519, "solana")];
+const CONCURRENCY: [usize; 2] = [1, 16];
+
+pub fn steps() -> u64 {
+    (SCHEMES.len() * (CONCURRENCY.len() + 2)) as u64
+}
+
+pub fn run(signatures: usize, progress: &ProgressBar) -> Result<BenchReport> {
+    let dir = std::env::temp_dir().join(format!("shardvault-bench-{}", &SessionId::random().to_string()[..12]));
+    let result = (|| {
+        let devnet = Devnet::start(&dir, 3)?;
+        let node_pid = devnet_node_pid(&dir, 1)?;
+        let api = Api::new(&devnet.api);
+        let rss_before = rss_kib(node_pid);
+        let mut results = Vec::new();
+        for (scheme, chain) in SCHEMES {
+            progress.set_message(format!("{scheme}: in-process floor"));
+            let floor = floor_p50(scheme, 50)?;
+            progress.inc(1);
+            progress.set_message(format!("{scheme}: key generation and derivation on the devnet"));
+            let key =
+                api.post("/v1/keys", &json!({ "scheme": scheme.as_str(), "threshold": 2, "parties": 3 }), None)?;
+            let key_id = key["key_id"].as_str().context("no key id")?.to_string();
+            api.post(&format!("/v1/keys/{key_id}/addresses"), &json!({ "chain": chain, "index": 0 }), None)?;
+            progress.inc(1);
+            for concurrency in CONCURRENCY {
+                progress.set_message(format!("{scheme}: {signatures} signatures at concurrency {concurrency}"));
+                let (latencies, elapsed) = load(&api, &key_id, chain, signatures, concurrency)?;
+                let p50 = percentile(&latencies, 0.50);
+                results.push(BenchRow {
+                    scheme: scheme.to_string(),
+                    threshold: 2,
+                    parties: 3,
+                    concurrency,
+                    signatures,
+                    p50_ms: round(p50),
+                    p99_ms: round(percentile(&latencies, 0.99)),
+                    per_second: round(signatures as f64 / elapsed.as_secs_f64()),
+                    floor_p50_ms: round(floor),
+                    ratio_p50: round(p50 / floor),
+                });
+                progress.inc(1);
+            }
+        }
+        Ok(BenchReport { schema: "shardvault.bench.v1", results, node_rss_kib: [rss_before, rss_kib(node_pid)] })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn percentile(sorted_ms: &[f64], q: f64) -> f64 {
+    let index = ((sorted_ms.len() as f64 - 1.0) * q).round() as usize;
+    sorted_ms.get(index).copied().unwrap_or(f64::NAN)
+}
+
+/// `signatures` sign requests from `concurrency` client threads; sorted latencies (ms) and wall time.
+fn load(api: &Api, key_id: &str, chain: &str, signatures: usize, concurrency: usize) -> Result<(Vec<f64>, Duration)> {
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    let mut latencies: Vec<f64> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<f64>> {
+                    let mut mine = Vec::new();
+                    while next.fetch_add(1, Ordering::Relaxed) < signatures {
+                        let body =
+                            json!({ "chain": chain, "index": 0, "message_hex": hex::encode(b"benchmark message") });
+                        let begin = Instant::now();
+                        api.post(&format!("/v1/keys/{key_id}/signatures"), &body, None)?;
+                        mine.push(begin.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for worker in workers {
+            all.extend(worker.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??);
+        }
+        Ok::<_, anyhow::Error>(all)
+    })?;
+    let elapsed = start.elapsed();
+    latencies.sort_by(f64::total_cmp);
+    Ok((latencies, elapsed))
+}
+
+/// p50 of one 2-of-3 signature at a derived path with every party in this
+/// process: the protocol's own cost, without network or storage.
+fn floor_p50(scheme: Scheme, samples: usize) -> Result<f64> {
+    let threshold = Threshold::new(2, 3)?;
+    let (key_id, session) = (KeyId::random(), SessionId::random());
+    let shares = local::run(
+        threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session)).collect::<Result<_, _>>()?,
+    )?;
+    let path: DerivationPath = "m/9'/0'/60'/0'/0'/0'".parse()?;
+    let session = SessionId::random();
+    let tweaks = local::run(shares.values().map(|s| derive_hardened(s, &path, session)).collect::<Result<_, _>>()?)?;
+    let signers: BTreeSet<PartyId> = threshold.party_ids().take(2).collect();
+    let message = [7u8; 32];
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let begin = Instant::now();
+        let session = SessionId::random();
+        let started = signers
+            .iter()
+            .map(|p| {
+                sign(
+                    &SignRequest {
+                        share: &shares[p],
+                        hardened: tweaks.get(p),
+                        path: &path,
+                        signers: &signers,
+                        message: &message,
+                    },
+                    session,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        local::run(started)?;
+        times.push(begin.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(percentile(&times, 0.5))
+}
+
+fn devnet_node_pid(dir: &std::path::Path, id: u64) -> Result<u32> {
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json"))?)?;
+    let nodes: BTreeMap<u64, u64> = info["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| Some((n["id"].as_u64()?, n["pid"].as_u64()?)))
+        .collect();
+    Ok(u32::try_from(*nodes.get(&id).context("node not in devnet.json")?)?)
+}
+
+/// Resident set size of a process, from /proc (0 where unavailable).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
