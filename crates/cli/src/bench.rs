@@ -22,8 +22,8 @@ use crate::devnet::Devnet;
 pub struct BenchReport {
     pub schema: &'static str,
     pub results: Vec<BenchRow>,
-    /// Resident memory of node 1 before and after all signing, KiB.
-    pub node_rss_kib: [u64; 2],
+    /// Resident memory of node 1 (KiB): before any signing, then after each row.
+    pub node_rss_kib: Vec<u64>,
 }
 
 #[derive(Serialize)]
@@ -53,7 +53,7 @@ pub fn run(signatures: usize, progress: &ProgressBar) -> Result<BenchReport> {
         let devnet = Devnet::start(&dir, 3)?;
         let node_pid = devnet_node_pid(&dir, 1)?;
         let api = Api::new(&devnet.api);
-        let rss_before = rss_kib(node_pid);
+        let mut rss = vec![rss_kib(node_pid)];
         let mut results = Vec::new();
         for (scheme, chain) in SCHEMES {
             progress.set_message(format!("{scheme}: in-process floor"));
@@ -81,10 +81,11 @@ pub fn run(signatures: usize, progress: &ProgressBar) -> Result<BenchReport> {
                     floor_p50_ms: round(floor),
                     ratio_p50: round(p50 / floor),
                 });
+                rss.push(rss_kib(node_pid));
                 progress.inc(1);
             }
         }
-        Ok(BenchReport { schema: "shardvault.bench.v1", results, node_rss_kib: [rss_before, rss_kib(node_pid)] })
+        Ok(BenchReport { schema: "shardvault.bench.v1", results, node_rss_kib: rss })
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result

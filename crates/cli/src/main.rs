@@ -224,7 +224,7 @@ fn run(cli: &Cli) -> Result<()> {
                         r.scheme, r.concurrency, r.p50_ms, r.p99_ms, r.per_second, r.floor_p50_ms, r.ratio_p50
                     );
                 }
-                println!("node 1 memory: {} KiB before, {} KiB after", report.node_rss_kib[0], report.node_rss_kib[1]);
+                println!("node 1 memory (KiB), before and after each row: {:?}", report.node_rss_kib);
             }
             Ok(())
         }
