@@ -22,7 +22,7 @@ use shardvault_mpc::{
 use shardvault_wire::{Job, JobKind, NodeId, Outcome, SignPayload};
 
 use crate::db::{Derived, KeyRecord};
-use crate::jobs::{NodeResult, State};
+use crate::jobs::{Failure, NodeResult, State};
 
 /// An API error: status, stable code, and a message that says what to do.
 #[derive(Debug)]
@@ -380,51 +380,104 @@ async fn sign(
             Some(list) => Some(list.iter().map(|p| PartyId::new(*p).map_err(|e| ApiError::bad(e.to_string()))).collect::<Result<_, _>>()?),
             None => None,
         };
-        let t = usize::from(r.key.threshold);
-        let mut excluded: BTreeSet<PartyId> = BTreeSet::new();
-        let mut attempts = Vec::new();
-        for _ in 0..3 {
-            let connected = state.connected();
-            let signers: BTreeSet<PartyId> = match &requested {
-                Some(set) => set.clone(),
-                None => r.key.nodes.iter().filter(|(p, n)| connected.contains(n) && !excluded.contains(p)).map(|(p, _)| *p).take(t).collect(),
-            };
-            if signers.len() != t || signers.iter().any(|p| !r.key.nodes.contains_key(p)) {
-                let missing: Vec<String> = r.key.nodes.iter().filter(|(_, n)| !connected.contains(n)).map(|(p, n)| format!("party {p} (node {n})")).collect();
-                return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_enough_signers",
-                    format!("need {t} healthy signers; unavailable: {}; attempts: {}", if missing.is_empty() { "none".into() } else { missing.join(", ") }, json!(attempts))));
-            }
-            let participants: BTreeMap<PartyId, NodeId> = signers.iter().filter_map(|p| r.key.nodes.get(p).map(|n| (*p, *n))).collect();
-            let job = Job { session: SessionId::random(), key_id: r.key_id, participants: participants.clone(), kind: JobKind::Sign { path: r.path.clone(), payload: payload.clone() } };
-            let results = state.run(job).await;
-            match agree(&results, |o| match o {
-                Outcome::Signed { signed, signature } => Some((signed.clone(), signature.clone())),
-                _ => None,
-            }) {
-                Ok((signed, signature)) => {
-                    let digest = (r.scheme != Scheme::EddsaEd25519).then(|| hex::encode(&signed));
-                    return Ok((StatusCode::OK, json!({
-                        "key_id": r.key.key_id, "chain": r.chain, "path": r.path.to_string(),
-                        "public_key": hex::encode(&signature.public_key), "message": hex::encode(&message),
-                        "message_encoding": if matches!(payload, SignPayload::RawDigest(_)) { "raw-digest" } else { encoding.name() },
-                        "digest": digest, "signature": hex::encode(&signature.bytes), "recovery_id": signature.recovery_id,
-                        "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "epoch": r.key.epoch,
-                        "failed_attempts": attempts })));
-                }
-                Err(error) => {
-                    let failed: Vec<PartyId> = participants.iter().filter(|(_, n)| results.get(n).is_none_or(|r| r.is_err())).map(|(p, _)| *p).collect();
-                    tracing::warn!(key = %r.key_id, signers = ?signers, %error.message, "signing attempt failed; retrying with another signer set");
-                    attempts.push(json!({ "signers": signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "error": error.message }));
-                    if requested.is_some() {
-                        return Err(error);
-                    }
-                    excluded.extend(failed);
-                }
-            }
-        }
-        Err(ApiError::new(StatusCode::BAD_GATEWAY, "signing_failed", format!("no signer set succeeded: {}", json!(attempts))))
+        let (signed, signature, attempts) = sign_with_retry(&state, &r, &payload, requested.as_ref()).await?;
+        let digest = (r.scheme != Scheme::EddsaEd25519).then(|| hex::encode(&signed));
+        let encoding_name = if matches!(payload, SignPayload::RawDigest(_)) { "raw-digest" } else { encoding.name() };
+        Ok((
+            StatusCode::OK,
+            json!({
+                "key_id": r.key.key_id, "chain": r.chain, "path": r.path.to_string(),
+                "public_key": hex::encode(&signature.public_key), "message": hex::encode(&message),
+                "message_encoding": encoding_name, "digest": digest, "signature": hex::encode(&signature.bytes),
+                "recovery_id": signature.recovery_id, "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(),
+                "epoch": r.key.epoch, "failed_attempts": attempts }),
+        ))
     })
     .await
+}
+
+/// Signs with the requested signers, or with any t healthy ones: an attempt
+/// that fails is retried (up to three attempts) without the parties that failed.
+async fn sign_with_retry(
+    state: &State,
+    r: &Resolved,
+    payload: &SignPayload,
+    requested: Option<&BTreeSet<PartyId>>,
+) -> Result<(Vec<u8>, shardvault_mpc::Signature, Vec<Value>), ApiError> {
+    let t = usize::from(r.key.threshold);
+    let mut excluded: BTreeSet<PartyId> = BTreeSet::new();
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        let connected = state.connected();
+        let signers: BTreeSet<PartyId> = match requested {
+            Some(set) => set.clone(),
+            None => r
+                .key
+                .nodes
+                .iter()
+                .filter(|(p, n)| connected.contains(n) && !excluded.contains(p))
+                .map(|(p, _)| *p)
+                .take(t)
+                .collect(),
+        };
+        if signers.len() != t || signers.iter().any(|p| !r.key.nodes.contains_key(p)) {
+            let missing: Vec<String> = r
+                .key
+                .nodes
+                .iter()
+                .filter(|(_, n)| !connected.contains(n))
+                .map(|(p, n)| format!("party {p} (node {n})"))
+                .collect();
+            let missing = if missing.is_empty() { "none".to_string() } else { missing.join(", ") };
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_enough_signers",
+                format!("need {t} healthy signers; unavailable: {missing}; attempts: {}", json!(attempts)),
+            ));
+        }
+        let participants: BTreeMap<PartyId, NodeId> =
+            signers.iter().filter_map(|p| r.key.nodes.get(p).map(|n| (*p, *n))).collect();
+        let kind = JobKind::Sign { path: r.path.clone(), payload: payload.clone() };
+        let job = Job { session: SessionId::random(), key_id: r.key_id, participants: participants.clone(), kind };
+        let results = state.run(job).await;
+        let signed = agree(&results, |o| match o {
+            Outcome::Signed { signed, signature } => Some((signed.clone(), signature.clone())),
+            _ => None,
+        });
+        match signed {
+            Ok((signed, signature)) => return Ok((signed, signature, attempts)),
+            Err(error) => {
+                tracing::warn!(key = %r.key_id, signers = ?signers, %error.message, "signing attempt failed");
+                attempts.push(
+                    json!({ "signers": signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "error": error.message }),
+                );
+                if requested.is_some() {
+                    return Err(error);
+                }
+                excluded.extend(at_fault(&participants, &results));
+            }
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "signing_failed",
+        format!("no signer set succeeded: {}", json!(attempts)),
+    ))
+}
+
+/// The parties to leave out of the next attempt: those that failed
+/// themselves or that others blamed — not those stopped as collateral.
+fn at_fault(participants: &BTreeMap<PartyId, NodeId>, results: &BTreeMap<NodeId, NodeResult>) -> BTreeSet<PartyId> {
+    let party_of = |node: &NodeId| participants.iter().find_map(|(p, n)| (n == node).then_some(*p));
+    let mut guilty = BTreeSet::new();
+    for (node, result) in results {
+        match result {
+            Err(Failure::Own(_)) => guilty.extend(party_of(node)),
+            Err(Failure::Blames(culprit, _)) => guilty.extend(party_of(culprit)),
+            _ => {}
+        }
+    }
+    guilty
 }
 
 async fn refresh(
@@ -458,4 +511,30 @@ async fn refresh(
         Ok((StatusCode::OK, json!({ "key_id": key.key_id, "epoch_before": before, "epoch_after": epoch.0 })))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(i: u8) -> PartyId {
+        PartyId::new(i).unwrap()
+    }
+
+    #[test]
+    fn only_the_guilty_are_left_out_of_a_retry() {
+        let participants = BTreeMap::from([(p(1), NodeId(1)), (p(2), NodeId(2))]);
+        // Node 1 was gone; node 2 was stopped because of it: retry without 1 only.
+        let results = BTreeMap::from([
+            (NodeId(1), Err(Failure::Own("node 1 is not connected".into()))),
+            (NodeId(2), Err(Failure::Stopped)),
+        ]);
+        assert_eq!(at_fault(&participants, &results), BTreeSet::from([p(1)]));
+        // Node 2 blames node 1: leave out 1, keep 2.
+        let results = BTreeMap::from([
+            (NodeId(1), Err(Failure::Stopped)),
+            (NodeId(2), Err(Failure::Blames(NodeId(1), "bad share".into()))),
+        ]);
+        assert_eq!(at_fault(&participants, &results), BTreeSet::from([p(1)]));
+    }
 }

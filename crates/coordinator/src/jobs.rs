@@ -11,8 +11,29 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::db::Db;
 use crate::Config;
 
+/// Why a participant has no outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The node itself failed (disconnected, refused, its storage…).
+    Own(String),
+    /// The node's protocol run named another participant as the culprit.
+    Blames(NodeId, String),
+    /// Aborted because another participant failed first: not its fault.
+    Stopped,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Own(reason) => f.write_str(reason),
+            Failure::Blames(culprit, reason) => write!(f, "{reason} (node {culprit} blamed)"),
+            Failure::Stopped => f.write_str("stopped because another participant failed"),
+        }
+    }
+}
+
 /// One participant's answer.
-pub(crate) type NodeResult = Result<Outcome, String>;
+pub(crate) type NodeResult = Result<Outcome, Failure>;
 
 struct Pending {
     expected: BTreeSet<NodeId>,
@@ -78,7 +99,7 @@ impl State {
             .map(|(s, _)| *s)
             .collect();
         for session in sessions {
-            self.record(session, node, Err(format!("node {node} disconnected")));
+            self.record(session, node, Err(Failure::Own(format!("node {node} disconnected"))));
         }
     }
 
@@ -103,11 +124,11 @@ impl State {
             }
             FromNode::Done { session, outcome } => self.record(session, node, Ok(outcome)),
             FromNode::Failed { session, reason, culprit } => {
-                let reason = match culprit {
-                    Some(c) => format!("{reason} (node {c} blamed)"),
-                    None => reason,
+                let failure = match culprit {
+                    Some(culprit) if culprit != node => Failure::Blames(culprit, reason),
+                    _ => Failure::Own(reason),
                 };
-                self.record(session, node, Err(reason));
+                self.record(session, node, Err(failure));
             }
         }
     }
@@ -139,7 +160,7 @@ impl State {
         tracing::info!(%session, key = %job.key_id, job = job.kind.name(), nodes = ?expected, "job started");
         for node in &expected {
             if !self.send(*node, ToNode::Start(job.clone())) {
-                self.record(session, *node, Err(format!("node {node} is not connected")));
+                self.record(session, *node, Err(Failure::Own(format!("node {node} is not connected"))));
             }
         }
         let timed_out = tokio::time::timeout(self.config.job_timeout, finished).await.is_err();
@@ -147,8 +168,12 @@ impl State {
         for node in &expected {
             if !results.contains_key(node) {
                 self.send(*node, ToNode::Abort(session));
-                let why = if timed_out { "did not answer in time" } else { "was stopped: another participant failed" };
-                results.insert(*node, Err(format!("node {node} {why}")));
+                let failure = if timed_out {
+                    Failure::Own(format!("node {node} did not answer in time"))
+                } else {
+                    Failure::Stopped
+                };
+                results.insert(*node, Err(failure));
             }
         }
         results

@@ -4,7 +4,7 @@
 //! results in its sealed [`Store`]. The process around it (connection to the
 //! coordinator, signals) is a thin shell.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use sha2::{Digest, Sha256};
 use shardvault_chains::MessageEncoding;
@@ -19,9 +19,11 @@ use shardvault_wire::{
 use crate::store::{Store, StoreError};
 
 /// Frames kept for a session whose `Start` has not arrived yet (a peer that
-/// started first may already be talking).
+/// started first may already be talking); the oldest session is evicted first.
 const EARLY_FRAMES_PER_SESSION: usize = 64;
 const EARLY_SESSIONS: usize = 64;
+/// Sessions remembered as finished here, so late frames for them are dropped.
+const FINISHED_SESSIONS: usize = 1024;
 
 /// Why a job failed on this node.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,9 @@ pub struct Node {
     store: Store,
     running: HashMap<shardvault_mpc::SessionId, Running>,
     early: HashMap<shardvault_mpc::SessionId, Vec<Frame>>,
+    early_order: VecDeque<shardvault_mpc::SessionId>,
+    finished: HashSet<shardvault_mpc::SessionId>,
+    finished_order: VecDeque<shardvault_mpc::SessionId>,
 }
 
 impl std::fmt::Debug for Node {
@@ -93,7 +98,17 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// A node with its Noise key, the pinned cluster and its open store.
     pub fn new(id: NodeId, secret: NoiseSecretKey, cluster: Cluster, store: Store) -> Self {
-        Node { id, secret, cluster, store, running: HashMap::new(), early: HashMap::new() }
+        Node {
+            id,
+            secret,
+            cluster,
+            store,
+            running: HashMap::new(),
+            early: HashMap::new(),
+            early_order: VecDeque::new(),
+            finished: HashSet::new(),
+            finished_order: VecDeque::new(),
+        }
     }
 
     /// This node's id.
@@ -122,8 +137,41 @@ impl Node {
             ToNode::Abort(session) => {
                 self.running.remove(&session);
                 self.early.remove(&session);
+                self.remember_finished(session);
                 Vec::new()
             }
+        }
+    }
+
+    /// Remembers a session as over here, so that late frames for it are dropped.
+    fn remember_finished(&mut self, session: shardvault_mpc::SessionId) {
+        if self.finished.insert(session) {
+            self.finished_order.push_back(session);
+            if self.finished_order.len() > FINISHED_SESSIONS {
+                if let Some(oldest) = self.finished_order.pop_front() {
+                    self.finished.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    /// Keeps a frame for a session not started yet (bounded; oldest evicted).
+    fn buffer_early(&mut self, frame: Frame) {
+        let session = frame.session;
+        if self.finished.contains(&session) {
+            return;
+        }
+        if !self.early.contains_key(&session) {
+            if self.early_order.len() >= EARLY_SESSIONS {
+                if let Some(oldest) = self.early_order.pop_front() {
+                    self.early.remove(&oldest);
+                }
+            }
+            self.early_order.push_back(session);
+        }
+        let queue = self.early.entry(session).or_default();
+        if queue.len() < EARLY_FRAMES_PER_SESSION {
+            queue.push(frame);
         }
     }
 
@@ -135,13 +183,14 @@ impl Node {
             _ => None,
         };
         self.running.remove(&session);
+        self.remember_finished(session);
         tracing::warn!(node = %self.id, %session, %error, "job failed");
         vec![FromNode::Failed { session, reason: error.to_string(), culprit }]
     }
 
     fn start(&mut self, job: Job) -> Result<Vec<FromNode>, NodeError> {
-        if self.running.contains_key(&job.session) {
-            return Err(NodeError::Refused("session id already in use".into()));
+        if self.running.contains_key(&job.session) || self.finished.contains(&job.session) {
+            return Err(NodeError::Refused("session id already used".into()));
         }
         let me = job.party_of(self.id)?;
         tracing::info!(node = %self.id, session = %job.session, key = %job.key_id, job = job.kind.name(), "job started");
@@ -191,6 +240,7 @@ impl Node {
         out.extend(route(&mut running, envelopes)?);
         let session = running.job.session;
         self.running.insert(session, running);
+        self.early_order.retain(|s| *s != session);
         for frame in self.early.remove(&session).unwrap_or_default() {
             out.extend(self.on_frame(frame));
         }
@@ -209,12 +259,7 @@ impl Node {
     fn on_frame(&mut self, frame: Frame) -> Vec<FromNode> {
         let session = frame.session;
         let Some(running) = self.running.get_mut(&session) else {
-            if self.early.len() < EARLY_SESSIONS || self.early.contains_key(&session) {
-                let queue = self.early.entry(session).or_default();
-                if queue.len() < EARLY_FRAMES_PER_SESSION {
-                    queue.push(frame);
-                }
-            }
+            self.buffer_early(frame);
             return Vec::new();
         };
         match step(running, frame) {
@@ -230,6 +275,7 @@ impl Node {
     /// Persists a finished job's result and reports it.
     fn finish(&mut self, session: shardvault_mpc::SessionId) -> Vec<FromNode> {
         let Some(running) = self.running.remove(&session) else { return Vec::new() };
+        self.remember_finished(session);
         let key_id = running.job.key_id;
         let request = Sha256::digest(postcard_job(&running.job)).to_vec();
         let result: Result<Outcome, NodeError> = (|| match running.protocol {

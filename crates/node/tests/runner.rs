@@ -54,11 +54,12 @@ impl Cluster3 {
         }
     }
 
-    /// Starts `job` on its participants (last one first, so early frames get
-    /// buffered) and relays until every participant answered.
+    /// Starts `job` on its participants, lowest id first (initiators talk to
+    /// nodes that have not started yet, so their early frames get buffered),
+    /// and relays until every participant answered.
     fn run(&mut self, job: Job) -> BTreeMap<NodeId, Result<Outcome, String>> {
         let mut queue: VecDeque<(NodeId, ToNode)> =
-            job.nodes().into_iter().rev().map(|n| (n, ToNode::Start(job.clone()))).collect();
+            job.nodes().into_iter().map(|n| (n, ToNode::Start(job.clone()))).collect();
         let mut results = BTreeMap::new();
         while let Some((to, message)) = queue.pop_front() {
             for reply in self.nodes.get_mut(&to).unwrap().handle(message) {
@@ -241,4 +242,36 @@ fn a_node_not_in_the_job_or_a_party_mismatch_is_refused() {
         BTreeMap::from([(PartyId::new(1).unwrap(), NodeId(2)), (PartyId::new(2).unwrap(), NodeId(1))]);
     let results = c.run(swapped);
     assert!(results.values().all(|r| r.as_ref().unwrap_err().contains("holds party")), "{results:?}");
+}
+
+#[test]
+fn stray_frames_never_block_new_jobs() {
+    let mut c = Cluster3::new();
+    // Frames for 200 sessions that never start on node 3 (aborted elsewhere, or replays).
+    let (key_id, _) = create(&mut c, Scheme::EddsaEd25519);
+    for _ in 0..200 {
+        let stray = shardvault_wire::Frame {
+            session: SessionId::random(),
+            from: NodeId(1),
+            to: NodeId(3),
+            seq: 0,
+            messages: vec![vec![0; 48]],
+        };
+        assert!(c.nodes.get_mut(&NodeId(3)).unwrap().handle(ToNode::Frame(stray)).is_empty());
+    }
+    // A job whose peers talk to node 3 before node 3 starts it still completes.
+    let payload = SignPayload::Message { message: b"still works".to_vec(), encoding: MessageEncoding::Raw };
+    all_ok(c.run(job(key_id, &[1, 3], JobKind::Sign { path: DerivationPath::root(), payload })), 2);
+    // A finished session id cannot be started again.
+    let signed = job(
+        key_id,
+        &[1, 3],
+        JobKind::Sign {
+            path: DerivationPath::root(),
+            payload: SignPayload::Message { message: b"x".to_vec(), encoding: MessageEncoding::Raw },
+        },
+    );
+    all_ok(c.run(signed.clone()), 2);
+    let replayed = c.run(signed);
+    assert!(replayed.values().all(|r| r.as_ref().unwrap_err().contains("session id already used")), "{replayed:?}");
 }
