@@ -90,10 +90,14 @@ pub struct NodeArgs {
     /// The coordinator's relay, e.g. ws://127.0.0.1:8780/v1/relay.
     #[arg(long, env = "SHARDVAULT_COORDINATOR")]
     pub coordinator: String,
-    /// A 32-byte key-encryption key file (raw or hex). Without it, the
-    /// passphrase is read from the environment variable SHARDVAULT_PASSPHRASE.
-    #[arg(long, env = "SHARDVAULT_KEY_FILE")]
+    /// A 32-byte key-encryption key file (raw or hex). Without it, a
+    /// passphrase (stretched with Argon2id) comes from --passphrase-file or
+    /// the environment variable SHARDVAULT_PASSPHRASE.
+    #[arg(long, env = "SHARDVAULT_KEY_FILE", conflicts_with = "passphrase_file")]
     pub key_file: Option<PathBuf>,
+    /// A file holding the passphrase (first line).
+    #[arg(long, env = "SHARDVAULT_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 pub fn node(args: &NodeArgs) -> Result<()> {
@@ -110,9 +114,21 @@ pub fn node(args: &NodeArgs) -> Result<()> {
             Store::open(&store_path, &node_name, KekSource::KeyFile(&contents))?
         }
         None => {
-            let Ok(passphrase) = std::env::var("SHARDVAULT_PASSPHRASE").map(zeroize::Zeroizing::new) else {
-                bail!("give --key-file or set SHARDVAULT_PASSPHRASE");
+            let passphrase = match &args.passphrase_file {
+                Some(path) => {
+                    let text = zeroize::Zeroizing::new(
+                        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+                    );
+                    zeroize::Zeroizing::new(text.lines().next().unwrap_or_default().to_string())
+                }
+                None => match std::env::var("SHARDVAULT_PASSPHRASE") {
+                    Ok(passphrase) => zeroize::Zeroizing::new(passphrase),
+                    Err(_) => bail!("give --key-file, --passphrase-file or SHARDVAULT_PASSPHRASE"),
+                },
             };
+            if passphrase.is_empty() {
+                bail!("the passphrase is empty");
+            }
             Store::open(&store_path, &node_name, KekSource::Passphrase(passphrase.as_bytes(), KdfParams::RECOMMENDED))?
         }
     };

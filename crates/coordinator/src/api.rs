@@ -104,8 +104,9 @@ where
             Err(error) => return ApiError::storage(error).into_response(),
         }
     }
+    // The id is first seen by the client in the answer, so the record is
+    // written once, when the request is done.
     let request_id = SessionId::random().to_string()[..32].to_string();
-    let _ = state.db().put_request(&request_id, route, "running", None);
     let (status, mut value) = match run.await {
         Ok(answer) => answer,
         Err(error) => (error.status, error.body()),
