@@ -54,6 +54,16 @@ pub enum KeyType {
     Ed25519,
 }
 
+impl From<shardvault_mpc::Scheme> for KeyType {
+    fn from(scheme: shardvault_mpc::Scheme) -> Self {
+        match scheme {
+            shardvault_mpc::Scheme::EcdsaSecp256k1 => KeyType::EcdsaSecp256k1,
+            shardvault_mpc::Scheme::EddsaEd25519 => KeyType::Ed25519,
+            shardvault_mpc::Scheme::SchnorrSecp256k1 => KeyType::SchnorrSecp256k1,
+        }
+    }
+}
+
 impl fmt::Display for KeyType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -13,7 +13,7 @@ use shardvault_mpc::{Scheme, SessionId};
 
 use crate::client::Api;
 use crate::devnet::Devnet;
-use crate::lifecycle::{key_type, paths, KEYS, STEPS_PER_KEY};
+use crate::lifecycle::{paths, KEYS, STEPS_PER_KEY};
 use crate::report::{DerivationReport, KeyReport, RefreshReport, Report, SignatureReport, SCHEMA};
 
 /// Steps shown by the progress bar.
@@ -55,7 +55,8 @@ fn key_lifecycle(api: &Api, scheme: Scheme, t: u8, n: u8, message: &[u8], progre
     progress.inc(1);
 
     progress.set_message(format!("{label}: hardened derivation"));
-    let chains: Vec<Chain> = Chain::ALL.into_iter().filter(|c| c.accepts(key_type(scheme))).collect();
+    let chains: Vec<Chain> =
+        Chain::ALL.into_iter().filter(|c| c.accepts(shardvault_chains::KeyType::from(scheme))).collect();
     let mut derivations = Vec::new();
     for chain in &chains {
         for path in paths(*chain)? {

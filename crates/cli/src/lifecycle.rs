@@ -29,14 +29,6 @@ pub const STEPS_PER_KEY: u64 = 5;
 type Shares = BTreeMap<PartyId, KeyShare>;
 type Tweaks = BTreeMap<DerivationPath, BTreeMap<PartyId, HardenedTweak>>;
 
-pub fn key_type(scheme: Scheme) -> KeyType {
-    match scheme {
-        Scheme::EcdsaSecp256k1 => KeyType::EcdsaSecp256k1,
-        Scheme::EddsaEd25519 => KeyType::Ed25519,
-        Scheme::SchnorrSecp256k1 => KeyType::SchnorrSecp256k1,
-    }
-}
-
 /// Runs the lifecycle for every key in `keys`, signing `message`.
 pub fn run(keys: &[(Scheme, u8, u8)], message: &str, progress: &ProgressBar) -> Result<Report> {
     let mut reports = Vec::new();
@@ -67,13 +59,13 @@ fn key_lifecycle(scheme: Scheme, threshold: Threshold, message: &[u8], progress:
     tracing::info!(%key_id, %scheme, t = threshold.threshold(), n = threshold.parties(), public_key = %hex::encode(&root), "key generated");
 
     progress.set_message(format!("{label}: hardened derivation"));
-    let chains: Vec<Chain> = Chain::ALL.into_iter().filter(|c| c.accepts(key_type(scheme))).collect();
+    let chains: Vec<Chain> = Chain::ALL.into_iter().filter(|c| c.accepts(KeyType::from(scheme))).collect();
     let mut tweaks = Tweaks::new();
     let mut derivations = Vec::new();
     for chain in &chains {
         for path in paths(*chain)? {
             let public_key = derived_key(&shares, &mut tweaks, &path)?;
-            let address = chain.address(key_type(scheme), &public_key)?;
+            let address = chain.address(KeyType::from(scheme), &public_key)?;
             derivations.push(DerivationReport {
                 path: path.to_string(),
                 chain: chain.to_string(),
@@ -153,7 +145,7 @@ fn sign_message(
     message: &[u8],
 ) -> Result<SignatureReport> {
     let share = first(shares)?;
-    let encoding = chain.message_encoding(key_type(share.scheme()));
+    let encoding = chain.message_encoding(KeyType::from(share.scheme()));
     let digest = encoding.digest(message)?;
     let signed: &[u8] = digest.as_ref().map_or(message, |d| d.as_slice());
     let tweaks_for_path = tweaks.get(&path.hardened_prefix());

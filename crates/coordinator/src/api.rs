@@ -268,14 +268,6 @@ struct Resolved {
     path: DerivationPath,
 }
 
-fn key_type(scheme: Scheme) -> KeyType {
-    match scheme {
-        Scheme::EcdsaSecp256k1 => KeyType::EcdsaSecp256k1,
-        Scheme::EddsaEd25519 => KeyType::Ed25519,
-        Scheme::SchnorrSecp256k1 => KeyType::SchnorrSecp256k1,
-    }
-}
-
 /// Key, chain and path of a request; MPCVault's all-hardened shape
 /// `m/9'/0'/coin'/0'/0'/index'` unless a path is given.
 fn resolve(state: &State, id: &str, target: &Target) -> Result<Resolved, ApiError> {
@@ -284,7 +276,7 @@ fn resolve(state: &State, id: &str, target: &Target) -> Result<Resolved, ApiErro
     let scheme: Scheme =
         key.scheme.parse().map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", "bad scheme"))?;
     let chain: Chain = target.chain.parse().map_err(|e: shardvault_chains::Error| ApiError::bad(e.to_string()))?;
-    let key_type = key_type(scheme);
+    let key_type = KeyType::from(scheme);
     if !chain.accepts(key_type) {
         return Err(ApiError::bad(format!("{chain} has no addresses for {scheme} keys")));
     }
