@@ -8,6 +8,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 #![warn(missing_docs)]
 
+pub mod psbt;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -30,6 +32,9 @@ pub enum Error {
         /// Key type.
         key: KeyType,
     },
+    /// A PSBT that cannot be signed as given.
+    #[error("PSBT: {0}")]
+    Psbt(String),
     /// Bitcoin message signing takes UTF-8 text.
     #[error("this message format signs UTF-8 text; the message is not valid UTF-8")]
     NotText,

@@ -140,3 +140,20 @@ pub fn hash160(data: &[u8]) -> Vec<u8> {
     use bitcoin::hashes::{hash160, Hash};
     hash160::Hash::hash(data).to_byte_array().to_vec()
 }
+
+/// Bitcoin Core's own script interpreter (libbitcoinconsensus) accepts input
+/// `index` of `tx` spending `spent[index]`, given every spent output
+/// (`(script_pubkey, amount)`, needed for Taproot).
+pub fn bitcoin_core_verifies(tx: &[u8], index: usize, spent: &[(Vec<u8>, u64)]) -> Result {
+    let utxos: Vec<bitcoinconsensus::Utxo> = spent
+        .iter()
+        .map(|(script, value)| bitcoinconsensus::Utxo {
+            script_pubkey: script.as_ptr(),
+            script_pubkey_len: u32::try_from(script.len()).unwrap_or(u32::MAX),
+            value: i64::try_from(*value).unwrap_or(i64::MAX),
+        })
+        .collect();
+    let (script, amount) = spent.get(index).ok_or("no such input")?;
+    let flags = bitcoinconsensus::VERIFY_ALL_PRE_TAPROOT | bitcoinconsensus::VERIFY_TAPROOT;
+    bitcoinconsensus::verify_with_flags(script, *amount, tx, Some(&utxos), index, flags).map_err(|e| format!("{e:?}"))
+}

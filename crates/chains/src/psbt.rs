@@ -1,0 +1,254 @@
+//! Bitcoin transactions as PSBTs (BIP174/BIP371): decode an unsigned PSBT
+//! into a summary, compute each input's signature hash (P2WPKH with
+//! SIGHASH_ALL, P2TR key path with SIGHASH_DEFAULT), check that the input pays
+//! to the key about to sign it, and finalise with the signatures.
+//! `bitcoin` does the encoding and the sighash algorithms.
+
+use base64::Engine;
+use bitcoin::psbt::Psbt;
+use bitcoin::secp256k1::{PublicKey, Secp256k1, XOnlyPublicKey};
+use bitcoin::sighash::{EcdsaSighashType, Prevouts, SighashCache, TapSighashType};
+use bitcoin::{Address, CompressedPublicKey, Network, ScriptBuf, TxOut, Witness};
+use serde::Serialize;
+
+use crate::{Error, KeyType};
+
+/// The spending conditions this wallet signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// Native SegWit v0, one key.
+    P2wpkh,
+    /// Taproot key path (BIP86 key, no script tree).
+    P2tr,
+}
+
+/// What an unsigned PSBT does, for review before anyone signs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PsbtSummary {
+    /// Inputs: previous outpoint, amount, kind.
+    pub inputs: Vec<InputSummary>,
+    /// Outputs: address on the given network (if standard), amount.
+    pub outputs: Vec<OutputSummary>,
+    /// Σ inputs − Σ outputs, in satoshi.
+    pub fee_sat: u64,
+}
+
+/// One input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InputSummary {
+    /// `txid:vout`.
+    pub outpoint: String,
+    /// Amount spent, in satoshi.
+    pub amount_sat: u64,
+    /// Its spending condition.
+    pub kind: InputKind,
+}
+
+/// One output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutputSummary {
+    /// The address, where the script is a standard one.
+    pub address: Option<String>,
+    /// Amount, in satoshi.
+    pub amount_sat: u64,
+}
+
+/// The digest one input needs signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputDigest {
+    /// Input index.
+    pub index: usize,
+    /// Its spending condition.
+    pub kind: InputKind,
+    /// BIP143 (P2WPKH) or BIP341 (P2TR) signature hash.
+    pub digest: [u8; 32],
+    script_pubkey: ScriptBuf,
+}
+
+impl InputDigest {
+    /// Refuses to sign unless this input pays to `public_key` (SEC1
+    /// compressed; for P2TR the internal key, BIP86-tweaked here).
+    pub fn check_key(&self, key: KeyType, public_key: &[u8]) -> Result<(), Error> {
+        let invalid = |detail: String| Error::InvalidKey { key, detail };
+        let point = PublicKey::from_slice(public_key).map_err(|e| invalid(e.to_string()))?;
+        let expected = match (self.kind, key) {
+            (InputKind::P2wpkh, KeyType::EcdsaSecp256k1) => {
+                ScriptBuf::new_p2wpkh(&CompressedPublicKey(point).wpubkey_hash())
+            }
+            (InputKind::P2tr, KeyType::SchnorrSecp256k1) => {
+                ScriptBuf::new_p2tr(&Secp256k1::verification_only(), XOnlyPublicKey::from(point), None)
+            }
+            _ => {
+                return Err(Error::Psbt(format!(
+                    "input {} is {:?} and cannot be signed by a {key} key",
+                    self.index, self.kind
+                )))
+            }
+        };
+        if expected != self.script_pubkey {
+            return Err(Error::Psbt(format!("input {} does not pay to this key; refusing to sign it", self.index)));
+        }
+        Ok(())
+    }
+}
+
+/// A parsed unsigned PSBT on a given network.
+#[derive(Clone, Debug)]
+pub struct UnsignedPsbt {
+    psbt: Psbt,
+    network: Network,
+}
+
+impl UnsignedPsbt {
+    /// Parses a PSBT given as binary or base64. Every input must carry its
+    /// `witness_utxo` and be P2WPKH or P2TR; bytes beyond the PSBT are refused.
+    pub fn parse(data: &[u8], network: Network) -> Result<Self, Error> {
+        let binary = if data.starts_with(b"psbt\xff") {
+            data.to_vec()
+        } else {
+            let text = std::str::from_utf8(data).map_err(|_| Error::Psbt("neither binary nor base64".into()))?;
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|e| Error::Psbt(format!("base64: {e}")))?
+        };
+        let psbt = Psbt::deserialize(&binary).map_err(|e| Error::Psbt(e.to_string()))?;
+        if psbt.serialize().len() != binary.len() {
+            return Err(Error::Psbt("trailing or non-canonical bytes".into()));
+        }
+        let parsed = UnsignedPsbt { psbt, network };
+        for index in 0..parsed.psbt.inputs.len() {
+            parsed.spent(index)?;
+        }
+        Ok(parsed)
+    }
+
+    fn spent(&self, index: usize) -> Result<(&TxOut, InputKind), Error> {
+        let input = self.psbt.inputs.get(index).ok_or_else(|| Error::Psbt(format!("no input {index}")))?;
+        let utxo =
+            input.witness_utxo.as_ref().ok_or_else(|| Error::Psbt(format!("input {index} has no witness_utxo")))?;
+        let kind = if utxo.script_pubkey.is_p2wpkh() {
+            InputKind::P2wpkh
+        } else if utxo.script_pubkey.is_p2tr() {
+            InputKind::P2tr
+        } else {
+            return Err(Error::Psbt(format!("input {index} is neither P2WPKH nor P2TR")));
+        };
+        Ok((utxo, kind))
+    }
+
+    /// The summary to review.
+    pub fn summary(&self) -> Result<PsbtSummary, Error> {
+        let tx = &self.psbt.unsigned_tx;
+        let mut inputs = Vec::new();
+        let mut total_in: u64 = 0;
+        for (index, txin) in tx.input.iter().enumerate() {
+            let (utxo, kind) = self.spent(index)?;
+            total_in = total_in
+                .checked_add(utxo.value.to_sat())
+                .ok_or_else(|| Error::Psbt("input amounts overflow".into()))?;
+            inputs.push(InputSummary {
+                outpoint: txin.previous_output.to_string(),
+                amount_sat: utxo.value.to_sat(),
+                kind,
+            });
+        }
+        let outputs: Vec<OutputSummary> = tx
+            .output
+            .iter()
+            .map(|o| OutputSummary {
+                address: Address::from_script(&o.script_pubkey, self.network).ok().map(|a| a.to_string()),
+                amount_sat: o.value.to_sat(),
+            })
+            .collect();
+        let total_out = outputs
+            .iter()
+            .try_fold(0u64, |sum, o| sum.checked_add(o.amount_sat))
+            .ok_or_else(|| Error::Psbt("output amounts overflow".into()))?;
+        let fee_sat = total_in.checked_sub(total_out).ok_or_else(|| Error::Psbt("outputs exceed inputs".into()))?;
+        Ok(PsbtSummary { inputs, outputs, fee_sat })
+    }
+
+    /// Number of inputs.
+    pub fn input_count(&self) -> usize {
+        self.psbt.inputs.len()
+    }
+
+    /// The signature hash of input `index`.
+    pub fn input_digest(&self, index: usize) -> Result<InputDigest, Error> {
+        let (utxo, kind) = self.spent(index)?;
+        let mut cache = SighashCache::new(&self.psbt.unsigned_tx);
+        let digest: [u8; 32] = match kind {
+            InputKind::P2wpkh => {
+                let hash = cache
+                    .p2wpkh_signature_hash(index, &utxo.script_pubkey, utxo.value, EcdsaSighashType::All)
+                    .map_err(|e| Error::Psbt(e.to_string()))?;
+                *hash.as_ref()
+            }
+            InputKind::P2tr => {
+                let prevouts: Vec<TxOut> = (0..self.psbt.inputs.len())
+                    .map(|i| self.spent(i).map(|(u, _)| u.clone()))
+                    .collect::<Result<_, _>>()?;
+                let hash = cache
+                    .taproot_key_spend_signature_hash(index, &Prevouts::All(&prevouts), TapSighashType::Default)
+                    .map_err(|e| Error::Psbt(e.to_string()))?;
+                *hash.as_ref()
+            }
+        };
+        Ok(InputDigest { index, kind, digest, script_pubkey: utxo.script_pubkey.clone() })
+    }
+
+    /// Puts a 64-byte signature (ECDSA `r‖s` or BIP340) and the signing key
+    /// into input `index`'s final witness.
+    pub fn add_signature(&mut self, index: usize, signature: &[u8], public_key: &[u8]) -> Result<(), Error> {
+        let (_, kind) = self.spent(index)?;
+        let bad = |e: String| Error::Psbt(format!("input {index}: {e}"));
+        let witness = match kind {
+            InputKind::P2wpkh => {
+                let signature = bitcoin::ecdsa::Signature {
+                    signature: bitcoin::secp256k1::ecdsa::Signature::from_compact(signature)
+                        .map_err(|e| bad(e.to_string()))?,
+                    sighash_type: EcdsaSighashType::All,
+                };
+                Witness::from_slice(&[signature.to_vec(), public_key.to_vec()])
+            }
+            InputKind::P2tr => {
+                let signature = bitcoin::taproot::Signature {
+                    signature: bitcoin::secp256k1::schnorr::Signature::from_slice(signature)
+                        .map_err(|e| bad(e.to_string()))?,
+                    sighash_type: TapSighashType::Default,
+                };
+                Witness::from_slice(&[signature.to_vec()])
+            }
+        };
+        let input = self.psbt.inputs.get_mut(index).ok_or_else(|| bad("no such input".into()))?;
+        input.final_script_witness = Some(witness);
+        Ok(())
+    }
+
+    /// The signed PSBT (base64), the network transaction (hex) and its txid,
+    /// once every input has its witness.
+    pub fn finalize(self) -> Result<SignedTransaction, Error> {
+        if let Some(index) = self.psbt.inputs.iter().position(|i| i.final_script_witness.is_none()) {
+            return Err(Error::Psbt(format!("input {index} is not signed")));
+        }
+        let psbt_base64 = base64::engine::general_purpose::STANDARD.encode(self.psbt.serialize());
+        let tx = self.psbt.extract_tx().map_err(|e| Error::Psbt(e.to_string()))?;
+        Ok(SignedTransaction {
+            txid: tx.compute_txid().to_string(),
+            tx_hex: bitcoin::consensus::encode::serialize_hex(&tx),
+            psbt_base64,
+        })
+    }
+}
+
+/// A finalised Bitcoin transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SignedTransaction {
+    /// The transaction id.
+    pub txid: String,
+    /// The network serialisation, hex.
+    pub tx_hex: String,
+    /// The signed, finalised PSBT, base64.
+    pub psbt_base64: String,
+}

@@ -1,0 +1,158 @@
+//! A Bitcoin transaction spending a P2WPKH and a P2TR output, each signed by a
+//! 2-of-3 threshold key at a hardened-derived path, accepted by Bitcoin Core's
+//! script interpreter; and PSBTs that must not be signed, refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use bitcoin::absolute::LockTime;
+use bitcoin::psbt::Psbt;
+use bitcoin::secp256k1::{PublicKey, Secp256k1, XOnlyPublicKey};
+use bitcoin::transaction::Version;
+use bitcoin::{
+    Amount, CompressedPublicKey, Network, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
+};
+use shardvault_chains::psbt::{InputKind, UnsignedPsbt};
+use shardvault_chains::KeyType;
+use shardvault_mpc::{
+    derive_hardened, dkg, extended_public_key, local, sign, DerivationPath, HardenedTweak, KeyId, KeyShare, PartyId,
+    Scheme, SessionId, SignRequest, Threshold,
+};
+use shardvault_testkit as tk;
+
+struct MpcKey {
+    shares: BTreeMap<PartyId, KeyShare>,
+    tweaks: BTreeMap<PartyId, HardenedTweak>,
+    path: DerivationPath,
+    public_key: Vec<u8>,
+}
+
+fn mpc_key(scheme: Scheme) -> MpcKey {
+    let t = Threshold::new(2, 3).unwrap();
+    let (key_id, session) = (KeyId::random(), SessionId::random());
+    let shares: BTreeMap<_, _> =
+        local::run(t.party_ids().map(|me| dkg(scheme, key_id, t, me, session).unwrap()).collect()).unwrap();
+    let path: DerivationPath = "m/9'/0'/0'/0'/0'/0'".parse().unwrap();
+    let session = SessionId::random();
+    let tweaks = local::run(shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect()).unwrap();
+    let p1 = PartyId::new(1).unwrap();
+    let public_key = extended_public_key(&shares[&p1], Some(&tweaks[&p1]), &path).unwrap().public_key;
+    MpcKey { shares, tweaks, path, public_key }
+}
+
+impl MpcKey {
+    fn sign(&self, digest: &[u8; 32]) -> Vec<u8> {
+        let signers: BTreeSet<PartyId> = [1, 3].into_iter().map(|p| PartyId::new(p).unwrap()).collect();
+        let session = SessionId::random();
+        let started = signers
+            .iter()
+            .map(|p| {
+                sign(
+                    &SignRequest {
+                        share: &self.shares[p],
+                        hardened: Some(&self.tweaks[p]),
+                        path: &self.path,
+                        signers: &signers,
+                        message: digest,
+                    },
+                    session,
+                )
+                .unwrap()
+            })
+            .collect();
+        local::run(started).unwrap().into_values().next().unwrap().bytes
+    }
+}
+
+fn p2wpkh(public_key: &[u8]) -> ScriptBuf {
+    ScriptBuf::new_p2wpkh(&CompressedPublicKey(PublicKey::from_slice(public_key).unwrap()).wpubkey_hash())
+}
+
+fn p2tr(internal: &[u8]) -> ScriptBuf {
+    ScriptBuf::new_p2tr(
+        &Secp256k1::verification_only(),
+        XOnlyPublicKey::from(PublicKey::from_slice(internal).unwrap()),
+        None,
+    )
+}
+
+/// A PSBT spending `spent` to one external address, with witness_utxo set.
+fn psbt(spent: &[(ScriptBuf, u64)], pay: u64) -> Psbt {
+    let input = |i: usize| TxIn {
+        previous_output: OutPoint { txid: Txid::from_str(&format!("{:064x}", i + 1)).unwrap(), vout: 0 },
+        script_sig: ScriptBuf::new(),
+        sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+        witness: Witness::new(),
+    };
+    let destination =
+        bitcoin::Address::from_str("bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu").unwrap().assume_checked();
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: (0..spent.len()).map(input).collect(),
+        output: vec![TxOut { value: Amount::from_sat(pay), script_pubkey: destination.script_pubkey() }],
+    };
+    let mut psbt = Psbt::from_unsigned_tx(tx).unwrap();
+    for (input, (script, amount)) in psbt.inputs.iter_mut().zip(spent) {
+        input.witness_utxo = Some(TxOut { value: Amount::from_sat(*amount), script_pubkey: script.clone() });
+    }
+    psbt
+}
+
+#[test]
+fn an_mpc_signed_transaction_passes_bitcoin_core_script_checks() {
+    let (ecdsa, schnorr) = (mpc_key(Scheme::EcdsaSecp256k1), mpc_key(Scheme::SchnorrSecp256k1));
+    let spent = vec![(p2wpkh(&ecdsa.public_key), 50_000), (p2tr(&schnorr.public_key), 70_000)];
+    let unsigned = psbt(&spent, 117_000);
+    let base64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, unsigned.serialize());
+    let mut parsed = UnsignedPsbt::parse(base64.as_bytes(), Network::Bitcoin).unwrap();
+    let summary = parsed.summary().unwrap();
+    assert_eq!(summary.fee_sat, 3_000);
+    assert_eq!(summary.inputs.iter().map(|i| i.kind).collect::<Vec<_>>(), vec![InputKind::P2wpkh, InputKind::P2tr]);
+    assert_eq!(summary.outputs[0].address.as_deref(), Some("bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"));
+
+    for (index, (key, key_type)) in
+        [(&ecdsa, KeyType::EcdsaSecp256k1), (&schnorr, KeyType::SchnorrSecp256k1)].into_iter().enumerate()
+    {
+        let digest = parsed.input_digest(index).unwrap();
+        digest.check_key(key_type, &key.public_key).unwrap();
+        let signature = key.sign(&digest.digest);
+        parsed.add_signature(index, &signature, &key.public_key).unwrap();
+    }
+    let signed = parsed.finalize().unwrap();
+    let tx = hex::decode(&signed.tx_hex).unwrap();
+    let spent_raw: Vec<(Vec<u8>, u64)> = spent.iter().map(|(s, a)| (s.to_bytes(), *a)).collect();
+    for index in 0..2 {
+        tk::bitcoin_core_verifies(&tx, index, &spent_raw).unwrap_or_else(|e| panic!("input {index}: {e}"));
+    }
+    // Change a byte of what was signed (the amount paid): Bitcoin Core refuses it.
+    let mut tampered: Transaction = bitcoin::consensus::deserialize(&tx).unwrap();
+    tampered.output[0].value = Amount::from_sat(117_001);
+    let tampered = bitcoin::consensus::serialize(&tampered);
+    assert!(tk::bitcoin_core_verifies(&tampered, 0, &spent_raw).is_err());
+    assert!(tk::bitcoin_core_verifies(&tampered, 1, &spent_raw).is_err());
+}
+
+#[test]
+fn psbts_that_must_not_be_signed_are_refused() {
+    let ecdsa = mpc_key(Scheme::EcdsaSecp256k1);
+    let other = mpc_key(Scheme::EcdsaSecp256k1);
+    let spent = vec![(p2wpkh(&ecdsa.public_key), 10_000)];
+    let bytes = psbt(&spent, 9_000).serialize();
+    // An input that pays to someone else's key: refused before signing.
+    let parsed = UnsignedPsbt::parse(&bytes, Network::Bitcoin).unwrap();
+    assert!(parsed.input_digest(0).unwrap().check_key(KeyType::EcdsaSecp256k1, &other.public_key).is_err());
+    assert!(parsed.input_digest(0).unwrap().check_key(KeyType::SchnorrSecp256k1, &ecdsa.public_key).is_err());
+    // Trailing bytes, garbage, a missing witness_utxo, outputs above inputs.
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(UnsignedPsbt::parse(&trailing, Network::Bitcoin).is_err());
+    assert!(UnsignedPsbt::parse(b"cHNidP8 not base64 !", Network::Bitcoin).is_err());
+    let mut no_utxo = psbt(&spent, 9_000);
+    no_utxo.inputs[0].witness_utxo = None;
+    assert!(UnsignedPsbt::parse(&no_utxo.serialize(), Network::Bitcoin).is_err());
+    let overspend = UnsignedPsbt::parse(&psbt(&spent, 11_000).serialize(), Network::Bitcoin).unwrap();
+    assert!(overspend.summary().is_err());
+    // Unsigned inputs cannot be finalised.
+    assert!(parsed.finalize().is_err());
+}
