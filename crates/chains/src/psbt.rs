@@ -8,10 +8,23 @@ use base64::Engine;
 use bitcoin::psbt::Psbt;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, XOnlyPublicKey};
 use bitcoin::sighash::{EcdsaSighashType, Prevouts, SighashCache, TapSighashType};
-use bitcoin::{Address, CompressedPublicKey, Network, ScriptBuf, TxOut, Witness};
+use bitcoin::{Address, CompressedPublicKey, ScriptBuf, TxOut, Witness};
 use serde::Serialize;
 
 use crate::{Error, KeyType};
+
+pub use bitcoin::Network;
+
+/// A network by name: `bitcoin` (or `mainnet`), `testnet`, `signet`, `regtest`.
+pub fn network(name: &str) -> Result<Network, Error> {
+    match name {
+        "bitcoin" | "mainnet" => Ok(Network::Bitcoin),
+        "testnet" => Ok(Network::Testnet),
+        "signet" => Ok(Network::Signet),
+        "regtest" => Ok(Network::Regtest),
+        other => Err(Error::Psbt(format!("unknown network {other:?}; use bitcoin, testnet, signet or regtest"))),
+    }
+}
 
 /// The spending conditions this wallet signs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -167,6 +180,11 @@ impl UnsignedPsbt {
             .ok_or_else(|| Error::Psbt("output amounts overflow".into()))?;
         let fee_sat = total_in.checked_sub(total_out).ok_or_else(|| Error::Psbt("outputs exceed inputs".into()))?;
         Ok(PsbtSummary { inputs, outputs, fee_sat })
+    }
+
+    /// The PSBT's binary encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.psbt.serialize()
     }
 
     /// Number of inputs.

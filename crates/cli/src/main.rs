@@ -14,7 +14,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -150,8 +150,15 @@ struct SignArgs {
     #[command(flatten)]
     address: AddressArgs,
     /// The message, hex (signed in the chain's message format: EIP-191, Bitcoin signed message, …).
-    #[arg(long, conflicts_with = "digest_hex")]
+    #[arg(long, conflicts_with_all = ["digest_hex", "psbt"])]
     message_hex: Option<String>,
+    /// A Bitcoin PSBT file (binary or base64) whose inputs pay to this key;
+    /// prints the finalised transaction, its txid and the signed PSBT.
+    #[arg(long, conflicts_with = "digest_hex")]
+    psbt: Option<std::path::PathBuf>,
+    /// Bitcoin network of the PSBT: bitcoin, testnet, signet, regtest.
+    #[arg(long, default_value = "bitcoin")]
+    network: String,
     /// A raw 32-byte digest, hex, explicitly named.
     #[arg(long)]
     digest_hex: Option<String>,
@@ -268,6 +275,22 @@ fn run(cli: &Cli) -> Result<()> {
             let body = target(args);
             let path = format!("/v1/keys/{}/addresses", args.key.key);
             print_answer(cli.json, &client(&args.key.api).post(&path, &body, Some(&idempotency(&args.key.api)))?)
+        }
+        Command::Sign(args) if args.psbt.is_some() => {
+            let file = args.psbt.as_deref().unwrap_or(std::path::Path::new(""));
+            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let psbt = if bytes.starts_with(b"psbt\xff") {
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes)
+            } else {
+                String::from_utf8(bytes).context("the PSBT file is neither binary nor base64")?.trim().to_string()
+            };
+            let mut body = target(&args.address);
+            body["psbt"] = serde_json::json!(psbt);
+            body["network"] = serde_json::json!(args.network);
+            body["signers"] = serde_json::json!(args.signers);
+            let api = &args.address.key.api;
+            let path = format!("/v1/keys/{}/transactions", args.address.key.key);
+            print_answer(cli.json, &client(api).post(&path, &body, Some(&idempotency(api)))?)
         }
         Command::Sign(args) => {
             let mut body = target(&args.address);

@@ -63,6 +63,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/keys/{key_id}/addresses", post(address))
         .route("/v1/keys/{key_id}/signatures", post(sign))
         .route("/v1/keys/{key_id}/refresh", post(refresh))
+        .route("/v1/keys/{key_id}/transactions", post(transaction))
         .route("/v1/requests/{id}", get(request))
         .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .with_state(state)
@@ -384,6 +385,70 @@ async fn sign(
                 "message_encoding": encoding_name, "digest": digest, "signature": hex::encode(&signature.bytes),
                 "recovery_id": signature.recovery_id, "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(),
                 "epoch": r.key.epoch, "failed_attempts": attempts }),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct TransactionBody {
+    #[serde(flatten)]
+    target: Target,
+    /// `bitcoin` (default), `testnet`, `signet` or `regtest`.
+    network: Option<String>,
+    /// The unsigned PSBT, base64.
+    psbt: String,
+    signers: Option<Vec<u8>>,
+}
+
+/// Signs every input of a Bitcoin PSBT with the key at the given path (each
+/// node decodes the PSBT and computes the input's sighash itself) and returns
+/// the finalised transaction.
+async fn transaction(
+    Extract(state): Extract<Arc<State>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent(&state, &headers, "POST /v1/keys/{id}/transactions", &body, async {
+        let request: TransactionBody = parse(&body)?;
+        let r = resolve(&state, &id, &request.target)?;
+        if r.chain != Chain::Bitcoin {
+            return Err(ApiError::bad(format!("transactions on {} are not supported yet; bitcoin PSBTs are", r.chain)));
+        }
+        let network_name = request.network.unwrap_or_else(|| "bitcoin".into());
+        let network = shardvault_chains::psbt::network(&network_name).map_err(|e| ApiError::bad(e.to_string()))?;
+        let mut unsigned = shardvault_chains::psbt::UnsignedPsbt::parse(request.psbt.as_bytes(), network)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        let summary = unsigned.summary().map_err(|e| ApiError::bad(e.to_string()))?;
+        let requested: Option<BTreeSet<PartyId>> = match &request.signers {
+            Some(list) => Some(
+                list.iter()
+                    .map(|p| PartyId::new(*p).map_err(|e| ApiError::bad(e.to_string())))
+                    .collect::<Result<_, _>>()?,
+            ),
+            None => None,
+        };
+        hardened(&state, &r).await?;
+        let psbt = unsigned.to_bytes();
+        let mut signed_by = Vec::new();
+        for index in 0..unsigned.input_count() {
+            let input = u32::try_from(index).map_err(|_| ApiError::bad("too many inputs"))?;
+            let payload = SignPayload::BitcoinInput { psbt: psbt.clone(), index: input, network: network_name.clone() };
+            let (_, signature, _) = sign_with_retry(&state, &r, &payload, requested.as_ref()).await?;
+            unsigned
+                .add_signature(index, &signature.bytes, &signature.public_key)
+                .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
+            signed_by.push(signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>());
+        }
+        let signed =
+            unsigned.finalize().map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
+        Ok((
+            StatusCode::OK,
+            json!({
+            "key_id": r.key.key_id, "chain": r.chain, "network": network_name, "path": r.path.to_string(),
+            "summary": summary, "txid": signed.txid, "tx_hex": signed.tx_hex, "psbt": signed.psbt_base64,
+            "signers": signed_by }),
         ))
     })
     .await

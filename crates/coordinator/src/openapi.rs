@@ -52,11 +52,23 @@ pub(crate) fn document() -> Value {
         "/v1/keys/{key_id}": { "get": { "summary": "A key", "parameters": [key_path.clone()], "responses": { "200": { "description": "the key" }, "404": { "description": "unknown key" } } } },
         "/v1/keys/{key_id}/addresses": creating("Derive an address", target, "200"),
         "/v1/keys/{key_id}/signatures": creating("Sign a message or a named digest", sign, "200"),
+        "/v1/keys/{key_id}/transactions": creating("Sign every input of a Bitcoin PSBT and return the finalised transaction", json!({
+            "type": "object", "required": ["chain", "psbt"], "properties": {
+                "chain": { "type": "string", "enum": ["bitcoin"] },
+                "network": { "type": "string", "enum": ["bitcoin", "testnet", "signet", "regtest"] },
+                "index": { "type": "integer" }, "path": { "type": "string" },
+                "psbt": { "type": "string", "description": "unsigned PSBT, base64; every input carries witness_utxo" },
+                "signers": { "type": "array", "items": { "type": "integer" } } } }), "200"),
         "/v1/keys/{key_id}/refresh": creating("Refresh every share (two-phase; key and addresses unchanged)", json!({ "type": "object" }), "200"),
         "/v1/requests/{id}": { "get": { "summary": "A request's status and result", "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": { "200": { "description": "the request" }, "404": { "description": "unknown request" } } } }
     });
     paths["/v1/keys"]["get"] = json!({ "summary": "List keys", "responses": { "200": { "description": "keys" } } });
-    for route in ["/v1/keys/{key_id}/addresses", "/v1/keys/{key_id}/signatures", "/v1/keys/{key_id}/refresh"] {
+    for route in [
+        "/v1/keys/{key_id}/addresses",
+        "/v1/keys/{key_id}/signatures",
+        "/v1/keys/{key_id}/transactions",
+        "/v1/keys/{key_id}/refresh",
+    ] {
         if let Some(parameters) = paths[route]["post"]["parameters"].as_array_mut() {
             parameters.push(key_path.clone());
         }

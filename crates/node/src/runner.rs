@@ -221,7 +221,8 @@ impl Node {
                         NodeError::Refused(format!("path {prefix} has not been derived on this node yet"))
                     })?),
                 };
-                let signed = what_to_sign(share.scheme(), payload)?;
+                let child = shardvault_mpc::extended_public_key(&share, tweak.as_ref(), path)?;
+                let signed = what_to_sign(share.scheme(), &child.public_key, payload)?;
                 let signers = job.participants.keys().copied().collect();
                 let request =
                     SignRequest { share: &share, hardened: tweak.as_ref(), path, signers: &signers, message: &signed };
@@ -366,9 +367,19 @@ fn route(running: &mut Running, envelopes: Vec<Envelope>) -> Result<Vec<FromNode
 }
 
 /// What this node signs for a payload: it computes the digest itself, and
-/// refuses combinations that make no sense for the key's scheme.
-fn what_to_sign(scheme: Scheme, payload: &SignPayload) -> Result<Vec<u8>, NodeError> {
+/// refuses combinations that make no sense for the key's scheme, and
+/// transaction inputs that do not pay to `public_key` (the key being used).
+fn what_to_sign(scheme: Scheme, public_key: &[u8], payload: &SignPayload) -> Result<Vec<u8>, NodeError> {
+    let refused = |e: shardvault_chains::Error| NodeError::Refused(e.to_string());
     match (scheme, payload) {
+        (_, SignPayload::BitcoinInput { psbt, index, network }) => {
+            let network = shardvault_chains::psbt::network(network).map_err(refused)?;
+            let psbt = shardvault_chains::psbt::UnsignedPsbt::parse(psbt, network).map_err(refused)?;
+            let index = usize::try_from(*index).map_err(|_| NodeError::Refused("input index".into()))?;
+            let input = psbt.input_digest(index).map_err(refused)?;
+            input.check_key(shardvault_chains::KeyType::from(scheme), public_key).map_err(refused)?;
+            Ok(input.digest.to_vec())
+        }
         (Scheme::EddsaEd25519, SignPayload::RawDigest(_)) => {
             Err(NodeError::Refused("Ed25519 signs messages, not digests".into()))
         }

@@ -1,0 +1,119 @@
+//! Real Bitcoin transactions through the networked cluster: a PSBT paying out
+//! of a P2WPKH (threshold ECDSA) or P2TR (threshold BIP340) address is signed
+//! by the node processes, and Bitcoin Core's script interpreter accepts it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+
+use bitcoin::absolute::LockTime;
+use bitcoin::psbt::Psbt;
+use bitcoin::transaction::Version;
+use bitcoin::{Address, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
+use serde_json::Value;
+use shardvault_testkit as tk;
+
+const EXE: &str = env!("CARGO_BIN_EXE_shardvault");
+
+fn devnet(dir: &Path) -> (std::process::Child, String) {
+    let mut process = Command::new(EXE)
+        .args(["--json", "devnet", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(process.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        text.push_str(&line);
+        if line == "}" {
+            break;
+        }
+    }
+    let info: Value = serde_json::from_str(&text).unwrap();
+    (process, info["api"].as_str().unwrap().to_string())
+}
+
+fn cli(api: &str, args: &[&str]) -> Result<Value, String> {
+    let output = Command::new(EXE).arg("--json").args(args).args(["--api", api]).output().unwrap();
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).to_string())
+    }
+}
+
+/// An unsigned PSBT spending 100 000 sat held by `script` to an external address.
+fn psbt_spending(script: &ScriptBuf) -> String {
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint { txid: Txid::from_str(&"ab".repeat(32)).unwrap(), vout: 1 },
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(98_500),
+            script_pubkey: Address::from_str("bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu")
+                .unwrap()
+                .assume_checked()
+                .script_pubkey(),
+        }],
+    };
+    let mut psbt = Psbt::from_unsigned_tx(tx).unwrap();
+    psbt.inputs[0].witness_utxo = Some(TxOut { value: Amount::from_sat(100_000), script_pubkey: script.clone() });
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, psbt.serialize())
+}
+
+#[test]
+fn psbts_signed_by_the_cluster_pass_bitcoin_core_script_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut process, api) = devnet(dir.path());
+    for scheme in ["ecdsa-secp256k1", "schnorr-secp256k1"] {
+        let key = cli(&api, &["key", "create", "--scheme", scheme, "--threshold", "2", "--parties", "3"]).unwrap();
+        let key_id = key["key_id"].as_str().unwrap().to_string();
+        let address = cli(&api, &["address", "--key", &key_id, "--chain", "bitcoin", "--index", "0"]).unwrap();
+        let script = Address::from_str(address["address"].as_str().unwrap()).unwrap().assume_checked().script_pubkey();
+        let file = dir.path().join(format!("{scheme}.psbt"));
+        std::fs::write(&file, psbt_spending(&script)).unwrap();
+        let signed = cli(
+            &api,
+            &["sign", "--key", &key_id, "--chain", "bitcoin", "--index", "0", "--psbt", file.to_str().unwrap()],
+        )
+        .unwrap();
+        assert_eq!(signed["summary"]["fee_sat"], 1_500);
+        let tx = hex::decode(signed["tx_hex"].as_str().unwrap()).unwrap();
+        tk::bitcoin_core_verifies(&tx, 0, &[(script.to_bytes(), 100_000)]).unwrap_or_else(|e| panic!("{scheme}: {e}"));
+        let decoded: Transaction = bitcoin::consensus::deserialize(&tx).unwrap();
+        assert_eq!(decoded.compute_txid().to_string(), signed["txid"].as_str().unwrap());
+
+        // A PSBT spending someone else's coins: every node refuses to sign it.
+        let other =
+            ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_str("0000000000000000000000000000000000000001").unwrap());
+        std::fs::write(&file, psbt_spending(&other)).unwrap();
+        let refused = cli(
+            &api,
+            &[
+                "sign",
+                "--key",
+                &key_id,
+                "--chain",
+                "bitcoin",
+                "--index",
+                "0",
+                "--psbt",
+                file.to_str().unwrap(),
+                "--signers",
+                "1,2",
+            ],
+        )
+        .unwrap_err();
+        assert!(refused.contains("does not pay to this key") || refused.contains("cannot be signed"), "{refused}");
+    }
+    let _ = Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
+    let _ = process.wait();
+}
