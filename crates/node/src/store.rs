@@ -93,6 +93,8 @@ impl Store {
     /// records the KDF salt and a KEK verifier; an existing one checks them.
     pub fn open(path: &Path, node_id: &str, kek: KekSource<'_>) -> Result<Self, StoreError> {
         let db = Connection::open(path)?;
+        // Other connections (an operator reading the sign log) may hold locks briefly.
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
         db.execute_batch(
@@ -259,7 +261,9 @@ impl Store {
 
     /// Appends to the sign log; each entry's hash covers the previous one.
     pub fn log_signature(&self, key_id: KeyId, path: &str, signed: &[u8], request: &[u8]) -> Result<i64, StoreError> {
-        let tx = self.db.unchecked_transaction()?;
+        // IMMEDIATE: take the write lock before reading the chain's head, so
+        // concurrent appenders (one per worker) queue instead of failing.
+        let tx = rusqlite::Transaction::new_unchecked(&self.db, rusqlite::TransactionBehavior::Immediate)?;
         let previous: Vec<u8> = tx
             .query_row("SELECT hash FROM sign_log ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
             .optional()?

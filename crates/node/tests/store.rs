@@ -164,3 +164,23 @@ fn the_sign_log_is_append_only() {
     db.execute("DELETE FROM sign_log WHERE seq = 2", []).unwrap();
     assert!(matches!(store.sign_log(), Err(StoreError::LogTampered(3))));
 }
+
+#[test]
+fn concurrent_appenders_keep_the_sign_log_chained() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    drop(open(&path, PASSPHRASE).unwrap());
+    let key_id = KeyId::random();
+    std::thread::scope(|scope| {
+        for worker in 0..4u8 {
+            let path = path.clone();
+            scope.spawn(move || {
+                let store = open(&path, PASSPHRASE).unwrap();
+                for i in 0..25u8 {
+                    store.log_signature(key_id, "m", &[worker, i], b"request").unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(open(&path, PASSPHRASE).unwrap().sign_log().unwrap().len(), 100);
+}
