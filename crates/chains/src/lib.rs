@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 #![warn(missing_docs)]
 
+pub mod evm;
 pub mod psbt;
 
 use std::fmt;
@@ -32,6 +33,9 @@ pub enum Error {
         /// Key type.
         key: KeyType,
     },
+    /// An EVM transaction that cannot be signed as given.
+    #[error("EVM transaction: {0}")]
+    Evm(String),
     /// A PSBT that cannot be signed as given.
     #[error("PSBT: {0}")]
     Psbt(String),

@@ -157,3 +157,8 @@ pub fn bitcoin_core_verifies(tx: &[u8], index: usize, spent: &[(Vec<u8>, u64)]) 
     let flags = bitcoinconsensus::VERIFY_ALL_PRE_TAPROOT | bitcoinconsensus::VERIFY_TAPROOT;
     bitcoinconsensus::verify_with_flags(script, *amount, tx, Some(&utxos), index, flags).map_err(|e| format!("{e:?}"))
 }
+
+/// keccak256 (the sha3 crate's Keccak, not alloy's).
+pub fn keccak256(data: &[u8]) -> [u8; 32] {
+    Keccak256::digest(data).into()
+}
