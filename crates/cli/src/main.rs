@@ -156,9 +156,17 @@ struct SignArgs {
     /// prints the finalised transaction, its txid and the signed PSBT.
     #[arg(long, conflicts_with = "digest_hex")]
     psbt: Option<std::path::PathBuf>,
-    /// Bitcoin network of the PSBT: bitcoin, testnet, signet, regtest.
-    #[arg(long, default_value = "bitcoin")]
-    network: String,
+    /// An EVM transaction's signing preimage, hex (EIP-1559 `02…` or legacy
+    /// EIP-155); prints the raw signed transaction and its hash.
+    #[arg(long, conflicts_with_all = ["digest_hex", "psbt", "message_hex"])]
+    tx_hex: Option<String>,
+    /// EVM chain that fixes the chain id: ethereum, bsc, polygon, arbitrum, optimism, base, avalanche.
+    #[arg(long)]
+    evm_chain: Option<String>,
+    /// Network: bitcoin (default), testnet, signet, regtest for PSBTs;
+    /// mainnet (default), sepolia, … for EVM chains.
+    #[arg(long)]
+    network: Option<String>,
     /// A raw 32-byte digest, hex, explicitly named.
     #[arg(long)]
     digest_hex: Option<String>,
@@ -275,6 +283,16 @@ fn run(cli: &Cli) -> Result<()> {
             let body = target(args);
             let path = format!("/v1/keys/{}/addresses", args.key.key);
             print_answer(cli.json, &client(&args.key.api).post(&path, &body, Some(&idempotency(&args.key.api)))?)
+        }
+        Command::Sign(args) if args.tx_hex.is_some() => {
+            let mut body = target(&args.address);
+            body["tx_hex"] = serde_json::json!(args.tx_hex);
+            body["evm_chain"] = serde_json::json!(args.evm_chain);
+            body["network"] = serde_json::json!(args.network);
+            body["signers"] = serde_json::json!(args.signers);
+            let api = &args.address.key.api;
+            let path = format!("/v1/keys/{}/transactions", args.address.key.key);
+            print_answer(cli.json, &client(api).post(&path, &body, Some(&idempotency(api)))?)
         }
         Command::Sign(args) if args.psbt.is_some() => {
             let file = args.psbt.as_deref().unwrap_or(std::path::Path::new(""));

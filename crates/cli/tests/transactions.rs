@@ -117,3 +117,70 @@ fn psbts_signed_by_the_cluster_pass_bitcoin_core_script_checks() {
     let _ = Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
     let _ = process.wait();
 }
+
+/// An EIP-1559 transfer signed by the cluster: libsecp256k1 recovers the
+/// signer of the returned digest and signature to the key's address, and the
+/// raw transaction hashes to the returned hash. A preimage for another chain
+/// id is refused by the nodes.
+#[test]
+fn evm_transactions_signed_by_the_cluster_recover_to_the_wallet() {
+    use alloy_consensus::{SignableTransaction, TxEip1559};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut process, api) = devnet(dir.path());
+    let key =
+        cli(&api, &["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "2", "--parties", "3"]).unwrap();
+    let key_id = key["key_id"].as_str().unwrap().to_string();
+    let address = cli(&api, &["address", "--key", &key_id, "--chain", "ethereum", "--index", "0"]).unwrap();
+    let preimage = |chain_id: u64| {
+        let tx = TxEip1559 {
+            chain_id,
+            nonce: 7,
+            gas_limit: 21_000,
+            max_fee_per_gas: 40_000_000_000,
+            max_priority_fee_per_gas: 2_000_000_000,
+            to: alloy_primitives::TxKind::Call(alloy_primitives::Address::repeat_byte(0x35)),
+            value: alloy_primitives::U256::from(12_345u64),
+            access_list: Default::default(),
+            input: Default::default(),
+        };
+        let mut bytes = Vec::new();
+        tx.encode_for_signing(&mut bytes);
+        hex::encode(bytes)
+    };
+    let signed =
+        cli(&api, &["sign", "--key", &key_id, "--chain", "ethereum", "--index", "0", "--tx-hex", &preimage(1)])
+            .unwrap();
+    assert_eq!(signed["chain_id"], 1);
+    assert_eq!(signed["summary"]["nonce"], 7);
+    let digest = hex::decode(signed["digest"].as_str().unwrap()).unwrap();
+    assert_eq!(digest, tk::keccak256(&hex::decode(preimage(1)).unwrap()).to_vec());
+    let signature = hex::decode(signed["signature"].as_str().unwrap()).unwrap();
+    let recovered = tk::recover_ecdsa(&digest, &signature, signed["recovery_id"].as_u64().unwrap() as u8).unwrap();
+    assert_eq!(tk::eip55_address(&recovered).unwrap(), address["address"].as_str().unwrap());
+    let raw = hex::decode(&signed["raw"].as_str().unwrap()[2..]).unwrap();
+    assert_eq!(format!("0x{}", hex::encode(tk::keccak256(&raw))), signed["hash"].as_str().unwrap());
+    // A BSC transaction presented as Ethereum (or the reverse) is refused.
+    let refused =
+        cli(&api, &["sign", "--key", &key_id, "--chain", "ethereum", "--index", "0", "--tx-hex", &preimage(56)])
+            .unwrap_err();
+    assert!(refused.contains("chain id"), "{refused}");
+    cli(
+        &api,
+        &[
+            "sign",
+            "--key",
+            &key_id,
+            "--chain",
+            "ethereum",
+            "--index",
+            "0",
+            "--tx-hex",
+            &preimage(56),
+            "--evm-chain",
+            "bsc",
+        ],
+    )
+    .unwrap();
+    let _ = Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
+    let _ = process.wait();
+}

@@ -394,11 +394,50 @@ async fn sign(
 struct TransactionBody {
     #[serde(flatten)]
     target: Target,
-    /// `bitcoin` (default), `testnet`, `signet` or `regtest`.
+    /// Bitcoin: `bitcoin` (default), `testnet`, `signet`, `regtest`; EVM: `mainnet` (default), `sepolia`, …
     network: Option<String>,
-    /// The unsigned PSBT, base64.
-    psbt: String,
+    /// Bitcoin: the unsigned PSBT, base64.
+    psbt: Option<String>,
+    /// EVM: the signing preimage, hex (EIP-1559 `0x02‖rlp(…)` or legacy EIP-155).
+    tx_hex: Option<String>,
+    /// EVM: which chain gives the chain id: ethereum (default), bsc, polygon, arbitrum, optimism, base, avalanche.
+    evm_chain: Option<String>,
     signers: Option<Vec<u8>>,
+}
+
+/// Signs an EVM transaction preimage (each node decodes it, checks the chain
+/// id and hashes it itself) and returns the raw signed transaction.
+async fn evm_transaction(
+    state: &State,
+    r: &Resolved,
+    request: &TransactionBody,
+    requested: Option<&BTreeSet<PartyId>>,
+) -> Answer {
+    let text = request.tx_hex.as_deref().ok_or_else(|| ApiError::bad("EVM transactions need \"tx_hex\""))?;
+    let preimage = hex::decode(text.trim_start_matches("0x")).map_err(|_| ApiError::bad("tx_hex is not hex"))?;
+    let evm_chain = request.evm_chain.as_deref().unwrap_or("ethereum");
+    let chain_id = shardvault_chains::evm::chain_id(evm_chain, request.network.as_deref())
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let unsigned =
+        shardvault_chains::evm::UnsignedEvmTx::parse(&preimage, chain_id).map_err(|e| ApiError::bad(e.to_string()))?;
+    let (summary, digest) = (unsigned.summary(), unsigned.digest());
+    hardened(state, r).await?;
+    let payload = SignPayload::EvmTransaction { preimage, chain_id };
+    let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
+    let recovery_id = signature
+        .recovery_id
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", "no recovery id"))?;
+    let signed = unsigned
+        .assemble(&signature.bytes, recovery_id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        json!({
+        "key_id": r.key.key_id, "chain": evm_chain, "chain_id": chain_id, "path": r.path.to_string(), "summary": summary,
+        "digest": hex::encode(digest), "signature": hex::encode(&signature.bytes), "recovery_id": recovery_id,
+        "raw": signed.raw, "hash": signed.hash,
+        "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "failed_attempts": attempts }),
+    ))
 }
 
 /// Signs every input of a Bitcoin PSBT with the key at the given path (each
@@ -413,12 +452,28 @@ async fn transaction(
     idempotent(&state, &headers, "POST /v1/keys/{id}/transactions", &body, async {
         let request: TransactionBody = parse(&body)?;
         let r = resolve(&state, &id, &request.target)?;
-        if r.chain != Chain::Bitcoin {
-            return Err(ApiError::bad(format!("transactions on {} are not supported yet; bitcoin PSBTs are", r.chain)));
+        let requested: Option<BTreeSet<PartyId>> = match &request.signers {
+            Some(list) => Some(
+                list.iter()
+                    .map(|p| PartyId::new(*p).map_err(|e| ApiError::bad(e.to_string())))
+                    .collect::<Result<_, _>>()?,
+            ),
+            None => None,
+        };
+        match r.chain {
+            Chain::Bitcoin => {}
+            Chain::Ethereum => return evm_transaction(&state, &r, &request, requested.as_ref()).await,
+            other => {
+                return Err(ApiError::bad(format!(
+                    "transactions on {other} are not supported yet; bitcoin PSBTs and EVM transactions are"
+                )))
+            }
         }
-        let network_name = request.network.unwrap_or_else(|| "bitcoin".into());
+        let psbt_text =
+            request.psbt.as_deref().ok_or_else(|| ApiError::bad("bitcoin transactions need \"psbt\" (base64)"))?;
+        let network_name = request.network.clone().unwrap_or_else(|| "bitcoin".into());
         let network = shardvault_chains::psbt::network(&network_name).map_err(|e| ApiError::bad(e.to_string()))?;
-        let mut unsigned = shardvault_chains::psbt::UnsignedPsbt::parse(request.psbt.as_bytes(), network)
+        let mut unsigned = shardvault_chains::psbt::UnsignedPsbt::parse(psbt_text.as_bytes(), network)
             .map_err(|e| ApiError::bad(e.to_string()))?;
         let summary = unsigned.summary().map_err(|e| ApiError::bad(e.to_string()))?;
         let requested: Option<BTreeSet<PartyId>> = match &request.signers {

@@ -380,6 +380,12 @@ fn what_to_sign(scheme: Scheme, public_key: &[u8], payload: &SignPayload) -> Res
             input.check_key(shardvault_chains::KeyType::from(scheme), public_key).map_err(refused)?;
             Ok(input.digest.to_vec())
         }
+        (Scheme::EcdsaSecp256k1, SignPayload::EvmTransaction { preimage, chain_id }) => {
+            Ok(shardvault_chains::evm::UnsignedEvmTx::parse(preimage, *chain_id).map_err(refused)?.digest().to_vec())
+        }
+        (_, SignPayload::EvmTransaction { .. }) => {
+            Err(NodeError::Refused(format!("EVM transactions are signed by ECDSA keys, not {scheme}")))
+        }
         (Scheme::EddsaEd25519, SignPayload::RawDigest(_)) => {
             Err(NodeError::Refused("Ed25519 signs messages, not digests".into()))
         }

@@ -89,6 +89,14 @@ pub enum SignPayload {
         /// `bitcoin`, `testnet`, `signet` or `regtest`.
         network: String,
     },
+    /// An EVM transaction's signing preimage (EIP-1559 or legacy EIP-155):
+    /// each node decodes it, checks the chain id, and hashes it itself.
+    EvmTransaction {
+        /// The preimage.
+        preimage: Vec<u8>,
+        /// The chain id it must be for.
+        chain_id: u64,
+    },
 }
 
 /// A node's result of a job.
