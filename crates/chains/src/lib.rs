@@ -167,6 +167,8 @@ pub enum MessageEncoding {
     Eip191,
     /// Bitcoin Core's `signmessage`: sha256d("\x18Bitcoin Signed Message:\n" ‖ varint(len) ‖ message).
     BitcoinSignedMessage,
+    /// EIP-712 typed data (`eth_signTypedData_v4` JSON): the typed-data signing hash.
+    Eip712,
     /// SHA-256 of the message (BIP340 keys; BIP-322 message proofs are not implemented yet).
     Sha256,
     /// The message itself (Ed25519 signs messages, not digests).
@@ -178,6 +180,7 @@ impl MessageEncoding {
     pub const fn name(self) -> &'static str {
         match self {
             MessageEncoding::Eip191 => "eip191-personal-sign",
+            MessageEncoding::Eip712 => "eip712-typed-data",
             MessageEncoding::BitcoinSignedMessage => "bitcoin-signed-message",
             MessageEncoding::Sha256 => "sha256",
             MessageEncoding::Raw => "raw",
@@ -189,6 +192,11 @@ impl MessageEncoding {
         use bitcoin::hashes::Hash;
         Ok(match self {
             MessageEncoding::Eip191 => Some(alloy_primitives::eip191_hash_message(message).0),
+            MessageEncoding::Eip712 => {
+                let typed: alloy_dyn_abi::TypedData =
+                    serde_json::from_slice(message).map_err(|e| Error::Evm(format!("EIP-712 typed data: {e}")))?;
+                Some(typed.eip712_signing_hash().map_err(|e| Error::Evm(format!("EIP-712 typed data: {e}")))?.0)
+            }
             MessageEncoding::BitcoinSignedMessage => {
                 let text = std::str::from_utf8(message).map_err(|_| Error::NotText)?;
                 Some(bitcoin::sign_message::signed_msg_hash(text).to_byte_array())

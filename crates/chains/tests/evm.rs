@@ -114,3 +114,12 @@ fn an_mpc_signed_eip1559_transfer_recovers_to_the_wallet_address() {
     assert!(signed.raw.starts_with("0x02"));
     assert_eq!(signed.hash, format!("0x{}", hex::encode(tk::keccak256(&hex::decode(&signed.raw[2..]).unwrap()))));
 }
+
+/// EIP-712's own example ("Ether Mail"): its published signing hash.
+#[test]
+fn eip712_specification_example() {
+    let typed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-vectors/eip712-mail.json")).unwrap();
+    let digest = shardvault_chains::MessageEncoding::Eip712.digest(&typed).unwrap().unwrap();
+    assert_eq!(hex::encode(digest), "be609aee343fb3c4b28e1df9e632fca64fcfaede20f02e86244efddf30957bd2");
+    assert!(shardvault_chains::MessageEncoding::Eip712.digest(b"{\"types\": 1}").is_err());
+}

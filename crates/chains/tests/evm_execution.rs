@@ -1,7 +1,8 @@
 //! MPC-signed EVM transfers executed by a real EVM: py-evm, through
 //! eth-tester (PyPI), run by `tools/evm_execute.py`. The recipient's balance
 //! must grow by exactly what was sent, and the EVM must see the wallet's
-//! address as the sender.
+//! address as the sender. And MPC-signed EIP-191 and EIP-712 signatures,
+//! whose signer eth_account recovers (`tools/eth_recover.py`).
 //!
 //! Run by `.ci/run`'s "EVM execution" step, which installs py-evm into a
 //! virtualenv and sets SHARDVAULT_EVM_PYTHON:
@@ -104,4 +105,69 @@ fn mpc_signed_transfers_execute_on_py_evm() {
     for seen in result["senders"].as_array().unwrap() {
         assert_eq!(seen.as_str().unwrap().to_lowercase(), sender.to_lowercase());
     }
+}
+
+fn python_json(script: &str, request: &serde_json::Value) -> serde_json::Value {
+    let python =
+        std::env::var("SHARDVAULT_EVM_PYTHON").expect("set SHARDVAULT_EVM_PYTHON to a python with eth-tester[py-evm]");
+    let script = format!("{}/../../tools/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs eth_account; run by .ci/run's EVM execution step with SHARDVAULT_EVM_PYTHON set"]
+fn eth_account_recovers_the_wallet_from_eip191_and_eip712_signatures() {
+    use shardvault_chains::MessageEncoding;
+    let t = Threshold::new(2, 3).unwrap();
+    let (key_id, session) = (KeyId::random(), SessionId::random());
+    let shares: BTreeMap<_, _> =
+        local::run(t.party_ids().map(|me| dkg(Scheme::EcdsaSecp256k1, key_id, t, me, session).unwrap()).collect())
+            .unwrap();
+    let root = shares[&PartyId::new(1).unwrap()].public_key().to_vec();
+    let address = Chain::Ethereum.address(KeyType::EcdsaSecp256k1, &root).unwrap();
+    let path = DerivationPath::root();
+    let sign_digest = |digest: [u8; 32]| -> String {
+        let signers: BTreeSet<PartyId> = [1, 3].into_iter().map(|p| PartyId::new(p).unwrap()).collect();
+        let session = SessionId::random();
+        let started = signers
+            .iter()
+            .map(|p| {
+                sign(
+                    &SignRequest {
+                        share: &shares[p],
+                        hardened: None,
+                        path: &path,
+                        signers: &signers,
+                        message: &digest,
+                    },
+                    session,
+                )
+                .unwrap()
+            })
+            .collect();
+        let signature = local::run(started).unwrap().into_values().next().unwrap();
+        format!("{}{:02x}", hex::encode(&signature.bytes), 27 + signature.recovery_id.unwrap())
+    };
+    let message = b"I approve transfer 42";
+    let typed_text =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-vectors/eip712-mail.json")).unwrap();
+    let typed: serde_json::Value = serde_json::from_slice(&typed_text).unwrap();
+    let checks = serde_json::json!([
+        { "kind": "eip191", "message_hex": hex::encode(message),
+          "signature": sign_digest(MessageEncoding::Eip191.digest(message).unwrap().unwrap()) },
+        { "kind": "eip712", "typed_data": typed,
+          "signature": sign_digest(MessageEncoding::Eip712.digest(&typed_text).unwrap().unwrap()) },
+    ]);
+    let recovered = python_json("eth_recover.py", &checks);
+    assert_eq!(recovered, serde_json::json!([address, address]));
 }

@@ -170,6 +170,9 @@ struct SignArgs {
     /// A raw 32-byte digest, hex, explicitly named.
     #[arg(long)]
     digest_hex: Option<String>,
+    /// An EIP-712 typed-data JSON file, as eth_signTypedData_v4 takes it (EVM chains).
+    #[arg(long, conflicts_with_all = ["message_hex", "digest_hex", "psbt", "tx_hex"])]
+    typed_data: Option<std::path::PathBuf>,
     /// Party ids to sign with (default: any t healthy ones), e.g. 1,3.
     #[arg(long, value_delimiter = ',')]
     signers: Option<Vec<u8>>,
@@ -314,6 +317,10 @@ fn run(cli: &Cli) -> Result<()> {
             let mut body = target(&args.address);
             body["message_hex"] = serde_json::json!(args.message_hex);
             body["digest_hex"] = serde_json::json!(args.digest_hex);
+            if let Some(file) = &args.typed_data {
+                let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+                body["typed_data"] = serde_json::from_str(&text).context("the typed-data file is not JSON")?;
+            }
             body["signers"] = serde_json::json!(args.signers);
             let api = &args.address.key.api;
             let path = format!("/v1/keys/{}/signatures", args.address.key.key);

@@ -39,6 +39,8 @@ pub(crate) fn document() -> Value {
         json!({ "type": "string", "description": "message; each node computes the chain's digest itself" });
     sign["properties"]["digest_hex"] =
         json!({ "type": "string", "description": "explicitly named raw 32-byte digest" });
+    sign["properties"]["typed_data"] =
+        json!({ "type": "object", "description": "EIP-712 typed data as eth_signTypedData_v4 takes it (EVM chains)" });
     sign["properties"]["signers"] =
         json!({ "type": "array", "items": { "type": "integer" }, "description": "party ids; default: any t healthy" });
     let mut paths = json!({
