@@ -379,10 +379,7 @@ async fn sign(
             _ => return Err(ApiError::bad("give exactly one of \"message_hex\", \"digest_hex\" or \"typed_data\"")),
         };
         hardened(&state, &r).await?;
-        let requested: Option<BTreeSet<PartyId>> = match &request.signers {
-            Some(list) => Some(list.iter().map(|p| PartyId::new(*p).map_err(|e| ApiError::bad(e.to_string()))).collect::<Result<_, _>>()?),
-            None => None,
-        };
+        let requested = requested_signers(request.signers.as_deref())?;
         let (signed, signature, attempts) = sign_with_retry(&state, &r, &payload, requested.as_ref()).await?;
         let digest = (r.scheme != Scheme::EddsaEd25519).then(|| hex::encode(&signed));
         let encoding_name = match &payload {
@@ -465,14 +462,7 @@ async fn transaction(
     idempotent(&state, &headers, "POST /v1/keys/{id}/transactions", &body, async {
         let request: TransactionBody = parse(&body)?;
         let r = resolve(&state, &id, &request.target)?;
-        let requested: Option<BTreeSet<PartyId>> = match &request.signers {
-            Some(list) => Some(
-                list.iter()
-                    .map(|p| PartyId::new(*p).map_err(|e| ApiError::bad(e.to_string())))
-                    .collect::<Result<_, _>>()?,
-            ),
-            None => None,
-        };
+        let requested = requested_signers(request.signers.as_deref())?;
         match r.chain {
             Chain::Bitcoin => {}
             Chain::Ethereum => return evm_transaction(&state, &r, &request, requested.as_ref()).await,
@@ -489,14 +479,6 @@ async fn transaction(
         let mut unsigned = shardvault_chains::psbt::UnsignedPsbt::parse(psbt_text.as_bytes(), network)
             .map_err(|e| ApiError::bad(e.to_string()))?;
         let summary = unsigned.summary().map_err(|e| ApiError::bad(e.to_string()))?;
-        let requested: Option<BTreeSet<PartyId>> = match &request.signers {
-            Some(list) => Some(
-                list.iter()
-                    .map(|p| PartyId::new(*p).map_err(|e| ApiError::bad(e.to_string())))
-                    .collect::<Result<_, _>>()?,
-            ),
-            None => None,
-        };
         hardened(&state, &r).await?;
         let psbt = unsigned.to_bytes();
         let mut signed_by = Vec::new();
@@ -520,6 +502,12 @@ async fn transaction(
         ))
     })
     .await
+}
+
+/// The party ids a request names as signers, if it names any.
+fn requested_signers(list: Option<&[u8]>) -> Result<Option<BTreeSet<PartyId>>, ApiError> {
+    list.map(|list| list.iter().map(|p| PartyId::new(*p).map_err(|e| ApiError::bad(e.to_string()))).collect())
+        .transpose()
 }
 
 /// Signs with the requested signers, or with any t healthy ones: an attempt
