@@ -2,16 +2,14 @@
 //! EIP-1559 transfer signed by a 2-of-3 threshold key whose signature
 //! libsecp256k1 recovers to the key's EIP-55 address.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use alloy_consensus::{SignableTransaction, TxEip1559};
 use alloy_primitives::{address, Bytes, TxKind, U256};
 use shardvault_chains::evm::{chain_id, UnsignedEvmTx};
-use shardvault_mpc::{
-    derive_hardened, dkg, extended_public_key, local, sign, DerivationPath, KeyId, PartyId, Scheme, SessionId,
-    SignRequest, Threshold,
-};
+use shardvault_mpc::Scheme;
 use shardvault_testkit as tk;
+
+mod common;
+use common::mpc_key;
 
 /// EIP-155, "Example": nonce 9, 20 gwei, 21000 gas, 1 ether to 0x3535…35 on chain 1.
 #[test]
@@ -60,16 +58,8 @@ fn wrong_chains_and_malformed_preimages_are_refused() {
 
 #[test]
 fn an_mpc_signed_eip1559_transfer_recovers_to_the_wallet_address() {
-    let t = Threshold::new(2, 3).unwrap();
-    let (key_id, session) = (KeyId::random(), SessionId::random());
-    let shares: BTreeMap<_, _> =
-        local::run(t.party_ids().map(|me| dkg(Scheme::EcdsaSecp256k1, key_id, t, me, session).unwrap()).collect())
-            .unwrap();
-    let path: DerivationPath = "m/9'/0'/60'/0'/0'/0'".parse().unwrap();
-    let session = SessionId::random();
-    let tweaks = local::run(shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect()).unwrap();
-    let p1 = PartyId::new(1).unwrap();
-    let public_key = extended_public_key(&shares[&p1], Some(&tweaks[&p1]), &path).unwrap().public_key;
+    let key = mpc_key(Scheme::EcdsaSecp256k1, "m/9'/0'/60'/0'/0'/0'");
+    let public_key = key.public_key.clone();
     let from =
         shardvault_chains::Chain::Ethereum.address(shardvault_chains::KeyType::EcdsaSecp256k1, &public_key).unwrap();
 
@@ -88,26 +78,8 @@ fn an_mpc_signed_eip1559_transfer_recovers_to_the_wallet_address() {
     unsigned.encode_for_signing(&mut preimage);
     let tx = UnsignedEvmTx::parse(&preimage, 1).unwrap();
     assert_eq!(tx.digest(), unsigned.signature_hash().0);
-    let signers: BTreeSet<PartyId> = [2, 3].into_iter().map(|p| PartyId::new(p).unwrap()).collect();
-    let session = SessionId::random();
     let digest = tx.digest();
-    let started = signers
-        .iter()
-        .map(|p| {
-            sign(
-                &SignRequest {
-                    share: &shares[p],
-                    hardened: Some(&tweaks[p]),
-                    path: &path,
-                    signers: &signers,
-                    message: &digest,
-                },
-                session,
-            )
-            .unwrap()
-        })
-        .collect();
-    let signature = local::run(started).unwrap().into_values().next().unwrap();
+    let signature = key.sign(&digest, [2, 3]);
     let recovered = tk::recover_ecdsa(&digest, &signature.bytes, signature.recovery_id.unwrap()).unwrap();
     assert_eq!(tk::eip55_address(&recovered).unwrap(), from);
     let signed = tx.assemble(&signature.bytes, signature.recovery_id.unwrap()).unwrap();

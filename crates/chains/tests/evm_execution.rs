@@ -8,7 +8,6 @@
 //! virtualenv and sets SHARDVAULT_EVM_PYTHON:
 //! `SHARDVAULT_EVM_PYTHON=/path/to/venv/bin/python cargo test -p shardvault-chains --test evm_execution -- --ignored`
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -16,51 +15,23 @@ use alloy_consensus::{SignableTransaction, TxEip1559, TxLegacy};
 use alloy_primitives::{Address, TxKind, U256};
 use shardvault_chains::evm::UnsignedEvmTx;
 use shardvault_chains::{Chain, KeyType};
-use shardvault_mpc::{
-    derive_hardened, dkg, extended_public_key, local, sign, DerivationPath, KeyId, PartyId, Scheme, SessionId,
-    SignRequest, Threshold,
-};
+use shardvault_mpc::Scheme;
+
+mod common;
+use common::mpc_key;
 
 #[test]
 #[ignore = "needs py-evm; run by .ci/run's EVM execution step with SHARDVAULT_EVM_PYTHON set"]
 fn mpc_signed_transfers_execute_on_py_evm() {
-    let python =
-        std::env::var("SHARDVAULT_EVM_PYTHON").expect("set SHARDVAULT_EVM_PYTHON to a python with eth-tester[py-evm]");
-    let t = Threshold::new(2, 3).unwrap();
-    let (key_id, session) = (KeyId::random(), SessionId::random());
-    let shares: BTreeMap<_, _> =
-        local::run(t.party_ids().map(|me| dkg(Scheme::EcdsaSecp256k1, key_id, t, me, session).unwrap()).collect())
-            .unwrap();
-    let path: DerivationPath = "m/9'/0'/60'/0'/0'/0'".parse().unwrap();
-    let session = SessionId::random();
-    let tweaks = local::run(shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect()).unwrap();
-    let p1 = PartyId::new(1).unwrap();
-    let public_key = extended_public_key(&shares[&p1], Some(&tweaks[&p1]), &path).unwrap().public_key;
+    let key = mpc_key(Scheme::EcdsaSecp256k1, "m/9'/0'/60'/0'/0'/0'");
+    let public_key = key.public_key.clone();
     let sender = Chain::Ethereum.address(KeyType::EcdsaSecp256k1, &public_key).unwrap();
     let recipient = Address::repeat_byte(0x35);
 
     let sign_preimage = |preimage: Vec<u8>, signers: [u8; 2]| -> String {
         let tx = UnsignedEvmTx::parse(&preimage, 1).unwrap();
         let digest = tx.digest();
-        let signers: BTreeSet<PartyId> = signers.into_iter().map(|p| PartyId::new(p).unwrap()).collect();
-        let session = SessionId::random();
-        let started = signers
-            .iter()
-            .map(|p| {
-                sign(
-                    &SignRequest {
-                        share: &shares[p],
-                        hardened: Some(&tweaks[p]),
-                        path: &path,
-                        signers: &signers,
-                        message: &digest,
-                    },
-                    session,
-                )
-                .unwrap()
-            })
-            .collect();
-        let signature = local::run(started).unwrap().into_values().next().unwrap();
+        let signature = key.sign(&digest, signers);
         tx.assemble(&signature.bytes, signature.recovery_id.unwrap()).unwrap().raw
     };
     let eip1559 = TxEip1559 {
@@ -89,18 +60,7 @@ fn mpc_signed_transfers_execute_on_py_evm() {
     let raw = vec![sign_preimage(a, [1, 2]), sign_preimage(b, [2, 3])];
 
     let request = serde_json::json!({ "chain_id": 1, "sender": sender, "to": recipient.to_checksum(None), "raw": raw });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/evm_execute.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "py-evm refused: {}", String::from_utf8_lossy(&output.stderr));
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let result = python_json("evm_execute.py", &request);
     assert_eq!(result["recipient_gain_wei"].as_u64(), Some(150_000_000_000_000_000));
     for seen in result["senders"].as_array().unwrap() {
         assert_eq!(seen.as_str().unwrap().to_lowercase(), sender.to_lowercase());
@@ -128,34 +88,10 @@ fn python_json(script: &str, request: &serde_json::Value) -> serde_json::Value {
 #[ignore = "needs eth_account; run by .ci/run's EVM execution step with SHARDVAULT_EVM_PYTHON set"]
 fn eth_account_recovers_the_wallet_from_eip191_and_eip712_signatures() {
     use shardvault_chains::MessageEncoding;
-    let t = Threshold::new(2, 3).unwrap();
-    let (key_id, session) = (KeyId::random(), SessionId::random());
-    let shares: BTreeMap<_, _> =
-        local::run(t.party_ids().map(|me| dkg(Scheme::EcdsaSecp256k1, key_id, t, me, session).unwrap()).collect())
-            .unwrap();
-    let root = shares[&PartyId::new(1).unwrap()].public_key().to_vec();
-    let address = Chain::Ethereum.address(KeyType::EcdsaSecp256k1, &root).unwrap();
-    let path = DerivationPath::root();
+    let key = mpc_key(Scheme::EcdsaSecp256k1, "m");
+    let address = Chain::Ethereum.address(KeyType::EcdsaSecp256k1, &key.public_key).unwrap();
     let sign_digest = |digest: [u8; 32]| -> String {
-        let signers: BTreeSet<PartyId> = [1, 3].into_iter().map(|p| PartyId::new(p).unwrap()).collect();
-        let session = SessionId::random();
-        let started = signers
-            .iter()
-            .map(|p| {
-                sign(
-                    &SignRequest {
-                        share: &shares[p],
-                        hardened: None,
-                        path: &path,
-                        signers: &signers,
-                        message: &digest,
-                    },
-                    session,
-                )
-                .unwrap()
-            })
-            .collect();
-        let signature = local::run(started).unwrap().into_values().next().unwrap();
+        let signature = key.sign(&digest, [1, 3]);
         format!("{}{:02x}", hex::encode(&signature.bytes), 27 + signature.recovery_id.unwrap())
     };
     let message = b"I approve transfer 42";

@@ -2,7 +2,6 @@
 //! 2-of-3 threshold key at a hardened-derived path, accepted by Bitcoin Core's
 //! script interpreter; and PSBTs that must not be signed, refused.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use bitcoin::absolute::LockTime;
@@ -14,55 +13,13 @@ use bitcoin::{
 };
 use shardvault_chains::psbt::{InputKind, UnsignedPsbt};
 use shardvault_chains::KeyType;
-use shardvault_mpc::{
-    derive_hardened, dkg, extended_public_key, local, sign, DerivationPath, HardenedTweak, KeyId, KeyShare, PartyId,
-    Scheme, SessionId, SignRequest, Threshold,
-};
+use shardvault_mpc::Scheme;
 use shardvault_testkit as tk;
 
-struct MpcKey {
-    shares: BTreeMap<PartyId, KeyShare>,
-    tweaks: BTreeMap<PartyId, HardenedTweak>,
-    path: DerivationPath,
-    public_key: Vec<u8>,
-}
+mod common;
+use common::mpc_key;
 
-fn mpc_key(scheme: Scheme) -> MpcKey {
-    let t = Threshold::new(2, 3).unwrap();
-    let (key_id, session) = (KeyId::random(), SessionId::random());
-    let shares: BTreeMap<_, _> =
-        local::run(t.party_ids().map(|me| dkg(scheme, key_id, t, me, session).unwrap()).collect()).unwrap();
-    let path: DerivationPath = "m/9'/0'/0'/0'/0'/0'".parse().unwrap();
-    let session = SessionId::random();
-    let tweaks = local::run(shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect()).unwrap();
-    let p1 = PartyId::new(1).unwrap();
-    let public_key = extended_public_key(&shares[&p1], Some(&tweaks[&p1]), &path).unwrap().public_key;
-    MpcKey { shares, tweaks, path, public_key }
-}
-
-impl MpcKey {
-    fn sign(&self, digest: &[u8; 32]) -> Vec<u8> {
-        let signers: BTreeSet<PartyId> = [1, 3].into_iter().map(|p| PartyId::new(p).unwrap()).collect();
-        let session = SessionId::random();
-        let started = signers
-            .iter()
-            .map(|p| {
-                sign(
-                    &SignRequest {
-                        share: &self.shares[p],
-                        hardened: Some(&self.tweaks[p]),
-                        path: &self.path,
-                        signers: &signers,
-                        message: digest,
-                    },
-                    session,
-                )
-                .unwrap()
-            })
-            .collect();
-        local::run(started).unwrap().into_values().next().unwrap().bytes
-    }
-}
+const PATH: &str = "m/9'/0'/0'/0'/0'/0'";
 
 fn p2wpkh(public_key: &[u8]) -> ScriptBuf {
     ScriptBuf::new_p2wpkh(&CompressedPublicKey(PublicKey::from_slice(public_key).unwrap()).wpubkey_hash())
@@ -101,7 +58,7 @@ fn psbt(spent: &[(ScriptBuf, u64)], pay: u64) -> Psbt {
 
 #[test]
 fn an_mpc_signed_transaction_passes_bitcoin_core_script_checks() {
-    let (ecdsa, schnorr) = (mpc_key(Scheme::EcdsaSecp256k1), mpc_key(Scheme::SchnorrSecp256k1));
+    let (ecdsa, schnorr) = (mpc_key(Scheme::EcdsaSecp256k1, PATH), mpc_key(Scheme::SchnorrSecp256k1, PATH));
     let spent = vec![(p2wpkh(&ecdsa.public_key), 50_000), (p2tr(&schnorr.public_key), 70_000)];
     let unsigned = psbt(&spent, 117_000);
     let base64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, unsigned.serialize());
@@ -116,7 +73,7 @@ fn an_mpc_signed_transaction_passes_bitcoin_core_script_checks() {
     {
         let digest = parsed.input_digest(index).unwrap();
         digest.check_key(key_type, &key.public_key).unwrap();
-        let signature = key.sign(&digest.digest);
+        let signature = key.sign(&digest.digest, [1, 3]).bytes;
         parsed.add_signature(index, &signature, &key.public_key).unwrap();
     }
     let signed = parsed.finalize().unwrap();
@@ -135,8 +92,8 @@ fn an_mpc_signed_transaction_passes_bitcoin_core_script_checks() {
 
 #[test]
 fn psbts_that_must_not_be_signed_are_refused() {
-    let ecdsa = mpc_key(Scheme::EcdsaSecp256k1);
-    let other = mpc_key(Scheme::EcdsaSecp256k1);
+    let ecdsa = mpc_key(Scheme::EcdsaSecp256k1, PATH);
+    let other = mpc_key(Scheme::EcdsaSecp256k1, PATH);
     let spent = vec![(p2wpkh(&ecdsa.public_key), 10_000)];
     let bytes = psbt(&spent, 9_000).serialize();
     // An input that pays to someone else's key: refused before signing.
