@@ -1,15 +1,24 @@
-//! Addresses per chain from derived public keys. Pure: no I/O.
+//! Chains: addresses from derived public keys, and the transactions and
+//! messages each chain's keys sign. Pure: no I/O.
 //!
 //! Each format comes from the chain's own rules, through a maintained crate
 //! where one exists: `bitcoin` for P2WPKH and P2TR (BIP86 key-path tweak),
-//! `alloy-primitives` for EIP-55; Solana (base58 of the key) and Aptos
-//! (`0x` ‖ hex(sha3-256(pk ‖ 0x00))) are one line each.
+//! base58check and hash160; `alloy-primitives` for EIP-55; `sui-sdk-types`
+//! for Sui; Solana (base58 of the key), Aptos (`0x` ‖ hex(sha3-256(pk ‖
+//! 0x00))), Tron (base58check of 0x41 ‖ the EVM address) and Cosmos (bech32
+//! of hash160(pk)) are a line or two each.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 #![warn(missing_docs)]
 
+pub mod aptos;
+pub mod cosmos;
 pub mod evm;
 pub mod psbt;
+pub mod solana;
+pub mod sui;
+pub mod tron;
+pub mod tx;
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,7 +32,7 @@ use sha3::{Digest, Sha3_256};
 #[non_exhaustive]
 pub enum Error {
     /// The chain is not known.
-    #[error("unknown chain {0:?}; supported: bitcoin, ethereum, solana, aptos")]
+    #[error("unknown chain {0:?}; supported: bitcoin, ethereum, solana, aptos, tron, cosmos, sui")]
     UnknownChain(String),
     /// The key type cannot be used on this chain.
     #[error("{chain} has no address for {key} keys")]
@@ -36,6 +45,14 @@ pub enum Error {
     /// An EVM transaction that cannot be signed as given.
     #[error("EVM transaction: {0}")]
     Evm(String),
+    /// A transaction that cannot be signed as given.
+    #[error("{chain} transaction: {detail}")]
+    Transaction {
+        /// Chain name.
+        chain: &'static str,
+        /// Why.
+        detail: String,
+    },
     /// A PSBT that cannot be signed as given.
     #[error("PSBT: {0}")]
     Psbt(String),
@@ -95,11 +112,18 @@ pub enum Chain {
     Solana,
     /// Aptos: single-key Ed25519 authentication key.
     Aptos,
+    /// Tron: base58check of 0x41 ‖ the key's EVM address.
+    Tron,
+    /// Cosmos SDK chains (Cosmos Hub addresses): bech32 `cosmos` of hash160(pk).
+    Cosmos,
+    /// Sui: blake2b-256(0x00 ‖ pk).
+    Sui,
 }
 
 impl Chain {
     /// Every chain, in a stable order.
-    pub const ALL: [Chain; 4] = [Chain::Bitcoin, Chain::Ethereum, Chain::Solana, Chain::Aptos];
+    pub const ALL: [Chain; 7] =
+        [Chain::Bitcoin, Chain::Ethereum, Chain::Solana, Chain::Aptos, Chain::Tron, Chain::Cosmos, Chain::Sui];
 
     /// The chain's name as used on the command line and in reports.
     pub const fn name(self) -> &'static str {
@@ -108,6 +132,19 @@ impl Chain {
             Chain::Ethereum => "ethereum",
             Chain::Solana => "solana",
             Chain::Aptos => "aptos",
+            Chain::Tron => "tron",
+            Chain::Cosmos => "cosmos",
+            Chain::Sui => "sui",
+        }
+    }
+
+    /// The network a transaction is checked against when none is named
+    /// (for Cosmos, the SignDoc's chain id).
+    pub const fn default_network(self) -> &'static str {
+        match self {
+            Chain::Bitcoin => "bitcoin",
+            Chain::Cosmos => "cosmoshub-4",
+            _ => "mainnet",
         }
     }
 
@@ -118,6 +155,9 @@ impl Chain {
             Chain::Ethereum => 60,
             Chain::Solana => 501,
             Chain::Aptos => 637,
+            Chain::Tron => 195,
+            Chain::Cosmos => 118,
+            Chain::Sui => 784,
         }
     }
 
@@ -126,8 +166,8 @@ impl Chain {
         matches!(
             (self, key),
             (Chain::Bitcoin, KeyType::EcdsaSecp256k1 | KeyType::SchnorrSecp256k1)
-                | (Chain::Ethereum, KeyType::EcdsaSecp256k1)
-                | (Chain::Solana | Chain::Aptos, KeyType::Ed25519)
+                | (Chain::Ethereum | Chain::Tron | Chain::Cosmos, KeyType::EcdsaSecp256k1)
+                | (Chain::Solana | Chain::Aptos | Chain::Sui, KeyType::Ed25519)
         )
     }
 
@@ -142,6 +182,12 @@ impl Chain {
             (Chain::Ethereum, _) => eip55(public_key),
             (Chain::Solana, _) => ed25519_key(public_key).map(|k| bs58::encode(k).into_string()),
             (Chain::Aptos, _) => aptos(public_key),
+            (Chain::Tron, _) => tron_address(public_key),
+            (Chain::Cosmos, _) => cosmos_address(public_key, "cosmos"),
+            (Chain::Sui, _) => {
+                let key = <[u8; 32]>::try_from(ed25519_key(public_key)?).unwrap_or_default();
+                Ok(sui::address(&key))
+            }
         }
     }
 }
@@ -257,6 +303,26 @@ pub fn eip55(public_key: &[u8]) -> Result<String, Error> {
     let uncompressed = key.serialize_uncompressed();
     let address = alloy_primitives::Address::from_raw_public_key(uncompressed.get(1..).unwrap_or_default());
     Ok(address.to_checksum(None))
+}
+
+/// Tron address: base58check of 0x41 ‖ the last 20 bytes of keccak256 of the uncompressed key.
+pub fn tron_address(public_key: &[u8]) -> Result<String, Error> {
+    let key = secp_key(KeyType::EcdsaSecp256k1, public_key)?;
+    let uncompressed = key.serialize_uncompressed();
+    let evm = alloy_primitives::Address::from_raw_public_key(uncompressed.get(1..).unwrap_or_default());
+    let mut payload = vec![0x41];
+    payload.extend_from_slice(evm.as_slice());
+    Ok(bitcoin::base58::encode_check(&payload))
+}
+
+/// Cosmos SDK address: bech32 with human-readable part `hrp` of ripemd160(sha256(pk)).
+pub fn cosmos_address(public_key: &[u8], hrp: &str) -> Result<String, Error> {
+    use bitcoin::hashes::{hash160, Hash};
+    let key = secp_key(KeyType::EcdsaSecp256k1, public_key)?;
+    let hrp = bitcoin::bech32::Hrp::parse(hrp).map_err(|e| Error::UnknownChain(format!("bech32 prefix: {e}")))?;
+    let hash = hash160::Hash::hash(&key.serialize());
+    bitcoin::bech32::encode::<bitcoin::bech32::Bech32>(hrp, hash.as_byte_array())
+        .map_err(|e| Error::UnknownChain(format!("bech32: {e}")))
 }
 
 /// Aptos single-key Ed25519 address: `0x` ‖ hex(sha3-256(pk ‖ 0x00)).

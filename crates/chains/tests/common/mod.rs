@@ -38,6 +38,11 @@ pub fn mpc_key(scheme: Scheme, path: &str) -> MpcKey {
 impl MpcKey {
     /// Signs `digest` with the two given parties.
     pub fn sign(&self, digest: &[u8; 32], signers: [u8; 2]) -> Signature {
+        self.sign_message(digest, signers)
+    }
+
+    /// Signs `message` (a 32-byte digest for ECDSA and BIP340) with the two given parties.
+    pub fn sign_message(&self, message: &[u8], signers: [u8; 2]) -> Signature {
         let signers: BTreeSet<PartyId> = signers.into_iter().map(|p| PartyId::new(p).unwrap()).collect();
         let session = SessionId::random();
         let started = signers
@@ -48,7 +53,7 @@ impl MpcKey {
                     hardened: self.tweaks.get(p),
                     path: &self.path,
                     signers: &signers,
-                    message: digest,
+                    message,
                 };
                 sign(&request, session).unwrap()
             })

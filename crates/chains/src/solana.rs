@@ -1,0 +1,235 @@
+//! Solana messages, legacy and v0: the bytes `compileTransaction(…).messageBytes`
+//! (`@solana/kit`) or `Transaction.serializeMessage()` (`@solana/web3.js`)
+//! hand a signer. Decoded by hand: the format is four length-prefixed
+//! fields (header, account keys, blockhash, instructions, plus address-table
+//! lookups in v0), and the maintained decoder (`solana-message`) brings the
+//! Solana SDK's crate tree with it. litesvm executing our output is the proof
+//! (`tests/chain_sdks.rs`).
+
+use crate::tx::{Summary, TxError};
+
+/// The system program's id (all zero bytes).
+const SYSTEM_PROGRAM: [u8; 32] = [0; 32];
+/// Lamports charged per signature.
+const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
+
+/// A decoded Solana message.
+#[derive(Clone, Debug)]
+pub struct Message {
+    version: Option<u8>,
+    required_signatures: u8,
+    account_keys: Vec<[u8; 32]>,
+    instructions: Vec<Instruction>,
+    lookups: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Instruction {
+    program: u8,
+    accounts: Vec<u8>,
+    data: Vec<u8>,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], TxError> {
+        if self.bytes.len() < n {
+            return Err(TxError::new(format!("message ends inside {what}")));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self, what: &str) -> Result<u8, TxError> {
+        Ok(self.take(1, what)?.first().copied().unwrap_or_default())
+    }
+
+    /// Solana's compact-u16 ("shortvec"): 1–3 bytes, 7 bits each, canonical.
+    fn shortvec(&mut self, what: &str) -> Result<usize, TxError> {
+        let mut value = 0usize;
+        for i in 0..3 {
+            let byte = self.byte(what)?;
+            value |= usize::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                if byte == 0 && i > 0 || value > usize::from(u16::MAX) {
+                    return Err(TxError::new(format!("non-canonical length of {what}")));
+                }
+                return Ok(value);
+            }
+        }
+        Err(TxError::new(format!("length of {what} is longer than 3 bytes")))
+    }
+
+    fn key(&mut self, what: &str) -> Result<[u8; 32], TxError> {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(self.take(32, what)?);
+        Ok(key)
+    }
+}
+
+impl Message {
+    /// Decodes a serialized message; trailing bytes, out-of-range indices and
+    /// unknown versions are refused.
+    pub fn parse(bytes: &[u8]) -> Result<Self, TxError> {
+        let mut r = Reader { bytes };
+        let first = r.byte("header")?;
+        let version = match first & 0x80 {
+            0 => None,
+            _ if first == 0x80 => Some(0),
+            _ => return Err(TxError::new(format!("unsupported message version {}", first & 0x7f))),
+        };
+        let required_signatures = if version.is_some() { r.byte("header")? } else { first };
+        let _readonly_signed = r.byte("header")?;
+        let _readonly_unsigned = r.byte("header")?;
+        let key_count = r.shortvec("account keys")?;
+        let account_keys = (0..key_count).map(|_| r.key("account keys")).collect::<Result<Vec<_>, _>>()?;
+        let _blockhash = r.key("recent blockhash")?;
+        let count = r.shortvec("instructions")?;
+        let mut instructions = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            let program = r.byte("instruction")?;
+            let n = r.shortvec("instruction accounts")?;
+            let accounts = r.take(n, "instruction accounts")?.to_vec();
+            let n = r.shortvec("instruction data")?;
+            let data = r.take(n, "instruction data")?.to_vec();
+            instructions.push(Instruction { program, accounts, data });
+        }
+        let mut lookups = 0;
+        let mut looked_up = 0usize;
+        if version.is_some() {
+            lookups = r.shortvec("address table lookups")?;
+            for _ in 0..lookups {
+                r.key("lookup table")?;
+                for what in ["writable lookups", "read-only lookups"] {
+                    let n = r.shortvec(what)?;
+                    r.take(n, what)?;
+                    looked_up += n;
+                }
+            }
+        }
+        if !r.bytes.is_empty() {
+            return Err(TxError::new(format!("{} trailing bytes after the message", r.bytes.len())));
+        }
+        if required_signatures == 0 || usize::from(required_signatures) > account_keys.len() {
+            return Err(TxError::new("header names more signers than account keys"));
+        }
+        let total = account_keys.len() + looked_up;
+        for ix in &instructions {
+            if usize::from(ix.program) >= account_keys.len() || ix.accounts.iter().any(|a| usize::from(*a) >= total) {
+                return Err(TxError::new("an instruction names an account index out of range"));
+            }
+        }
+        Ok(Message { version, required_signatures, account_keys, instructions, lookups })
+    }
+
+    /// The fee payer (first account key), which must be the one signer.
+    pub fn check_signer(&self, public_key: &[u8]) -> Result<(), TxError> {
+        if self.required_signatures != 1 {
+            return Err(TxError::new(format!(
+                "the message needs {} signatures; this wallet signs messages with one signer",
+                self.required_signatures
+            )));
+        }
+        match self.account_keys.first() {
+            Some(payer) if payer.as_slice() == public_key => Ok(()),
+            Some(payer) => Err(TxError::new(format!(
+                "the fee payer {} is not this key's address",
+                bs58::encode(payer).into_string()
+            ))),
+            None => Err(TxError::new("no fee payer")),
+        }
+    }
+
+    /// For review: the fee payer, a System Program transfer's recipient and
+    /// amount, the programs called.
+    pub fn summary(&self) -> Summary {
+        let b58 = |k: &[u8; 32]| bs58::encode(k).into_string();
+        let key = |i: u8| self.account_keys.get(usize::from(i));
+        let mut summary = Summary {
+            kind: format!("solana-{}", self.version.map_or("legacy".to_string(), |v| format!("v{v}"))),
+            from: self.account_keys.first().map(b58),
+            asset: Some("SOL (lamports)".into()),
+            fee: Some(format!("{} lamports base fee", LAMPORTS_PER_SIGNATURE * u64::from(self.required_signatures))),
+            ..Summary::default()
+        };
+        let mut calls = Vec::new();
+        for ix in &self.instructions {
+            let program = key(ix.program).map(b58).unwrap_or_default();
+            let transfer = key(ix.program) == Some(&SYSTEM_PROGRAM)
+                && ix.data.len() == 12
+                && ix.data.get(..4) == Some(&2u32.to_le_bytes()[..]);
+            match (transfer, ix.accounts.get(1).and_then(|a| key(*a))) {
+                (true, Some(to)) if summary.to.is_none() => {
+                    let mut amount = [0u8; 8];
+                    amount.copy_from_slice(ix.data.get(4..12).unwrap_or(&[0; 8]));
+                    summary.to = Some(b58(to));
+                    summary.amount = Some(u64::from_le_bytes(amount).to_string());
+                    calls.push(format!("{program}: transfer"));
+                }
+                _ => calls.push(format!("{program}: {} bytes of data", ix.data.len())),
+            }
+        }
+        if self.lookups > 0 {
+            calls.push(format!("{} address lookup tables", self.lookups));
+        }
+        summary.calls = calls;
+        summary
+    }
+
+    /// The wire transaction: one signature, then the message.
+    pub fn assemble(message: &[u8], signature: &[u8]) -> Vec<u8> {
+        let mut wire = Vec::with_capacity(1 + signature.len() + message.len());
+        wire.push(1);
+        wire.extend_from_slice(signature);
+        wire.extend_from_slice(message);
+        wire
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn legacy_transfer(payer: [u8; 32], to: [u8; 32], lamports: u64) -> Vec<u8> {
+        let mut m = vec![1, 0, 1, 3];
+        m.extend_from_slice(&payer);
+        m.extend_from_slice(&to);
+        m.extend_from_slice(&SYSTEM_PROGRAM);
+        m.extend_from_slice(&[7; 32]);
+        m.extend_from_slice(&[1, 2, 2, 0, 1, 12, 2, 0, 0, 0]);
+        m.extend_from_slice(&lamports.to_le_bytes());
+        m
+    }
+
+    #[test]
+    fn a_transfer_is_summarised() {
+        let m = Message::parse(&legacy_transfer([1; 32], [2; 32], 1_500)).unwrap();
+        m.check_signer(&[1; 32]).unwrap();
+        assert!(m.check_signer(&[2; 32]).is_err());
+        let s = m.summary();
+        assert_eq!(s.amount.as_deref(), Some("1500"));
+        assert_eq!(s.to, Some(bs58::encode([2u8; 32]).into_string()));
+        assert_eq!(s.kind, "solana-legacy");
+    }
+
+    #[test]
+    fn malformed_messages_are_refused() {
+        let good = legacy_transfer([1; 32], [2; 32], 1);
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(Message::parse(&trailing).is_err());
+        for cut in 0..good.len() {
+            assert!(Message::parse(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad_index = good.clone();
+        bad_index[4 + 96 + 32 + 1] = 9;
+        assert!(Message::parse(&bad_index).is_err());
+        let mut v1 = good;
+        v1.insert(0, 0x81);
+        assert!(Message::parse(&v1).is_err());
+    }
+}

@@ -1,0 +1,241 @@
+//! Tron: the `raw_data` protobuf of a `protocol.Transaction` in; the key
+//! signs sha256(raw_data), which is also the txid; out, the `Transaction`
+//! protobuf with the 65-byte signature r ‖ s ‖ (27 + recovery id).
+//!
+//! No maintained Rust crate carries Tron's protobuf schema, so the few
+//! messages needed are declared here from `core/Tron.proto` and
+//! `core/contract/*.proto` and encoded by `prost`; decoding must re-encode to
+//! the same bytes, which refuses unknown fields and non-canonical encodings.
+//! TronWeb rebuilding the bytes and recovering our signature is the proof.
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::tx::{SignedTx, Summary, TxError};
+
+const TRANSFER: i32 = 1;
+const TRIGGER_SMART_CONTRACT: i32 = 31;
+const TRANSFER_URL: &str = "type.googleapis.com/protocol.TransferContract";
+const TRIGGER_URL: &str = "type.googleapis.com/protocol.TriggerSmartContract";
+
+/// `Transaction.raw`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Raw {
+    #[prost(bytes = "vec", tag = "1")]
+    ref_block_bytes: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    ref_block_num: i64,
+    #[prost(bytes = "vec", tag = "4")]
+    ref_block_hash: Vec<u8>,
+    #[prost(int64, tag = "8")]
+    expiration: i64,
+    #[prost(bytes = "vec", tag = "10")]
+    data: Vec<u8>,
+    #[prost(message, repeated, tag = "11")]
+    contract: Vec<Contract>,
+    #[prost(int64, tag = "14")]
+    timestamp: i64,
+    #[prost(int64, tag = "18")]
+    fee_limit: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Contract {
+    #[prost(int32, tag = "1")]
+    r#type: i32,
+    #[prost(message, optional, tag = "2")]
+    parameter: Option<Any>,
+    #[prost(int32, tag = "5")]
+    permission_id: i32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Any {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TransferContract {
+    #[prost(bytes = "vec", tag = "1")]
+    owner_address: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    to_address: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    amount: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TriggerSmartContract {
+    #[prost(bytes = "vec", tag = "1")]
+    owner_address: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    contract_address: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    call_value: i64,
+    #[prost(bytes = "vec", tag = "4")]
+    data: Vec<u8>,
+}
+
+/// `protocol.Transaction` (the fields a signed transfer carries).
+#[derive(Clone, PartialEq, Message)]
+struct Transaction {
+    #[prost(message, optional, tag = "1")]
+    raw_data: Option<Raw>,
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    signature: Vec<Vec<u8>>,
+}
+
+/// Decodes protobuf `T` from `bytes`, which must be its canonical encoding.
+fn strict<T: Message + Default>(bytes: &[u8], what: &str) -> Result<T, TxError> {
+    let value = T::decode(bytes).map_err(|e| TxError::new(format!("{what}: {e}")))?;
+    if value.encode_to_vec() != bytes {
+        return Err(TxError::new(format!("{what}: unknown fields or a non-canonical encoding")));
+    }
+    Ok(value)
+}
+
+/// What the contract does, decoded.
+enum Call {
+    Transfer(TransferContract),
+    Trigger(TriggerSmartContract),
+}
+
+fn address(bytes: &[u8]) -> String {
+    bitcoin::base58::encode_check(bytes)
+}
+
+/// sha256(raw_data): what the key signs, and the txid.
+pub fn digest(raw: &[u8]) -> [u8; 32] {
+    Sha256::digest(raw).into()
+}
+
+impl Raw {
+    /// Decodes `raw_data`: exactly one transfer or smart-contract call.
+    pub fn parse(bytes: &[u8]) -> Result<Self, TxError> {
+        let raw: Raw = strict(bytes, "raw_data")?;
+        raw.call()?;
+        Ok(raw)
+    }
+
+    fn call(&self) -> Result<Call, TxError> {
+        let [contract] = self.contract.as_slice() else {
+            return Err(TxError::new(format!("expected one contract, found {}", self.contract.len())));
+        };
+        let parameter = contract.parameter.as_ref().ok_or_else(|| TxError::new("contract without parameter"))?;
+        match (contract.r#type, parameter.type_url.as_str()) {
+            (TRANSFER, TRANSFER_URL) => Ok(Call::Transfer(strict(&parameter.value, "TransferContract")?)),
+            (TRIGGER_SMART_CONTRACT, TRIGGER_URL) => {
+                Ok(Call::Trigger(strict(&parameter.value, "TriggerSmartContract")?))
+            }
+            (t, url) => Err(TxError::new(format!(
+                "contract type {t} ({url}) is not supported; TransferContract and TriggerSmartContract are"
+            ))),
+        }
+    }
+
+    fn owner(&self) -> Vec<u8> {
+        match self.call() {
+            Ok(Call::Transfer(t)) => t.owner_address,
+            Ok(Call::Trigger(t)) => t.owner_address,
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The contract's owner must be `address` (the key's `T…` address).
+    pub fn check_owner(&self, expected: &str) -> Result<(), TxError> {
+        let owner = address(&self.owner());
+        match owner == expected {
+            true => Ok(()),
+            false => Err(TxError::new(format!("the owner {owner} is not this key's address"))),
+        }
+    }
+
+    /// For review.
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary {
+            kind: "tron-transfer".into(),
+            from: Some(address(&self.owner())),
+            fee: (self.fee_limit > 0).then(|| format!("fee limit {} sun", self.fee_limit)),
+            nonce: Some(format!("ref block {}", hex::encode(&self.ref_block_bytes))),
+            ..Summary::default()
+        };
+        match self.call() {
+            Ok(Call::Transfer(t)) => {
+                summary.to = Some(address(&t.to_address));
+                summary.asset = Some("TRX (sun)".into());
+                summary.amount = Some(t.amount.to_string());
+            }
+            Ok(Call::Trigger(t)) => {
+                summary.kind = "tron-trigger-smart-contract".into();
+                summary.to = Some(address(&t.contract_address));
+                summary.asset = Some("TRX (sun)".into());
+                summary.amount = Some(t.call_value.to_string());
+                summary.calls = vec![format!("call data 0x{}", hex::encode(&t.data))];
+            }
+            Err(_) => {}
+        }
+        summary
+    }
+}
+
+/// The `Transaction` protobuf with one signature, and its txid.
+pub fn assemble(raw: &[u8], signature: &[u8], recovery_id: u8) -> SignedTx {
+    let mut sig = signature.to_vec();
+    sig.push(27 + recovery_id);
+    // raw_data is embedded byte for byte (field 1, length-delimited).
+    let mut transaction = vec![0x0a];
+    prost::encoding::encode_varint(raw.len() as u64, &mut transaction);
+    transaction.extend_from_slice(raw);
+    transaction.extend(Transaction { raw_data: None, signature: vec![sig.clone()] }.encode_to_vec());
+    SignedTx { transaction, signature: sig, id: hex::encode(digest(raw)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer(owner: [u8; 21]) -> Vec<u8> {
+        let parameter =
+            TransferContract { owner_address: owner.to_vec(), to_address: vec![0x41; 21], amount: 1_000_000 };
+        Raw {
+            ref_block_bytes: vec![1, 2],
+            ref_block_hash: vec![3; 8],
+            expiration: 1_700_000_060_000,
+            timestamp: 1_700_000_000_000,
+            contract: vec![Contract {
+                r#type: TRANSFER,
+                parameter: Some(Any { type_url: TRANSFER_URL.into(), value: parameter.encode_to_vec() }),
+                permission_id: 0,
+            }],
+            ..Raw::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn transfer_round_trips() {
+        let mut owner = [0x41; 21];
+        owner[1] = 7;
+        let bytes = transfer(owner);
+        let raw = Raw::parse(&bytes).unwrap();
+        raw.check_owner(&address(&owner)).unwrap();
+        assert!(raw.check_owner(&address(&[0x41; 21])).is_err());
+        assert_eq!(raw.summary().amount.as_deref(), Some("1000000"));
+        let signed = assemble(&bytes, &[5; 64], 1);
+        let decoded = Transaction::decode(signed.transaction.as_slice()).unwrap();
+        assert_eq!(decoded.raw_data.unwrap().encode_to_vec(), bytes);
+        assert_eq!(decoded.signature[0][64], 28);
+    }
+
+    #[test]
+    fn unknown_fields_and_garbage_are_refused() {
+        let mut bytes = transfer([0x41; 21]);
+        bytes.extend_from_slice(&[0xa8, 0x01, 0x01]); // field 21, varint 1: unknown
+        assert!(Raw::parse(&bytes).is_err());
+        assert!(Raw::parse(&[0xff, 0xff]).is_err());
+        assert!(Raw::parse(&Raw::default().encode_to_vec()).is_err());
+    }
+}

@@ -1,0 +1,202 @@
+// The chains' own SDKs checking shardvault's work: `node prove.mjs <chain>`.
+//
+// A two-step conversation over stdin/stdout, one JSON object per line:
+//   in:  {"public_key": hex}                 the wallet key (from the MPC cluster)
+//   out: {"address": …, "unsigned": [hex…]}  the SDK's address for the key, and
+//                                            unsigned transactions the SDK built
+//   in:  {"signed": [{"transaction": hex, "signature": hex, "id": …}…]}
+//   out: {"ok": true, …}                     or exit 1 with {"error": …}
+// The SDK, not shardvault, decides what is valid: it rebuilds what is signed,
+// verifies the signature, recomputes the id, and (Solana) litesvm executes it.
+import readline from "node:readline";
+
+const chain = process.argv[2];
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const read = async () => JSON.parse((await lines.next()).value);
+const say = (value) => process.stdout.write(JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v)) + "\n");
+const hex = (bytes) => Buffer.from(bytes).toString("hex");
+const bytes = (text) => new Uint8Array(Buffer.from(text.replace(/^0x/, ""), "hex"));
+function check(condition, what) {
+  if (!condition) throw new Error(what);
+}
+
+const provers = { solana, aptos, sui, cosmos, tron };
+
+async function solana(publicKey) {
+  const kit = await import("@solana/kit");
+  const { getTransferSolInstruction } = await import("@solana-program/system");
+  const { LiteSVM, FailedTransactionMetadata } = await import("litesvm");
+  const wallet = kit.getAddressDecoder().decode(publicKey);
+  const recipient = kit.address("9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM");
+  const svm = new LiteSVM();
+  svm.airdrop(wallet, 10_000_000_000n);
+  const amounts = [1_000_000n, 2_500_000n];
+  const unsigned = ["legacy", 0].map((version, i) => {
+    const message = kit.pipe(
+      kit.createTransactionMessage({ version }),
+      (m) => kit.setTransactionMessageFeePayer(wallet, m),
+      (m) => kit.setTransactionMessageLifetimeUsingBlockhash({ blockhash: svm.latestBlockhash(), lastValidBlockHeight: 1000n }, m),
+      (m) =>
+        kit.appendTransactionMessageInstruction(
+          getTransferSolInstruction({ source: kit.createNoopSigner(wallet), destination: recipient, amount: amounts[i] }),
+          m,
+        ),
+    );
+    return hex(kit.compileTransaction(message).messageBytes);
+  });
+  say({ address: wallet, unsigned });
+  const { signed } = await read();
+  const results = [];
+  for (const [i, item] of signed.entries()) {
+    const tx = kit.getTransactionDecoder().decode(bytes(item.transaction));
+    check(hex(tx.messageBytes) === unsigned[i], "the wire transaction carries a different message");
+    check(kit.getSignatureFromTransaction(tx) === item.id, "the transaction id is not the signature");
+    const result = svm.sendTransaction(tx);
+    if (result instanceof FailedTransactionMetadata) throw new Error(`litesvm refused: ${result.err()} ${result.meta().logs()}`);
+    results.push(item.id);
+  }
+  const balance = svm.getBalance(recipient);
+  check(balance === amounts[0] + amounts[1], `recipient balance ${balance}`);
+  return { executed: results, recipient_balance: balance };
+}
+
+async function aptos(publicKey) {
+  const sdk = await import("@aptos-labs/ts-sdk");
+  const key = new sdk.Ed25519PublicKey(publicKey);
+  const wallet = key.authKey().derivedAddress();
+  const recipient = sdk.AccountAddress.from("0x" + "ab".repeat(32));
+  const raw = new sdk.RawTransaction(
+    wallet,
+    7n,
+    new sdk.TransactionPayloadEntryFunction(
+      sdk.EntryFunction.build("0x1::aptos_account", "transfer", [], [recipient, new sdk.U64(123_456n)]),
+    ),
+    2_000n,
+    100n,
+    1_900_000_000n,
+    new sdk.ChainId(2),
+  );
+  say({ address: wallet.toStringLong(), unsigned: [hex(raw.bcsToBytes())] });
+  const [item] = (await read()).signed;
+  const signed = sdk.SignedTransaction.deserialize(new sdk.Deserializer(bytes(item.transaction)));
+  check(hex(signed.raw_txn.bcsToBytes()) === hex(raw.bcsToBytes()), "the signed transaction carries a different RawTransaction");
+  const auth = signed.authenticator;
+  check(auth instanceof sdk.TransactionAuthenticatorEd25519, "not a single Ed25519 authenticator");
+  check(hex(auth.public_key.toUint8Array()) === hex(publicKey), "the authenticator names another key");
+  const message = sdk.generateSigningMessageForTransaction(new sdk.SimpleTransaction(raw));
+  check(key.verifySignature({ message, signature: auth.signature }), "the SDK rejects the signature");
+  const hash = sdk.generateUserTransactionHash({
+    transaction: new sdk.SimpleTransaction(raw),
+    senderAuthenticator: new sdk.AccountAuthenticatorEd25519(auth.public_key, auth.signature),
+  });
+  check(hash === item.id, `the SDK's hash is ${hash}`);
+  return { hash };
+}
+
+async function sui(publicKey) {
+  const { Ed25519PublicKey } = await import("@mysten/sui/keypairs/ed25519");
+  const { Transaction, TransactionDataBuilder } = await import("@mysten/sui/transactions");
+  const { toBase64 } = await import("@mysten/sui/utils");
+  const key = new Ed25519PublicKey(publicKey);
+  const wallet = key.toSuiAddress();
+  const tx = new Transaction();
+  tx.setSender(wallet);
+  tx.setGasPrice(1_000);
+  tx.setGasBudget(5_000_000);
+  tx.setGasPayment([{ objectId: "0x" + "5a".repeat(32), version: "42", digest: "4vJ9JU1bJJE96FWSJKvHsmmFADCg4gpZQff4P3bkLKi" }]);
+  const [coin] = tx.splitCoins(tx.gas, [tx.pure.u64(1_000_000n)]);
+  tx.transferObjects([coin], tx.pure.address("0x" + "cd".repeat(32)));
+  const data = await tx.build();
+  say({ address: wallet, unsigned: [hex(data)] });
+  const [item] = (await read()).signed;
+  check(item.transaction === hex(data), "the transaction bytes changed");
+  check(await key.verifyTransaction(data, toBase64(bytes(item.signature))), "the SDK rejects the signature");
+  const digest = TransactionDataBuilder.getDigestFromBytes(data);
+  check(digest === item.id, `the SDK's digest is ${digest}`);
+  return { digest };
+}
+
+async function cosmos(publicKey) {
+  const { Registry, encodePubkey, makeAuthInfoBytes, makeSignDoc, makeSignBytes } = await import("@cosmjs/proto-signing");
+  const { encodeSecp256k1Pubkey, pubkeyToAddress } = await import("@cosmjs/amino");
+  const { Secp256k1, Secp256k1Signature, sha256 } = await import("@cosmjs/crypto");
+  const { toHex } = await import("@cosmjs/encoding");
+  const { MsgSend } = await import("cosmjs-types/cosmos/bank/v1beta1/tx");
+  const { TxRaw } = await import("cosmjs-types/cosmos/tx/v1beta1/tx");
+  const amino = encodeSecp256k1Pubkey(publicKey);
+  const wallet = pubkeyToAddress(amino, "cosmos");
+  const registry = new Registry([["/cosmos.bank.v1beta1.MsgSend", MsgSend]]);
+  const bodyBytes = registry.encode({
+    typeUrl: "/cosmos.tx.v1beta1.TxBody",
+    value: {
+      messages: [
+        {
+          typeUrl: "/cosmos.bank.v1beta1.MsgSend",
+          value: { fromAddress: wallet, toAddress: "cosmos1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5lzv7xu", amount: [{ denom: "uatom", amount: "1500" }] },
+        },
+      ],
+      memo: "shardvault",
+    },
+  });
+  const authInfoBytes = makeAuthInfoBytes([{ pubkey: encodePubkey(amino), sequence: 3 }], [{ denom: "uatom", amount: "5000" }], 200_000);
+  const signBytes = makeSignBytes(makeSignDoc(bodyBytes, authInfoBytes, "cosmoshub-4", 12));
+  say({ address: wallet, unsigned: [hex(signBytes)] });
+  const [item] = (await read()).signed;
+  const raw = TxRaw.decode(bytes(item.transaction));
+  check(hex(raw.bodyBytes) === hex(bodyBytes) && hex(raw.authInfoBytes) === hex(authInfoBytes), "TxRaw carries other bytes");
+  const signature = Secp256k1Signature.fromFixedLength(raw.signatures[0]);
+  check(await Secp256k1.verifySignature(signature, sha256(signBytes), publicKey), "cosmjs rejects the signature");
+  const hash = toHex(sha256(bytes(item.transaction))).toUpperCase();
+  check(hash === item.id, `the tx hash is ${hash}`);
+  return { hash };
+}
+
+async function tron(publicKey) {
+  const { utils } = await import("tronweb");
+  const uncompressed = utils.ethersUtils.SigningKey.computePublicKey(publicKey, false);
+  const wallet = utils.crypto.getBase58CheckAddress(utils.crypto.computeAddress(utils.code.hexStr2byteArray(uncompressed.slice(2))));
+  const recipient = "TJRabPrwbZy45sbavfcjinPJC18kjpRTv8";
+  const tx = {
+    visible: true,
+    raw_data: {
+      contract: [
+        {
+          parameter: {
+            value: { amount: 2_000_000, owner_address: wallet, to_address: recipient },
+            type_url: "type.googleapis.com/protocol.TransferContract",
+          },
+          type: "TransferContract",
+        },
+      ],
+      ref_block_bytes: "0a1b",
+      ref_block_hash: "00112233aabbccdd",
+      expiration: 1_900_000_060_000,
+      timestamp: 1_900_000_000_000,
+    },
+  };
+  const pb = utils.transaction.txJsonToPb(tx);
+  const rawHex = utils.transaction.txPbToRawDataHex(pb).toLowerCase();
+  const txid = utils.transaction.txPbToTxID(pb).replace(/^0x/, "");
+  say({ address: wallet, unsigned: [rawHex] });
+  const [item] = (await read()).signed;
+  check(item.id === txid, `TronWeb's txid is ${txid}`);
+  // TronWeb's own protobuf classes decode the signed Transaction.
+  const signedPb = globalThis.TronWebProto.Transaction.deserializeBinary(bytes(item.transaction));
+  check(hex(signedPb.getRawData().serializeBinary()) === rawHex, "the signed Transaction carries another raw_data");
+  const [signature] = signedPb.getSignatureList_asU8();
+  check(hex(signature) === item.signature, "the signed Transaction carries another signature");
+  const signer = utils.address.fromHex(utils.crypto.ecRecover(txid, item.signature));
+  check(signer === wallet, `TronWeb recovers ${signer}`);
+  return { txid, signer };
+}
+
+try {
+  const prove = provers[chain];
+  if (!prove) throw new Error(`unknown chain ${chain}`);
+  const { public_key } = await read();
+  say({ ok: true, ...(await prove(bytes(public_key))) });
+  process.exit(0);
+} catch (error) {
+  say({ error: String(error?.stack ?? error) });
+  process.exit(1);
+}
