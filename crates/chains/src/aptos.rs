@@ -195,10 +195,33 @@ impl RawTransaction {
                 summary.calls = vec![format!("{name} ({} arguments)", f.args.len())];
             }
             TransactionPayload::Script(s) => summary.calls = vec![format!("script of {} bytes", s.code.len())],
-            TransactionPayload::ModuleBundle(_) | TransactionPayload::Multisig(_) | TransactionPayload::Versioned(_) => {}
+            TransactionPayload::ModuleBundle(_)
+            | TransactionPayload::Multisig(_)
+            | TransactionPayload::Versioned(_) => {}
         }
         summary
     }
+}
+
+/// A `RawTransaction` calling `0x1::aptos_account::transfer(to, octas)`.
+pub fn transfer(sender: [u8; 32], sequence_number: u64, to: [u8; 32], octas: u64, chain_id: u8) -> Vec<u8> {
+    let mut framework = [0u8; 32];
+    framework[31] = 1;
+    let raw = RawTransaction {
+        sender,
+        sequence_number,
+        payload: TransactionPayload::EntryFunction(EntryFunction {
+            module: ModuleId { address: framework, name: "aptos_account".into() },
+            function: "transfer".into(),
+            ty_args: vec![],
+            args: vec![to.to_vec(), octas.to_le_bytes().to_vec()],
+        }),
+        max_gas_amount: 2_000,
+        gas_unit_price: 100,
+        expiration_timestamp_secs: 1_900_000_000,
+        chain_id,
+    };
+    bcs::to_bytes(&raw).unwrap_or_default()
 }
 
 /// `SignedTransaction` = raw ‖ Ed25519 authenticator (variant 0, pk, sig), and its hash.
@@ -222,23 +245,7 @@ mod tests {
     use super::*;
 
     fn transfer() -> Vec<u8> {
-        let mut one = [0u8; 32];
-        one[31] = 1;
-        let raw = RawTransaction {
-            sender: [7; 32],
-            sequence_number: 3,
-            payload: TransactionPayload::EntryFunction(EntryFunction {
-                module: ModuleId { address: one, name: "aptos_account".into() },
-                function: "transfer".into(),
-                ty_args: vec![],
-                args: vec![vec![9; 32], 1_000u64.to_le_bytes().to_vec()],
-            }),
-            max_gas_amount: 2_000,
-            gas_unit_price: 100,
-            expiration_timestamp_secs: 1_700_000_000,
-            chain_id: 2,
-        };
-        bcs::to_bytes(&raw).unwrap()
+        super::transfer([7; 32], 3, [9; 32], 1_000, 2)
     }
 
     #[test]

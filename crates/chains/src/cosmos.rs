@@ -126,19 +126,41 @@ impl Direct {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cosmos_sdk_proto::cosmos::base::v1beta1::Coin;
-    use cosmos_sdk_proto::cosmos::tx::v1beta1::{Fee, ModeInfo, SignerInfo};
-    use cosmos_sdk_proto::Any;
+/// A `SignDoc` sending `amount` of `denom` from `from` (whose key is
+/// `public_key`, at `sequence`) to `to` on `chain_id`.
+#[derive(Debug)]
+pub struct Send<'a> {
+    /// The signer's 33-byte key.
+    pub public_key: &'a [u8],
+    /// Sender address.
+    pub from: &'a str,
+    /// Recipient address.
+    pub to: &'a str,
+    /// Amount in `denom`.
+    pub amount: u64,
+    /// Denomination, e.g. `uatom`.
+    pub denom: &'a str,
+    /// Chain id.
+    pub chain_id: &'a str,
+    /// Account number.
+    pub account_number: u64,
+    /// Sequence.
+    pub sequence: u64,
+}
 
-    fn sign_doc(key: &[u8], mode: SignMode) -> Vec<u8> {
-        let send = MsgSend {
-            from_address: "cosmos1from".into(),
-            to_address: "cosmos1to".into(),
-            amount: vec![Coin { denom: "uatom".into(), amount: "1234".into() }],
-        };
+impl Send<'_> {
+    /// The SignDoc bytes (direct mode, 200 000 gas, 5 000 `denom` fee).
+    pub fn sign_doc(&self) -> Vec<u8> {
+        self.sign_doc_with(SignMode::Direct)
+    }
+
+    fn sign_doc_with(&self, mode: SignMode) -> Vec<u8> {
+        use cosmos_sdk_proto::cosmos::base::v1beta1::Coin;
+        use cosmos_sdk_proto::cosmos::tx::v1beta1::{Fee, ModeInfo, SignerInfo};
+        use cosmos_sdk_proto::Any;
+        let coin = |amount: u64| Coin { denom: self.denom.into(), amount: amount.to_string() };
+        let send =
+            MsgSend { from_address: self.from.into(), to_address: self.to.into(), amount: vec![coin(self.amount)] };
         let body = TxBody {
             messages: vec![Any { type_url: MSG_SEND.into(), value: send.encode_to_vec() }],
             ..TxBody::default()
@@ -147,23 +169,47 @@ mod tests {
             signer_infos: vec![SignerInfo {
                 public_key: Some(Any {
                     type_url: SECP256K1_PUBKEY.into(),
-                    value: PubKey { key: key.to_vec() }.encode_to_vec(),
+                    value: PubKey { key: self.public_key.to_vec() }.encode_to_vec(),
                 }),
                 mode_info: Some(ModeInfo {
                     sum: Some(mode_info::Sum::Single(mode_info::Single { mode: mode as i32 })),
                 }),
-                sequence: 4,
+                sequence: self.sequence,
             }],
-            fee: Some(Fee { amount: vec![], gas_limit: 200_000, payer: String::new(), granter: String::new() }),
+            fee: Some(Fee {
+                amount: vec![coin(5_000)],
+                gas_limit: 200_000,
+                payer: String::new(),
+                granter: String::new(),
+            }),
             ..AuthInfo::default()
         };
         SignDoc {
             body_bytes: body.encode_to_vec(),
             auth_info_bytes: auth.encode_to_vec(),
-            chain_id: "cosmoshub-4".into(),
-            account_number: 9,
+            chain_id: self.chain_id.into(),
+            account_number: self.account_number,
         }
         .encode_to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign_doc(key: &[u8], mode: SignMode) -> Vec<u8> {
+        let send = Send {
+            public_key: key,
+            from: "cosmos1from",
+            to: "cosmos1to",
+            amount: 1234,
+            denom: "uatom",
+            chain_id: "cosmoshub-4",
+            account_number: 9,
+            sequence: 4,
+        };
+        send.sign_doc_with(mode)
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod aptos;
 pub mod cosmos;
 pub mod evm;
 pub mod psbt;
+pub mod sample;
 pub mod solana;
 pub mod sui;
 pub mod tron;
@@ -32,7 +33,10 @@ use sha3::{Digest, Sha3_256};
 #[non_exhaustive]
 pub enum Error {
     /// The chain is not known.
-    #[error("unknown chain {0:?}; supported: bitcoin, ethereum, solana, aptos, tron, cosmos, sui")]
+    #[error(
+        "unknown chain {0:?}; supported: bitcoin, ethereum, bsc, polygon, arbitrum, optimism, base, avalanche, \
+         solana, aptos, tron, cosmos, sui"
+    )]
     UnknownChain(String),
     /// The key type cannot be used on this chain.
     #[error("{chain} has no address for {key} keys")]
@@ -198,9 +202,17 @@ impl fmt::Display for Chain {
     }
 }
 
+/// EVM chains by name: all use Ethereum's addresses and keys (coin type 60);
+/// the name selects the chain id ([`evm::chain_id`]).
+pub const EVM_CHAINS: [&str; 7] = ["ethereum", "bsc", "polygon", "arbitrum", "optimism", "base", "avalanche"];
+
 impl FromStr for Chain {
     type Err = Error;
+    /// A chain by name; the EVM chains of [`EVM_CHAINS`] are [`Chain::Ethereum`].
     fn from_str(s: &str) -> Result<Self, Error> {
+        if EVM_CHAINS.contains(&s) {
+            return Ok(Chain::Ethereum);
+        }
         Chain::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| Error::UnknownChain(s.to_string()))
     }
 }
@@ -215,7 +227,9 @@ pub enum MessageEncoding {
     BitcoinSignedMessage,
     /// EIP-712 typed data (`eth_signTypedData_v4` JSON): the typed-data signing hash.
     Eip712,
-    /// SHA-256 of the message (BIP340 keys; BIP-322 message proofs are not implemented yet).
+    /// TIP-191 (TronWeb `signMessageV2`): keccak256("\x19TRON Signed Message:\n" ‖ len ‖ message).
+    TronSignedMessage,
+    /// SHA-256 of the message (BIP340 keys and Cosmos; BIP-322 and ADR-036 are not implemented yet).
     Sha256,
     /// The message itself (Ed25519 signs messages, not digests).
     Raw,
@@ -227,6 +241,7 @@ impl MessageEncoding {
         match self {
             MessageEncoding::Eip191 => "eip191-personal-sign",
             MessageEncoding::Eip712 => "eip712-typed-data",
+            MessageEncoding::TronSignedMessage => "tron-signed-message",
             MessageEncoding::BitcoinSignedMessage => "bitcoin-signed-message",
             MessageEncoding::Sha256 => "sha256",
             MessageEncoding::Raw => "raw",
@@ -242,6 +257,10 @@ impl MessageEncoding {
                 let typed: alloy_dyn_abi::TypedData =
                     serde_json::from_slice(message).map_err(|e| Error::Evm(format!("EIP-712 typed data: {e}")))?;
                 Some(typed.eip712_signing_hash().map_err(|e| Error::Evm(format!("EIP-712 typed data: {e}")))?.0)
+            }
+            MessageEncoding::TronSignedMessage => {
+                let prefix = format!("\x19TRON Signed Message:\n{}", message.len());
+                Some(alloy_primitives::keccak256([prefix.as_bytes(), message].concat()).0)
             }
             MessageEncoding::BitcoinSignedMessage => {
                 let text = std::str::from_utf8(message).map_err(|_| Error::NotText)?;
@@ -259,6 +278,7 @@ impl Chain {
         match (self, key) {
             (_, KeyType::Ed25519) => MessageEncoding::Raw,
             (Chain::Ethereum, _) => MessageEncoding::Eip191,
+            (Chain::Tron, _) => MessageEncoding::TronSignedMessage,
             (Chain::Bitcoin, KeyType::EcdsaSecp256k1) => MessageEncoding::BitcoinSignedMessage,
             _ => MessageEncoding::Sha256,
         }
@@ -399,5 +419,6 @@ mod tests {
         assert!(Chain::Bitcoin.address(KeyType::EcdsaSecp256k1, &[0u8; 33]).is_err());
         assert!(Chain::Aptos.address(KeyType::Ed25519, &[0u8; 31]).is_err());
         assert!("dogecoin".parse::<Chain>().is_err());
+        assert_eq!("polygon".parse::<Chain>().unwrap(), Chain::Ethereum);
     }
 }

@@ -190,19 +190,24 @@ impl Message {
     }
 }
 
+/// A legacy message: one System Program transfer of `lamports` from `payer` to `to`.
+pub fn transfer(payer: &[u8; 32], to: &[u8; 32], lamports: u64, blockhash: &[u8; 32]) -> Vec<u8> {
+    let mut m = vec![1, 0, 1, 3]; // 1 signer, 0 read-only signed, 1 read-only unsigned; 3 keys
+    for key in [payer, to, &SYSTEM_PROGRAM, blockhash] {
+        m.extend_from_slice(key);
+    }
+    // 1 instruction: program 2, accounts [0, 1], 12 data bytes: Transfer (2) ‖ lamports.
+    m.extend_from_slice(&[1, 2, 2, 0, 1, 12, 2, 0, 0, 0]);
+    m.extend_from_slice(&lamports.to_le_bytes());
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn legacy_transfer(payer: [u8; 32], to: [u8; 32], lamports: u64) -> Vec<u8> {
-        let mut m = vec![1, 0, 1, 3];
-        m.extend_from_slice(&payer);
-        m.extend_from_slice(&to);
-        m.extend_from_slice(&SYSTEM_PROGRAM);
-        m.extend_from_slice(&[7; 32]);
-        m.extend_from_slice(&[1, 2, 2, 0, 1, 12, 2, 0, 0, 0]);
-        m.extend_from_slice(&lamports.to_le_bytes());
-        m
+        transfer(&payer, &to, lamports, &[7; 32])
     }
 
     #[test]

@@ -181,6 +181,26 @@ impl Raw {
     }
 }
 
+/// `raw_data` of a TransferContract moving `sun` from `owner` to `to`
+/// (21-byte 0x41-prefixed addresses), referencing block `ref_block`.
+pub fn transfer(owner: &[u8], to: &[u8], sun: i64, ref_block: [u8; 10], timestamp_ms: i64) -> Vec<u8> {
+    let parameter = TransferContract { owner_address: owner.to_vec(), to_address: to.to_vec(), amount: sun };
+    let (bytes, hash) = ref_block.split_at(2);
+    Raw {
+        ref_block_bytes: bytes.to_vec(),
+        ref_block_hash: hash.to_vec(),
+        expiration: timestamp_ms + 60_000,
+        timestamp: timestamp_ms,
+        contract: vec![Contract {
+            r#type: TRANSFER,
+            parameter: Some(Any { type_url: TRANSFER_URL.into(), value: parameter.encode_to_vec() }),
+            permission_id: 0,
+        }],
+        ..Raw::default()
+    }
+    .encode_to_vec()
+}
+
 /// The `Transaction` protobuf with one signature, and its txid.
 pub fn assemble(raw: &[u8], signature: &[u8], recovery_id: u8) -> SignedTx {
     let mut sig = signature.to_vec();
@@ -198,21 +218,7 @@ mod tests {
     use super::*;
 
     fn transfer(owner: [u8; 21]) -> Vec<u8> {
-        let parameter =
-            TransferContract { owner_address: owner.to_vec(), to_address: vec![0x41; 21], amount: 1_000_000 };
-        Raw {
-            ref_block_bytes: vec![1, 2],
-            ref_block_hash: vec![3; 8],
-            expiration: 1_700_000_060_000,
-            timestamp: 1_700_000_000_000,
-            contract: vec![Contract {
-                r#type: TRANSFER,
-                parameter: Some(Any { type_url: TRANSFER_URL.into(), value: parameter.encode_to_vec() }),
-                permission_id: 0,
-            }],
-            ..Raw::default()
-        }
-        .encode_to_vec()
+        super::transfer(&owner, &[0x41; 21], 1_000_000, [1, 2, 3, 3, 3, 3, 3, 3, 3, 3], 1_700_000_000_000)
     }
 
     #[test]

@@ -14,11 +14,11 @@ use shardvault_mpc::{Scheme, SessionId};
 use crate::client::Api;
 use crate::devnet::Devnet;
 use crate::lifecycle::{paths, KEYS, STEPS_PER_KEY};
-use crate::report::{DerivationReport, KeyReport, RefreshReport, Report, SignatureReport, SCHEMA};
+use crate::report::{DerivationReport, KeyReport, RefreshReport, Report, SignatureReport, TransactionReport, SCHEMA};
 
 /// Steps shown by the progress bar.
 pub fn steps() -> u64 {
-    KEYS.len() as u64 * STEPS_PER_KEY + 1
+    KEYS.len() as u64 * (STEPS_PER_KEY + 1) + 1
 }
 
 pub fn run(message: &str, progress: &ProgressBar) -> Result<Report> {
@@ -117,6 +117,16 @@ fn key_lifecycle(api: &Api, scheme: Scheme, t: u8, n: u8, message: &[u8], progre
         signatures.push(sign(*chain, hardened.to_string(), &last)?);
     }
     progress.inc(1);
+
+    progress.set_message(format!("{label}: signing a transaction per chain"));
+    let mut transactions = Vec::new();
+    for chain in &chains {
+        let [hardened, _] = paths(*chain)?;
+        let from = derivations.iter().find(|d| d.chain == chain.name() && d.path == hardened.to_string());
+        let from = from.context("the hardened path was derived above")?;
+        transactions.push(sign_transaction(api, &key_id, *chain, scheme, &hardened.to_string(), from, &last)?);
+    }
+    progress.inc(1);
     let distinct: BTreeSet<&Vec<u8>> = signatures.iter().map(|s| &s.signers).collect();
     tracing::info!(%key_id, signer_sets = distinct.len(), "key lifecycle done");
     Ok(KeyReport {
@@ -128,5 +138,47 @@ fn key_lifecycle(api: &Api, scheme: Scheme, t: u8, n: u8, message: &[u8], progre
         derivations,
         signatures,
         refresh,
+        transactions,
+    })
+}
+
+/// Signs the chain's sample transfer from `from`'s address through the
+/// cluster, and reports it in one shape whatever the chain.
+fn sign_transaction(
+    api: &Api,
+    key_id: &str,
+    chain: Chain,
+    scheme: Scheme,
+    path: &str,
+    from: &DerivationReport,
+    signers: &[u8],
+) -> Result<TransactionReport> {
+    let public_key = hex::decode(&from.public_key)?;
+    let sample = shardvault_chains::sample::transfer(chain, scheme.into(), &public_key)?;
+    let mut body = json!({ "chain": chain.name(), "path": path, "network": sample.network, "signers": signers });
+    match chain {
+        Chain::Bitcoin => {
+            body["psbt"] = json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &sample.unsigned))
+        }
+        _ => body["tx_hex"] = json!(hex::encode(&sample.unsigned)),
+    }
+    let s = api.post(&format!("/v1/keys/{key_id}/transactions"), &body, Some(&idem()))?;
+    let field = |name: &str| s[name].as_str().map(|v| v.trim_start_matches("0x").to_string());
+    let (transaction, id, signing_input) = match chain {
+        Chain::Bitcoin => (text(&s, "tx_hex")?, text(&s, "txid")?, None),
+        Chain::Ethereum => (text(&s, "raw")?, text(&s, "hash")?, field("digest")),
+        _ => (text(&s, "transaction")?, text(&s, "id")?, field("signing_input")),
+    };
+    Ok(TransactionReport {
+        chain: chain.to_string(),
+        network: sample.network.to_string(),
+        path: path.to_string(),
+        address: from.address.clone(),
+        unsigned: hex::encode(&sample.unsigned),
+        summary: s["summary"].clone(),
+        signing_input,
+        signature: field("signature"),
+        transaction: transaction.trim_start_matches("0x").to_string(),
+        id,
     })
 }

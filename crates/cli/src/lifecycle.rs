@@ -116,6 +116,7 @@ fn key_lifecycle(scheme: Scheme, threshold: Threshold, message: &[u8], progress:
         derivations,
         signatures,
         refresh: RefreshReport { epoch_before, epoch_after },
+        transactions: Vec::new(),
     })
 }
 

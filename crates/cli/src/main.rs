@@ -63,7 +63,7 @@ enum Command {
     /// Derive an address (MPCVault path m/9'/0'/coin'/0'/0'/index').
     Address(AddressArgs),
     /// Sign a message (the chain's message format) or a named 32-byte digest.
-    Sign(SignArgs),
+    Sign(Box<SignArgs>),
     /// Refresh every share of a key (key and addresses unchanged).
     Refresh(KeyArgs),
     /// Measure signing latency and throughput on a fresh devnet against the
@@ -134,7 +134,8 @@ struct KeyArgs {
 struct AddressArgs {
     #[command(flatten)]
     key: KeyArgs,
-    /// bitcoin, ethereum, solana or aptos.
+    /// bitcoin, ethereum (or bsc, polygon, arbitrum, optimism, base, avalanche),
+    /// solana, aptos, tron, cosmos or sui.
     #[arg(long)]
     chain: String,
     /// Address index.
@@ -158,13 +159,20 @@ struct SignArgs {
     psbt: Option<std::path::PathBuf>,
     /// An EVM transaction's signing preimage, hex (EIP-1559 `02…` or legacy
     /// EIP-155); prints the raw signed transaction and its hash.
+    /// Or, for Solana, Aptos, Sui, Tron and Cosmos, the unsigned transaction
+    /// as the chain's SDK gives it (message, RawTransaction, TransactionData,
+    /// raw_data, SignDoc); prints the signed transaction and its id.
     #[arg(long, conflicts_with_all = ["digest_hex", "psbt", "message_hex"])]
     tx_hex: Option<String>,
+    /// The unsigned transaction, base64 (as the Solana and Sui SDKs print it).
+    #[arg(long, conflicts_with_all = ["digest_hex", "psbt", "message_hex", "tx_hex"])]
+    tx_base64: Option<String>,
     /// EVM chain that fixes the chain id: ethereum, bsc, polygon, arbitrum, optimism, base, avalanche.
     #[arg(long)]
     evm_chain: Option<String>,
     /// Network: bitcoin (default), testnet, signet, regtest for PSBTs;
-    /// mainnet (default), sepolia, … for EVM chains.
+    /// mainnet (default), sepolia, … for EVM chains; mainnet (default),
+    /// testnet, … elsewhere; for Cosmos the chain id (default cosmoshub-4).
     #[arg(long)]
     network: Option<String>,
     /// A raw 32-byte digest, hex, explicitly named.
@@ -287,9 +295,10 @@ fn run(cli: &Cli) -> Result<()> {
             let path = format!("/v1/keys/{}/addresses", args.key.key);
             print_answer(cli.json, &client(&args.key.api).post(&path, &body, Some(&idempotency(&args.key.api)))?)
         }
-        Command::Sign(args) if args.tx_hex.is_some() => {
+        Command::Sign(args) if args.tx_hex.is_some() || args.tx_base64.is_some() => {
             let mut body = target(&args.address);
             body["tx_hex"] = serde_json::json!(args.tx_hex);
+            body["tx_base64"] = serde_json::json!(args.tx_base64);
             body["evm_chain"] = serde_json::json!(args.evm_chain);
             body["network"] = serde_json::json!(args.network);
             body["signers"] = serde_json::json!(args.signers);

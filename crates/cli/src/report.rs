@@ -36,6 +36,37 @@ pub struct KeyReport {
     pub signatures: Vec<SignatureReport>,
     /// The refresh.
     pub refresh: RefreshReport,
+    /// One sample transaction per chain family, signed through the cluster
+    /// (`demo` only; `simulate` has no transaction path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transactions: Vec<TransactionReport>,
+}
+
+/// One signed transaction.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TransactionReport {
+    /// Chain name.
+    pub chain: String,
+    /// Network it is for (Cosmos: chain id).
+    pub network: String,
+    /// Path of the signing key.
+    pub path: String,
+    /// The sender: the key's address at `path`.
+    pub address: String,
+    /// The unsigned transaction as given (Bitcoin: binary PSBT).
+    pub unsigned: String,
+    /// What the nodes reviewed.
+    pub summary: serde_json::Value,
+    /// What the key signed (absent for Bitcoin, which signs one sighash per input).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signing_input: Option<String>,
+    /// The signature in the chain's encoding (absent for Bitcoin: it is in the witness).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signature: Option<String>,
+    /// The signed transaction in the chain's wire format.
+    pub transaction: String,
+    /// Its id (txid, hash, signature or digest, in the chain's text form).
+    pub id: String,
 }
 
 /// One derived address.

@@ -21,6 +21,8 @@ use shardvault_mpc::{
 };
 use shardvault_wire::{Job, JobKind, NodeId, Outcome, SignPayload};
 
+mod transactions;
+
 use crate::db::{Derived, KeyRecord};
 use crate::jobs::{Failure, NodeResult, State};
 
@@ -63,7 +65,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/keys/{key_id}/addresses", post(address))
         .route("/v1/keys/{key_id}/signatures", post(sign))
         .route("/v1/keys/{key_id}/refresh", post(refresh))
-        .route("/v1/keys/{key_id}/transactions", post(transaction))
+        .route("/v1/keys/{key_id}/transactions", post(transactions::transaction))
         .route("/v1/requests/{id}", get(request))
         .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .with_state(state)
@@ -395,110 +397,6 @@ async fn sign(
                 "message_encoding": encoding_name, "digest": digest, "signature": hex::encode(&signature.bytes),
                 "recovery_id": signature.recovery_id, "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(),
                 "epoch": r.key.epoch, "failed_attempts": attempts }),
-        ))
-    })
-    .await
-}
-
-#[derive(Deserialize)]
-struct TransactionBody {
-    #[serde(flatten)]
-    target: Target,
-    /// Bitcoin: `bitcoin` (default), `testnet`, `signet`, `regtest`; EVM: `mainnet` (default), `sepolia`, …
-    network: Option<String>,
-    /// Bitcoin: the unsigned PSBT, base64.
-    psbt: Option<String>,
-    /// EVM: the signing preimage, hex (EIP-1559 `0x02‖rlp(…)` or legacy EIP-155).
-    tx_hex: Option<String>,
-    /// EVM: which chain gives the chain id: ethereum (default), bsc, polygon, arbitrum, optimism, base, avalanche.
-    evm_chain: Option<String>,
-    signers: Option<Vec<u8>>,
-}
-
-/// Signs an EVM transaction preimage (each node decodes it, checks the chain
-/// id and hashes it itself) and returns the raw signed transaction.
-async fn evm_transaction(
-    state: &State,
-    r: &Resolved,
-    request: &TransactionBody,
-    requested: Option<&BTreeSet<PartyId>>,
-) -> Answer {
-    let text = request.tx_hex.as_deref().ok_or_else(|| ApiError::bad("EVM transactions need \"tx_hex\""))?;
-    let preimage = hex::decode(text.trim_start_matches("0x")).map_err(|_| ApiError::bad("tx_hex is not hex"))?;
-    let evm_chain = request.evm_chain.as_deref().unwrap_or("ethereum");
-    let chain_id = shardvault_chains::evm::chain_id(evm_chain, request.network.as_deref())
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    let unsigned =
-        shardvault_chains::evm::UnsignedEvmTx::parse(&preimage, chain_id).map_err(|e| ApiError::bad(e.to_string()))?;
-    let (summary, digest) = (unsigned.summary(), unsigned.digest());
-    hardened(state, r).await?;
-    let payload = SignPayload::EvmTransaction { preimage, chain_id };
-    let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
-    let recovery_id = signature
-        .recovery_id
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", "no recovery id"))?;
-    let signed = unsigned
-        .assemble(&signature.bytes, recovery_id)
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-    Ok((
-        StatusCode::OK,
-        json!({
-        "key_id": r.key.key_id, "chain": evm_chain, "chain_id": chain_id, "path": r.path.to_string(), "summary": summary,
-        "digest": hex::encode(digest), "signature": hex::encode(&signature.bytes), "recovery_id": recovery_id,
-        "raw": signed.raw, "hash": signed.hash,
-        "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "failed_attempts": attempts }),
-    ))
-}
-
-/// Signs every input of a Bitcoin PSBT with the key at the given path (each
-/// node decodes the PSBT and computes the input's sighash itself) and returns
-/// the finalised transaction.
-async fn transaction(
-    Extract(state): Extract<Arc<State>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    idempotent(&state, &headers, "POST /v1/keys/{id}/transactions", &body, async {
-        let request: TransactionBody = parse(&body)?;
-        let r = resolve(&state, &id, &request.target)?;
-        let requested = requested_signers(request.signers.as_deref())?;
-        match r.chain {
-            Chain::Bitcoin => {}
-            Chain::Ethereum => return evm_transaction(&state, &r, &request, requested.as_ref()).await,
-            other => {
-                return Err(ApiError::bad(format!(
-                    "transactions on {other} are not supported yet; bitcoin PSBTs and EVM transactions are"
-                )))
-            }
-        }
-        let psbt_text =
-            request.psbt.as_deref().ok_or_else(|| ApiError::bad("bitcoin transactions need \"psbt\" (base64)"))?;
-        let network_name = request.network.clone().unwrap_or_else(|| "bitcoin".into());
-        let network = shardvault_chains::psbt::network(&network_name).map_err(|e| ApiError::bad(e.to_string()))?;
-        let mut unsigned = shardvault_chains::psbt::UnsignedPsbt::parse(psbt_text.as_bytes(), network)
-            .map_err(|e| ApiError::bad(e.to_string()))?;
-        let summary = unsigned.summary().map_err(|e| ApiError::bad(e.to_string()))?;
-        hardened(&state, &r).await?;
-        let psbt = unsigned.to_bytes();
-        let mut signed_by = Vec::new();
-        for index in 0..unsigned.input_count() {
-            let input = u32::try_from(index).map_err(|_| ApiError::bad("too many inputs"))?;
-            let payload = SignPayload::BitcoinInput { psbt: psbt.clone(), index: input, network: network_name.clone() };
-            let (_, signature, _) = sign_with_retry(&state, &r, &payload, requested.as_ref()).await?;
-            unsigned
-                .add_signature(index, &signature.bytes, &signature.public_key)
-                .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-            signed_by.push(signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>());
-        }
-        let signed =
-            unsigned.finalize().map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-        Ok((
-            StatusCode::OK,
-            json!({
-            "key_id": r.key.key_id, "chain": r.chain, "network": network_name, "path": r.path.to_string(),
-            "summary": summary, "txid": signed.txid, "tx_hex": signed.tx_hex, "psbt": signed.psbt_base64,
-            "signers": signed_by }),
         ))
     })
     .await

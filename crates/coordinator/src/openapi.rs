@@ -54,12 +54,15 @@ pub(crate) fn document() -> Value {
         "/v1/keys/{key_id}": { "get": { "summary": "A key", "parameters": [key_path.clone()], "responses": { "200": { "description": "the key" }, "404": { "description": "unknown key" } } } },
         "/v1/keys/{key_id}/addresses": creating("Derive an address", target, "200"),
         "/v1/keys/{key_id}/signatures": creating("Sign a message or a named digest", sign, "200"),
-        "/v1/keys/{key_id}/transactions": creating("Sign every input of a Bitcoin PSBT and return the finalised transaction", json!({
-            "type": "object", "required": ["chain", "psbt"], "properties": {
-                "chain": { "type": "string", "enum": ["bitcoin"] },
-                "network": { "type": "string", "enum": ["bitcoin", "testnet", "signet", "regtest"] },
+        "/v1/keys/{key_id}/transactions": creating("Sign an unsigned transaction (each node decodes it and derives what it signs) and return it signed, in the chain's wire format, with its id", json!({
+            "type": "object", "required": ["chain"], "properties": {
+                "chain": { "type": "string", "enum": ["bitcoin", "ethereum", "bsc", "polygon", "arbitrum", "optimism", "base", "avalanche", "solana", "aptos", "tron", "cosmos", "sui"] },
+                "network": { "type": "string", "description": "bitcoin|testnet|signet|regtest (Bitcoin), mainnet|sepolia|… (EVM), mainnet|testnet|… elsewhere, the chain id for Cosmos (default cosmoshub-4)" },
                 "index": { "type": "integer" }, "path": { "type": "string" },
-                "psbt": { "type": "string", "description": "unsigned PSBT, base64; every input carries witness_utxo" },
+                "psbt": { "type": "string", "description": "Bitcoin: unsigned PSBT, base64; every input carries witness_utxo" },
+                "tx_hex": { "type": "string", "description": "EVM signing preimage, Solana message, Aptos RawTransaction, Sui TransactionData, Tron raw_data or Cosmos SignDoc, hex" },
+                "tx_base64": { "type": "string", "description": "the same, base64" },
+                "evm_chain": { "type": "string", "description": "EVM chain selecting the chain id, when chain is ethereum" },
                 "signers": { "type": "array", "items": { "type": "integer" } } } }), "200"),
         "/v1/keys/{key_id}/refresh": creating("Refresh every share (two-phase; key and addresses unchanged)", json!({ "type": "object" }), "200"),
         "/v1/requests/{id}": { "get": { "summary": "A request's status and result", "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": { "200": { "description": "the request" }, "404": { "description": "unknown request" } } } }

@@ -383,6 +383,11 @@ fn what_to_sign(scheme: Scheme, public_key: &[u8], payload: &SignPayload) -> Res
         (Scheme::EcdsaSecp256k1, SignPayload::EvmTransaction { preimage, chain_id }) => {
             Ok(shardvault_chains::evm::UnsignedEvmTx::parse(preimage, *chain_id).map_err(refused)?.digest().to_vec())
         }
+        (_, SignPayload::Transaction { chain, network, unsigned }) => {
+            let tx = shardvault_chains::tx::UnsignedTx::parse(*chain, Some(network), unsigned).map_err(refused)?;
+            tx.check_key(shardvault_chains::KeyType::from(scheme), public_key).map_err(refused)?;
+            Ok(tx.signing_input().to_vec())
+        }
         (_, SignPayload::EvmTransaction { .. }) => {
             Err(NodeError::Refused(format!("EVM transactions are signed by ECDSA keys, not {scheme}")))
         }

@@ -162,3 +162,35 @@ pub fn bitcoin_core_verifies(tx: &[u8], index: usize, spent: &[(Vec<u8>, u64)]) 
 pub fn keccak256(data: &[u8]) -> [u8; 32] {
     Keccak256::digest(data).into()
 }
+
+/// BLAKE2b-256 (the `blake2` crate).
+pub fn blake2b256(data: &[u8]) -> [u8; 32] {
+    use blake2::digest::consts::U32;
+    blake2::Blake2b::<U32>::digest(data).into()
+}
+
+/// Sui Ed25519 address: `0x` ‖ hex(blake2b-256(0x00 ‖ pk)).
+pub fn sui_address(public_key: &[u8]) -> String {
+    format!("0x{}", hex::encode(blake2b256(&[&[0u8][..], public_key].concat())))
+}
+
+/// Tron address, written out: base58(0x41 ‖ keccak(pk)[12..] ‖ sha256d(…)[..4]).
+pub fn tron_address(public_key: &[u8]) -> Result<String> {
+    let key = PublicKey::from_slice(public_key).map_err(err)?;
+    let mut payload = vec![0x41];
+    payload.extend_from_slice(&Keccak256::digest(&key.serialize_uncompressed()[1..])[12..]);
+    let check = Sha256::digest(Sha256::digest(&payload));
+    payload.extend_from_slice(&check[..4]);
+    Ok(bs58::encode(payload).into_string())
+}
+
+/// The human-readable part and data of a bech32 string.
+pub fn bech32_decode(text: &str) -> Result<(String, Vec<u8>)> {
+    let (hrp, data) = bitcoin::bech32::decode(text).map_err(err)?;
+    Ok((hrp.to_string(), data))
+}
+
+/// sha3-256.
+pub fn sha3_256(data: &[u8]) -> [u8; 32] {
+    Sha3_256::digest(data).into()
+}

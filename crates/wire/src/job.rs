@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use shardvault_chains::MessageEncoding;
+use shardvault_chains::{Chain, MessageEncoding};
 use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Signature, Threshold};
 
 use crate::{Error, Frame, NodeId};
@@ -96,6 +96,18 @@ pub enum SignPayload {
         preimage: Vec<u8>,
         /// The chain id it must be for.
         chain_id: u64,
+    },
+    /// An unsigned Solana, Aptos, Sui, Tron or Cosmos transaction, as the
+    /// chain's SDK hands a signer: each node decodes it, checks the signer is
+    /// the key being used and the network is `network`, and derives what is
+    /// signed itself.
+    Transaction {
+        /// The chain.
+        chain: Chain,
+        /// The network it must be for (Cosmos: the chain id).
+        network: String,
+        /// The unsigned transaction bytes.
+        unsigned: Vec<u8>,
     },
 }
 

@@ -1,0 +1,168 @@
+//! `POST /v1/keys/{id}/transactions`: unsigned transactions in, signed
+//! transactions out. Every node decodes the transaction and derives what it
+//! signs itself; the coordinator decodes it too, to refuse bad input early
+//! and to return a review summary and the assembled transaction.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State as Extract};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+use shardvault_chains::tx::UnsignedTx;
+use shardvault_chains::Chain;
+use shardvault_mpc::PartyId;
+use shardvault_wire::SignPayload;
+
+use super::{
+    hardened, idempotent, parse, requested_signers, resolve, sign_with_retry, Answer, ApiError, Resolved, Target,
+};
+use crate::jobs::State;
+
+#[derive(Deserialize)]
+struct TransactionBody {
+    #[serde(flatten)]
+    target: Target,
+    /// Bitcoin: `bitcoin` (default), `testnet`, `signet`, `regtest`; EVM: `mainnet` (default), `sepolia`, …
+    network: Option<String>,
+    /// Bitcoin: the unsigned PSBT, base64.
+    psbt: Option<String>,
+    /// The unsigned transaction, hex: EVM signing preimage (EIP-1559
+    /// `0x02‖rlp(…)` or legacy EIP-155), Solana message, Aptos
+    /// `RawTransaction`, Sui `TransactionData`, Tron `raw_data`, Cosmos `SignDoc`.
+    tx_hex: Option<String>,
+    /// The same, base64 (as the Solana and Sui SDKs print it).
+    tx_base64: Option<String>,
+    /// EVM: which chain gives the chain id: ethereum (default), bsc, polygon, arbitrum, optimism, base, avalanche.
+    evm_chain: Option<String>,
+    signers: Option<Vec<u8>>,
+}
+
+/// Signs an EVM transaction preimage (each node decodes it, checks the chain
+/// id and hashes it itself) and returns the raw signed transaction.
+async fn evm_transaction(
+    state: &State,
+    r: &Resolved,
+    request: &TransactionBody,
+    requested: Option<&BTreeSet<PartyId>>,
+) -> Answer {
+    let text = request.tx_hex.as_deref().ok_or_else(|| ApiError::bad("EVM transactions need \"tx_hex\""))?;
+    let preimage = hex::decode(text.trim_start_matches("0x")).map_err(|_| ApiError::bad("tx_hex is not hex"))?;
+    // `"chain": "polygon"` names the EVM chain as well as `"evm_chain"` does.
+    let named = shardvault_chains::EVM_CHAINS.contains(&request.target.chain.as_str());
+    let evm_chain = request.evm_chain.as_deref().unwrap_or(if named { &request.target.chain } else { "ethereum" });
+    let chain_id = shardvault_chains::evm::chain_id(evm_chain, request.network.as_deref())
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let unsigned =
+        shardvault_chains::evm::UnsignedEvmTx::parse(&preimage, chain_id).map_err(|e| ApiError::bad(e.to_string()))?;
+    let (summary, digest) = (unsigned.summary(), unsigned.digest());
+    hardened(state, r).await?;
+    let payload = SignPayload::EvmTransaction { preimage, chain_id };
+    let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
+    let recovery_id = signature
+        .recovery_id
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", "no recovery id"))?;
+    let signed = unsigned
+        .assemble(&signature.bytes, recovery_id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        json!({
+        "key_id": r.key.key_id, "chain": evm_chain, "chain_id": chain_id, "path": r.path.to_string(), "summary": summary,
+        "digest": hex::encode(digest), "signature": hex::encode(&signature.bytes), "recovery_id": recovery_id,
+        "raw": signed.raw, "hash": signed.hash,
+        "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "failed_attempts": attempts }),
+    ))
+}
+
+/// Signs every input of a Bitcoin PSBT with the key at the given path (each
+/// node decodes the PSBT and computes the input's sighash itself) and returns
+/// the finalised transaction.
+pub(super) async fn transaction(
+    Extract(state): Extract<Arc<State>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent(&state, &headers, "POST /v1/keys/{id}/transactions", &body, async {
+        let request: TransactionBody = parse(&body)?;
+        let r = resolve(&state, &id, &request.target)?;
+        let requested = requested_signers(request.signers.as_deref())?;
+        match r.chain {
+            Chain::Bitcoin => {}
+            Chain::Ethereum => return evm_transaction(&state, &r, &request, requested.as_ref()).await,
+            _ => return chain_transaction(&state, &r, &request, requested.as_ref()).await,
+        }
+        let psbt_text =
+            request.psbt.as_deref().ok_or_else(|| ApiError::bad("bitcoin transactions need \"psbt\" (base64)"))?;
+        let network_name = request.network.clone().unwrap_or_else(|| "bitcoin".into());
+        let network = shardvault_chains::psbt::network(&network_name).map_err(|e| ApiError::bad(e.to_string()))?;
+        let mut unsigned = shardvault_chains::psbt::UnsignedPsbt::parse(psbt_text.as_bytes(), network)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        let summary = unsigned.summary().map_err(|e| ApiError::bad(e.to_string()))?;
+        hardened(&state, &r).await?;
+        let psbt = unsigned.to_bytes();
+        let mut signed_by = Vec::new();
+        for index in 0..unsigned.input_count() {
+            let input = u32::try_from(index).map_err(|_| ApiError::bad("too many inputs"))?;
+            let payload = SignPayload::BitcoinInput { psbt: psbt.clone(), index: input, network: network_name.clone() };
+            let (_, signature, _) = sign_with_retry(&state, &r, &payload, requested.as_ref()).await?;
+            unsigned
+                .add_signature(index, &signature.bytes, &signature.public_key)
+                .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
+            signed_by.push(signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>());
+        }
+        let signed =
+            unsigned.finalize().map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
+        Ok((
+            StatusCode::OK,
+            json!({
+            "key_id": r.key.key_id, "chain": r.chain, "network": network_name, "path": r.path.to_string(),
+            "summary": summary, "txid": signed.txid, "tx_hex": signed.tx_hex, "psbt": signed.psbt_base64,
+            "signers": signed_by }),
+        ))
+    })
+    .await
+}
+
+/// Signs a Solana, Aptos, Sui, Tron or Cosmos transaction and returns it
+/// in the chain's wire format with its id.
+async fn chain_transaction(
+    state: &State,
+    r: &Resolved,
+    request: &TransactionBody,
+    requested: Option<&BTreeSet<PartyId>>,
+) -> Answer {
+    let unsigned = match (&request.tx_hex, &request.tx_base64) {
+        (Some(text), None) => {
+            hex::decode(text.trim_start_matches("0x")).map_err(|_| ApiError::bad("tx_hex is not hex"))?
+        }
+        (None, Some(text)) => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| ApiError::bad("tx_base64 is not base64"))?,
+        _ => return Err(ApiError::bad("give exactly one of \"tx_hex\" or \"tx_base64\"")),
+    };
+    let network = request.network.clone().unwrap_or_else(|| r.chain.default_network().to_string());
+    let tx = UnsignedTx::parse(r.chain, Some(&network), &unsigned).map_err(|e| ApiError::bad(e.to_string()))?;
+    let summary = tx.summary();
+    hardened(state, r).await?;
+    let payload = SignPayload::Transaction { chain: r.chain, network: network.clone(), unsigned };
+    let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
+    let signed = tx
+        .assemble(&signature.public_key, &signature.bytes, signature.recovery_id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
+    let base64 = matches!(r.chain, Chain::Solana | Chain::Sui)
+        .then(|| base64::engine::general_purpose::STANDARD.encode(&signed.transaction));
+    Ok((
+        StatusCode::OK,
+        json!({
+        "key_id": r.key.key_id, "chain": r.chain, "network": network, "path": r.path.to_string(), "summary": summary,
+        "signing_input": hex::encode(tx.signing_input()), "signature": hex::encode(&signed.signature),
+        "transaction": hex::encode(&signed.transaction), "transaction_base64": base64, "id": signed.id,
+        "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "failed_attempts": attempts }),
+    ))
+}
