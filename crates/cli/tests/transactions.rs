@@ -1,6 +1,7 @@
-//! Real Bitcoin transactions through the networked cluster: a PSBT paying out
-//! of a P2WPKH (threshold ECDSA) or P2TR (threshold BIP340) address is signed
-//! by the node processes, and Bitcoin Core's script interpreter accepts it.
+//! Real transactions through the networked cluster: a PSBT paying out of a
+//! P2WPKH (threshold ECDSA) or P2TR (threshold BIP340) address is signed by
+//! the node processes and Bitcoin Core's script interpreter accepts it; EVM,
+//! Solana and Cosmos transactions are signed only when they are the key's own.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -181,6 +182,51 @@ fn evm_transactions_signed_by_the_cluster_recover_to_the_wallet() {
         ],
     )
     .unwrap();
+    let _ = Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
+    let _ = process.wait();
+}
+
+/// Solana and Cosmos transactions through the cluster, by the CLI: signed when
+/// they spend from the key at the requested path; refused by the nodes when
+/// they spend from another key's address, and when the network is not theirs.
+#[test]
+fn single_signer_chains_sign_only_their_own_transactions() {
+    use shardvault_chains::{sample, Chain, KeyType};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut process, api) = devnet(dir.path());
+    let create = |scheme: &str| {
+        let key = cli(&api, &["key", "create", "--scheme", scheme, "--threshold", "2", "--parties", "3"]).unwrap();
+        key["key_id"].as_str().unwrap().to_string()
+    };
+    let public_key = |key: &str, chain: &str, index: &str| {
+        let a = cli(&api, &["address", "--key", key, "--chain", chain, "--index", index]).unwrap();
+        hex::decode(a["public_key"].as_str().unwrap()).unwrap()
+    };
+    let ed = create("eddsa-ed25519");
+    let (mine, other) = (public_key(&ed, "solana", "0"), public_key(&ed, "solana", "1"));
+    let unsigned = |pk: &[u8]| {
+        let tx = sample::transfer(Chain::Solana, KeyType::Ed25519, pk).unwrap().unsigned;
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, tx)
+    };
+    let sign = |key: &str, chain: &str, extra: &[&str]| {
+        cli(&api, &[&["sign", "--key", key, "--chain", chain, "--index", "0"], extra].concat())
+    };
+    let signed = sign(&ed, "solana", &["--tx-base64", &unsigned(&mine)]).unwrap();
+    assert_eq!(signed["summary"]["amount"], "1000000");
+    let wire = hex::decode(signed["transaction"].as_str().unwrap()).unwrap();
+    let signature = hex::decode(signed["signature"].as_str().unwrap()).unwrap();
+    tk::verify_ed25519(&mine, &wire[65..], &signature).unwrap();
+    assert_eq!(tk::solana_key(signed["id"].as_str().unwrap()).unwrap(), signature);
+    let refused = sign(&ed, "solana", &["--tx-base64", &unsigned(&other)]).unwrap_err();
+    assert!(refused.contains("fee payer"), "{refused}");
+
+    let ec = create("ecdsa-secp256k1");
+    let doc = sample::transfer(Chain::Cosmos, KeyType::EcdsaSecp256k1, &public_key(&ec, "cosmos", "0")).unwrap();
+    let doc = hex::encode(doc.unsigned);
+    let signed = sign(&ec, "cosmos", &["--tx-hex", &doc]).unwrap();
+    assert_eq!(signed["network"], "cosmoshub-4");
+    let refused = sign(&ec, "cosmos", &["--tx-hex", &doc, "--network", "osmosis-1"]).unwrap_err();
+    assert!(refused.contains("chain id"), "{refused}");
     let _ = Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
     let _ = process.wait();
 }
