@@ -34,7 +34,7 @@ use sha3::{Digest, Sha3_256};
 pub enum Error {
     /// The chain is not known.
     #[error(
-        "unknown chain {0:?}; supported: bitcoin, ethereum, bsc, polygon, arbitrum, optimism, base, avalanche, \
+        "unknown chain {0:?}; supported: bitcoin, litecoin, ethereum, bsc, polygon, arbitrum, optimism, base, avalanche, \
          solana, aptos, tron, cosmos, sui"
     )]
     UnknownChain(String),
@@ -110,6 +110,8 @@ impl fmt::Display for KeyType {
 pub enum Chain {
     /// Bitcoin mainnet: P2WPKH for ECDSA keys, P2TR (BIP86) for BIP340 keys.
     Bitcoin,
+    /// Litecoin mainnet: P2WPKH (`ltc1q…`) for ECDSA keys, P2TR (`ltc1p…`) for BIP340 keys.
+    Litecoin,
     /// Ethereum and EVM chains: EIP-55 checksummed address.
     Ethereum,
     /// Solana: base58 of the Ed25519 key.
@@ -126,13 +128,22 @@ pub enum Chain {
 
 impl Chain {
     /// Every chain, in a stable order.
-    pub const ALL: [Chain; 7] =
-        [Chain::Bitcoin, Chain::Ethereum, Chain::Solana, Chain::Aptos, Chain::Tron, Chain::Cosmos, Chain::Sui];
+    pub const ALL: [Chain; 8] = [
+        Chain::Bitcoin,
+        Chain::Litecoin,
+        Chain::Ethereum,
+        Chain::Solana,
+        Chain::Aptos,
+        Chain::Tron,
+        Chain::Cosmos,
+        Chain::Sui,
+    ];
 
     /// The chain's name as used on the command line and in reports.
     pub const fn name(self) -> &'static str {
         match self {
             Chain::Bitcoin => "bitcoin",
+            Chain::Litecoin => "litecoin",
             Chain::Ethereum => "ethereum",
             Chain::Solana => "solana",
             Chain::Aptos => "aptos",
@@ -156,6 +167,7 @@ impl Chain {
     pub const fn coin_type(self) -> u32 {
         match self {
             Chain::Bitcoin => 0,
+            Chain::Litecoin => 2,
             Chain::Ethereum => 60,
             Chain::Solana => 501,
             Chain::Aptos => 637,
@@ -169,7 +181,7 @@ impl Chain {
     pub const fn accepts(self, key: KeyType) -> bool {
         matches!(
             (self, key),
-            (Chain::Bitcoin, KeyType::EcdsaSecp256k1 | KeyType::SchnorrSecp256k1)
+            (Chain::Bitcoin | Chain::Litecoin, KeyType::EcdsaSecp256k1 | KeyType::SchnorrSecp256k1)
                 | (Chain::Ethereum | Chain::Tron | Chain::Cosmos, KeyType::EcdsaSecp256k1)
                 | (Chain::Solana | Chain::Aptos | Chain::Sui, KeyType::Ed25519)
         )
@@ -183,6 +195,8 @@ impl Chain {
         match (self, key) {
             (Chain::Bitcoin, KeyType::EcdsaSecp256k1) => p2wpkh(public_key, bitcoin::Network::Bitcoin),
             (Chain::Bitcoin, _) => p2tr(public_key, bitcoin::Network::Bitcoin),
+            (Chain::Litecoin, KeyType::EcdsaSecp256k1) => litecoin(KeyType::EcdsaSecp256k1, public_key),
+            (Chain::Litecoin, _) => litecoin(KeyType::SchnorrSecp256k1, public_key),
             (Chain::Ethereum, _) => eip55(public_key),
             (Chain::Solana, _) => ed25519_key(public_key).map(|k| bs58::encode(k).into_string()),
             (Chain::Aptos, _) => aptos(public_key),
@@ -227,6 +241,8 @@ pub enum MessageEncoding {
     BitcoinSignedMessage,
     /// EIP-712 typed data (`eth_signTypedData_v4` JSON): the typed-data signing hash.
     Eip712,
+    /// Litecoin Core's `signmessage`: sha256d(varstr("Litecoin Signed Message:\n") ‖ varstr(message)).
+    LitecoinSignedMessage,
     /// TIP-191 (TronWeb `signMessageV2`): keccak256("\x19TRON Signed Message:\n" ‖ len ‖ message).
     TronSignedMessage,
     /// SHA-256 of the message (BIP340 keys and Cosmos; BIP-322 and ADR-036 are not implemented yet).
@@ -242,6 +258,7 @@ impl MessageEncoding {
             MessageEncoding::Eip191 => "eip191-personal-sign",
             MessageEncoding::Eip712 => "eip712-typed-data",
             MessageEncoding::TronSignedMessage => "tron-signed-message",
+            MessageEncoding::LitecoinSignedMessage => "litecoin-signed-message",
             MessageEncoding::BitcoinSignedMessage => "bitcoin-signed-message",
             MessageEncoding::Sha256 => "sha256",
             MessageEncoding::Raw => "raw",
@@ -257,6 +274,14 @@ impl MessageEncoding {
                 let typed: alloy_dyn_abi::TypedData =
                     serde_json::from_slice(message).map_err(|e| Error::Evm(format!("EIP-712 typed data: {e}")))?;
                 Some(typed.eip712_signing_hash().map_err(|e| Error::Evm(format!("EIP-712 typed data: {e}")))?.0)
+            }
+            MessageEncoding::LitecoinSignedMessage => {
+                let magic = b"Litecoin Signed Message:\n";
+                let mut data = vec![magic.len() as u8];
+                data.extend_from_slice(magic);
+                data.extend(bitcoin::consensus::encode::serialize(&bitcoin::VarInt(message.len() as u64)));
+                data.extend_from_slice(message);
+                Some(bitcoin::hashes::sha256d::Hash::hash(&data).to_byte_array())
             }
             MessageEncoding::TronSignedMessage => {
                 let prefix = format!("\x19TRON Signed Message:\n{}", message.len());
@@ -280,6 +305,7 @@ impl Chain {
             (Chain::Ethereum, _) => MessageEncoding::Eip191,
             (Chain::Tron, _) => MessageEncoding::TronSignedMessage,
             (Chain::Bitcoin, KeyType::EcdsaSecp256k1) => MessageEncoding::BitcoinSignedMessage,
+            (Chain::Litecoin, KeyType::EcdsaSecp256k1) => MessageEncoding::LitecoinSignedMessage,
             _ => MessageEncoding::Sha256,
         }
     }
@@ -323,6 +349,18 @@ pub fn eip55(public_key: &[u8]) -> Result<String, Error> {
     let uncompressed = key.serialize_uncompressed();
     let address = alloy_primitives::Address::from_raw_public_key(uncompressed.get(1..).unwrap_or_default());
     Ok(address.to_checksum(None))
+}
+
+/// Litecoin mainnet address: P2WPKH (ECDSA) or BIP86 P2TR (BIP340), hrp `ltc`.
+pub fn litecoin(key: KeyType, public_key: &[u8]) -> Result<String, Error> {
+    let point = secp_key(key, public_key)?;
+    let script = match key {
+        KeyType::SchnorrSecp256k1 => {
+            bitcoin::ScriptBuf::new_p2tr(&Secp256k1::verification_only(), XOnlyPublicKey::from(point), None)
+        }
+        _ => bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::CompressedPublicKey(point).wpubkey_hash()),
+    };
+    psbt::segwit_address(&script, "ltc").ok_or_else(|| Error::InvalidKey { key, detail: "no address".into() })
 }
 
 /// Tron address: base58check of 0x41 ‖ the last 20 bytes of keccak256 of the uncompressed key.
@@ -387,6 +425,17 @@ mod tests {
         assert_eq!(
             Chain::Ethereum.address(KeyType::EcdsaSecp256k1, &g).unwrap(),
             "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
+        );
+    }
+
+    /// BIP84 for Litecoin ("abandon ×11 about", m/84'/2'/0'/0/0), as Trezor's
+    /// tests and the `bip_utils` library give it.
+    #[test]
+    fn litecoin_bip84_vector() {
+        let key = h("02e49c9b9b5d0f127235dc26a0c252814c52fb333d651a946773f59d72c2da9904");
+        assert_eq!(
+            Chain::Litecoin.address(KeyType::EcdsaSecp256k1, &key).unwrap(),
+            "ltc1qjmxnz78nmc8nq77wuxh25n2es7rzm5c2rkk4wh"
         );
     }
 

@@ -1,8 +1,10 @@
-//! Bitcoin transactions as PSBTs (BIP174/BIP371): decode an unsigned PSBT
-//! into a summary, compute each input's signature hash (P2WPKH with
-//! SIGHASH_ALL, P2TR key path with SIGHASH_DEFAULT), check that the input pays
-//! to the key about to sign it, and finalise with the signatures.
-//! `bitcoin` does the encoding and the sighash algorithms.
+//! Bitcoin and Litecoin transactions as PSBTs (BIP174/BIP371): decode an
+//! unsigned PSBT into a summary, compute each input's signature hash (P2WPKH
+//! with SIGHASH_ALL, P2TR key path with SIGHASH_DEFAULT), check that the input
+//! pays to the key about to sign it, and finalise with the signatures.
+//! `bitcoin` does the encoding and the sighash algorithms; Litecoin's SegWit
+//! and Taproot rules and PSBT format are Bitcoin's, only its address prefixes
+//! differ (`ltc`, `tltc`, `rltc`).
 
 use base64::Engine;
 use bitcoin::psbt::Psbt;
@@ -15,14 +17,53 @@ use crate::{Error, KeyType};
 
 pub use bitcoin::Network;
 
-/// A network by name: `bitcoin` (or `mainnet`), `testnet`, `signet`, `regtest`.
-pub fn network(name: &str) -> Result<Network, Error> {
-    match name {
-        "bitcoin" | "mainnet" => Ok(Network::Bitcoin),
-        "testnet" => Ok(Network::Testnet),
-        "signet" => Ok(Network::Signet),
-        "regtest" => Ok(Network::Regtest),
-        other => Err(Error::Psbt(format!("unknown network {other:?}; use bitcoin, testnet, signet or regtest"))),
+use crate::Chain;
+
+/// A UTXO chain's network: which addresses its outputs show as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UtxoNetwork {
+    /// Bitcoin: mainnet, testnet, signet or regtest.
+    Bitcoin(Network),
+    /// Litecoin: mainnet (`ltc`), testnet (`tltc`) or regtest (`rltc`).
+    Litecoin(&'static str),
+}
+
+impl UtxoNetwork {
+    /// The SegWit address of `script`, where it is a witness program.
+    pub fn address(self, script: &bitcoin::Script) -> Option<String> {
+        match self {
+            UtxoNetwork::Bitcoin(network) => Address::from_script(script, network).ok().map(|a| a.to_string()),
+            UtxoNetwork::Litecoin(hrp) => segwit_address(script, hrp),
+        }
+    }
+}
+
+/// `hrp`'s bech32/bech32m encoding of a witness-program script.
+pub(crate) fn segwit_address(script: &bitcoin::Script, hrp: &str) -> Option<String> {
+    let version = script.witness_version()?;
+    let program = script.as_bytes().get(2..)?;
+    let hrp = bitcoin::bech32::Hrp::parse(hrp).ok()?;
+    bitcoin::bech32::segwit::encode(hrp, version.into(), program).ok()
+}
+
+/// A network by name: for Bitcoin `bitcoin` (or `mainnet`), `testnet`,
+/// `signet`, `regtest`; for Litecoin `mainnet` (or `litecoin`), `testnet`, `regtest`.
+pub fn network(chain: Chain, name: &str) -> Result<UtxoNetwork, Error> {
+    match (chain, name) {
+        (Chain::Bitcoin, "bitcoin" | "mainnet") => Ok(UtxoNetwork::Bitcoin(Network::Bitcoin)),
+        (Chain::Bitcoin, "testnet") => Ok(UtxoNetwork::Bitcoin(Network::Testnet)),
+        (Chain::Bitcoin, "signet") => Ok(UtxoNetwork::Bitcoin(Network::Signet)),
+        (Chain::Bitcoin, "regtest") => Ok(UtxoNetwork::Bitcoin(Network::Regtest)),
+        (Chain::Litecoin, "litecoin" | "mainnet") => Ok(UtxoNetwork::Litecoin("ltc")),
+        (Chain::Litecoin, "testnet") => Ok(UtxoNetwork::Litecoin("tltc")),
+        (Chain::Litecoin, "regtest") => Ok(UtxoNetwork::Litecoin("rltc")),
+        (Chain::Bitcoin, other) => {
+            Err(Error::Psbt(format!("unknown network {other:?}; use bitcoin, testnet, signet or regtest")))
+        }
+        (Chain::Litecoin, other) => {
+            Err(Error::Psbt(format!("unknown Litecoin network {other:?}; use mainnet, testnet or regtest")))
+        }
+        (other, _) => Err(Error::Psbt(format!("{other} does not use PSBTs"))),
     }
 }
 
@@ -110,13 +151,13 @@ impl InputDigest {
 #[derive(Clone, Debug)]
 pub struct UnsignedPsbt {
     psbt: Psbt,
-    network: Network,
+    network: UtxoNetwork,
 }
 
 impl UnsignedPsbt {
     /// Parses a PSBT given as binary or base64. Every input must carry its
     /// `witness_utxo` and be P2WPKH or P2TR; bytes beyond the PSBT are refused.
-    pub fn parse(data: &[u8], network: Network) -> Result<Self, Error> {
+    pub fn parse(data: &[u8], network: UtxoNetwork) -> Result<Self, Error> {
         let binary = if data.starts_with(b"psbt\xff") {
             data.to_vec()
         } else {
@@ -169,10 +210,7 @@ impl UnsignedPsbt {
         let outputs: Vec<OutputSummary> = tx
             .output
             .iter()
-            .map(|o| OutputSummary {
-                address: Address::from_script(&o.script_pubkey, self.network).ok().map(|a| a.to_string()),
-                amount_sat: o.value.to_sat(),
-            })
+            .map(|o| OutputSummary { address: self.network.address(&o.script_pubkey), amount_sat: o.value.to_sat() })
             .collect();
         let total_out = outputs
             .iter()

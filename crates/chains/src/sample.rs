@@ -37,7 +37,9 @@ pub fn transfer(chain: Chain, key: KeyType, public_key: &[u8]) -> Result<Sample,
     let bad_key = |detail: &str| Error::InvalidKey { key, detail: detail.into() };
     let key32 = || <[u8; 32]>::try_from(public_key).map_err(|_| bad_key("expected 32 bytes"));
     Ok(match chain {
-        Chain::Bitcoin => Sample { network: "bitcoin", unsigned: bitcoin_psbt(&address)? },
+        Chain::Bitcoin | Chain::Litecoin => {
+            Sample { network: chain.default_network(), unsigned: utxo_psbt(key, public_key)? }
+        }
         Chain::Ethereum => {
             let tx = TxEip1559 {
                 chain_id: 1,
@@ -88,16 +90,23 @@ pub fn transfer(chain: Chain, key: KeyType, public_key: &[u8]) -> Result<Sample,
     })
 }
 
-/// A PSBT spending a made-up 100 000-sat output of `address` (P2WPKH or P2TR).
-fn bitcoin_psbt(address: &str) -> Result<Vec<u8>, Error> {
-    use bitcoin::{absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Txid, Witness};
-    let parse = |a: &str| {
-        bitcoin::Address::from_str(a)
-            .and_then(|a| a.require_network(bitcoin::Network::Bitcoin))
-            .map_err(|e| Error::Psbt(e.to_string()))
+/// A PSBT spending a made-up 100 000-sat output of the key (P2WPKH for ECDSA,
+/// BIP86 P2TR for BIP340) to BIP84's "abandon … about" key.
+fn utxo_psbt(key: KeyType, public_key: &[u8]) -> Result<Vec<u8>, Error> {
+    use bitcoin::secp256k1::{PublicKey, Secp256k1, XOnlyPublicKey};
+    use bitcoin::{
+        absolute, transaction, Amount, CompressedPublicKey, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Txid,
     };
-    let spent = parse(address)?.script_pubkey();
-    let destination = parse("bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu")?.script_pubkey();
+    let point =
+        |bytes: &[u8]| PublicKey::from_slice(bytes).map_err(|e| Error::InvalidKey { key, detail: e.to_string() });
+    let spent = match key {
+        KeyType::SchnorrSecp256k1 => {
+            ScriptBuf::new_p2tr(&Secp256k1::verification_only(), XOnlyPublicKey::from(point(public_key)?), None)
+        }
+        _ => ScriptBuf::new_p2wpkh(&CompressedPublicKey(point(public_key)?).wpubkey_hash()),
+    };
+    let bip84 = hex::decode("0330d54fd0dd420a6e5f8d3624f5f3482cae350f79d5f0753bf5beef9c2d91af3c").unwrap_or_default();
+    let destination = ScriptBuf::new_p2wpkh(&CompressedPublicKey(point(&bip84)?).wpubkey_hash());
     let tx = bitcoin::Transaction {
         version: transaction::Version::TWO,
         lock_time: absolute::LockTime::ZERO,
@@ -105,7 +114,7 @@ fn bitcoin_psbt(address: &str) -> Result<Vec<u8>, Error> {
             previous_output: OutPoint { txid: Txid::from_byte_array(RECIPIENT), vout: 0 },
             script_sig: ScriptBuf::new(),
             sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-            witness: Witness::new(),
+            witness: bitcoin::Witness::new(),
         }],
         output: vec![TxOut { value: Amount::from_sat(90_000), script_pubkey: destination }],
     };
@@ -169,10 +178,16 @@ mod tests {
             let summary = tx.summary();
             assert!(summary.amount.is_some() && summary.to.is_some(), "{chain}: {summary:?}");
         }
-        for key in [KeyType::EcdsaSecp256k1, KeyType::SchnorrSecp256k1] {
-            let psbt = transfer(Chain::Bitcoin, key, &ec).unwrap();
-            let parsed = crate::psbt::UnsignedPsbt::parse(&psbt.unsigned, bitcoin::Network::Bitcoin).unwrap();
+        for (chain, key) in [Chain::Bitcoin, Chain::Litecoin]
+            .into_iter()
+            .flat_map(|c| [(c, KeyType::EcdsaSecp256k1), (c, KeyType::SchnorrSecp256k1)])
+        {
+            let psbt = transfer(chain, key, &ec).unwrap();
+            let network = crate::psbt::network(chain, psbt.network).unwrap();
+            let parsed = crate::psbt::UnsignedPsbt::parse(&psbt.unsigned, network).unwrap();
             parsed.input_digest(0).unwrap().check_key(key, &ec).unwrap();
+            let to = parsed.summary().unwrap().outputs[0].address.clone().unwrap();
+            assert!(to.starts_with(if chain == Chain::Bitcoin { "bc1q" } else { "ltc1q" }), "{to}");
         }
         let evm = transfer(Chain::Ethereum, KeyType::EcdsaSecp256k1, &ec).unwrap();
         crate::evm::UnsignedEvmTx::parse(&evm.unsigned, 1).unwrap();

@@ -112,7 +112,7 @@ impl UnsignedTx {
                 let doc = cosmos::Direct::parse(bytes, &network).map_err(fail)?;
                 (Parsed::Cosmos(doc), cosmos::digest(bytes).to_vec())
             }
-            Chain::Bitcoin | Chain::Ethereum => {
+            Chain::Bitcoin | Chain::Litecoin | Chain::Ethereum => {
                 return Err(fail(TxError::new("signed through the PSBT and EVM transaction paths")))
             }
         };

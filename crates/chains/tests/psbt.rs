@@ -11,8 +11,8 @@ use bitcoin::transaction::Version;
 use bitcoin::{
     Amount, CompressedPublicKey, Network, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
 };
-use shardvault_chains::psbt::{InputKind, UnsignedPsbt};
-use shardvault_chains::KeyType;
+use shardvault_chains::psbt::{InputKind, UnsignedPsbt, UtxoNetwork};
+use shardvault_chains::{Chain, KeyType};
 use shardvault_mpc::Scheme;
 use shardvault_testkit as tk;
 
@@ -56,17 +56,32 @@ fn psbt(spent: &[(ScriptBuf, u64)], pay: u64) -> Psbt {
     psbt
 }
 
+const MAINNET: UtxoNetwork = UtxoNetwork::Bitcoin(Network::Bitcoin);
+
 #[test]
 fn an_mpc_signed_transaction_passes_bitcoin_core_script_checks() {
+    signed_spend_passes_script_checks(MAINNET, "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu");
+}
+
+/// Litecoin's SegWit v0 and Taproot script rules are Bitcoin's, so Bitcoin
+/// Core's interpreter checks Litecoin spends too; only the address differs
+/// (the destination's `ltc1q…` form as `bip_utils` encodes it).
+#[test]
+fn an_mpc_signed_litecoin_transaction_passes_the_same_script_checks() {
+    let network = shardvault_chains::psbt::network(Chain::Litecoin, "mainnet").unwrap();
+    signed_spend_passes_script_checks(network, "ltc1qcr8te4kr609gcawutmrza0j4xv80jy8z4nqduv");
+}
+
+fn signed_spend_passes_script_checks(network: UtxoNetwork, destination: &str) {
     let (ecdsa, schnorr) = (mpc_key(Scheme::EcdsaSecp256k1, PATH), mpc_key(Scheme::SchnorrSecp256k1, PATH));
     let spent = vec![(p2wpkh(&ecdsa.public_key), 50_000), (p2tr(&schnorr.public_key), 70_000)];
     let unsigned = psbt(&spent, 117_000);
     let base64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, unsigned.serialize());
-    let mut parsed = UnsignedPsbt::parse(base64.as_bytes(), Network::Bitcoin).unwrap();
+    let mut parsed = UnsignedPsbt::parse(base64.as_bytes(), network).unwrap();
     let summary = parsed.summary().unwrap();
     assert_eq!(summary.fee_sat, 3_000);
     assert_eq!(summary.inputs.iter().map(|i| i.kind).collect::<Vec<_>>(), vec![InputKind::P2wpkh, InputKind::P2tr]);
-    assert_eq!(summary.outputs[0].address.as_deref(), Some("bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"));
+    assert_eq!(summary.outputs[0].address.as_deref(), Some(destination));
 
     for (index, (key, key_type)) in
         [(&ecdsa, KeyType::EcdsaSecp256k1), (&schnorr, KeyType::SchnorrSecp256k1)].into_iter().enumerate()
@@ -97,18 +112,18 @@ fn psbts_that_must_not_be_signed_are_refused() {
     let spent = vec![(p2wpkh(&ecdsa.public_key), 10_000)];
     let bytes = psbt(&spent, 9_000).serialize();
     // An input that pays to someone else's key: refused before signing.
-    let parsed = UnsignedPsbt::parse(&bytes, Network::Bitcoin).unwrap();
+    let parsed = UnsignedPsbt::parse(&bytes, MAINNET).unwrap();
     assert!(parsed.input_digest(0).unwrap().check_key(KeyType::EcdsaSecp256k1, &other.public_key).is_err());
     assert!(parsed.input_digest(0).unwrap().check_key(KeyType::SchnorrSecp256k1, &ecdsa.public_key).is_err());
     // Trailing bytes, garbage, a missing witness_utxo, outputs above inputs.
     let mut trailing = bytes.clone();
     trailing.push(0);
-    assert!(UnsignedPsbt::parse(&trailing, Network::Bitcoin).is_err());
-    assert!(UnsignedPsbt::parse(b"cHNidP8 not base64 !", Network::Bitcoin).is_err());
+    assert!(UnsignedPsbt::parse(&trailing, MAINNET).is_err());
+    assert!(UnsignedPsbt::parse(b"cHNidP8 not base64 !", MAINNET).is_err());
     let mut no_utxo = psbt(&spent, 9_000);
     no_utxo.inputs[0].witness_utxo = None;
-    assert!(UnsignedPsbt::parse(&no_utxo.serialize(), Network::Bitcoin).is_err());
-    let overspend = UnsignedPsbt::parse(&psbt(&spent, 11_000).serialize(), Network::Bitcoin).unwrap();
+    assert!(UnsignedPsbt::parse(&no_utxo.serialize(), MAINNET).is_err());
+    let overspend = UnsignedPsbt::parse(&psbt(&spent, 11_000).serialize(), MAINNET).unwrap();
     assert!(overspend.summary().is_err());
     // Unsigned inputs cannot be finalised.
     assert!(parsed.finalize().is_err());

@@ -157,7 +157,7 @@ fn sign_transaction(
     let sample = shardvault_chains::sample::transfer(chain, scheme.into(), &public_key)?;
     let mut body = json!({ "chain": chain.name(), "path": path, "network": sample.network, "signers": signers });
     match chain {
-        Chain::Bitcoin => {
+        Chain::Bitcoin | Chain::Litecoin => {
             body["psbt"] = json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &sample.unsigned))
         }
         _ => body["tx_hex"] = json!(hex::encode(&sample.unsigned)),
@@ -165,7 +165,7 @@ fn sign_transaction(
     let s = api.post(&format!("/v1/keys/{key_id}/transactions"), &body, Some(&idem()))?;
     let field = |name: &str| s[name].as_str().map(|v| v.trim_start_matches("0x").to_string());
     let (transaction, id, signing_input) = match chain {
-        Chain::Bitcoin => (text(&s, "tx_hex")?, text(&s, "txid")?, None),
+        Chain::Bitcoin | Chain::Litecoin => (text(&s, "tx_hex")?, text(&s, "txid")?, None),
         Chain::Ethereum => (text(&s, "raw")?, text(&s, "hash")?, field("digest")),
         _ => (text(&s, "transaction")?, text(&s, "id")?, field("signing_input")),
     };

@@ -134,7 +134,7 @@ struct KeyArgs {
 struct AddressArgs {
     #[command(flatten)]
     key: KeyArgs,
-    /// bitcoin, ethereum (or bsc, polygon, arbitrum, optimism, base, avalanche),
+    /// bitcoin, litecoin, ethereum (or bsc, polygon, arbitrum, optimism, base, avalanche),
     /// solana, aptos, tron, cosmos or sui.
     #[arg(long)]
     chain: String,
@@ -153,7 +153,7 @@ struct SignArgs {
     /// The message, hex (signed in the chain's message format: EIP-191, Bitcoin signed message, …).
     #[arg(long, conflicts_with_all = ["digest_hex", "psbt"])]
     message_hex: Option<String>,
-    /// A Bitcoin PSBT file (binary or base64) whose inputs pay to this key;
+    /// A Bitcoin or Litecoin PSBT file (binary or base64) whose inputs pay to this key;
     /// prints the finalised transaction, its txid and the signed PSBT.
     #[arg(long, conflicts_with = "digest_hex")]
     psbt: Option<std::path::PathBuf>,
@@ -170,7 +170,8 @@ struct SignArgs {
     /// EVM chain that fixes the chain id: ethereum, bsc, polygon, arbitrum, optimism, base, avalanche.
     #[arg(long)]
     evm_chain: Option<String>,
-    /// Network: bitcoin (default), testnet, signet, regtest for PSBTs;
+    /// Network: bitcoin (default), testnet, signet, regtest for Bitcoin;
+    /// mainnet (default), testnet, regtest for Litecoin;
     /// mainnet (default), sepolia, … for EVM chains; mainnet (default),
     /// testnet, … elsewhere; for Cosmos the chain id (default cosmoshub-4).
     #[arg(long)]

@@ -30,6 +30,13 @@ fn check_address(scheme: &str, chain: &str, public_key: &[u8], address: &str) {
         ("schnorr-secp256k1", "bitcoin") => {
             assert_eq!(tk::bitcoin_witness_program(address).unwrap(), (1, tk::bip86_output_key(public_key).unwrap()))
         }
+        ("ecdsa-secp256k1", "litecoin") => {
+            assert_eq!(tk::segwit_decode(address).unwrap(), ("ltc".to_string(), 0, tk::hash160(public_key)))
+        }
+        ("schnorr-secp256k1", "litecoin") => assert_eq!(
+            tk::segwit_decode(address).unwrap(),
+            ("ltc".to_string(), 1, tk::bip86_output_key(public_key).unwrap())
+        ),
         ("ecdsa-secp256k1", "ethereum") => {
             assert_eq!(address, tk::eip55_address(public_key).unwrap())
         }
@@ -52,6 +59,7 @@ fn check_signature(scheme: &str, derived_key: &[u8], s: &Value) {
         "eip191-personal-sign" => Some(tk::eip191_digest(&message)),
         "bitcoin-signed-message" => Some(tk::bitcoin_message_digest(&message).unwrap()),
         "sha256" => Some(tk::sha256(&message)),
+        "litecoin-signed-message" => Some(tk::litecoin_message_digest(&message)),
         "tron-signed-message" => {
             Some(tk::keccak256(&[format!("\x19TRON Signed Message:\n{}", message.len()).as_bytes(), &message].concat()))
         }
@@ -156,8 +164,10 @@ fn check_report(report: &Value) {
 }
 
 /// Every chain family, with the scheme that signs for it.
-const FAMILIES: [(&str, &str); 8] = [
+const FAMILIES: [(&str, &str); 10] = [
     ("ecdsa-secp256k1", "bitcoin"),
+    ("ecdsa-secp256k1", "litecoin"),
+    ("schnorr-secp256k1", "litecoin"),
     ("ecdsa-secp256k1", "ethereum"),
     ("ecdsa-secp256k1", "tron"),
     ("ecdsa-secp256k1", "cosmos"),
@@ -198,7 +208,7 @@ fn check_transaction(scheme: &str, chain: &str, pk: &[u8], t: &Value) {
     let signing_input = t.get("signing_input").map(h).unwrap_or_default();
     let ecdsa_verifies = |digest: &[u8], sig: &[u8]| (0..2).any(|rid| tk::verify_ecdsa(pk, digest, sig, rid).is_ok());
     match (scheme, chain) {
-        (_, "bitcoin") => {
+        (_, "bitcoin" | "litecoin") => {
             let psbt = bitcoin::Psbt::deserialize(&unsigned).unwrap();
             let spent: Vec<(Vec<u8>, u64)> = psbt
                 .inputs

@@ -31,7 +31,7 @@ fn creating(summary: &str, request: Value, ok: &str) -> Value {
 pub(crate) fn document() -> Value {
     let key_path = json!({ "name": "key_id", "in": "path", "required": true, "schema": { "type": "string" } });
     let target = json!({ "type": "object", "required": ["chain"], "properties": {
-        "chain": { "type": "string", "enum": ["bitcoin", "ethereum", "solana", "aptos"] },
+        "chain": { "type": "string", "enum": ["bitcoin", "litecoin", "ethereum", "solana", "aptos"] },
         "index": { "type": "integer", "minimum": 0, "description": "MPCVault path m/9'/0'/coin'/0'/0'/index'" },
         "path": { "type": "string", "example": "m/9'/0'/60'/0'/0/1" } } });
     let mut sign = target.clone();
@@ -56,10 +56,10 @@ pub(crate) fn document() -> Value {
         "/v1/keys/{key_id}/signatures": creating("Sign a message or a named digest", sign, "200"),
         "/v1/keys/{key_id}/transactions": creating("Sign an unsigned transaction (each node decodes it and derives what it signs) and return it signed, in the chain's wire format, with its id", json!({
             "type": "object", "required": ["chain"], "properties": {
-                "chain": { "type": "string", "enum": ["bitcoin", "ethereum", "bsc", "polygon", "arbitrum", "optimism", "base", "avalanche", "solana", "aptos", "tron", "cosmos", "sui"] },
-                "network": { "type": "string", "description": "bitcoin|testnet|signet|regtest (Bitcoin), mainnet|sepolia|… (EVM), mainnet|testnet|… elsewhere, the chain id for Cosmos (default cosmoshub-4)" },
+                "chain": { "type": "string", "enum": ["bitcoin", "litecoin", "ethereum", "bsc", "polygon", "arbitrum", "optimism", "base", "avalanche", "solana", "aptos", "tron", "cosmos", "sui"] },
+                "network": { "type": "string", "description": "bitcoin|testnet|signet|regtest (Bitcoin), mainnet|testnet|regtest (Litecoin), mainnet|sepolia|… (EVM), mainnet|testnet|… elsewhere, the chain id for Cosmos (default cosmoshub-4)" },
                 "index": { "type": "integer" }, "path": { "type": "string" },
-                "psbt": { "type": "string", "description": "Bitcoin: unsigned PSBT, base64; every input carries witness_utxo" },
+                "psbt": { "type": "string", "description": "Bitcoin and Litecoin: unsigned PSBT, base64; every input carries witness_utxo" },
                 "tx_hex": { "type": "string", "description": "EVM signing preimage, Solana message, Aptos RawTransaction, Sui TransactionData, Tron raw_data or Cosmos SignDoc, hex" },
                 "tx_base64": { "type": "string", "description": "the same, base64" },
                 "evm_chain": { "type": "string", "description": "EVM chain selecting the chain id, when chain is ethereum" },

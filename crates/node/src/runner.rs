@@ -372,8 +372,8 @@ fn route(running: &mut Running, envelopes: Vec<Envelope>) -> Result<Vec<FromNode
 fn what_to_sign(scheme: Scheme, public_key: &[u8], payload: &SignPayload) -> Result<Vec<u8>, NodeError> {
     let refused = |e: shardvault_chains::Error| NodeError::Refused(e.to_string());
     match (scheme, payload) {
-        (_, SignPayload::BitcoinInput { psbt, index, network }) => {
-            let network = shardvault_chains::psbt::network(network).map_err(refused)?;
+        (_, SignPayload::BitcoinInput { chain, psbt, index, network }) => {
+            let network = shardvault_chains::psbt::network(*chain, network).map_err(refused)?;
             let psbt = shardvault_chains::psbt::UnsignedPsbt::parse(psbt, network).map_err(refused)?;
             let index = usize::try_from(*index).map_err(|_| NodeError::Refused("input index".into()))?;
             let input = psbt.input_digest(index).map_err(refused)?;

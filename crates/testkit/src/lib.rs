@@ -194,3 +194,30 @@ pub fn bech32_decode(text: &str) -> Result<(String, Vec<u8>)> {
 pub fn sha3_256(data: &[u8]) -> [u8; 32] {
     Sha3_256::digest(data).into()
 }
+
+/// Litecoin Core's `signmessage` digest, written out: sha256d(0x19 ‖
+/// "Litecoin Signed Message:\n" ‖ compact-size(len) ‖ message).
+pub fn litecoin_message_digest(message: &[u8]) -> [u8; 32] {
+    let magic = b"Litecoin Signed Message:\n";
+    let mut data = vec![magic.len() as u8];
+    data.extend_from_slice(magic);
+    match message.len() {
+        n if n < 0xfd => data.push(n as u8),
+        n if n <= 0xffff => {
+            data.push(0xfd);
+            data.extend_from_slice(&(n as u16).to_le_bytes());
+        }
+        n => {
+            data.push(0xfe);
+            data.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+    }
+    data.extend_from_slice(message);
+    Sha256::digest(Sha256::digest(&data)).into()
+}
+
+/// The human-readable part, witness version and program of a SegWit address (any hrp).
+pub fn segwit_decode(address: &str) -> Result<(String, u8, Vec<u8>)> {
+    let (hrp, version, program) = bitcoin::bech32::segwit::decode(address).map_err(err)?;
+    Ok((hrp.to_string(), version.to_u8(), program))
+}

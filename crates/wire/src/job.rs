@@ -79,14 +79,16 @@ pub enum SignPayload {
     },
     /// A 32-byte digest the caller computed, explicitly named as such.
     RawDigest([u8; 32]),
-    /// One input of a Bitcoin PSBT: each node decodes the PSBT, checks the
-    /// input pays to the key being used, and computes its sighash itself.
+    /// One input of a Bitcoin or Litecoin PSBT: each node decodes the PSBT,
+    /// checks the input pays to the key being used, and computes its sighash itself.
     BitcoinInput {
+        /// Bitcoin or Litecoin.
+        chain: Chain,
         /// The unsigned PSBT (binary).
         psbt: Vec<u8>,
         /// The input to sign.
         index: u32,
-        /// `bitcoin`, `testnet`, `signet` or `regtest`.
+        /// `bitcoin`, `testnet`, `signet` or `regtest`; Litecoin: `mainnet`, `testnet`, `regtest`.
         network: String,
     },
     /// An EVM transaction's signing preimage (EIP-1559 or legacy EIP-155):

@@ -79,9 +79,8 @@ async fn evm_transaction(
     ))
 }
 
-/// Signs every input of a Bitcoin PSBT with the key at the given path (each
-/// node decodes the PSBT and computes the input's sighash itself) and returns
-/// the finalised transaction.
+/// `POST /v1/keys/{id}/transactions`: by the key's chain, a PSBT, an EVM
+/// preimage or a single-signer transaction.
 pub(super) async fn transaction(
     Extract(state): Extract<Arc<State>>,
     Path(id): Path<String>,
@@ -93,40 +92,58 @@ pub(super) async fn transaction(
         let r = resolve(&state, &id, &request.target)?;
         let requested = requested_signers(request.signers.as_deref())?;
         match r.chain {
-            Chain::Bitcoin => {}
-            Chain::Ethereum => return evm_transaction(&state, &r, &request, requested.as_ref()).await,
-            _ => return chain_transaction(&state, &r, &request, requested.as_ref()).await,
+            Chain::Bitcoin | Chain::Litecoin => utxo_transaction(&state, &r, &request, requested.as_ref()).await,
+            Chain::Ethereum => evm_transaction(&state, &r, &request, requested.as_ref()).await,
+            _ => chain_transaction(&state, &r, &request, requested.as_ref()).await,
         }
-        let psbt_text =
-            request.psbt.as_deref().ok_or_else(|| ApiError::bad("bitcoin transactions need \"psbt\" (base64)"))?;
-        let network_name = request.network.clone().unwrap_or_else(|| "bitcoin".into());
-        let network = shardvault_chains::psbt::network(&network_name).map_err(|e| ApiError::bad(e.to_string()))?;
-        let mut unsigned = shardvault_chains::psbt::UnsignedPsbt::parse(psbt_text.as_bytes(), network)
-            .map_err(|e| ApiError::bad(e.to_string()))?;
-        let summary = unsigned.summary().map_err(|e| ApiError::bad(e.to_string()))?;
-        hardened(&state, &r).await?;
-        let psbt = unsigned.to_bytes();
-        let mut signed_by = Vec::new();
-        for index in 0..unsigned.input_count() {
-            let input = u32::try_from(index).map_err(|_| ApiError::bad("too many inputs"))?;
-            let payload = SignPayload::BitcoinInput { psbt: psbt.clone(), index: input, network: network_name.clone() };
-            let (_, signature, _) = sign_with_retry(&state, &r, &payload, requested.as_ref()).await?;
-            unsigned
-                .add_signature(index, &signature.bytes, &signature.public_key)
-                .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-            signed_by.push(signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>());
-        }
-        let signed =
-            unsigned.finalize().map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-        Ok((
-            StatusCode::OK,
-            json!({
-            "key_id": r.key.key_id, "chain": r.chain, "network": network_name, "path": r.path.to_string(),
-            "summary": summary, "txid": signed.txid, "tx_hex": signed.tx_hex, "psbt": signed.psbt_base64,
-            "signers": signed_by }),
-        ))
     })
     .await
+}
+
+/// Signs every input of a Bitcoin or Litecoin PSBT with the key at the given
+/// path (each node decodes the PSBT and computes the input's sighash itself)
+/// and returns the finalised transaction.
+async fn utxo_transaction(
+    state: &State,
+    r: &Resolved,
+    request: &TransactionBody,
+    requested: Option<&BTreeSet<PartyId>>,
+) -> Answer {
+    let psbt_text = request
+        .psbt
+        .as_deref()
+        .ok_or_else(|| ApiError::bad("bitcoin and litecoin transactions need \"psbt\" (base64)"))?;
+    let network_name = request.network.clone().unwrap_or_else(|| r.chain.default_network().into());
+    let network = shardvault_chains::psbt::network(r.chain, &network_name).map_err(|e| ApiError::bad(e.to_string()))?;
+    let mut unsigned = shardvault_chains::psbt::UnsignedPsbt::parse(psbt_text.as_bytes(), network)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let summary = unsigned.summary().map_err(|e| ApiError::bad(e.to_string()))?;
+    hardened(state, r).await?;
+    let psbt = unsigned.to_bytes();
+    let mut signed_by = Vec::new();
+    for index in 0..unsigned.input_count() {
+        let input = u32::try_from(index).map_err(|_| ApiError::bad("too many inputs"))?;
+        let payload = SignPayload::BitcoinInput {
+            chain: r.chain,
+            psbt: psbt.clone(),
+            index: input,
+            network: network_name.clone(),
+        };
+        let (_, signature, _) = sign_with_retry(state, r, &payload, requested).await?;
+        unsigned
+            .add_signature(index, &signature.bytes, &signature.public_key)
+            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
+        signed_by.push(signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>());
+    }
+    let signed =
+        unsigned.finalize().map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        json!({
+        "key_id": r.key.key_id, "chain": r.chain, "network": network_name, "path": r.path.to_string(),
+        "summary": summary, "txid": signed.txid, "tx_hex": signed.tx_hex, "psbt": signed.psbt_base64,
+        "signers": signed_by }),
+    ))
 }
 
 /// Signs a Solana, Aptos, Sui, Tron or Cosmos transaction and returns it
