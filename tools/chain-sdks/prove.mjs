@@ -4,7 +4,8 @@
 //   in:  {"public_key": hex}                 the wallet key (from the MPC cluster)
 //   out: {"address": …, "unsigned": [hex…]}  the SDK's address for the key, and
 //                                            unsigned transactions the SDK built
-//   in:  {"signed": [{"transaction": hex, "signature": hex, "id": …}…]}
+//   in:  {"signed": [{"transaction": hex, "signature": hex, "id": …}…],
+//         "message": {"text": hex, "signature": hex}}     (Sui and Tron: a signed message)
 //   out: {"ok": true, …}                     or exit 1 with {"error": …}
 // The SDK, not shardvault, decides what is valid: it rebuilds what is signed,
 // verifies the signature, recomputes the id, and (Solana) litesvm executes it.
@@ -108,8 +109,11 @@ async function sui(publicKey) {
   tx.transferObjects([coin], tx.pure.address("0x" + "cd".repeat(32)));
   const data = await tx.build();
   say({ address: wallet, unsigned: [hex(data)] });
-  const [item] = (await read()).signed;
+  const answer = await read();
+  const [item] = answer.signed;
   check(item.transaction === hex(data), "the transaction bytes changed");
+  const { text, signature } = answer.message;
+  check(await key.verifyPersonalMessage(bytes(text), toBase64(bytes(signature))), "the SDK rejects the personal message");
   check(await key.verifyTransaction(data, toBase64(bytes(item.signature))), "the SDK rejects the signature");
   const digest = TransactionDataBuilder.getDigestFromBytes(data);
   check(digest === item.id, `the SDK's digest is ${digest}`);
@@ -178,7 +182,10 @@ async function tron(publicKey) {
   const rawHex = utils.transaction.txPbToRawDataHex(pb).toLowerCase();
   const txid = utils.transaction.txPbToTxID(pb).replace(/^0x/, "");
   say({ address: wallet, unsigned: [rawHex] });
-  const [item] = (await read()).signed;
+  const answer = await read();
+  const [item] = answer.signed;
+  const messageSigner = utils.message.verifyMessage(bytes(answer.message.text), "0x" + answer.message.signature);
+  check(messageSigner === wallet, `TronWeb recovers the message signer as ${messageSigner}`);
   check(item.id === txid, `TronWeb's txid is ${txid}`);
   // TronWeb's own protobuf classes decode the signed Transaction.
   const signedPb = globalThis.TronWebProto.Transaction.deserializeBinary(bytes(item.transaction));

@@ -243,6 +243,8 @@ pub enum MessageEncoding {
     Eip712,
     /// Litecoin Core's `signmessage`: sha256d(varstr("Litecoin Signed Message:\n") ‖ varstr(message)).
     LitecoinSignedMessage,
+    /// Sui personal message: blake2b-256(intent 0x030000 ‖ bcs(message)); Ed25519 signs this digest.
+    SuiPersonalMessage,
     /// TIP-191 (TronWeb `signMessageV2`): keccak256("\x19TRON Signed Message:\n" ‖ len ‖ message).
     TronSignedMessage,
     /// SHA-256 of the message (BIP340 keys and Cosmos; BIP-322 and ADR-036 are not implemented yet).
@@ -258,6 +260,7 @@ impl MessageEncoding {
             MessageEncoding::Eip191 => "eip191-personal-sign",
             MessageEncoding::Eip712 => "eip712-typed-data",
             MessageEncoding::TronSignedMessage => "tron-signed-message",
+            MessageEncoding::SuiPersonalMessage => "sui-personal-message",
             MessageEncoding::LitecoinSignedMessage => "litecoin-signed-message",
             MessageEncoding::BitcoinSignedMessage => "bitcoin-signed-message",
             MessageEncoding::Sha256 => "sha256",
@@ -283,6 +286,9 @@ impl MessageEncoding {
                 data.extend_from_slice(message);
                 Some(bitcoin::hashes::sha256d::Hash::hash(&data).to_byte_array())
             }
+            MessageEncoding::SuiPersonalMessage => {
+                Some(sui_sdk_types::PersonalMessage(std::borrow::Cow::Borrowed(message)).signing_digest())
+            }
             MessageEncoding::TronSignedMessage => {
                 let prefix = format!("\x19TRON Signed Message:\n{}", message.len());
                 Some(alloy_primitives::keccak256([prefix.as_bytes(), message].concat()).0)
@@ -301,6 +307,7 @@ impl Chain {
     /// How this chain signs a plain message with a `key` key.
     pub const fn message_encoding(self, key: KeyType) -> MessageEncoding {
         match (self, key) {
+            (Chain::Sui, KeyType::Ed25519) => MessageEncoding::SuiPersonalMessage,
             (_, KeyType::Ed25519) => MessageEncoding::Raw,
             (Chain::Ethereum, _) => MessageEncoding::Eip191,
             (Chain::Tron, _) => MessageEncoding::TronSignedMessage,

@@ -62,7 +62,20 @@ fn prove(chain: Chain, network: Option<&str>, path: &str) -> Value {
         let out = tx.assemble(&key.public_key, &signature.bytes, signature.recovery_id).unwrap();
         signed.push(json!({ "transaction": hex::encode(&out.transaction), "signature": hex::encode(&out.signature), "id": out.id }));
     }
-    writeln!(stdin, "{}", json!({ "signed": signed })).unwrap();
+    // A signed message in the chain's own message format, where it has one
+    // beyond raw bytes: what the node would sign for `sign --message-hex`.
+    let text = b"I control this address: shardvault";
+    let encoding = chain.message_encoding(key_type);
+    let signed_message = encoding.digest(text).unwrap().map(|digest| {
+        let signature = key.sign(&digest, [2, 3]);
+        let bytes = match chain {
+            Chain::Tron => [&signature.bytes[..], &[27 + signature.recovery_id.unwrap()]].concat(),
+            Chain::Sui => [&[0u8][..], &signature.bytes, &key.public_key].concat(),
+            _ => signature.bytes,
+        };
+        json!({ "text": hex::encode(text), "signature": hex::encode(bytes), "encoding": encoding.name() })
+    });
+    writeln!(stdin, "{}", json!({ "signed": signed, "message": signed_message })).unwrap();
     let verdict = read();
     assert!(child.wait().unwrap().success());
     assert_eq!(verdict["ok"], true);
@@ -85,7 +98,7 @@ fn aptos_sdk_verifies_a_transfer() {
 
 #[test]
 #[ignore = "needs the chains' SDKs (npm); run by .ci/run's Chain SDKs step"]
-fn sui_sdk_verifies_a_payment() {
+fn sui_sdk_verifies_a_payment_and_a_personal_message() {
     prove(Chain::Sui, None, "m/44'/784'/0'/0'/0'");
 }
 
@@ -97,6 +110,6 @@ fn cosmjs_verifies_a_send() {
 
 #[test]
 #[ignore = "needs the chains' SDKs (npm); run by .ci/run's Chain SDKs step"]
-fn tronweb_recovers_a_transfer_signer() {
+fn tronweb_recovers_the_signer_of_a_transfer_and_a_message() {
     prove(Chain::Tron, None, "m/44'/195'/0'/0/0");
 }

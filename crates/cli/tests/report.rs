@@ -59,6 +59,12 @@ fn check_signature(scheme: &str, derived_key: &[u8], s: &Value) {
         "eip191-personal-sign" => Some(tk::eip191_digest(&message)),
         "bitcoin-signed-message" => Some(tk::bitcoin_message_digest(&message).unwrap()),
         "sha256" => Some(tk::sha256(&message)),
+        "sui-personal-message" => {
+            let mut bcs = vec![message.len() as u8];
+            assert!(message.len() < 128, "one-byte ULEB128 length");
+            bcs.extend_from_slice(&message);
+            Some(tk::blake2b256(&[&[3u8, 0, 0][..], &bcs].concat()))
+        }
         "litecoin-signed-message" => Some(tk::litecoin_message_digest(&message)),
         "tron-signed-message" => {
             Some(tk::keccak256(&[format!("\x19TRON Signed Message:\n{}", message.len()).as_bytes(), &message].concat()))
@@ -79,7 +85,8 @@ fn check_signature(scheme: &str, derived_key: &[u8], s: &Value) {
         }
         "eddsa-ed25519" => {
             assert_eq!(public_key, derived_key);
-            tk::verify_ed25519(&public_key, &message, &signature).unwrap();
+            let signed = expected_digest.map_or(message, |d| d.to_vec());
+            tk::verify_ed25519(&public_key, &signed, &signature).unwrap();
         }
         other => panic!("unknown scheme {other}"),
     }

@@ -383,7 +383,8 @@ async fn sign(
         hardened(&state, &r).await?;
         let requested = requested_signers(request.signers.as_deref())?;
         let (signed, signature, attempts) = sign_with_retry(&state, &r, &payload, requested.as_ref()).await?;
-        let digest = (r.scheme != Scheme::EddsaEd25519).then(|| hex::encode(&signed));
+        // What was signed, where it is not the message itself (Ed25519 signs raw messages).
+        let digest = (signed != message).then(|| hex::encode(&signed));
         let encoding_name = match &payload {
             SignPayload::RawDigest(_) => "raw-digest",
             SignPayload::Message { encoding, .. } => encoding.name(),

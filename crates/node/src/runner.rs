@@ -396,9 +396,14 @@ fn what_to_sign(scheme: Scheme, public_key: &[u8], payload: &SignPayload) -> Res
         }
         (_, SignPayload::RawDigest(digest)) => Ok(digest.to_vec()),
         (Scheme::EddsaEd25519, SignPayload::Message { message, encoding: MessageEncoding::Raw }) => Ok(message.clone()),
-        (Scheme::EddsaEd25519, SignPayload::Message { encoding, .. }) => {
-            Err(NodeError::Refused(format!("Ed25519 keys sign raw messages, not {}", encoding.name())))
+        (Scheme::EddsaEd25519, SignPayload::Message { message, encoding: MessageEncoding::SuiPersonalMessage }) => {
+            let digest = MessageEncoding::SuiPersonalMessage.digest(message).map_err(refused)?;
+            digest.map(|d| d.to_vec()).ok_or_else(|| NodeError::Refused("no digest".into()))
         }
+        (Scheme::EddsaEd25519, SignPayload::Message { encoding, .. }) => Err(NodeError::Refused(format!(
+            "Ed25519 keys sign raw messages or Sui personal messages, not {}",
+            encoding.name()
+        ))),
         (_, SignPayload::Message { encoding: MessageEncoding::Raw, .. }) => {
             Err(NodeError::Refused(format!("{scheme} signs a digest; name the message encoding or a raw digest")))
         }
