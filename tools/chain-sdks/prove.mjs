@@ -4,6 +4,7 @@
 //   in:  {"public_key": hex}                 the wallet key (from the MPC cluster)
 //   out: {"address": …, "unsigned": [hex…]}  the SDK's address for the key, and
 //                                            unsigned transactions the SDK built
+//                                            (Cosmos: "prefixes", addresses on other chains)
 //   in:  {"signed": [{"transaction": hex, "signature": hex, "id": …}…],
 //         "message": {"text": hex, "signature": hex}}     (Sui and Tron: a signed message)
 //   out: {"ok": true, …}                     or exit 1 with {"error": …}
@@ -144,7 +145,8 @@ async function cosmos(publicKey) {
   });
   const authInfoBytes = makeAuthInfoBytes([{ pubkey: encodePubkey(amino), sequence: 3 }], [{ denom: "uatom", amount: "5000" }], 200_000);
   const signBytes = makeSignBytes(makeSignDoc(bodyBytes, authInfoBytes, "cosmoshub-4", 12));
-  say({ address: wallet, unsigned: [hex(signBytes)] });
+  const prefixes = Object.fromEntries(["osmo", "juno", "celestia"].map((p) => [p, pubkeyToAddress(amino, p)]));
+  say({ address: wallet, unsigned: [hex(signBytes)], prefixes });
   const [item] = (await read()).signed;
   const raw = TxRaw.decode(bytes(item.transaction));
   check(hex(raw.bodyBytes) === hex(bodyBytes) && hex(raw.authInfoBytes) === hex(authInfoBytes), "TxRaw carries other bytes");

@@ -48,6 +48,9 @@ fn prove(chain: Chain, network: Option<&str>, path: &str) -> Value {
     let built = read();
     let key_type = KeyType::from(scheme);
     assert_eq!(built["address"], chain.address(key_type, &key.public_key).unwrap(), "{chain}: the SDK's address");
+    for (prefix, address) in built["prefixes"].as_object().into_iter().flatten() {
+        assert_eq!(address, &shardvault_chains::cosmos_address(&key.public_key, prefix).unwrap(), "{prefix}");
+    }
     let mut signed = Vec::new();
     for (i, unsigned) in built["unsigned"].as_array().unwrap().iter().enumerate() {
         let bytes = hex::decode(unsigned.as_str().unwrap()).unwrap();

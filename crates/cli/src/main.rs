@@ -144,6 +144,9 @@ struct AddressArgs {
     /// An explicit path instead, e.g. "m/9'/0'/60'/0'/0/1".
     #[arg(long)]
     path: Option<String>,
+    /// Cosmos SDK chains: the address's bech32 prefix (default cosmos), e.g. osmo, juno.
+    #[arg(long)]
+    bech32_prefix: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -361,6 +364,9 @@ fn target(args: &AddressArgs) -> serde_json::Value {
     }
     if let Some(path) = &args.path {
         body["path"] = serde_json::json!(path);
+    }
+    if let Some(prefix) = &args.bech32_prefix {
+        body["bech32_prefix"] = serde_json::json!(prefix);
     }
     body
 }

@@ -221,6 +221,10 @@ fn single_signer_chains_sign_only_their_own_transactions() {
     assert!(refused.contains("fee payer"), "{refused}");
 
     let ec = create("ecdsa-secp256k1");
+    let osmo = cli(&api, &["address", "--key", &ec, "--chain", "cosmos", "--index", "0", "--bech32-prefix", "osmo"]);
+    let osmo = osmo.unwrap()["address"].as_str().unwrap().to_string();
+    let (hrp, hash) = tk::bech32_decode(&osmo).unwrap();
+    assert_eq!((hrp.as_str(), hash), ("osmo", tk::hash160(&public_key(&ec, "cosmos", "0"))));
     let doc = sample::transfer(Chain::Cosmos, KeyType::EcdsaSecp256k1, &public_key(&ec, "cosmos", "0")).unwrap();
     let doc = hex::encode(doc.unsigned);
     let signed = sign(&ec, "cosmos", &["--tx-hex", &doc]).unwrap();

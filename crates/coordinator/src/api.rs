@@ -260,6 +260,8 @@ struct Target {
     chain: String,
     index: Option<u32>,
     path: Option<String>,
+    /// Cosmos SDK chains: the address's bech32 prefix (default `cosmos`).
+    bech32_prefix: Option<String>,
 }
 
 struct Resolved {
@@ -328,10 +330,18 @@ async fn address(
     body: Bytes,
 ) -> Response {
     idempotent(&state, &headers, "POST /v1/keys/{id}/addresses", &body, async {
-        let r = resolve(&state, &id, &parse::<Target>(&body)?)?;
+        let target: Target = parse(&body)?;
+        let r = resolve(&state, &id, &target)?;
         let base = hardened(&state, &r).await?;
         let child = derive_public(r.scheme, &base, r.path.normal_suffix()).map_err(|e| ApiError::bad(e.to_string()))?;
-        let address = r.chain.address(r.key_type, &child.public_key).map_err(|e| ApiError::bad(e.to_string()))?;
+        let address = match (r.chain, target.bech32_prefix.as_deref()) {
+            (_, None) => r.chain.address(r.key_type, &child.public_key),
+            (Chain::Cosmos, Some(prefix)) => shardvault_chains::cosmos_address(&child.public_key, prefix),
+            (chain, Some(_)) => {
+                return Err(ApiError::bad(format!("{chain} addresses have no bech32 prefix to choose")))
+            }
+        }
+        .map_err(|e| ApiError::bad(e.to_string()))?;
         Ok((
             StatusCode::OK,
             json!({ "key_id": r.key.key_id, "chain": r.chain, "path": r.path.to_string(),

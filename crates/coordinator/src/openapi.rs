@@ -4,6 +4,7 @@
 #![allow(clippy::indexing_slicing)]
 
 use serde_json::{json, Value};
+use shardvault_chains::Chain;
 
 fn error_responses() -> Value {
     json!({
@@ -30,10 +31,14 @@ fn creating(summary: &str, request: Value, ok: &str) -> Value {
 /// The document.
 pub(crate) fn document() -> Value {
     let key_path = json!({ "name": "key_id", "in": "path", "required": true, "schema": { "type": "string" } });
+    // Every chain name the API takes: the chains, and the EVM chains by name.
+    let chains: std::collections::BTreeSet<&str> =
+        Chain::ALL.iter().map(|c| c.name()).chain(shardvault_chains::EVM_CHAINS).collect();
     let target = json!({ "type": "object", "required": ["chain"], "properties": {
-        "chain": { "type": "string", "enum": ["bitcoin", "litecoin", "ethereum", "solana", "aptos"] },
+        "chain": { "type": "string", "enum": chains },
         "index": { "type": "integer", "minimum": 0, "description": "MPCVault path m/9'/0'/coin'/0'/0'/index'" },
-        "path": { "type": "string", "example": "m/9'/0'/60'/0'/0/1" } } });
+        "path": { "type": "string", "example": "m/9'/0'/60'/0'/0/1" },
+        "bech32_prefix": { "type": "string", "description": "Cosmos SDK chains: the address prefix (default cosmos)", "example": "osmo" } } });
     let mut sign = target.clone();
     sign["properties"]["message_hex"] =
         json!({ "type": "string", "description": "message; each node computes the chain's digest itself" });
@@ -56,7 +61,7 @@ pub(crate) fn document() -> Value {
         "/v1/keys/{key_id}/signatures": creating("Sign a message or a named digest", sign, "200"),
         "/v1/keys/{key_id}/transactions": creating("Sign an unsigned transaction (each node decodes it and derives what it signs) and return it signed, in the chain's wire format, with its id", json!({
             "type": "object", "required": ["chain"], "properties": {
-                "chain": { "type": "string", "enum": ["bitcoin", "litecoin", "ethereum", "bsc", "polygon", "arbitrum", "optimism", "base", "avalanche", "solana", "aptos", "tron", "cosmos", "sui"] },
+                "chain": { "type": "string", "enum": chains },
                 "network": { "type": "string", "description": "bitcoin|testnet|signet|regtest (Bitcoin), mainnet|testnet|regtest (Litecoin), mainnet|sepolia|… (EVM), mainnet|testnet|… elsewhere, the chain id for Cosmos (default cosmoshub-4)" },
                 "index": { "type": "integer" }, "path": { "type": "string" },
                 "psbt": { "type": "string", "description": "Bitcoin and Litecoin: unsigned PSBT, base64; every input carries witness_utxo" },

@@ -172,14 +172,16 @@ async fn chain_transaction(
     let signed = tx
         .assemble(&signature.public_key, &signature.bytes, signature.recovery_id)
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-    let base64 = matches!(r.chain, Chain::Solana | Chain::Sui)
-        .then(|| base64::engine::general_purpose::STANDARD.encode(&signed.transaction));
+    // Solana and Sui SDKs speak base64: the transaction, and Sui's serialized signature.
+    let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let transaction_base64 = matches!(r.chain, Chain::Solana | Chain::Sui).then(|| base64(&signed.transaction));
+    let signature_base64 = (r.chain == Chain::Sui).then(|| base64(&signed.signature));
     Ok((
         StatusCode::OK,
         json!({
         "key_id": r.key.key_id, "chain": r.chain, "network": network, "path": r.path.to_string(), "summary": summary,
         "signing_input": hex::encode(tx.signing_input()), "signature": hex::encode(&signed.signature),
-        "transaction": hex::encode(&signed.transaction), "transaction_base64": base64, "id": signed.id,
+        "transaction": hex::encode(&signed.transaction), "transaction_base64": transaction_base64, "signature_base64": signature_base64, "id": signed.id,
         "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "failed_attempts": attempts }),
     ))
 }
