@@ -435,6 +435,11 @@ fn print_summary(report: &report::Report) {
             );
         }
         println!("  refreshed: epoch {} -> {}", key.refresh.epoch_before, key.refresh.epoch_after);
+        for t in &key.transactions {
+            let field = |name: &str| t.summary[name].as_str().unwrap_or("?").to_string();
+            let kind = t.summary.get("kind").map_or_else(|| "psbt".to_string(), |_| field("kind"));
+            println!("  signed {:<9} transaction ({kind}) from {}: id {}", t.chain, t.address, t.id);
+        }
     }
     println!("\nUse --json for the full report.");
 }
