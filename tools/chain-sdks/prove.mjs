@@ -180,23 +180,48 @@ async function tron(publicKey) {
       timestamp: 1_900_000_000_000,
     },
   };
-  const pb = utils.transaction.txJsonToPb(tx);
-  const rawHex = utils.transaction.txPbToRawDataHex(pb).toLowerCase();
-  const txid = utils.transaction.txPbToTxID(pb).replace(/^0x/, "");
-  say({ address: wallet, unsigned: [rawHex] });
+  // A TRC-20 transfer (USDT's contract) of 5 000 000 units to the same recipient.
+  const usdt = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
+  const data =
+    "a9059cbb" +
+    utils.address.toHex(recipient).slice(2).padStart(64, "0") +
+    (5_000_000).toString(16).padStart(64, "0");
+  const trc20 = {
+    visible: true,
+    raw_data: {
+      ...tx.raw_data,
+      contract: [
+        {
+          parameter: {
+            value: { owner_address: wallet, contract_address: usdt, data },
+            type_url: "type.googleapis.com/protocol.TriggerSmartContract",
+          },
+          type: "TriggerSmartContract",
+        },
+      ],
+      fee_limit: 30_000_000,
+    },
+  };
+  const pbs = [tx, trc20].map((t) => utils.transaction.txJsonToPb(t));
+  const raws = pbs.map((pb) => utils.transaction.txPbToRawDataHex(pb).toLowerCase());
+  say({ address: wallet, unsigned: raws });
   const answer = await read();
-  const [item] = answer.signed;
   const messageSigner = utils.message.verifyMessage(bytes(answer.message.text), "0x" + answer.message.signature);
   check(messageSigner === wallet, `TronWeb recovers the message signer as ${messageSigner}`);
-  check(item.id === txid, `TronWeb's txid is ${txid}`);
-  // TronWeb's own protobuf classes decode the signed Transaction.
-  const signedPb = globalThis.TronWebProto.Transaction.deserializeBinary(bytes(item.transaction));
-  check(hex(signedPb.getRawData().serializeBinary()) === rawHex, "the signed Transaction carries another raw_data");
-  const [signature] = signedPb.getSignatureList_asU8();
-  check(hex(signature) === item.signature, "the signed Transaction carries another signature");
-  const signer = utils.address.fromHex(utils.crypto.ecRecover(txid, item.signature));
-  check(signer === wallet, `TronWeb recovers ${signer}`);
-  return { txid, signer };
+  const txids = [];
+  for (const [i, item] of answer.signed.entries()) {
+    const txid = utils.transaction.txPbToTxID(pbs[i]).replace(/^0x/, "");
+    check(item.id === txid, `TronWeb's txid is ${txid}`);
+    // TronWeb's own protobuf classes decode the signed Transaction.
+    const signedPb = globalThis.TronWebProto.Transaction.deserializeBinary(bytes(item.transaction));
+    check(hex(signedPb.getRawData().serializeBinary()) === raws[i], "the signed Transaction carries another raw_data");
+    const [signature] = signedPb.getSignatureList_asU8();
+    check(hex(signature) === item.signature, "the signed Transaction carries another signature");
+    const signer = utils.address.fromHex(utils.crypto.ecRecover(txid, item.signature));
+    check(signer === wallet, `TronWeb recovers ${signer}`);
+    txids.push(txid);
+  }
+  return { txids };
 }
 
 try {

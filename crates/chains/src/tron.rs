@@ -107,6 +107,18 @@ fn address(bytes: &[u8]) -> String {
     bitcoin::base58::encode_check(bytes)
 }
 
+/// A TRC-20 `transfer(address,uint256)` call's recipient (0x41-prefixed)
+/// and amount (decimal), if `data` is exactly one.
+fn trc20_transfer(data: &[u8]) -> Option<(Vec<u8>, String)> {
+    let args = data.strip_prefix(&[0xa9, 0x05, 0x9c, 0xbb][..])?;
+    let (to, amount) = (args.get(..32)?, args.get(32..64)?);
+    if args.len() != 64 || to.get(..12)? != [0u8; 12] {
+        return None;
+    }
+    let amount = alloy_primitives::U256::from_be_slice(amount).to_string();
+    Some(([&[0x41u8][..], to.get(12..)?].concat(), amount))
+}
+
 /// sha256(raw_data): what the key signs, and the txid.
 pub fn digest(raw: &[u8]) -> [u8; 32] {
     Sha256::digest(raw).into()
@@ -168,13 +180,22 @@ impl Raw {
                 summary.asset = Some("TRX (sun)".into());
                 summary.amount = Some(t.amount.to_string());
             }
-            Ok(Call::Trigger(t)) => {
-                summary.kind = "tron-trigger-smart-contract".into();
-                summary.to = Some(address(&t.contract_address));
-                summary.asset = Some("TRX (sun)".into());
-                summary.amount = Some(t.call_value.to_string());
-                summary.calls = vec![format!("call data 0x{}", hex::encode(&t.data))];
-            }
+            Ok(Call::Trigger(t)) => match trc20_transfer(&t.data) {
+                Some((to, amount)) if t.call_value == 0 => {
+                    summary.kind = "tron-trc20-transfer".into();
+                    summary.to = Some(address(&to));
+                    summary.asset = Some(format!("TRC-20 {}", address(&t.contract_address)));
+                    summary.amount = Some(amount);
+                    summary.calls = vec![format!("{}: transfer(address,uint256)", address(&t.contract_address))];
+                }
+                _ => {
+                    summary.kind = "tron-trigger-smart-contract".into();
+                    summary.to = Some(address(&t.contract_address));
+                    summary.asset = Some("TRX (sun)".into());
+                    summary.amount = Some(t.call_value.to_string());
+                    summary.calls = vec![format!("call data 0x{}", hex::encode(&t.data))];
+                }
+            },
             Err(_) => {}
         }
         summary

@@ -61,6 +61,10 @@ fn prove(chain: Chain, network: Option<&str>, path: &str) -> Value {
             summary.from.is_some() && summary.amount.is_some(),
             "{chain}: the summary names who pays what: {summary:?}"
         );
+        if chain == Chain::Tron && i == 1 {
+            assert_eq!((summary.kind.as_str(), summary.amount.as_deref()), ("tron-trc20-transfer", Some("5000000")));
+            assert_eq!(summary.to.as_deref(), Some("TJRabPrwbZy45sbavfcjinPJC18kjpRTv8"));
+        }
         let signature = key.sign_message(tx.signing_input(), [1 + (i % 2) as u8, 3]);
         let out = tx.assemble(&key.public_key, &signature.bytes, signature.recovery_id).unwrap();
         signed.push(json!({ "transaction": hex::encode(&out.transaction), "signature": hex::encode(&out.signature), "id": out.id }));
@@ -114,5 +118,6 @@ fn cosmjs_verifies_a_send() {
 #[test]
 #[ignore = "needs the chains' SDKs (npm); run by .ci/run's Chain SDKs step"]
 fn tronweb_recovers_the_signer_of_a_transfer_and_a_message() {
-    prove(Chain::Tron, None, "m/44'/195'/0'/0/0");
+    let verdict = prove(Chain::Tron, None, "m/44'/195'/0'/0/0");
+    assert_eq!(verdict["txids"].as_array().unwrap().len(), 2, "a TRX and a TRC-20 transfer");
 }
