@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fail if any dependency is not under a permissive licence.
 
-Reads `cargo metadata` (no extra tools to install). Each package's SPDX
+Reads `cargo metadata` (no extra tools to install) and the npm lockfile of
+the CI-only chain SDK checks (tools/chain-sdks). Each package's SPDX
 expression must be satisfiable with the allowed licences below: an OR needs
 one allowed side, an AND needs both. GPL, AGPL, LGPL, SSPL and
 non-commercial licences are therefore refused.
@@ -40,11 +41,22 @@ def main() -> int:
         licence = package.get("license")
         if not licence or not allowed(licence):
             bad.append(f'{package["name"]} {package["version"]}: {licence or "no licence field"}')
+    crates = len(meta["packages"]) - len(workspace)
+    npm = npm_packages()
+    bad += [f"npm {name}: {licence or 'no licence field'}" for name, licence in npm if not licence or not allowed(licence)]
     if bad:
         print("dependencies with licences outside the allowlist:", *bad, sep="\n  ")
         return 1
-    print(f"licences ok: {len(meta['packages']) - len(workspace)} dependencies, all permissive")
+    print(f"licences ok: {crates} crates and {len(npm)} npm packages (CI checks only), all permissive")
     return 0
+
+
+def npm_packages() -> list:
+    """(name, licence) of every package in tools/chain-sdks/package-lock.json."""
+    with open("tools/chain-sdks/package-lock.json") as f:
+        lock = json.load(f)
+    return [(path.rsplit("node_modules/", 1)[-1], entry.get("license"))
+            for path, entry in lock.get("packages", {}).items() if path]
 
 
 if __name__ == "__main__":
