@@ -458,6 +458,38 @@ mod tests {
         );
     }
 
+    /// The SDKs' own vectors: Sui's TypeScript SDK (ed25519-publickey.test.ts,
+    /// generated with the `sui` CLI), cosmjs (`pubkeyToAddress`), and Trust
+    /// Wallet's Tron test (the key of a published private key).
+    #[test]
+    fn sui_cosmos_and_tron_vectors() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+        for (key, address) in [
+            (
+                "UdGRWooy48vGTs0HBokIis5NK+DUjiWc9ENUlcfCCBE=",
+                "0xd77a6cd55073e98d4029b1b0b8bd8d88f45f343dad2732fc9a7965094e635c55",
+            ),
+            (
+                "0PTAfQmNiabgbak9U/stWZzKc5nsRqokda2qnV2DTfg=",
+                "0x7e8fd489c3d3cd9cc7cbcc577dc5d6de831e654edd9997d95c412d013e6eea23",
+            ),
+        ] {
+            assert_eq!(Chain::Sui.address(KeyType::Ed25519, &b64(key)).unwrap(), address);
+        }
+        let cosmos = b64("AtQaCqFnshaZQp6rIkvAPyzThvCvXSDO+9AzbxVErqJP");
+        assert_eq!(
+            Chain::Cosmos.address(KeyType::EcdsaSecp256k1, &cosmos).unwrap(),
+            "cosmos1h806c7khnvmjlywdrkdgk2vrayy2mmvf9rxk2r"
+        );
+        let secret = bitcoin::secp256k1::SecretKey::from_slice(&h(
+            "BE88DF1D0BF30A923CB39C3BB953178BAAF3726E8D3CE81E7C8462E046E0D835",
+        ))
+        .unwrap();
+        let tron = PublicKey::from_secret_key(&Secp256k1::new(), &secret).serialize();
+        assert_eq!(Chain::Tron.address(KeyType::EcdsaSecp256k1, &tron).unwrap(), "THRF3GuPnvvPzKoaT8pJex5XHmo8NNbCb3");
+    }
+
     /// EIP-191 of "hello world" is the value ethers.js documents for `hashMessage`.
     #[test]
     fn message_digests() {
