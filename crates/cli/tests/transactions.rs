@@ -182,6 +182,10 @@ fn evm_transactions_signed_by_the_cluster_recover_to_the_wallet() {
         ],
     )
     .unwrap();
+    // The EVM chain's own name works as the chain.
+    let bsc =
+        cli(&api, &["sign", "--key", &key_id, "--chain", "bsc", "--index", "0", "--tx-hex", &preimage(56)]).unwrap();
+    assert_eq!(bsc["chain_id"], 56);
     let _ = Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
     let _ = process.wait();
 }
