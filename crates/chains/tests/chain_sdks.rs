@@ -5,7 +5,7 @@
 //! the signature over what it says is signed and recomputes the id; for
 //! Solana, litesvm executes the transfers.
 //!
-//! Run by `.ci/run`'s "Chain SDKs" step, which runs `npm ci` in
+//! Run by `.ci/run`'s "Chain SDKs" step, which runs `npm install` in
 //! tools/chain-sdks and sets SHARDVAULT_CHAIN_SDKS to that folder:
 //! `SHARDVAULT_CHAIN_SDKS=tools/chain-sdks cargo test -p shardvault-chains --test chain_sdks -- --ignored`
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
-use shardvault_chains::{Chain, KeyType, MessageEncoding};
+use shardvault_chains::{sample, Chain, KeyType, MessageEncoding};
 use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Threshold};
 use shardvault_node::{KekSource, Node, Store};
 use shardvault_testkit as tk;
@@ -186,8 +186,17 @@ fn chain_code(c: &mut Cluster3, key_id: KeyId) -> [u8; 32] {
 fn nodes_refuse_what_they_should_not_sign() {
     let mut c = Cluster3::new();
     let (ed, _) = create(&mut c, Scheme::EddsaEd25519);
-    let (ecdsa, _) = create(&mut c, Scheme::EcdsaSecp256k1);
+    let (ecdsa, ecdsa_key) = create(&mut c, Scheme::EcdsaSecp256k1);
+    let transaction = |chain: Chain, network: &str, unsigned: Vec<u8>| JobKind::Sign {
+        path: DerivationPath::root(),
+        payload: SignPayload::Transaction { chain, network: network.into(), unsigned },
+    };
+    let someone_elses = sample::transfer(Chain::Solana, KeyType::Ed25519, &[7; 32]).unwrap().unsigned;
+    let cosmos_hub = sample::transfer(Chain::Cosmos, KeyType::EcdsaSecp256k1, &ecdsa_key).unwrap().unsigned;
     let refusals = [
+        (ed, transaction(Chain::Solana, "mainnet", someone_elses), "fee payer"),
+        (ecdsa, transaction(Chain::Cosmos, "osmosis-1", cosmos_hub.clone()), "chain id"),
+        (ed, transaction(Chain::Cosmos, "cosmoshub-4", cosmos_hub), "no address for Ed25519"),
         (
             ed,
             JobKind::Sign { path: DerivationPath::root(), payload: SignPayload::RawDigest([1; 32]) },

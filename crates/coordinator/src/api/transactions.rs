@@ -118,7 +118,12 @@ async fn utxo_transaction(
     let mut unsigned = shardvault_chains::psbt::UnsignedPsbt::parse(psbt_text.as_bytes(), network)
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let summary = unsigned.summary().map_err(|e| ApiError::bad(e.to_string()))?;
-    hardened(state, r).await?;
+    // Refused here already (each node checks again) when an input is not this key's.
+    let public_key = signing_key(state, r).await?;
+    for index in 0..unsigned.input_count() {
+        let input = unsigned.input_digest(index).map_err(|e| ApiError::bad(e.to_string()))?;
+        input.check_key(r.key_type, &public_key).map_err(|e| ApiError::bad(e.to_string()))?;
+    }
     let psbt = unsigned.to_bytes();
     let mut signed_by = Vec::new();
     for index in 0..unsigned.input_count() {
@@ -166,7 +171,9 @@ async fn chain_transaction(
     let network = request.network.clone().unwrap_or_else(|| r.chain.default_network().to_string());
     let tx = UnsignedTx::parse(r.chain, Some(&network), &unsigned).map_err(|e| ApiError::bad(e.to_string()))?;
     let summary = tx.summary();
-    hardened(state, r).await?;
+    // Refused here already (each node checks again) when the signer is not this key.
+    let public_key = signing_key(state, r).await?;
+    tx.check_key(r.key_type, &public_key).map_err(|e| ApiError::bad(e.to_string()))?;
     let payload = SignPayload::Transaction { chain: r.chain, network: network.clone(), unsigned };
     let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
     let signed = tx
@@ -184,4 +191,13 @@ async fn chain_transaction(
         "transaction": hex::encode(&signed.transaction), "transaction_base64": transaction_base64, "signature_base64": signature_base64, "id": signed.id,
         "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "failed_attempts": attempts }),
     ))
+}
+
+/// The public key at the request's path (its hardened prefix derived on the
+/// nodes first if new): the key whose address must be the sender.
+async fn signing_key(state: &State, r: &Resolved) -> Result<Vec<u8>, ApiError> {
+    let base = hardened(state, r).await?;
+    let child = shardvault_mpc::derive_public(r.scheme, &base, r.path.normal_suffix())
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(child.public_key)
 }
