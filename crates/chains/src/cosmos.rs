@@ -12,7 +12,7 @@ use cosmos_sdk_proto::cosmos::tx::v1beta1::{mode_info, AuthInfo, SignDoc, TxBody
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::tx::{SignedTx, Summary, TxError};
+use crate::tx::{strict, SignedTx, Summary, TxError};
 
 const SECP256K1_PUBKEY: &str = "/cosmos.crypto.secp256k1.PubKey";
 const MSG_SEND: &str = "/cosmos.bank.v1beta1.MsgSend";
@@ -23,14 +23,6 @@ pub struct Direct {
     doc: SignDoc,
     body: TxBody,
     auth: AuthInfo,
-}
-
-fn strict<T: Message + Default>(bytes: &[u8], what: &str) -> Result<T, TxError> {
-    let value = T::decode(bytes).map_err(|e| TxError::new(format!("{what}: {e}")))?;
-    if value.encode_to_vec() != bytes {
-        return Err(TxError::new(format!("{what}: unknown fields or a non-canonical encoding")));
-    }
-    Ok(value)
 }
 
 /// sha256(SignDoc): what the key signs.

@@ -11,7 +11,7 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::tx::{SignedTx, Summary, TxError};
+use crate::tx::{strict, SignedTx, Summary, TxError};
 
 const TRANSFER: i32 = 1;
 const TRIGGER_SMART_CONTRACT: i32 = 31;
@@ -86,15 +86,6 @@ struct Transaction {
     raw_data: Option<Raw>,
     #[prost(bytes = "vec", repeated, tag = "2")]
     signature: Vec<Vec<u8>>,
-}
-
-/// Decodes protobuf `T` from `bytes`, which must be its canonical encoding.
-fn strict<T: Message + Default>(bytes: &[u8], what: &str) -> Result<T, TxError> {
-    let value = T::decode(bytes).map_err(|e| TxError::new(format!("{what}: {e}")))?;
-    if value.encode_to_vec() != bytes {
-        return Err(TxError::new(format!("{what}: unknown fields or a non-canonical encoding")));
-    }
-    Ok(value)
 }
 
 /// What the contract does, decoded.

@@ -195,6 +195,17 @@ impl UnsignedTx {
     }
 }
 
+/// Decodes protobuf `T` from `bytes`, which must be exactly its canonical
+/// encoding: unknown fields and alternative encodings are refused, so the
+/// bytes reviewed are the bytes signed (Tron, Cosmos).
+pub(crate) fn strict<T: prost::Message + Default>(bytes: &[u8], what: &str) -> Result<T, TxError> {
+    let value = T::decode(bytes).map_err(|e| TxError::new(format!("{what}: {e}")))?;
+    if value.encode_to_vec() != bytes {
+        return Err(TxError::new(format!("{what}: unknown fields or a non-canonical encoding")));
+    }
+    Ok(value)
+}
+
 fn check_network(network: &str, known: &[&str]) -> Result<(), TxError> {
     match known.contains(&network) {
         true => Ok(()),
