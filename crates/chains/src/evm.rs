@@ -69,6 +69,32 @@ pub struct EvmSummary {
     pub max_fee_per_gas: u128,
     /// Call data, hex (empty for a plain transfer).
     pub data: String,
+    /// When the call is an ERC-20 `transfer(address,uint256)`: what it moves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_transfer: Option<TokenTransfer>,
+}
+
+/// An ERC-20 (or TRC-20) `transfer(address,uint256)` call, decoded for review.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenTransfer {
+    /// The token contract (the transaction's recipient).
+    pub token: String,
+    /// Who receives the tokens.
+    pub to: String,
+    /// Amount in the token's smallest unit, decimal.
+    pub amount: String,
+}
+
+/// The recipient (20 bytes) and amount of an ERC-20/TRC-20
+/// `transfer(address,uint256)` call, if `data` is exactly one (selector
+/// 0xa9059cbb, a zero-padded address, a uint256).
+pub(crate) fn erc20_transfer(data: &[u8]) -> Option<([u8; 20], U256)> {
+    let args = data.strip_prefix(&[0xa9, 0x05, 0x9c, 0xbb][..])?;
+    if args.len() != 64 || args.get(..12)? != [0u8; 12] {
+        return None;
+    }
+    let to = <[u8; 20]>::try_from(args.get(12..32)?).ok()?;
+    Some((to, U256::from_be_slice(args.get(32..)?)))
 }
 
 /// A signed EVM transaction.
@@ -151,6 +177,14 @@ impl UnsignedEvmTx {
     /// The summary to review.
     pub fn summary(&self) -> EvmSummary {
         let to = |kind: &TxKind| kind.to().map(|a| a.to_checksum(None));
+        let token = |kind: &TxKind, data: &[u8]| {
+            let (recipient, amount) = erc20_transfer(data)?;
+            Some(TokenTransfer {
+                token: to(kind)?,
+                to: alloy_primitives::Address::from(recipient).to_checksum(None),
+                amount: amount.to_string(),
+            })
+        };
         match &self.tx {
             Tx::Eip1559(t) => EvmSummary {
                 kind: "eip1559",
@@ -161,6 +195,7 @@ impl UnsignedEvmTx {
                 gas_limit: t.gas_limit,
                 max_fee_per_gas: t.max_fee_per_gas,
                 data: hex::encode(&t.input),
+                token_transfer: token(&t.to, &t.input),
             },
             Tx::Legacy(t) => EvmSummary {
                 kind: "legacy",
@@ -171,6 +206,7 @@ impl UnsignedEvmTx {
                 gas_limit: t.gas_limit,
                 max_fee_per_gas: t.gas_price,
                 data: hex::encode(&t.input),
+                token_transfer: token(&t.to, &t.input),
             },
         }
     }

@@ -99,15 +99,10 @@ fn address(bytes: &[u8]) -> String {
 }
 
 /// A TRC-20 `transfer(address,uint256)` call's recipient (0x41-prefixed)
-/// and amount (decimal), if `data` is exactly one.
+/// and amount (decimal): TRC-20 is ERC-20's ABI.
 fn trc20_transfer(data: &[u8]) -> Option<(Vec<u8>, String)> {
-    let args = data.strip_prefix(&[0xa9, 0x05, 0x9c, 0xbb][..])?;
-    let (to, amount) = (args.get(..32)?, args.get(32..64)?);
-    if args.len() != 64 || to.get(..12)? != [0u8; 12] {
-        return None;
-    }
-    let amount = alloy_primitives::U256::from_be_slice(amount).to_string();
-    Some(([&[0x41u8][..], to.get(12..)?].concat(), amount))
+    let (to, amount) = crate::evm::erc20_transfer(data)?;
+    Some(([&[0x41u8][..], &to].concat(), amount.to_string()))
 }
 
 /// sha256(raw_data): what the key signs, and the txid.

@@ -95,3 +95,35 @@ fn eip712_specification_example() {
     assert_eq!(hex::encode(digest), "be609aee343fb3c4b28e1df9e632fca64fcfaede20f02e86244efddf30957bd2");
     assert!(shardvault_chains::MessageEncoding::Eip712.digest(b"{\"types\": 1}").is_err());
 }
+
+/// An ERC-20 `transfer(address,uint256)` (USDC on Ethereum, 2.5 USDC) is
+/// shown as the token transfer it is; other call data is not.
+#[test]
+fn erc20_transfers_are_summarised() {
+    let usdc = address!("A0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48");
+    // transfer(0x35…35, 2_500_000): selector, zero-padded address, uint256 amount.
+    let call = format!("a9059cbb{:0>64}{:064x}", "35".repeat(20), 2_500_000u64);
+    let preimage = |input: Vec<u8>| {
+        let tx = TxEip1559 {
+            chain_id: 1,
+            nonce: 4,
+            gas_limit: 65_000,
+            max_fee_per_gas: 30_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+            to: TxKind::Call(usdc),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: Bytes::from(input),
+        };
+        let mut bytes = Vec::new();
+        tx.encode_for_signing(&mut bytes);
+        UnsignedEvmTx::parse(&bytes, 1).unwrap().summary()
+    };
+    let transfer = preimage(hex::decode(&call).unwrap()).token_transfer.unwrap();
+    assert_eq!(transfer.token, "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48");
+    assert_eq!(transfer.to, "0x3535353535353535353535353535353535353535");
+    assert_eq!(transfer.amount, "2500000");
+    // approve(address,uint256) has another selector; a transfer with extra data is not one.
+    assert_eq!(preimage(hex::decode(call.replacen("a9059cbb", "095ea7b3", 1)).unwrap()).token_transfer, None);
+    assert_eq!(preimage(hex::decode(format!("{call}00")).unwrap()).token_transfer, None);
+}
