@@ -10,8 +10,16 @@ use crate::tx::{Summary, TxError};
 
 /// The system program's id (all zero bytes).
 const SYSTEM_PROGRAM: [u8; 32] = [0; 32];
+/// The compute budget program (`ComputeBudget111111111111111111111111111111`).
+const COMPUTE_BUDGET: [u8; 32] = [
+    3, 6, 70, 111, 229, 33, 23, 50, 255, 236, 173, 186, 114, 195, 155, 231, 188, 140, 229, 187, 197, 247, 18, 107, 44,
+    67, 155, 58, 64, 0, 0, 0,
+];
 /// Lamports charged per signature.
 const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
+/// Compute units per instruction when no limit is set, and the most a transaction may have.
+const DEFAULT_UNITS_PER_INSTRUCTION: u64 = 200_000;
+const MAX_UNITS: u64 = 1_400_000;
 
 /// A decoded Solana message.
 #[derive(Clone, Debug)]
@@ -153,7 +161,7 @@ impl Message {
             kind: format!("solana-{}", self.version.map_or("legacy".to_string(), |v| format!("v{v}"))),
             from: self.account_keys.first().map(b58),
             asset: Some("SOL (lamports)".into()),
-            fee: Some(format!("{} lamports base fee", LAMPORTS_PER_SIGNATURE * u64::from(self.required_signatures))),
+            fee: Some(self.fee()),
             ..Summary::default()
         };
         let mut calls = Vec::new();
@@ -178,6 +186,33 @@ impl Message {
         }
         summary.calls = calls;
         summary
+    }
+
+    /// The base fee, and the most the compute-budget priority fee can add:
+    /// price (micro-lamports per unit) × unit limit (set, or 200 000 per
+    /// other instruction up to 1.4 M), rounded up.
+    fn fee(&self) -> String {
+        let base = LAMPORTS_PER_SIGNATURE * u64::from(self.required_signatures);
+        let (mut limit, mut price, mut others) = (None, 0u64, 0u64);
+        for ix in &self.instructions {
+            if self.account_keys.get(usize::from(ix.program)) != Some(&COMPUTE_BUDGET) {
+                others += 1;
+                continue;
+            }
+            match (ix.data.first(), ix.data.get(1..)) {
+                (Some(2), Some(units)) => limit = <[u8; 4]>::try_from(units).ok().map(u32::from_le_bytes),
+                (Some(3), Some(micro)) => price = <[u8; 8]>::try_from(micro).map(u64::from_le_bytes).unwrap_or(0),
+                _ => {}
+            }
+        }
+        if price == 0 {
+            return format!("{base} lamports base fee");
+        }
+        let units = limit.map_or((others * DEFAULT_UNITS_PER_INSTRUCTION).min(MAX_UNITS), u64::from);
+        let priority = (u128::from(price) * u128::from(units)).div_ceil(1_000_000);
+        format!(
+            "{base} lamports base fee + at most {priority} lamports priority fee ({price} µlamports × {units} units)"
+        )
     }
 
     /// The wire transaction: one signature, then the message.
@@ -219,6 +254,31 @@ mod tests {
         assert_eq!(s.amount.as_deref(), Some("1500"));
         assert_eq!(s.to, Some(bs58::encode([2u8; 32]).into_string()));
         assert_eq!(s.kind, "solana-legacy");
+    }
+
+    /// SetComputeUnitPrice(50 000 µlamports) and SetComputeUnitLimit(300 000) before a transfer.
+    #[test]
+    fn priority_fees_are_shown() {
+        let mut m = vec![1, 0, 2, 4];
+        for key in [&[1u8; 32], &[2; 32], &SYSTEM_PROGRAM, &COMPUTE_BUDGET, &[7; 32]] {
+            m.extend_from_slice(key);
+        }
+        m.push(3);
+        m.extend_from_slice(&[3, 0, 9, 3]);
+        m.extend_from_slice(&50_000u64.to_le_bytes());
+        m.extend_from_slice(&[3, 0, 5, 2]);
+        m.extend_from_slice(&300_000u32.to_le_bytes());
+        m.extend_from_slice(&[2, 2, 0, 1, 12, 2, 0, 0, 0]);
+        m.extend_from_slice(&9u64.to_le_bytes());
+        let summary = Message::parse(&m).unwrap().summary();
+        assert_eq!(summary.amount.as_deref(), Some("9"));
+        let fee = summary.fee.unwrap();
+        assert!(fee.contains("at most 15000 lamports priority fee"), "{fee}");
+        // Without a limit: 200 000 units for the one other instruction.
+        let (keys, price, transfer) = (4 + 5 * 32, 3 + 9, 5 + 12);
+        let no_limit = [&m[..keys], &[2], &m[keys + 1..keys + 1 + price], &m[m.len() - transfer..]].concat();
+        let fee = Message::parse(&no_limit).unwrap().summary().fee.unwrap();
+        assert!(fee.contains("at most 10000 lamports"), "{fee}");
     }
 
     #[test]
