@@ -164,10 +164,10 @@ fn sign_transaction(
     }
     let s = api.post(&format!("/v1/keys/{key_id}/transactions"), &body, Some(&idem()))?;
     let field = |name: &str| s[name].as_str().map(|v| v.trim_start_matches("0x").to_string());
-    let (transaction, id, signing_input) = match chain {
-        Chain::Bitcoin | Chain::Litecoin => (text(&s, "tx_hex")?, text(&s, "txid")?, None),
-        Chain::Ethereum => (text(&s, "raw")?, text(&s, "hash")?, field("digest")),
-        _ => (text(&s, "transaction")?, text(&s, "id")?, field("signing_input")),
+    let signing_input = match chain {
+        Chain::Bitcoin | Chain::Litecoin => None,
+        Chain::Ethereum => field("digest"),
+        _ => field("signing_input"),
     };
     Ok(TransactionReport {
         chain: chain.to_string(),
@@ -178,7 +178,7 @@ fn sign_transaction(
         summary: s["summary"].clone(),
         signing_input,
         signature: field("signature"),
-        transaction: transaction.trim_start_matches("0x").to_string(),
-        id,
+        transaction: text(&s, "transaction")?,
+        id: text(&s, "id")?,
     })
 }

@@ -1,5 +1,7 @@
 //! `POST /v1/keys/{id}/transactions`: unsigned transactions in, signed
-//! transactions out. Every node decodes the transaction and derives what it
+//! transactions out — for every chain as `transaction` (hex, the chain's
+//! wire format) and `id` (the chain's text form), beside the family's own
+//! customary fields (`tx_hex`/`txid`/`psbt`, `raw`/`hash`, base64 forms). Every node decodes the transaction and derives what it
 //! signs itself; the coordinator decodes it too, to refuse bad input early
 //! and to return a review summary and the assembled transaction.
 
@@ -75,6 +77,7 @@ async fn evm_transaction(
         "key_id": r.key.key_id, "chain": evm_chain, "chain_id": chain_id, "path": r.path.to_string(), "summary": summary,
         "digest": hex::encode(digest), "signature": hex::encode(&signature.bytes), "recovery_id": recovery_id,
         "raw": signed.raw, "hash": signed.hash,
+        "transaction": signed.raw.trim_start_matches("0x"), "id": signed.hash,
         "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "failed_attempts": attempts }),
     ))
 }
@@ -147,6 +150,7 @@ async fn utxo_transaction(
         json!({
         "key_id": r.key.key_id, "chain": r.chain, "network": network_name, "path": r.path.to_string(),
         "summary": summary, "txid": signed.txid, "tx_hex": signed.tx_hex, "psbt": signed.psbt_base64,
+        "transaction": signed.tx_hex, "id": signed.txid,
         "signers": signed_by }),
     ))
 }
