@@ -32,8 +32,28 @@ async function solana(publicKey) {
   const recipient = kit.address("9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM");
   const svm = new LiteSVM();
   svm.airdrop(wallet, 10_000_000_000n);
-  const amounts = [1_000_000n, 2_500_000n];
-  const unsigned = ["legacy", 0].map((version, i) => {
+  // An address lookup table holding the recipient, written into litesvm's
+  // state in the lookup-table program's account layout (56-byte header:
+  // type 1, deactivation slot u64::MAX, last extended slot, its start index,
+  // no authority, padding; then the addresses).
+  const table = kit.getAddressDecoder().decode(new Uint8Array(32).fill(0x7a));
+  const header = new Uint8Array(56);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, 1, true);
+  view.setBigUint64(4, 0xffffffffffffffffn, true);
+  const tableData = new Uint8Array([...header, ...kit.getAddressEncoder().encode(recipient)]);
+  svm.setAccount({
+    address: table,
+    data: tableData,
+    executable: false,
+    lamports: 10_000_000_000n,
+    programAddress: kit.address("AddressLookupTab1e1111111111111111111111111"),
+    space: BigInt(tableData.length),
+  });
+  svm.warpToSlot(100n); // entries extended at slot 0 are active from slot 1
+  const amounts = [1_000_000n, 2_500_000n, 4_000_000n];
+  const versions = ["legacy", 0, 0];
+  const unsigned = versions.map((version, i) => {
     const message = kit.pipe(
       kit.createTransactionMessage({ version }),
       (m) => kit.setTransactionMessageFeePayer(wallet, m),
@@ -43,6 +63,8 @@ async function solana(publicKey) {
           getTransferSolInstruction({ source: kit.createNoopSigner(wallet), destination: recipient, amount: amounts[i] }),
           m,
         ),
+      // The third: a v0 message that loads the recipient from the table.
+      (m) => (i === 2 ? kit.compressTransactionMessageUsingAddressLookupTables(m, { [table]: [recipient] }) : m),
     );
     return hex(kit.compileTransaction(message).messageBytes);
   });
@@ -58,7 +80,7 @@ async function solana(publicKey) {
     results.push(item.id);
   }
   const balance = svm.getBalance(recipient);
-  check(balance === amounts[0] + amounts[1], `recipient balance ${balance}`);
+  check(balance === amounts[0] + amounts[1] + amounts[2], `recipient balance ${balance}`);
   return { executed: results, recipient_balance: balance };
 }
 

@@ -28,7 +28,15 @@ pub struct Message {
     required_signatures: u8,
     account_keys: Vec<[u8; 32]>,
     instructions: Vec<Instruction>,
-    lookups: usize,
+    lookups: Vec<Lookup>,
+}
+
+/// A v0 address-table lookup: the table and the indices loaded from it.
+#[derive(Clone, Debug)]
+struct Lookup {
+    table: [u8; 32],
+    writable: Vec<u8>,
+    readonly: Vec<u8>,
 }
 
 #[derive(Clone, Debug)]
@@ -106,19 +114,18 @@ impl Message {
             let data = r.take(n, "instruction data")?.to_vec();
             instructions.push(Instruction { program, accounts, data });
         }
-        let mut lookups = 0;
-        let mut looked_up = 0usize;
+        let mut lookups = Vec::new();
         if version.is_some() {
-            lookups = r.shortvec("address table lookups")?;
-            for _ in 0..lookups {
-                r.key("lookup table")?;
-                for what in ["writable lookups", "read-only lookups"] {
-                    let n = r.shortvec(what)?;
-                    r.take(n, what)?;
-                    looked_up += n;
-                }
+            for _ in 0..r.shortvec("address table lookups")? {
+                let table = r.key("lookup table")?;
+                let n = r.shortvec("writable lookups")?;
+                let writable = r.take(n, "writable lookups")?.to_vec();
+                let n = r.shortvec("read-only lookups")?;
+                let readonly = r.take(n, "read-only lookups")?.to_vec();
+                lookups.push(Lookup { table, writable, readonly });
             }
         }
+        let looked_up: usize = lookups.iter().map(|l| l.writable.len() + l.readonly.len()).sum();
         if !r.bytes.is_empty() {
             return Err(TxError::new(format!("{} trailing bytes after the message", r.bytes.len())));
         }
@@ -152,6 +159,20 @@ impl Message {
         }
     }
 
+    /// Account `index` of an instruction: a static key, or (v0) an entry of
+    /// a lookup table, named `table[entry]` — writable entries of every
+    /// table first, then read-only ones, as the runtime orders them.
+    fn account(&self, index: u8) -> Option<String> {
+        let index = usize::from(index);
+        if let Some(key) = self.account_keys.get(index) {
+            return Some(bs58::encode(key).into_string());
+        }
+        let loaded = self.lookups.iter().flat_map(|l| l.writable.iter().map(move |e| (l.table, *e)));
+        let loaded = loaded.chain(self.lookups.iter().flat_map(|l| l.readonly.iter().map(move |e| (l.table, *e))));
+        let (table, entry) = loaded.into_iter().nth(index - self.account_keys.len())?;
+        Some(format!("{}[{entry}]", bs58::encode(table).into_string()))
+    }
+
     /// For review: the fee payer, a System Program transfer's recipient and
     /// amount, the programs called.
     pub fn summary(&self) -> Summary {
@@ -170,19 +191,24 @@ impl Message {
             let transfer = key(ix.program) == Some(&SYSTEM_PROGRAM)
                 && ix.data.len() == 12
                 && ix.data.get(..4) == Some(&2u32.to_le_bytes()[..]);
-            match (transfer, ix.accounts.get(1).and_then(|a| key(*a))) {
+            match (transfer, ix.accounts.get(1).and_then(|a| self.account(*a))) {
                 (true, Some(to)) if summary.to.is_none() => {
                     let mut amount = [0u8; 8];
                     amount.copy_from_slice(ix.data.get(4..12).unwrap_or(&[0; 8]));
-                    summary.to = Some(b58(to));
+                    summary.to = Some(to);
                     summary.amount = Some(u64::from_le_bytes(amount).to_string());
                     calls.push(format!("{program}: transfer"));
                 }
                 _ => calls.push(format!("{program}: {} bytes of data", ix.data.len())),
             }
         }
-        if self.lookups > 0 {
-            calls.push(format!("{} address lookup tables", self.lookups));
+        for lookup in &self.lookups {
+            calls.push(format!(
+                "lookup table {}: {} writable, {} read-only entries",
+                b58(&lookup.table),
+                lookup.writable.len(),
+                lookup.readonly.len()
+            ));
         }
         summary.calls = calls;
         summary
