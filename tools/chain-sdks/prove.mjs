@@ -1,4 +1,5 @@
-// The chains' own SDKs checking shardvault's work: `node prove.mjs <chain>`.
+// The chains' own SDKs checking shardvault's work: `node prove.mjs <chain>`,
+// or `node prove.mjs demo` (below) for a demo report's transactions.
 //
 // A two-step conversation over stdin/stdout, one JSON object per line:
 //   in:  {"public_key": hex}                 the wallet key (from the MPC cluster)
@@ -246,7 +247,107 @@ async function tron(publicKey) {
   return { txids };
 }
 
+// `node prove.mjs demo`: a `shardvault demo --json` report on stdin; every
+// transaction the networked cluster signed is checked by its chain's
+// software (Bitcoin and Litecoin are checked by Bitcoin Core's interpreter in
+// the Rust tests). Solana transfers are executed by litesvm (with the made-up
+// blockhash accepted), the others' signatures verified over what the SDK
+// says is signed, their ids recomputed, their senders derived by the SDK.
+async function demo() {
+  let text = "";
+  for (let line = await lines.next(); !line.done; line = await lines.next()) text += line.value + "\n";
+  const report = JSON.parse(text);
+  const checked = {};
+  for (const key of report.keys) {
+    for (const t of key.transactions ?? []) {
+      const check_one = demoCheckers[t.chain];
+      if (!check_one) continue;
+      await check_one(t);
+      checked[t.chain] = (checked[t.chain] ?? 0) + 1;
+    }
+  }
+  return { checked };
+}
+
+const demoCheckers = {
+  async ethereum(t) {
+    const { Transaction } = await import("ethers");
+    const tx = Transaction.from("0x" + t.transaction);
+    check(tx.from === t.address, `ethers recovers ${tx.from}, not ${t.address}`);
+    check(tx.hash === t.id, `ethers hashes it to ${tx.hash}`);
+    check(tx.unsignedSerialized === "0x" + t.unsigned, "ethers sees another unsigned transaction");
+  },
+  async solana(t) {
+    const kit = await import("@solana/kit");
+    const { LiteSVM, FailedTransactionMetadata } = await import("litesvm");
+    const tx = kit.getTransactionDecoder().decode(bytes(t.transaction));
+    check(hex(tx.messageBytes) === t.unsigned, "the wire transaction carries another message");
+    check(kit.getSignatureFromTransaction(tx) === t.id, "the id is not the signature");
+    const svm = new LiteSVM().withBlockhashCheck(false);
+    svm.airdrop(kit.address(t.address), 10_000_000_000n);
+    const result = svm.sendTransaction(tx);
+    if (result instanceof FailedTransactionMetadata) throw new Error(`litesvm refused: ${result.err()}`);
+    check(svm.getBalance(kit.address(t.summary.to)) === BigInt(t.summary.amount), "the recipient did not get the amount");
+  },
+  async aptos(t) {
+    const sdk = await import("@aptos-labs/ts-sdk");
+    const signed = sdk.SignedTransaction.deserialize(new sdk.Deserializer(bytes(t.transaction)));
+    check(hex(signed.raw_txn.bcsToBytes()) === t.unsigned, "another RawTransaction");
+    const auth = signed.authenticator;
+    const key = auth.public_key;
+    check(key.authKey().derivedAddress().toStringLong() === t.address, "the authenticator's key is not the sender's");
+    const message = sdk.generateSigningMessageForTransaction(new sdk.SimpleTransaction(signed.raw_txn));
+    check(key.verifySignature({ message, signature: auth.signature }), "the SDK rejects the signature");
+    const hash = sdk.generateUserTransactionHash({
+      transaction: new sdk.SimpleTransaction(signed.raw_txn),
+      senderAuthenticator: new sdk.AccountAuthenticatorEd25519(key, auth.signature),
+    });
+    check(hash === t.id, `the SDK's hash is ${hash}`);
+  },
+  async sui(t) {
+    const { parseSerializedSignature } = await import("@mysten/sui/cryptography");
+    const { Ed25519PublicKey } = await import("@mysten/sui/keypairs/ed25519");
+    const { TransactionDataBuilder } = await import("@mysten/sui/transactions");
+    const { toBase64 } = await import("@mysten/sui/utils");
+    const parsed = parseSerializedSignature(toBase64(bytes(t.signature)));
+    const key = new Ed25519PublicKey(parsed.publicKey);
+    check(key.toSuiAddress() === t.address, "the signature's key is not the sender's");
+    check(await key.verifyTransaction(bytes(t.transaction), toBase64(bytes(t.signature))), "the SDK rejects the signature");
+    check(TransactionDataBuilder.getDigestFromBytes(bytes(t.transaction)) === t.id, "another digest");
+  },
+  async cosmos(t) {
+    const { decodePubkey } = await import("@cosmjs/proto-signing");
+    const { pubkeyToAddress } = await import("@cosmjs/amino");
+    const { Secp256k1, Secp256k1Signature, sha256 } = await import("@cosmjs/crypto");
+    const { toHex, fromBase64 } = await import("@cosmjs/encoding");
+    const { TxRaw, AuthInfo, SignDoc } = await import("cosmjs-types/cosmos/tx/v1beta1/tx");
+    const raw = TxRaw.decode(bytes(t.transaction));
+    const doc = SignDoc.decode(bytes(t.unsigned));
+    check(hex(raw.bodyBytes) === hex(doc.bodyBytes) && hex(raw.authInfoBytes) === hex(doc.authInfoBytes), "TxRaw carries other bytes");
+    const pubkey = decodePubkey(AuthInfo.decode(raw.authInfoBytes).signerInfos[0].publicKey);
+    check(pubkeyToAddress(pubkey, "cosmos") === t.address, "the signer is not the sender");
+    const signature = Secp256k1Signature.fromFixedLength(raw.signatures[0]);
+    check(await Secp256k1.verifySignature(signature, sha256(bytes(t.unsigned)), fromBase64(pubkey.value)), "cosmjs rejects the signature");
+    check(toHex(sha256(bytes(t.transaction))).toUpperCase() === t.id, "another tx hash");
+  },
+  async tron(t) {
+    const { utils } = await import("tronweb");
+    const signedPb = globalThis.TronWebProto?.Transaction ?? null;
+    const txid = hex(utils.crypto.SHA256(Array.from(bytes(t.unsigned))));
+    check(txid === t.id, `TronWeb's txid is ${txid}`);
+    const pb = signedPb.deserializeBinary(bytes(t.transaction));
+    check(hex(pb.getRawData().serializeBinary()) === t.unsigned, "another raw_data");
+    const [signature] = pb.getSignatureList_asU8();
+    const signer = utils.address.fromHex(utils.crypto.ecRecover(txid, hex(signature)));
+    check(signer === t.address, `TronWeb recovers ${signer}`);
+  },
+};
+
 try {
+  if (chain === "demo") {
+    say({ ok: true, ...(await demo()) });
+    process.exit(0);
+  }
   const prove = provers[chain];
   if (!prove) throw new Error(`unknown chain ${chain}`);
   const { public_key } = await read();

@@ -7,7 +7,7 @@
 //!
 //! Run by `.ci/run`'s "Chain SDKs" step, which runs `npm install` in
 //! tools/chain-sdks and sets SHARDVAULT_CHAIN_SDKS to that folder:
-//! `SHARDVAULT_CHAIN_SDKS=tools/chain-sdks cargo test -p shardvault-chains --test chain_sdks -- --ignored`
+//! `SHARDVAULT_CHAIN_SDKS=$PWD/tools/chain-sdks cargo test --workspace --test chain_sdks -- --ignored`
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
