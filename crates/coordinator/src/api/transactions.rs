@@ -181,7 +181,7 @@ async fn chain_transaction(
     let payload = SignPayload::Transaction { chain: r.chain, network: network.clone(), unsigned };
     let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
     let signed = tx
-        .assemble(&signature.public_key, &signature.bytes, signature.recovery_id)
+        .assemble(&public_key, &signature.bytes, signature.recovery_id)
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
     // Solana and Sui SDKs speak base64: the transaction, and Sui's serialized signature.
     let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
