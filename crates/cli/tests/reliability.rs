@@ -330,6 +330,35 @@ fn creating_calls_are_idempotent_and_the_api_is_described() {
         ])
         .unwrap_err();
     assert!(conflict.contains("idempotency_conflict"), "{conflict}");
+    // Four concurrent requests with one new key (a DKLs23 DKG takes a while):
+    // one runs, the others are told it is in progress or replay its answer;
+    // exactly one key is made.
+    let racing = || {
+        net.cli(&[
+            "key",
+            "create",
+            "--scheme",
+            "ecdsa-secp256k1",
+            "--threshold",
+            "2",
+            "--parties",
+            "2",
+            "--idempotency-key",
+            "racing",
+        ])
+    };
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(racing)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let made: std::collections::BTreeSet<String> = results.iter().flatten().map(|r| text(r, "key_id")).collect();
+    assert!(made.len() <= 1, "{results:?}");
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(refused.contains("idempotency_in_progress"), "{refused}");
+    }
+    let settled = racing().unwrap();
+    assert!(made.is_empty() || made.contains(&text(&settled, "key_id")));
+    assert_eq!(net.cli(&["key", "list"]).unwrap()["keys"].as_array().unwrap().len(), 2);
     let request = ureq::get(format!("{}/v1/requests/{}", net.api, text(&first, "request_id")))
         .call()
         .unwrap()

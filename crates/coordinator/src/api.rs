@@ -88,6 +88,23 @@ where
 {
     let idem_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body_hash = hex::encode(Sha256::new().chain_update(route).chain_update(body).finalize());
+    // Two requests with one key must not both run. The key is claimed before
+    // the stored answer is looked up and released after it is stored, so a
+    // second request is told to retry while the first runs, and then replays.
+    let _claim = match &idem_key {
+        Some(key) => match state.claim(key) {
+            Some(claim) => Some(claim),
+            None => {
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_in_progress",
+                    "a request with this Idempotency-Key is still running; retry it shortly for its answer",
+                )
+                .into_response()
+            }
+        },
+        None => None,
+    };
     if let Some(idem_key) = &idem_key {
         match state.db().idempotent(idem_key) {
             Ok(Some((_, hash, status, response))) => {

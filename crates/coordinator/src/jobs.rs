@@ -54,6 +54,21 @@ pub(crate) struct State {
     nodes: Mutex<BTreeMap<NodeId, Connection>>,
     jobs: Mutex<HashMap<SessionId, Pending>>,
     next_connection: std::sync::atomic::AtomicU64,
+    /// Idempotency keys whose request is running now.
+    in_flight: Mutex<std::collections::HashSet<String>>,
+}
+
+/// An Idempotency-Key claimed for one running request; released on drop
+/// (also when the client goes away and the request future is dropped).
+pub(crate) struct Claim<'a> {
+    state: &'a State,
+    key: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        lock(&self.state.in_flight).remove(&self.key);
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -70,7 +85,14 @@ impl State {
             nodes: Mutex::new(BTreeMap::new()),
             jobs: Mutex::new(HashMap::new()),
             next_connection: std::sync::atomic::AtomicU64::new(1),
+            in_flight: Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// Claims `key` for a request about to run; `None` while another request
+    /// with the same key runs.
+    pub(crate) fn claim(&self, key: &str) -> Option<Claim<'_>> {
+        lock(&self.in_flight).insert(key.to_string()).then(|| Claim { state: self, key: key.to_string() })
     }
 
     pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Db> {
