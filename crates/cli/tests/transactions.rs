@@ -3,48 +3,16 @@
 //! the node processes and Bitcoin Core's script interpreter accepts it; EVM,
 //! Solana and Cosmos transactions are signed only when they are the key's own.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::str::FromStr;
 
 use bitcoin::absolute::LockTime;
 use bitcoin::psbt::Psbt;
 use bitcoin::transaction::Version;
 use bitcoin::{Address, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
-use serde_json::Value;
 use shardvault_testkit as tk;
 
-const EXE: &str = env!("CARGO_BIN_EXE_shardvault");
-
-fn devnet(dir: &Path) -> (std::process::Child, String) {
-    let mut process = Command::new(EXE)
-        .args(["--json", "devnet", "--dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut text = String::new();
-    use std::io::BufRead;
-    for line in std::io::BufReader::new(process.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        text.push_str(&line);
-        if line == "}" {
-            break;
-        }
-    }
-    let info: Value = serde_json::from_str(&text).unwrap();
-    (process, info["api"].as_str().unwrap().to_string())
-}
-
-fn cli(api: &str, args: &[&str]) -> Result<Value, String> {
-    let output = Command::new(EXE).arg("--json").args(args).args(["--api", api]).output().unwrap();
-    if output.status.success() {
-        Ok(serde_json::from_slice(&output.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).to_string())
-    }
-}
+mod common;
+use common::Devnet;
 
 /// An unsigned PSBT spending 100 000 sat held by `script` to an external address.
 fn psbt_spending(script: &ScriptBuf) -> String {
@@ -73,19 +41,17 @@ fn psbt_spending(script: &ScriptBuf) -> String {
 #[test]
 fn psbts_signed_by_the_cluster_pass_bitcoin_core_script_checks() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut process, api) = devnet(dir.path());
+    let net = Devnet::start(dir.path());
     for scheme in ["ecdsa-secp256k1", "schnorr-secp256k1"] {
-        let key = cli(&api, &["key", "create", "--scheme", scheme, "--threshold", "2", "--parties", "3"]).unwrap();
+        let key = net.cli(&["key", "create", "--scheme", scheme, "--threshold", "2", "--parties", "3"]).unwrap();
         let key_id = key["key_id"].as_str().unwrap().to_string();
-        let address = cli(&api, &["address", "--key", &key_id, "--chain", "bitcoin", "--index", "0"]).unwrap();
+        let address = net.cli(&["address", "--key", &key_id, "--chain", "bitcoin", "--index", "0"]).unwrap();
         let script = Address::from_str(address["address"].as_str().unwrap()).unwrap().assume_checked().script_pubkey();
         let file = dir.path().join(format!("{scheme}.psbt"));
         std::fs::write(&file, psbt_spending(&script)).unwrap();
-        let signed = cli(
-            &api,
-            &["sign", "--key", &key_id, "--chain", "bitcoin", "--index", "0", "--psbt", file.to_str().unwrap()],
-        )
-        .unwrap();
+        let signed = net
+            .cli(&["sign", "--key", &key_id, "--chain", "bitcoin", "--index", "0", "--psbt", file.to_str().unwrap()])
+            .unwrap();
         assert_eq!(signed["summary"]["fee_sat"], 1_500);
         let tx = hex::decode(signed["tx_hex"].as_str().unwrap()).unwrap();
         tk::bitcoin_core_verifies(&tx, 0, &[(script.to_bytes(), 100_000)]).unwrap_or_else(|e| panic!("{scheme}: {e}"));
@@ -96,9 +62,8 @@ fn psbts_signed_by_the_cluster_pass_bitcoin_core_script_checks() {
         let other =
             ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_str("0000000000000000000000000000000000000001").unwrap());
         std::fs::write(&file, psbt_spending(&other)).unwrap();
-        let refused = cli(
-            &api,
-            &[
+        let refused = net
+            .cli(&[
                 "sign",
                 "--key",
                 &key_id,
@@ -110,13 +75,10 @@ fn psbts_signed_by_the_cluster_pass_bitcoin_core_script_checks() {
                 file.to_str().unwrap(),
                 "--signers",
                 "1,2",
-            ],
-        )
-        .unwrap_err();
+            ])
+            .unwrap_err();
         assert!(refused.contains("does not pay to this key") || refused.contains("cannot be signed"), "{refused}");
     }
-    let _ = Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
-    let _ = process.wait();
 }
 
 /// An EIP-1559 transfer signed by the cluster: libsecp256k1 recovers the
@@ -127,11 +89,10 @@ fn psbts_signed_by_the_cluster_pass_bitcoin_core_script_checks() {
 fn evm_transactions_signed_by_the_cluster_recover_to_the_wallet() {
     use alloy_consensus::{SignableTransaction, TxEip1559};
     let dir = tempfile::tempdir().unwrap();
-    let (mut process, api) = devnet(dir.path());
-    let key =
-        cli(&api, &["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "2", "--parties", "3"]).unwrap();
+    let net = Devnet::start(dir.path());
+    let key = net.cli(&["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "2", "--parties", "3"]).unwrap();
     let key_id = key["key_id"].as_str().unwrap().to_string();
-    let address = cli(&api, &["address", "--key", &key_id, "--chain", "ethereum", "--index", "0"]).unwrap();
+    let address = net.cli(&["address", "--key", &key_id, "--chain", "ethereum", "--index", "0"]).unwrap();
     let preimage = |chain_id: u64| {
         let tx = TxEip1559 {
             chain_id,
@@ -149,8 +110,7 @@ fn evm_transactions_signed_by_the_cluster_recover_to_the_wallet() {
         hex::encode(bytes)
     };
     let signed =
-        cli(&api, &["sign", "--key", &key_id, "--chain", "ethereum", "--index", "0", "--tx-hex", &preimage(1)])
-            .unwrap();
+        net.cli(&["sign", "--key", &key_id, "--chain", "ethereum", "--index", "0", "--tx-hex", &preimage(1)]).unwrap();
     assert_eq!(signed["chain_id"], 1);
     assert_eq!(signed["summary"]["nonce"], 7);
     let digest = hex::decode(signed["digest"].as_str().unwrap()).unwrap();
@@ -161,33 +121,28 @@ fn evm_transactions_signed_by_the_cluster_recover_to_the_wallet() {
     let raw = hex::decode(&signed["raw"].as_str().unwrap()[2..]).unwrap();
     assert_eq!(format!("0x{}", hex::encode(tk::keccak256(&raw))), signed["hash"].as_str().unwrap());
     // A BSC transaction presented as Ethereum (or the reverse) is refused.
-    let refused =
-        cli(&api, &["sign", "--key", &key_id, "--chain", "ethereum", "--index", "0", "--tx-hex", &preimage(56)])
-            .unwrap_err();
+    let refused = net
+        .cli(&["sign", "--key", &key_id, "--chain", "ethereum", "--index", "0", "--tx-hex", &preimage(56)])
+        .unwrap_err();
     assert!(refused.contains("chain id"), "{refused}");
-    cli(
-        &api,
-        &[
-            "sign",
-            "--key",
-            &key_id,
-            "--chain",
-            "ethereum",
-            "--index",
-            "0",
-            "--tx-hex",
-            &preimage(56),
-            "--evm-chain",
-            "bsc",
-        ],
-    )
+    net.cli(&[
+        "sign",
+        "--key",
+        &key_id,
+        "--chain",
+        "ethereum",
+        "--index",
+        "0",
+        "--tx-hex",
+        &preimage(56),
+        "--evm-chain",
+        "bsc",
+    ])
     .unwrap();
     // The EVM chain's own name works as the chain.
     let bsc =
-        cli(&api, &["sign", "--key", &key_id, "--chain", "bsc", "--index", "0", "--tx-hex", &preimage(56)]).unwrap();
+        net.cli(&["sign", "--key", &key_id, "--chain", "bsc", "--index", "0", "--tx-hex", &preimage(56)]).unwrap();
     assert_eq!(bsc["chain_id"], 56);
-    let _ = Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
-    let _ = process.wait();
 }
 
 /// Solana and Cosmos transactions through the cluster, by the CLI: signed when
@@ -197,13 +152,13 @@ fn evm_transactions_signed_by_the_cluster_recover_to_the_wallet() {
 fn single_signer_chains_sign_only_their_own_transactions() {
     use shardvault_chains::{sample, Chain, KeyType};
     let dir = tempfile::tempdir().unwrap();
-    let (mut process, api) = devnet(dir.path());
+    let net = Devnet::start(dir.path());
     let create = |scheme: &str| {
-        let key = cli(&api, &["key", "create", "--scheme", scheme, "--threshold", "2", "--parties", "3"]).unwrap();
+        let key = net.cli(&["key", "create", "--scheme", scheme, "--threshold", "2", "--parties", "3"]).unwrap();
         key["key_id"].as_str().unwrap().to_string()
     };
     let public_key = |key: &str, chain: &str, index: &str| {
-        let a = cli(&api, &["address", "--key", key, "--chain", chain, "--index", index]).unwrap();
+        let a = net.cli(&["address", "--key", key, "--chain", chain, "--index", index]).unwrap();
         hex::decode(a["public_key"].as_str().unwrap()).unwrap()
     };
     let ed = create("eddsa-ed25519");
@@ -213,7 +168,7 @@ fn single_signer_chains_sign_only_their_own_transactions() {
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, tx)
     };
     let sign = |key: &str, chain: &str, extra: &[&str]| {
-        cli(&api, &[&["sign", "--key", key, "--chain", chain, "--index", "0"], extra].concat())
+        net.cli(&[&["sign", "--key", key, "--chain", chain, "--index", "0"], extra].concat())
     };
     let signed = sign(&ed, "solana", &["--tx-base64", &unsigned(&mine)]).unwrap();
     assert_eq!(signed["summary"]["amount"], "1000000");
@@ -225,7 +180,7 @@ fn single_signer_chains_sign_only_their_own_transactions() {
     assert!(refused.contains("fee payer"), "{refused}");
 
     let ec = create("ecdsa-secp256k1");
-    let osmo = cli(&api, &["address", "--key", &ec, "--chain", "cosmos", "--index", "0", "--bech32-prefix", "osmo"]);
+    let osmo = net.cli(&["address", "--key", &ec, "--chain", "cosmos", "--index", "0", "--bech32-prefix", "osmo"]);
     let osmo = osmo.unwrap()["address"].as_str().unwrap().to_string();
     let (hrp, hash) = tk::bech32_decode(&osmo).unwrap();
     assert_eq!((hrp.as_str(), hash), ("osmo", tk::hash160(&public_key(&ec, "cosmos", "0"))));
@@ -235,6 +190,4 @@ fn single_signer_chains_sign_only_their_own_transactions() {
     assert_eq!(signed["network"], "cosmoshub-4");
     let refused = sign(&ec, "cosmos", &["--tx-hex", &doc, "--network", "osmosis-1"]).unwrap_err();
     assert!(refused.contains("chain id"), "{refused}");
-    let _ = Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
-    let _ = process.wait();
 }
