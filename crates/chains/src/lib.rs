@@ -360,13 +360,7 @@ pub fn eip55(public_key: &[u8]) -> Result<String, Error> {
 
 /// Litecoin mainnet address: P2WPKH (ECDSA) or BIP86 P2TR (BIP340), hrp `ltc`.
 pub fn litecoin(key: KeyType, public_key: &[u8]) -> Result<String, Error> {
-    let point = secp_key(key, public_key)?;
-    let script = match key {
-        KeyType::SchnorrSecp256k1 => {
-            bitcoin::ScriptBuf::new_p2tr(&Secp256k1::verification_only(), XOnlyPublicKey::from(point), None)
-        }
-        _ => bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::CompressedPublicKey(point).wpubkey_hash()),
-    };
+    let script = psbt::key_script(key, public_key)?;
     psbt::segwit_address(&script, "ltc").ok_or_else(|| Error::InvalidKey { key, detail: "no address".into() })
 }
 

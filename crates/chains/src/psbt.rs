@@ -8,7 +8,7 @@
 
 use base64::Engine;
 use bitcoin::psbt::Psbt;
-use bitcoin::secp256k1::{PublicKey, Secp256k1, XOnlyPublicKey};
+use bitcoin::secp256k1::{Secp256k1, XOnlyPublicKey};
 use bitcoin::sighash::{EcdsaSighashType, Prevouts, SighashCache, TapSighashType};
 use bitcoin::{Address, CompressedPublicKey, ScriptBuf, TxOut, Witness};
 use serde::Serialize;
@@ -44,6 +44,19 @@ pub(crate) fn segwit_address(script: &bitcoin::Script, hrp: &str) -> Option<Stri
     let program = script.as_bytes().get(2..)?;
     let hrp = bitcoin::bech32::Hrp::parse(hrp).ok()?;
     bitcoin::bech32::segwit::encode(hrp, version.into(), program).ok()
+}
+
+/// The output script holding a key's coins: P2WPKH for an ECDSA key, the
+/// BIP86 key-path P2TR for a BIP340 (internal) key.
+pub fn key_script(key: KeyType, public_key: &[u8]) -> Result<ScriptBuf, Error> {
+    let point = crate::secp_key(key, public_key)?;
+    match key {
+        KeyType::EcdsaSecp256k1 => Ok(ScriptBuf::new_p2wpkh(&CompressedPublicKey(point).wpubkey_hash())),
+        KeyType::SchnorrSecp256k1 => {
+            Ok(ScriptBuf::new_p2tr(&Secp256k1::verification_only(), XOnlyPublicKey::from(point), None))
+        }
+        KeyType::Ed25519 => Err(Error::Unsupported { chain: "bitcoin", key }),
+    }
 }
 
 /// A network by name: for Bitcoin `bitcoin` (or `mainnet`), `testnet`,
@@ -124,14 +137,9 @@ impl InputDigest {
     /// Refuses to sign unless this input pays to `public_key` (SEC1
     /// compressed; for P2TR the internal key, BIP86-tweaked here).
     pub fn check_key(&self, key: KeyType, public_key: &[u8]) -> Result<(), Error> {
-        let invalid = |detail: String| Error::InvalidKey { key, detail };
-        let point = PublicKey::from_slice(public_key).map_err(|e| invalid(e.to_string()))?;
         let expected = match (self.kind, key) {
-            (InputKind::P2wpkh, KeyType::EcdsaSecp256k1) => {
-                ScriptBuf::new_p2wpkh(&CompressedPublicKey(point).wpubkey_hash())
-            }
-            (InputKind::P2tr, KeyType::SchnorrSecp256k1) => {
-                ScriptBuf::new_p2tr(&Secp256k1::verification_only(), XOnlyPublicKey::from(point), None)
+            (InputKind::P2wpkh, KeyType::EcdsaSecp256k1) | (InputKind::P2tr, KeyType::SchnorrSecp256k1) => {
+                key_script(key, public_key)?
             }
             _ => {
                 return Err(Error::Psbt(format!(

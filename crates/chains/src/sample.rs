@@ -93,20 +93,10 @@ pub fn transfer(chain: Chain, key: KeyType, public_key: &[u8]) -> Result<Sample,
 /// A PSBT spending a made-up 100 000-sat output of the key (P2WPKH for ECDSA,
 /// BIP86 P2TR for BIP340) to BIP84's "abandon … about" key.
 fn utxo_psbt(key: KeyType, public_key: &[u8]) -> Result<Vec<u8>, Error> {
-    use bitcoin::secp256k1::{PublicKey, Secp256k1, XOnlyPublicKey};
-    use bitcoin::{
-        absolute, transaction, Amount, CompressedPublicKey, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Txid,
-    };
-    let point =
-        |bytes: &[u8]| PublicKey::from_slice(bytes).map_err(|e| Error::InvalidKey { key, detail: e.to_string() });
-    let spent = match key {
-        KeyType::SchnorrSecp256k1 => {
-            ScriptBuf::new_p2tr(&Secp256k1::verification_only(), XOnlyPublicKey::from(point(public_key)?), None)
-        }
-        _ => ScriptBuf::new_p2wpkh(&CompressedPublicKey(point(public_key)?).wpubkey_hash()),
-    };
+    use bitcoin::{absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Txid};
+    let spent = crate::psbt::key_script(key, public_key)?;
     let bip84 = hex::decode("0330d54fd0dd420a6e5f8d3624f5f3482cae350f79d5f0753bf5beef9c2d91af3c").unwrap_or_default();
-    let destination = ScriptBuf::new_p2wpkh(&CompressedPublicKey(point(&bip84)?).wpubkey_hash());
+    let destination = crate::psbt::key_script(KeyType::EcdsaSecp256k1, &bip84)?;
     let tx = bitcoin::Transaction {
         version: transaction::Version::TWO,
         lock_time: absolute::LockTime::ZERO,
