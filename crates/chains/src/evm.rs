@@ -8,7 +8,7 @@
 
 use alloy_consensus::transaction::{RlpEcdsaDecodableTx, SignableTransaction};
 use alloy_consensus::{TxEip1559, TxLegacy};
-use alloy_primitives::{keccak256, Signature, TxKind, U256};
+use alloy_primitives::{keccak256, Signature, U256};
 use alloy_rlp::{Decodable, Header};
 use serde::Serialize;
 
@@ -110,6 +110,29 @@ fn evm(detail: impl std::fmt::Display) -> Error {
     Error::Evm(detail.to_string())
 }
 
+/// The summary of either kind of transaction, through alloy's common view of them.
+fn summarise(kind: &'static str, t: &impl alloy_consensus::Transaction) -> EvmSummary {
+    let to = t.to();
+    let token_transfer = erc20_transfer(t.input()).and_then(|(recipient, amount)| {
+        Some(TokenTransfer {
+            token: to?.to_checksum(None),
+            to: alloy_primitives::Address::from(recipient).to_checksum(None),
+            amount: amount.to_string(),
+        })
+    });
+    EvmSummary {
+        kind,
+        chain_id: t.chain_id().unwrap_or(0),
+        nonce: t.nonce(),
+        to: to.map(|a| a.to_checksum(None)),
+        value_wei: t.value().to_string(),
+        gas_limit: t.gas_limit(),
+        max_fee_per_gas: t.max_fee_per_gas(),
+        data: hex::encode(t.input()),
+        token_transfer,
+    }
+}
+
 /// The payload of one RLP list at the start of `buf`, which must hold nothing else.
 fn only_list(buf: &[u8]) -> Result<&[u8], Error> {
     let mut rest = buf;
@@ -176,38 +199,9 @@ impl UnsignedEvmTx {
 
     /// The summary to review.
     pub fn summary(&self) -> EvmSummary {
-        let to = |kind: &TxKind| kind.to().map(|a| a.to_checksum(None));
-        let token = |kind: &TxKind, data: &[u8]| {
-            let (recipient, amount) = erc20_transfer(data)?;
-            Some(TokenTransfer {
-                token: to(kind)?,
-                to: alloy_primitives::Address::from(recipient).to_checksum(None),
-                amount: amount.to_string(),
-            })
-        };
         match &self.tx {
-            Tx::Eip1559(t) => EvmSummary {
-                kind: "eip1559",
-                chain_id: t.chain_id,
-                nonce: t.nonce,
-                to: to(&t.to),
-                value_wei: t.value.to_string(),
-                gas_limit: t.gas_limit,
-                max_fee_per_gas: t.max_fee_per_gas,
-                data: hex::encode(&t.input),
-                token_transfer: token(&t.to, &t.input),
-            },
-            Tx::Legacy(t) => EvmSummary {
-                kind: "legacy",
-                chain_id: t.chain_id.unwrap_or(0),
-                nonce: t.nonce,
-                to: to(&t.to),
-                value_wei: t.value.to_string(),
-                gas_limit: t.gas_limit,
-                max_fee_per_gas: t.gas_price,
-                data: hex::encode(&t.input),
-                token_transfer: token(&t.to, &t.input),
-            },
+            Tx::Eip1559(t) => summarise("eip1559", t),
+            Tx::Legacy(t) => summarise("legacy", t),
         }
     }
 

@@ -20,7 +20,7 @@ const TRIGGER_URL: &str = "type.googleapis.com/protocol.TriggerSmartContract";
 
 /// `Transaction.raw`.
 #[derive(Clone, PartialEq, Message)]
-pub struct Raw {
+struct Raw {
     #[prost(bytes = "vec", tag = "1")]
     ref_block_bytes: Vec<u8>,
     #[prost(int64, tag = "3")]
@@ -89,6 +89,7 @@ struct Transaction {
 }
 
 /// What the contract does, decoded.
+#[derive(Clone, Debug)]
 enum Call {
     Transfer(TransferContract),
     Trigger(TriggerSmartContract),
@@ -105,46 +106,51 @@ fn trc20_transfer(data: &[u8]) -> Option<(Vec<u8>, String)> {
     Some(([&[0x41u8][..], &to].concat(), amount.to_string()))
 }
 
+/// The one contract of `raw`, decoded by its type.
+fn call(raw: &Raw) -> Result<Call, TxError> {
+    let [contract] = raw.contract.as_slice() else {
+        return Err(TxError::new(format!("expected one contract, found {}", raw.contract.len())));
+    };
+    let parameter = contract.parameter.as_ref().ok_or_else(|| TxError::new("contract without parameter"))?;
+    match (contract.r#type, parameter.type_url.as_str()) {
+        (TRANSFER, TRANSFER_URL) => Ok(Call::Transfer(strict(&parameter.value, "TransferContract")?)),
+        (TRIGGER_SMART_CONTRACT, TRIGGER_URL) => Ok(Call::Trigger(strict(&parameter.value, "TriggerSmartContract")?)),
+        (t, url) => Err(TxError::new(format!(
+            "contract type {t} ({url}) is not supported; TransferContract and TriggerSmartContract are"
+        ))),
+    }
+}
+
 /// sha256(raw_data): what the key signs, and the txid.
 pub fn digest(raw: &[u8]) -> [u8; 32] {
     Sha256::digest(raw).into()
 }
 
-impl Raw {
+/// A decoded `raw_data` and its one contract call.
+#[derive(Clone, Debug)]
+pub struct Unsigned {
+    raw: Raw,
+    call: Call,
+}
+
+impl Unsigned {
     /// Decodes `raw_data`: exactly one transfer or smart-contract call.
     pub fn parse(bytes: &[u8]) -> Result<Self, TxError> {
         let raw: Raw = strict(bytes, "raw_data")?;
-        raw.call()?;
-        Ok(raw)
+        let call = call(&raw)?;
+        Ok(Unsigned { raw, call })
     }
 
-    fn call(&self) -> Result<Call, TxError> {
-        let [contract] = self.contract.as_slice() else {
-            return Err(TxError::new(format!("expected one contract, found {}", self.contract.len())));
-        };
-        let parameter = contract.parameter.as_ref().ok_or_else(|| TxError::new("contract without parameter"))?;
-        match (contract.r#type, parameter.type_url.as_str()) {
-            (TRANSFER, TRANSFER_URL) => Ok(Call::Transfer(strict(&parameter.value, "TransferContract")?)),
-            (TRIGGER_SMART_CONTRACT, TRIGGER_URL) => {
-                Ok(Call::Trigger(strict(&parameter.value, "TriggerSmartContract")?))
-            }
-            (t, url) => Err(TxError::new(format!(
-                "contract type {t} ({url}) is not supported; TransferContract and TriggerSmartContract are"
-            ))),
-        }
-    }
-
-    fn owner(&self) -> Vec<u8> {
-        match self.call() {
-            Ok(Call::Transfer(t)) => t.owner_address,
-            Ok(Call::Trigger(t)) => t.owner_address,
-            Err(_) => Vec::new(),
+    fn owner(&self) -> &[u8] {
+        match &self.call {
+            Call::Transfer(t) => &t.owner_address,
+            Call::Trigger(t) => &t.owner_address,
         }
     }
 
     /// The contract's owner must be `address` (the key's `T…` address).
     pub fn check_owner(&self, expected: &str) -> Result<(), TxError> {
-        let owner = address(&self.owner());
+        let owner = address(self.owner());
         match owner == expected {
             true => Ok(()),
             false => Err(TxError::new(format!("the owner {owner} is not this key's address"))),
@@ -155,18 +161,18 @@ impl Raw {
     pub fn summary(&self) -> Summary {
         let mut summary = Summary {
             kind: "tron-transfer".into(),
-            from: Some(address(&self.owner())),
-            fee: (self.fee_limit > 0).then(|| format!("fee limit {} sun", self.fee_limit)),
-            nonce: Some(format!("ref block {}", hex::encode(&self.ref_block_bytes))),
+            from: Some(address(self.owner())),
+            fee: (self.raw.fee_limit > 0).then(|| format!("fee limit {} sun", self.raw.fee_limit)),
+            nonce: Some(format!("ref block {}", hex::encode(&self.raw.ref_block_bytes))),
             ..Summary::default()
         };
-        match self.call() {
-            Ok(Call::Transfer(t)) => {
+        match &self.call {
+            Call::Transfer(t) => {
                 summary.to = Some(address(&t.to_address));
                 summary.asset = Some("TRX (sun)".into());
                 summary.amount = Some(t.amount.to_string());
             }
-            Ok(Call::Trigger(t)) => match trc20_transfer(&t.data) {
+            Call::Trigger(t) => match trc20_transfer(&t.data) {
                 Some((to, amount)) if t.call_value == 0 => {
                     summary.kind = "tron-trc20-transfer".into();
                     summary.to = Some(address(&to));
@@ -182,7 +188,6 @@ impl Raw {
                     summary.calls = vec![format!("call data 0x{}", hex::encode(&t.data))];
                 }
             },
-            Err(_) => {}
         }
         summary
     }
@@ -233,7 +238,7 @@ mod tests {
         let mut owner = [0x41; 21];
         owner[1] = 7;
         let bytes = transfer(owner);
-        let raw = Raw::parse(&bytes).unwrap();
+        let raw = Unsigned::parse(&bytes).unwrap();
         raw.check_owner(&address(&owner)).unwrap();
         assert!(raw.check_owner(&address(&[0x41; 21])).is_err());
         assert_eq!(raw.summary().amount.as_deref(), Some("1000000"));
@@ -247,8 +252,8 @@ mod tests {
     fn unknown_fields_and_garbage_are_refused() {
         let mut bytes = transfer([0x41; 21]);
         bytes.extend_from_slice(&[0xa8, 0x01, 0x01]); // field 21, varint 1: unknown
-        assert!(Raw::parse(&bytes).is_err());
-        assert!(Raw::parse(&[0xff, 0xff]).is_err());
-        assert!(Raw::parse(&Raw::default().encode_to_vec()).is_err());
+        assert!(Unsigned::parse(&bytes).is_err());
+        assert!(Unsigned::parse(&[0xff, 0xff]).is_err());
+        assert!(Unsigned::parse(&Raw::default().encode_to_vec()).is_err());
     }
 }

@@ -68,7 +68,7 @@ enum Parsed {
     Solana(solana::Message),
     Aptos(aptos::RawTransaction),
     Sui(Box<sui::Transaction>),
-    Tron(tron::Raw),
+    Tron(tron::Unsigned),
     Cosmos(cosmos::Direct),
 }
 
@@ -106,7 +106,7 @@ impl UnsignedTx {
             }
             Chain::Tron => {
                 check_network(&network, &["mainnet", "shasta", "nile"]).map_err(fail)?;
-                (Parsed::Tron(tron::Raw::parse(bytes).map_err(fail)?), tron::digest(bytes).to_vec())
+                (Parsed::Tron(tron::Unsigned::parse(bytes).map_err(fail)?), tron::digest(bytes).to_vec())
             }
             Chain::Cosmos => {
                 let doc = cosmos::Direct::parse(bytes, &network).map_err(fail)?;
