@@ -119,11 +119,6 @@ impl UnsignedTx {
         Ok(UnsignedTx { chain, network, bytes: bytes.to_vec(), parsed, signing_input })
     }
 
-    /// The chain.
-    pub fn chain(&self) -> Chain {
-        self.chain
-    }
-
     /// The key type that signs this chain's transactions.
     pub fn key_type(&self) -> KeyType {
         match self.parsed {
