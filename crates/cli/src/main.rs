@@ -55,6 +55,9 @@ enum Command {
     Coordinator(daemon::CoordinatorArgs),
     /// Run a participant node.
     Node(daemon::NodeArgs),
+    /// Print a node's public keys (Noise static key and identity key) for
+    /// its entry in the cluster file.
+    NodeIdentity(daemon::NodeIdentityArgs),
     /// Start a coordinator and N nodes as processes on loopback; runs until interrupted.
     Devnet(DevnetArgs),
     /// Keys: create, list.
@@ -260,6 +263,7 @@ fn run(cli: &Cli) -> Result<()> {
         }
         Command::Coordinator(args) => daemon::coordinator(args),
         Command::Node(args) => daemon::node(args),
+        Command::NodeIdentity(args) => daemon::node_identity(args, cli.json),
         Command::Devnet(args) => {
             let mut devnet = devnet::Devnet::start(&args.dir, args.nodes)?;
             let file = std::fs::read_to_string(args.dir.join("devnet.json"))?;

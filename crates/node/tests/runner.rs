@@ -39,7 +39,9 @@ impl Cluster3 {
             secrets.insert(NodeId(i), secret);
             paths.insert(NodeId(i), dir.path().join(format!("node-{i}.db")));
         }
-        let cluster = Cluster { coordinator, nodes: keys };
+        let identities =
+            secrets.iter().map(|(id, s)| (*id, shardvault_wire::NodeIdentity::derive(s).public())).collect();
+        let cluster = Cluster { coordinator, nodes: keys, identities };
         let mut c = Cluster3 { _dir: dir, paths, secrets, cluster, nodes: BTreeMap::new() };
         c.restart();
         c

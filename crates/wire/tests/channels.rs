@@ -22,7 +22,7 @@ fn net(n: u16) -> Net {
         nodes.insert(NodeId(id), public);
         secrets.insert(NodeId(id), secret);
     }
-    Net { cluster: Cluster { coordinator, nodes }, secrets }
+    Net { cluster: Cluster { coordinator, nodes, identities: Default::default() }, secrets }
 }
 
 fn node(party: PartyId) -> NodeId {
