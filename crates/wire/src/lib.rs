@@ -24,7 +24,7 @@ pub use channel::{Channels, Received};
 pub use cluster::{generate_keypair, Cluster, NodeId, NoisePublicKey, NoiseSecretKey};
 pub use frame::{Frame, FRAME_VERSION, MAX_FRAME};
 pub use identity::{IdentityPublicKey, NodeIdentity};
-pub use job::{FromNode, Job, JobKind, Outcome, SignPayload, ToNode};
+pub use job::{FromNode, Job, JobKind, Outcome, RefreshCertificate, SignPayload, ToNode};
 
 /// The Noise protocol every pair of nodes runs.
 pub const NOISE_PARAMS: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
