@@ -68,10 +68,21 @@ enum Command {
     /// Sign a message (the chain's message format) or a named 32-byte digest.
     Sign(Box<SignArgs>),
     /// Refresh every share of a key (key and addresses unchanged).
-    Refresh(KeyArgs),
+    Refresh(RefreshArgs),
     /// Measure signing latency and throughput on a fresh devnet against the
     /// in-process floor (release builds give meaningful numbers).
     Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct RefreshArgs {
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Finish the key's last refresh instead of starting one: activate an
+    /// epoch every node confirmed (after a node was away), or record an
+    /// unconfirmed attempt as abandoned.
+    #[arg(long)]
+    finish: bool,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +133,8 @@ enum KeyCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Show one key: epoch, nodes, banned parties, last refresh.
+    Show(KeyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -298,6 +311,9 @@ fn run(cli: &Cli) -> Result<()> {
             print_answer(cli.json, &answer?)
         }
         Command::Key(KeyCommand::List { api }) => print_answer(cli.json, &client(api).get("/v1/keys")?),
+        Command::Key(KeyCommand::Show(args)) => {
+            print_answer(cli.json, &client(&args.api).get(&format!("/v1/keys/{}", args.key))?)
+        }
         Command::Address(args) => {
             let body = target(args);
             let path = format!("/v1/keys/{}/addresses", args.key.key);
@@ -344,11 +360,10 @@ fn run(cli: &Cli) -> Result<()> {
             print_answer(cli.json, &client(api).post(&path, &body, Some(&idempotency(api)))?)
         }
         Command::Refresh(args) => {
-            let path = format!("/v1/keys/{}/refresh", args.key);
-            print_answer(
-                cli.json,
-                &client(&args.api).post(&path, &serde_json::json!({}), Some(&idempotency(&args.api)))?,
-            )
+            let finish = if args.finish { "/finish" } else { "" };
+            let path = format!("/v1/keys/{}/refresh{finish}", args.key.key);
+            let api = &args.key.api;
+            print_answer(cli.json, &client(api).post(&path, &serde_json::json!({}), Some(&idempotency(api)))?)
         }
     }
 }
