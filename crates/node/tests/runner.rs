@@ -439,4 +439,17 @@ fn a_node_whose_sign_log_cannot_be_written_sends_nothing() {
     let log = c.nodes[&NodeId(1)].store().sign_log().unwrap();
     assert_eq!(log.len(), 1);
     assert!(log[0].completed());
+    // Full again, only by the time the signature is assembled: the intent
+    // stands ("may have contributed") and the signature is still reported.
+    db.execute_batch(
+        "CREATE TRIGGER disk_full BEFORE INSERT ON sign_log WHEN NEW.kind = 'done'
+         BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    let outcomes = all_ok(c.run(signing.job(&[1, 3])), 2);
+    let Outcome::Signed { signed, signature } = &outcomes[0] else { panic!() };
+    signing.verify(signed, signature);
+    let log = c.nodes[&NodeId(1)].store().sign_log().unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].status, SignLogStatus::MayHaveContributed);
 }
