@@ -13,4 +13,6 @@ pub mod service;
 mod store;
 
 pub use runner::{Node, NodeError};
-pub use store::{KekSource, SignLogEntry, Store, StoreError};
+pub use store::{
+    KekSource, SignIntent, SignLogEntry, SignLogStatus, Store, StoreError, SIGN_LOG_KEY_KIND, SIGN_LOG_KEY_ROW,
+};

@@ -16,7 +16,7 @@ use shardvault_wire::{
     RefreshCertificate, SignPayload, ToNode,
 };
 
-use crate::store::{Store, StoreError};
+use crate::store::{SignIntent, Store, StoreError};
 
 /// Frames kept for a session whose `Start` has not arrived yet (a peer that
 /// started first may already be talking); the oldest session is evicted first.
@@ -46,7 +46,12 @@ pub enum NodeError {
 enum Protocol {
     Dkg(Session<Dkg>),
     Derive(Session<HdMachine>),
-    Sign { session: Session<Sign>, signed: Vec<u8> },
+    /// `intent`: the sign-log entry written before the job sent anything.
+    Sign {
+        session: Session<Sign>,
+        signed: Vec<u8>,
+        intent: i64,
+    },
     Refresh(Session<Refresh>),
 }
 
@@ -255,7 +260,19 @@ impl Node {
                 let request =
                     SignRequest { share: &share, hardened: tweak.as_ref(), path, signers: &signers, message: &signed };
                 let (s, out) = sign(&request, job.session)?;
-                (Protocol::Sign { session: s, signed }, out)
+                // Write-ahead: the entry is durable before any message of this
+                // job leaves the node (they are only returned below), so a
+                // co-signer that withholds its last message, or a full disk,
+                // cannot make a signature this node did not log.
+                let intent = self.store.log_intent(&SignIntent {
+                    key_id: job.key_id,
+                    path: &path.to_string(),
+                    signed: &signed,
+                    request: &job.digest()?,
+                    session: job.session,
+                    signers: &job.participants,
+                })?;
+                (Protocol::Sign { session: s, signed, intent }, out)
             }
             JobKind::Refresh { from, to } => {
                 let share = self.share_for(&job, me, None)?;
@@ -358,10 +375,7 @@ impl Node {
         let Some(running) = self.running.remove(&session) else { return Vec::new() };
         self.remember_finished(session);
         let key_id = running.job.key_id;
-        let request = match running.job.digest() {
-            Ok(digest) => digest.to_vec(),
-            Err(error) => return self.fail(session, &error.into()),
-        };
+        let session_id = session;
         let result: Result<Outcome, NodeError> = (|| match running.protocol {
             Protocol::Dkg(mut s) => {
                 let share = s.take_output().ok_or_else(|| NodeError::Refused("no output".into()))?;
@@ -373,13 +387,14 @@ impl Node {
                 self.store.put_tweak(&tweak)?;
                 Ok(Outcome::Derived { public_key: tweak.public_key.clone(), chain_code: tweak.chain_code })
             }
-            Protocol::Sign { mut session, signed } => {
+            Protocol::Sign { mut session, signed, intent } => {
                 let signature = session.take_output().ok_or_else(|| NodeError::Refused("no output".into()))?;
-                let path = match &running.job.kind {
-                    JobKind::Sign { path, .. } => path.to_string(),
-                    _ => String::new(),
-                };
-                self.store.log_signature(key_id, &path, &signed, &request)?;
+                // The intent already records the job; a failed completion
+                // write leaves it reading "may have contributed", which is
+                // true, so the signature is still reported.
+                if let Err(error) = self.store.log_completion(intent, &signature.bytes) {
+                    tracing::warn!(node = %self.id, %session_id, %error, "sign log: completion not recorded");
+                }
                 Ok(Outcome::Signed { signed, signature })
             }
             Protocol::Refresh(mut s) => {

@@ -10,16 +10,19 @@
 //! - `bans`: counterparties this node will not sign with, per key (DKLs23
 //!   ban aborts), until a later epoch is activated.
 //! - `tweaks`: cached hardened-derivation tweaks per (key, path), sealed.
-//! - `sign_log`: append-only, hash-chained record of every signature.
+//! - `sign_log`: append-only, write-ahead record of every signing job, a
+//!   hash chain keyed by a sealed log key ([`sign_log`]).
 //! - `meta`: KDF salt and parameters, and a KEK verifier, so a wrong
 //!   passphrase is reported as such.
 
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use sha2::{Digest, Sha256};
 use shardvault_mpc::{DerivationPath, Epoch, HardenedTweak, KeyId, KeyShare, PartyId, ShareBinding};
 use shardvault_vault::{open, seal, KdfParams, Kek, SealContext};
+
+mod sign_log;
+pub use sign_log::{SignIntent, SignLogEntry, SignLogStatus, SIGN_LOG_KEY_KIND, SIGN_LOG_KEY_ROW};
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -64,8 +67,11 @@ pub enum StoreError {
     /// The file was written by a newer release, or belongs to another node.
     #[error("store at this path is not usable: {0}")]
     Incompatible(String),
-    /// The sign log's hash chain is broken at this entry.
-    #[error("sign log entry {0} was altered or removed")]
+    /// The sign log's keyed chain is broken at this entry (0: its key or
+    /// head record is missing or altered). Keep the file for investigation.
+    #[error(
+        "sign log entry {0} was altered or removed (0: the log's key or head record); keep node.db for investigation"
+    )]
     LogTampered(i64),
 }
 
@@ -76,21 +82,6 @@ pub enum KekSource<'a> {
     Passphrase(&'a [u8], KdfParams),
     /// A 32-byte key file's contents.
     KeyFile(&'a [u8]),
-}
-
-/// One entry of the node's sign log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignLogEntry {
-    /// Position in the log.
-    pub seq: i64,
-    /// The key.
-    pub key_id: KeyId,
-    /// The path signed under.
-    pub path: String,
-    /// What was signed (digest or message hash).
-    pub signed: Vec<u8>,
-    /// The request's own hash, as the coordinator and members see it.
-    pub request: Vec<u8>,
 }
 
 /// The node's store.
@@ -117,10 +108,9 @@ impl Store {
              CREATE TABLE IF NOT EXISTS tweaks (key_id BLOB NOT NULL, path TEXT NOT NULL, sealed BLOB NOT NULL,
                  PRIMARY KEY (key_id, path));
              CREATE TABLE IF NOT EXISTS bans (key_id BLOB NOT NULL, party INTEGER NOT NULL, node INTEGER NOT NULL,
-                 epoch INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (key_id, party));
-             CREATE TABLE IF NOT EXISTS sign_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, key_id BLOB NOT NULL,
-                 path TEXT NOT NULL, signed BLOB NOT NULL, request BLOB NOT NULL, hash BLOB NOT NULL);",
+                 epoch INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (key_id, party));",
         )?;
+        db.execute_batch(sign_log::CREATE_TABLE)?;
         let meta = |name: &str| -> Result<Option<Vec<u8>>, StoreError> {
             Ok(db.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional()?)
         };
@@ -160,7 +150,9 @@ impl Store {
                 tx.commit()?;
             }
         }
-        Ok(Store { db, node_id: node_id.to_string(), kek })
+        let store = Store { db, node_id: node_id.to_string(), kek };
+        store.init_sign_log()?;
+        Ok(store)
     }
 
     fn context(&self, key_id: KeyId, epoch: Epoch, kind: &str) -> SealContext {
@@ -329,54 +321,4 @@ impl Store {
         }
         Ok(bans)
     }
-
-    /// Appends to the sign log; each entry's hash covers the previous one.
-    pub fn log_signature(&self, key_id: KeyId, path: &str, signed: &[u8], request: &[u8]) -> Result<i64, StoreError> {
-        // IMMEDIATE: take the write lock before reading the chain's head, so
-        // concurrent appenders (one per worker) queue instead of failing.
-        let tx = rusqlite::Transaction::new_unchecked(&self.db, rusqlite::TransactionBehavior::Immediate)?;
-        let previous: Vec<u8> = tx
-            .query_row("SELECT hash FROM sign_log ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
-            .optional()?
-            .unwrap_or_else(|| vec![0; 32]);
-        let hash = entry_hash(&previous, key_id, path, signed, request);
-        tx.execute(
-            "INSERT INTO sign_log (key_id, path, signed, request, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![key_id.as_bytes(), path, signed, request, hash],
-        )?;
-        let seq = tx.last_insert_rowid();
-        tx.commit()?;
-        Ok(seq)
-    }
-
-    /// The whole sign log, after checking its hash chain.
-    pub fn sign_log(&self) -> Result<Vec<SignLogEntry>, StoreError> {
-        let mut statement =
-            self.db.prepare("SELECT seq, key_id, path, signed, request, hash FROM sign_log ORDER BY seq")?;
-        let rows = statement.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, Vec<u8>>(5)?))
-        })?;
-        let mut previous = vec![0u8; 32];
-        let mut entries = Vec::new();
-        for (expected_seq, row) in (1..).zip(rows) {
-            let (seq, key_id, path, signed, request, hash): (i64, Vec<u8>, String, Vec<u8>, Vec<u8>, Vec<u8>) = row?;
-            let key_id = KeyId::from_bytes(key_id.try_into().map_err(|_| StoreError::LogTampered(seq))?);
-            if seq != expected_seq || entry_hash(&previous, key_id, &path, &signed, &request) != hash {
-                return Err(StoreError::LogTampered(seq));
-            }
-            previous = hash;
-            entries.push(SignLogEntry { seq, key_id, path, signed, request });
-        }
-        Ok(entries)
-    }
-}
-
-fn entry_hash(previous: &[u8], key_id: KeyId, path: &str, signed: &[u8], request: &[u8]) -> Vec<u8> {
-    let mut hash = Sha256::new();
-    hash.update(b"shardvault/sign-log/v1");
-    for field in [previous, key_id.as_bytes(), path.as_bytes(), signed, request] {
-        hash.update((field.len() as u64).to_be_bytes());
-        hash.update(field);
-    }
-    hash.finalize().to_vec()
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use shardvault_chains::{sample, Chain, KeyType, MessageEncoding};
 use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Threshold};
-use shardvault_node::{KekSource, Node, Store};
+use shardvault_node::{KekSource, Node, SignLogStatus, Store};
 use shardvault_testkit as tk;
 use shardvault_vault::KdfParams;
 use shardvault_wire::{
@@ -590,4 +590,173 @@ fn an_epoch_mismatch_is_a_refusal_not_a_ban() {
         matches!(&replies[..], [FromNode::Failed { culprit: None, banned: false, reason, .. }] if reason.contains("epoch 1")),
         "{replies:?}"
     );
+}
+
+/// A key, a fully hardened path derived on every node (its child key is the
+/// derived key) and a sign job at it that every release accepts: an EIP-191
+/// message for ECDSA (DKLs23), a Solana transfer for Ed25519 (FROST).
+struct Signing {
+    key_id: KeyId,
+    scheme: Scheme,
+    child: Vec<u8>,
+    kind: JobKind,
+}
+
+impl Signing {
+    fn new(c: &mut Cluster3, scheme: Scheme) -> Self {
+        let (key_id, _) = create(c, scheme);
+        let path = match scheme {
+            Scheme::EddsaEd25519 => "m/9'/0'/501'/0'",
+            _ => "m/9'/0'/60'/0'",
+        };
+        let child = derive(c, key_id, path);
+        let payload = match scheme {
+            Scheme::EddsaEd25519 => {
+                let sample = sample::transfer(Chain::Solana, KeyType::Ed25519, &child).unwrap();
+                SignPayload::Transaction {
+                    chain: Chain::Solana,
+                    network: sample.network.into(),
+                    unsigned: sample.unsigned,
+                }
+            }
+            _ => SignPayload::Message { message: b"pay 1 ETH to Bob".to_vec(), encoding: MessageEncoding::Eip191 },
+        };
+        Signing { key_id, scheme, child, kind: JobKind::Sign { epoch: Epoch(0), path: path.parse().unwrap(), payload } }
+    }
+
+    fn job(&self, nodes: &[u16]) -> Job {
+        job(self.key_id, nodes, self.kind.clone())
+    }
+
+    /// Checks a signature with an independent verifier.
+    fn verify(&self, signed: &[u8], signature: &shardvault_mpc::Signature) {
+        match self.scheme {
+            Scheme::EddsaEd25519 => tk::verify_ed25519(&self.child, signed, &signature.bytes).unwrap(),
+            _ => tk::verify_ecdsa(&self.child, signed, &signature.bytes, signature.recovery_id.unwrap()).unwrap(),
+        }
+    }
+}
+
+/// Relays `job` like [`Cluster3::run`], but drops the `drop`-th frame
+/// (1-based) from `from` to `to`; returns the outcomes and how many frames
+/// went from `from` to `to`. Jobs may be left running.
+fn relay(
+    c: &mut Cluster3,
+    job: &Job,
+    (from, to): (NodeId, NodeId),
+    drop: Option<usize>,
+) -> (BTreeMap<NodeId, Result<Outcome, String>>, usize) {
+    let mut queue: VecDeque<(NodeId, ToNode)> =
+        job.nodes().into_iter().map(|n| (n, ToNode::Start(job.clone()))).collect();
+    let (mut results, mut seen) = (BTreeMap::new(), 0);
+    while let Some((node, message)) = queue.pop_front() {
+        for reply in c.nodes.get_mut(&node).unwrap().handle(message) {
+            match reply {
+                FromNode::Frame(frame) => {
+                    if (frame.from, frame.to) == (from, to) {
+                        seen += 1;
+                        if Some(seen) == drop {
+                            continue;
+                        }
+                    }
+                    queue.push_back((frame.to, ToNode::Frame(frame)));
+                }
+                FromNode::Done { outcome, .. } => {
+                    results.insert(node, Ok(outcome));
+                }
+                FromNode::Failed { reason, .. } => {
+                    results.insert(node, Err(reason));
+                }
+            }
+        }
+    }
+    (results, seen)
+}
+
+/// Finding 8: a co-signer that withholds its last message gets a valid
+/// signature; the honest node must have logged it before its own last
+/// message left.
+#[test]
+fn a_cosigner_that_withholds_its_last_message_cannot_sign_unlogged() {
+    let mut c = Cluster3::new();
+    let (honest, cheat) = (NodeId(1), NodeId(2));
+    for scheme in [Scheme::EcdsaSecp256k1, Scheme::EddsaEd25519] {
+        let signing = Signing::new(&mut c, scheme);
+        let logged_before = c.nodes[&honest].store().sign_log().unwrap().len();
+        // How many frames the cheat sends the honest node in a whole run.
+        let (results, frames) = relay(&mut c, &signing.job(&[1, 2]), (cheat, honest), None);
+        assert_eq!(results.len(), 2, "{results:?}");
+        // Again, with the cheat's last frame to the honest node dropped.
+        let attack = signing.job(&[1, 2]);
+        let (results, _) = relay(&mut c, &attack, (cheat, honest), Some(frames));
+        let Some(Ok(Outcome::Signed { signed, signature })) = results.get(&cheat) else {
+            panic!("the cheat should hold a signature: {results:?}")
+        };
+        signing.verify(signed, signature);
+        assert!(!results.contains_key(&honest), "the honest node cannot have finished: {results:?}");
+        assert_eq!(c.nodes[&honest].running(), 1);
+        // Yet the signature is in the honest node's log.
+        let log = c.nodes[&honest].store().sign_log().unwrap();
+        assert_eq!(log.len(), logged_before + 2, "{scheme}: {log:?}");
+        let entry = log.last().unwrap();
+        assert_eq!(entry.session, Some(attack.session));
+        assert_eq!(entry.key_id, signing.key_id);
+        assert_eq!(&entry.signed, signed);
+        assert_eq!(entry.signers, vec![(PartyId::new(1).unwrap(), NodeId(1)), (PartyId::new(2).unwrap(), NodeId(2))]);
+        assert_eq!(entry.status, SignLogStatus::MayHaveContributed);
+        assert!(!entry.completed());
+        // The complete run before it is recorded as completed, with its signature.
+        let previous = &log[log.len() - 2];
+        assert!(matches!(&previous.status, SignLogStatus::Completed { signature } if signature.len() == 64));
+        c.nodes.get_mut(&honest).unwrap().handle(ToNode::Abort(attack.session));
+    }
+}
+
+/// Finding 8, disk full: when the sign log cannot be written, the node
+/// sends nothing of the job (not even a handshake) and says why.
+#[test]
+fn a_node_whose_sign_log_cannot_be_written_sends_nothing() {
+    let mut c = Cluster3::new();
+    let signing = Signing::new(&mut c, Scheme::EcdsaSecp256k1);
+    // The store's next insert into the log fails the way a full disk does (SQLITE_FULL).
+    let db = rusqlite::Connection::open(&c.paths[&NodeId(1)]).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER disk_full BEFORE INSERT ON sign_log BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    let job = signing.job(&[1, 3]);
+    // Node 3 starts first and talks to node 1, whose Start then fails.
+    let early = c.nodes.get_mut(&NodeId(3)).unwrap().handle(ToNode::Start(job.clone()));
+    let mut replies = Vec::new();
+    for reply in early {
+        let FromNode::Frame(frame) = reply else { panic!("{reply:?}") };
+        replies.extend(c.nodes.get_mut(&NodeId(1)).unwrap().handle(ToNode::Frame(frame)));
+    }
+    replies.extend(c.nodes.get_mut(&NodeId(1)).unwrap().handle(ToNode::Start(job.clone())));
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    let FromNode::Failed { reason, .. } = &replies[0] else { panic!("{replies:?}") };
+    assert!(reason.contains("disk is full"), "{reason}");
+    assert_eq!(c.nodes[&NodeId(1)].running(), 0);
+    c.nodes.get_mut(&NodeId(3)).unwrap().handle(ToNode::Abort(job.session));
+    // Room again: the node signs, and logs.
+    db.execute_batch("DROP TRIGGER disk_full").unwrap();
+    let outcomes = all_ok(c.run(signing.job(&[1, 3])), 2);
+    let Outcome::Signed { signed, signature } = &outcomes[0] else { panic!() };
+    signing.verify(signed, signature);
+    let log = c.nodes[&NodeId(1)].store().sign_log().unwrap();
+    assert_eq!(log.len(), 1);
+    assert!(log[0].completed());
+    // Full again, only by the time the signature is assembled: the intent
+    // stands ("may have contributed") and the signature is still reported.
+    db.execute_batch(
+        "CREATE TRIGGER disk_full BEFORE INSERT ON sign_log WHEN NEW.kind = 'done'
+         BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    let outcomes = all_ok(c.run(signing.job(&[1, 3])), 2);
+    let Outcome::Signed { signed, signature } = &outcomes[0] else { panic!() };
+    signing.verify(signed, signature);
+    let log = c.nodes[&NodeId(1)].store().sign_log().unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].status, SignLogStatus::MayHaveContributed);
 }

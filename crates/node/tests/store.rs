@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::Connection;
+use sha2::{Digest, Sha256};
 use shardvault_mpc::{
     derive_hardened, dkg, local, refresh, DerivationPath, Epoch, KeyId, KeyShare, PartyId, Scheme, SessionId, Threshold,
 };
-use shardvault_node::{KekSource, Store, StoreError};
-use shardvault_vault::KdfParams;
+use shardvault_node::{KekSource, SignIntent, SignLogStatus, Store, StoreError, SIGN_LOG_KEY_ROW};
+use shardvault_vault::{KdfParams, Kek};
+use shardvault_wire::NodeId;
 
 const PASSPHRASE: &[u8] = b"correct horse battery staple";
 
@@ -152,6 +154,34 @@ fn hardened_tweaks_are_cached_sealed() {
     assert_eq!(cached.expose_tau(), tweaks[&p1()].expose_tau());
 }
 
+/// One signing job's intent, as the runner logs it before sending anything.
+fn intent(store: &Store, key_id: KeyId, signed: &[u8]) -> i64 {
+    let signers = BTreeMap::from([(p1(), NodeId(1)), (PartyId::new(2).unwrap(), NodeId(2))]);
+    store
+        .log_intent(&SignIntent {
+            key_id,
+            path: "m/9'/0'/60'/0'/0'/0'",
+            signed,
+            request: b"request",
+            session: SessionId::random(),
+            signers: &signers,
+        })
+        .unwrap()
+}
+
+/// A store with three logged jobs, the second completed.
+fn logged_store(path: &Path) -> Store {
+    let store = open(path, PASSPHRASE).unwrap();
+    let key_id = KeyId::random();
+    for i in 0..3u8 {
+        let seq = intent(&store, key_id, &[i; 32]);
+        if i == 1 {
+            store.log_completion(seq, &[0x51; 64]).unwrap();
+        }
+    }
+    store
+}
+
 #[test]
 fn the_sign_log_is_append_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,7 +189,7 @@ fn the_sign_log_is_append_only() {
     let store = open(&path, PASSPHRASE).unwrap();
     let key_id = KeyId::random();
     for i in 0..3u8 {
-        store.log_signature(key_id, "m/9'/0'/60'/0'/0'/0'", &[i; 32], b"request").unwrap();
+        intent(&store, key_id, &[i; 32]);
     }
     assert_eq!(store.sign_log().unwrap().len(), 3);
     let db = Connection::open(&path).unwrap();
@@ -167,6 +197,257 @@ fn the_sign_log_is_append_only() {
     assert!(matches!(store.sign_log(), Err(StoreError::LogTampered(2))));
     db.execute("DELETE FROM sign_log WHERE seq = 2", []).unwrap();
     assert!(matches!(store.sign_log(), Err(StoreError::LogTampered(3))));
+}
+
+#[test]
+fn intents_read_as_may_have_contributed_until_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = logged_store(&dir.path().join("node.db"));
+    let log = store.sign_log().unwrap();
+    let status: Vec<_> = log.iter().map(|e| e.status.clone()).collect();
+    assert_eq!(
+        status,
+        [
+            SignLogStatus::MayHaveContributed,
+            SignLogStatus::Completed { signature: vec![0x51; 64] },
+            SignLogStatus::MayHaveContributed
+        ]
+    );
+    assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 4], "the completion is row 3");
+    assert_eq!(log[1].signers, [(p1(), NodeId(1)), (PartyId::new(2).unwrap(), NodeId(2))]);
+    assert!(log[0].session.is_some() && log[0].session != log[1].session);
+    // A completion must name an open intent.
+    assert!(matches!(store.log_completion(3, &[0; 64]), Err(StoreError::LogTampered(3))));
+}
+
+/// seq, key_id, path, signed, request.
+type UnkeyedRow = (i64, Vec<u8>, String, Vec<u8>, Vec<u8>);
+
+/// The v1 entry hash (unkeyed, so anyone can compute it), as an attacker would.
+fn unkeyed_hash(previous: &[u8], key_id: &[u8], path: &str, signed: &[u8], request: &[u8]) -> Vec<u8> {
+    let mut hash = Sha256::new();
+    hash.update(b"shardvault/sign-log/v1");
+    for field in [previous, key_id, path.as_bytes(), signed, request] {
+        hash.update((field.len() as u64).to_be_bytes());
+        hash.update(field);
+    }
+    hash.finalize().to_vec()
+}
+
+/// Finding 18: someone with write access to node.db (but not the KEK)
+/// rewrites, reorders or truncates the log with plain SQL.
+#[test]
+fn plain_sql_cannot_rewrite_reorder_or_truncate_the_sign_log() {
+    type Tamper = fn(&Connection);
+    // (what, how, the entry reported, whether appending is refused too: it
+    // checks the tail, reading checks everything)
+    let tampering: [(&str, Tamper, i64, bool); 7] = [
+        (
+            "edit a row",
+            |db| {
+                db.execute("UPDATE sign_log SET path = 'm/0' WHERE seq = 2", []).unwrap();
+            },
+            2,
+            false,
+        ),
+        (
+            "edit a row and recompute the chain the way v1 did",
+            |db| {
+                let rows: Vec<UnkeyedRow> = {
+                    let mut s =
+                        db.prepare("SELECT seq, key_id, path, signed, request FROM sign_log ORDER BY seq").unwrap();
+                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                        .unwrap()
+                        .collect::<Result<_, _>>()
+                        .unwrap()
+                };
+                let mut previous = vec![0u8; 32];
+                for (seq, key_id, path, signed, request) in rows {
+                    let signed = if seq == 1 { vec![0xee; 32] } else { signed };
+                    let hash = unkeyed_hash(&previous, &key_id, &path, &signed, &request);
+                    db.execute("UPDATE sign_log SET signed = ?1, hash = ?2 WHERE seq = ?3", (&signed, &hash, seq))
+                        .unwrap();
+                    previous = hash;
+                }
+            },
+            1,
+            false,
+        ),
+        (
+            "swap two rows",
+            |db| {
+                db.execute_batch(
+                    "UPDATE sign_log SET seq = 100 WHERE seq = 1; UPDATE sign_log SET seq = 1 WHERE seq = 2;
+                 UPDATE sign_log SET seq = 2 WHERE seq = 100;",
+                )
+                .unwrap();
+            },
+            1,
+            false,
+        ),
+        (
+            "delete the last row",
+            |db| {
+                db.execute("DELETE FROM sign_log WHERE seq = 4", []).unwrap();
+            },
+            4,
+            true,
+        ),
+        (
+            "delete the last rows and the head",
+            |db| {
+                db.execute_batch("DELETE FROM sign_log WHERE seq >= 3; DELETE FROM meta WHERE name = 'sign_log_head';")
+                    .unwrap();
+            },
+            0,
+            true,
+        ),
+        (
+            "delete every row",
+            |db| {
+                db.execute("DELETE FROM sign_log", []).unwrap();
+            },
+            4,
+            true,
+        ),
+        (
+            "delete the sealed log key",
+            |db| {
+                db.execute("DELETE FROM meta WHERE name = ?1", [SIGN_LOG_KEY_ROW]).unwrap();
+            },
+            0,
+            true,
+        ),
+    ];
+    for (what, tamper, seq, append_refused) in tampering {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        assert_eq!(logged_store(&path).sign_log().unwrap().len(), 3);
+        tamper(&Connection::open(&path).unwrap());
+        // Also after a restart (a reopened store must not "repair" the log).
+        let store = open(&path, PASSPHRASE).unwrap();
+        let result = store.sign_log();
+        assert!(matches!(result, Err(StoreError::LogTampered(s)) if s == seq), "{what}: {result:?}");
+        // The node does not sign on top of a broken log either.
+        let appended = store.log_intent(&SignIntent {
+            key_id: KeyId::random(),
+            path: "m",
+            signed: &[1; 32],
+            request: b"r",
+            session: SessionId::random(),
+            signers: &BTreeMap::new(),
+        });
+        if append_refused {
+            assert!(matches!(appended, Err(StoreError::LogTampered(_))), "{what}: {appended:?}");
+        }
+    }
+}
+
+#[test]
+fn the_log_key_is_sealed_under_the_kek() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    drop(logged_store(&path));
+    let db = Connection::open(&path).unwrap();
+    let sealed: Vec<u8> =
+        db.query_row("SELECT value FROM meta WHERE name = ?1", [SIGN_LOG_KEY_ROW], |r| r.get(0)).unwrap();
+    assert!(sealed.starts_with(b"SVSL"), "a sealed blob");
+    // Another store's sealed key (another KEK) does not open here.
+    let other = dir.path().join("other.db");
+    Store::open(&other, "node-1", KekSource::KeyFile(&[7; 32])).unwrap();
+    let foreign: Vec<u8> = Connection::open(&other)
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE name = ?1", [SIGN_LOG_KEY_ROW], |r| r.get(0))
+        .unwrap();
+    db.execute("UPDATE meta SET value = ?1 WHERE name = ?2", (foreign, SIGN_LOG_KEY_ROW)).unwrap();
+    assert!(matches!(open(&path, PASSPHRASE).unwrap().sign_log(), Err(StoreError::LogTampered(0))));
+}
+
+/// A store as the release before the keyed log wrote it: the v1 schema and
+/// an unkeyed chain of `entries` signatures.
+fn v1_store(path: &Path, entries: u8) -> KeyId {
+    let db = Connection::open(path).unwrap();
+    db.execute_batch(
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+         CREATE TABLE shares (key_id BLOB NOT NULL, epoch INTEGER NOT NULL, state TEXT NOT NULL
+             CHECK (state IN ('pending', 'active')), sealed BLOB NOT NULL, PRIMARY KEY (key_id, epoch));
+         CREATE TABLE tweaks (key_id BLOB NOT NULL, path TEXT NOT NULL, sealed BLOB NOT NULL,
+             PRIMARY KEY (key_id, path));
+         CREATE TABLE sign_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, key_id BLOB NOT NULL,
+             path TEXT NOT NULL, signed BLOB NOT NULL, request BLOB NOT NULL, hash BLOB NOT NULL);",
+    )
+    .unwrap();
+    let kek = Kek::from_key_file(&V1_KEY_FILE).unwrap();
+    for (name, value) in [
+        ("schema", 1i64.to_be_bytes().to_vec()),
+        ("node_id", b"node-1".to_vec()),
+        ("kdf_salt", vec![3; 16]),
+        ("kek_verifier", kek.verifier()),
+    ] {
+        db.execute("INSERT INTO meta (name, value) VALUES (?1, ?2)", (name, value)).unwrap();
+    }
+    let key_id = KeyId::random();
+    let mut previous = vec![0u8; 32];
+    for i in 0..entries {
+        let hash = unkeyed_hash(&previous, key_id.as_bytes(), "m/9'/0'/60'/0'", &[i; 32], b"v1 request");
+        db.execute(
+            "INSERT INTO sign_log (key_id, path, signed, request, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+            (key_id.as_bytes(), "m/9'/0'/60'/0'", [i; 32], b"v1 request", &hash),
+        )
+        .unwrap();
+        previous = hash;
+    }
+    key_id
+}
+
+const V1_KEY_FILE: [u8; 32] = [0x42; 32];
+
+#[test]
+fn a_v1_sign_log_is_verified_once_then_continued_keyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let key_id = v1_store(&path, 2);
+    let store = Store::open(&path, "node-1", KekSource::KeyFile(&V1_KEY_FILE)).unwrap();
+    let log = store.sign_log().unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(log.iter().all(|e| e.status == SignLogStatus::Legacy && e.key_id == key_id && e.session.is_none()));
+    // The switch is recorded as row 3; new entries follow it, keyed.
+    let seq = intent(&store, key_id, &[9; 32]);
+    assert_eq!(seq, 4);
+    let kinds: Vec<String> = {
+        let db = Connection::open(&path).unwrap();
+        let mut s = db.prepare("SELECT kind FROM sign_log ORDER BY seq").unwrap();
+        s.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    };
+    assert_eq!(kinds, ["v1", "v1", "keyed", "intent"]);
+    drop(store);
+    let store = Store::open(&path, "node-1", KekSource::KeyFile(&V1_KEY_FILE)).unwrap();
+    assert_eq!(store.sign_log().unwrap().len(), 3);
+    // The migrated v1 rows are now pinned too: rewriting one with its
+    // (public) unkeyed hash is detected.
+    let db = Connection::open(&path).unwrap();
+    let hash = unkeyed_hash(&[0; 32], key_id.as_bytes(), "m/9'/0'/60'/0'", &[0xee; 32], b"v1 request");
+    db.execute("UPDATE sign_log SET signed = ?1, hash = ?2 WHERE seq = 1", ([0xee; 32], hash)).unwrap();
+    assert!(matches!(store.sign_log(), Err(StoreError::LogTampered(_))));
+}
+
+#[test]
+fn a_broken_v1_sign_log_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    v1_store(&path, 3);
+    Connection::open(&path).unwrap().execute("DELETE FROM sign_log WHERE seq = 2", []).unwrap();
+    let error = Store::open(&path, "node-1", KekSource::KeyFile(&V1_KEY_FILE)).unwrap_err();
+    assert!(matches!(error, StoreError::Incompatible(_)), "{error}");
+    assert!(error.to_string().contains("sign log does not verify at entry 3"), "{error}");
+    // Nothing was changed: still a v1 store, and still refused.
+    assert!(Store::open(&path, "node-1", KekSource::KeyFile(&V1_KEY_FILE)).is_err());
+    // An empty v1 log is simply keyed from the start.
+    let empty = dir.path().join("empty.db");
+    v1_store(&empty, 0);
+    let store = Store::open(&empty, "node-1", KekSource::KeyFile(&V1_KEY_FILE)).unwrap();
+    assert_eq!(store.sign_log().unwrap(), []);
+    assert_eq!(intent(&store, KeyId::random(), &[1; 32]), 1);
 }
 
 #[test]
@@ -181,10 +462,13 @@ fn concurrent_appenders_keep_the_sign_log_chained() {
             scope.spawn(move || {
                 let store = open(&path, PASSPHRASE).unwrap();
                 for i in 0..25u8 {
-                    store.log_signature(key_id, "m", &[worker, i], b"request").unwrap();
+                    let seq = intent(&store, key_id, &[worker, i]);
+                    store.log_completion(seq, &[i; 64]).unwrap();
                 }
             });
         }
     });
-    assert_eq!(open(&path, PASSPHRASE).unwrap().sign_log().unwrap().len(), 100);
+    let log = open(&path, PASSPHRASE).unwrap().sign_log().unwrap();
+    assert_eq!(log.len(), 100);
+    assert!(log.iter().all(|e| e.completed()));
 }
