@@ -10,7 +10,9 @@
 
 mod runner;
 pub mod service;
+mod signing;
 mod store;
 
 pub use runner::{Node, NodeError};
+pub use signing::RawSigning;
 pub use store::{KekSource, SignLogEntry, Store, StoreError};

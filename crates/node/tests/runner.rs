@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
-use shardvault_chains::{sample, Chain, KeyType, MessageEncoding};
+use shardvault_chains::{sample, Chain, KeyType, MessageFormat};
 use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Threshold};
-use shardvault_node::{KekSource, Node, Store};
+use shardvault_node::{KekSource, Node, RawSigning, Store};
 use shardvault_testkit as tk;
 use shardvault_vault::KdfParams;
 use shardvault_wire::{
@@ -20,6 +20,7 @@ struct Cluster3 {
     secrets: BTreeMap<NodeId, NoiseSecretKey>,
     cluster: Cluster,
     nodes: BTreeMap<NodeId, Node>,
+    raw_signing: RawSigning,
 }
 
 fn store(path: &std::path::Path, id: NodeId) -> Store {
@@ -40,7 +41,8 @@ impl Cluster3 {
             paths.insert(NodeId(i), dir.path().join(format!("node-{i}.db")));
         }
         let cluster = Cluster { coordinator, nodes: keys };
-        let mut c = Cluster3 { _dir: dir, paths, secrets, cluster, nodes: BTreeMap::new() };
+        let mut c =
+            Cluster3 { _dir: dir, paths, secrets, cluster, nodes: BTreeMap::new(), raw_signing: RawSigning::Denied };
         c.restart();
         c
     }
@@ -49,7 +51,8 @@ impl Cluster3 {
     fn restart(&mut self) {
         self.nodes.clear();
         for (id, path) in &self.paths {
-            let node = Node::new(*id, self.secrets[id].clone(), self.cluster.clone(), store(path, *id));
+            let node = Node::new(*id, self.secrets[id].clone(), self.cluster.clone(), store(path, *id))
+                .with_raw_signing(self.raw_signing);
             self.nodes.insert(*id, node);
         }
     }
@@ -115,7 +118,7 @@ fn sign_eth(
     signers: &[u16],
     message: &[u8],
 ) -> (Vec<u8>, shardvault_mpc::Signature) {
-    let payload = SignPayload::Message { message: message.to_vec(), encoding: MessageEncoding::Eip191 };
+    let payload = SignPayload::Message { message: message.to_vec(), format: MessageFormat::Eip191 };
     let outcomes =
         all_ok(c.run(job(key_id, signers, JobKind::Sign { path: path.parse().unwrap(), payload })), signers.len());
     let Outcome::Signed { signed, signature } = outcomes[0].clone() else { panic!() };
@@ -157,14 +160,15 @@ fn an_ethereum_key_through_its_whole_life() {
 }
 
 #[test]
-fn a_solana_key_signs_raw_messages() {
+fn a_solana_key_signs_off_chain_messages() {
     let mut c = Cluster3::new();
     let (key_id, _) = create(&mut c, Scheme::EddsaEd25519);
     let child = derive(&mut c, key_id, "m/9'/0'/501'/0'");
     let path = "m/9'/0'/501'/0'/0/7";
-    let payload = SignPayload::Message { message: b"solana tx message".to_vec(), encoding: MessageEncoding::Raw };
+    let payload =
+        SignPayload::Message { message: b"I own this address".to_vec(), format: MessageFormat::SolanaOffchain };
     let outcomes = all_ok(c.run(job(key_id, &[2, 3], JobKind::Sign { path: path.parse().unwrap(), payload })), 2);
-    let Outcome::Signed { signature, .. } = &outcomes[0] else { panic!() };
+    let Outcome::Signed { signature, signed } = &outcomes[0] else { panic!() };
     let derived = shardvault_mpc::derive_public(
         Scheme::EddsaEd25519,
         &shardvault_mpc::ExtendedPublicKey { public_key: child.clone(), chain_code: chain_code(&mut c, key_id) },
@@ -172,7 +176,10 @@ fn a_solana_key_signs_raw_messages() {
     )
     .unwrap();
     assert_eq!(signature.public_key, derived.public_key);
-    tk::verify_ed25519(&signature.public_key, b"solana tx message", &signature.bytes).unwrap();
+    // The off-chain message names this key as its signer; ed25519-dalek verifies over the testkit's write-up.
+    let expected = tk::solana_offchain_message(&derived.public_key, b"I own this address");
+    assert_eq!(signed, &expected);
+    tk::verify_ed25519(&signature.public_key, &expected, &signature.bytes).unwrap();
 }
 
 fn chain_code(c: &mut Cluster3, key_id: KeyId) -> [u8; 32] {
@@ -200,15 +207,17 @@ fn nodes_refuse_what_they_should_not_sign() {
         (
             ed,
             JobKind::Sign { path: DerivationPath::root(), payload: SignPayload::RawDigest([1; 32]) },
-            "Ed25519 signs messages",
+            "Ed25519 signs bytes, not digests",
         ),
         (
             ecdsa,
-            JobKind::Sign {
-                path: DerivationPath::root(),
-                payload: SignPayload::Message { message: b"x".to_vec(), encoding: MessageEncoding::Raw },
-            },
-            "signs a digest",
+            JobKind::Sign { path: DerivationPath::root(), payload: SignPayload::RawBytes(b"x".to_vec()) },
+            "signs 32-byte digests",
+        ),
+        (
+            ecdsa,
+            JobKind::Sign { path: DerivationPath::root(), payload: SignPayload::RawDigest([9; 32]) },
+            "raw signing is off",
         ),
         (
             ecdsa,
@@ -224,7 +233,9 @@ fn nodes_refuse_what_they_should_not_sign() {
             assert!(reason.contains(expected), "{reason}");
         }
     }
-    // A named raw digest is signed as is.
+    // With the operator's opt-in, a named raw digest is signed as is.
+    c.raw_signing = RawSigning::Allowed;
+    c.restart();
     let results = all_ok(
         c.run(job(
             ecdsa,
@@ -269,7 +280,7 @@ fn stray_frames_never_block_new_jobs() {
         assert!(c.nodes.get_mut(&NodeId(3)).unwrap().handle(ToNode::Frame(stray)).is_empty());
     }
     // A job whose peers talk to node 3 before node 3 starts it still completes.
-    let payload = SignPayload::Message { message: b"still works".to_vec(), encoding: MessageEncoding::Raw };
+    let payload = SignPayload::Message { message: b"still works".to_vec(), format: MessageFormat::SolanaOffchain };
     all_ok(c.run(job(key_id, &[1, 3], JobKind::Sign { path: DerivationPath::root(), payload })), 2);
     // A finished session id cannot be started again.
     let signed = job(
@@ -277,10 +288,208 @@ fn stray_frames_never_block_new_jobs() {
         &[1, 3],
         JobKind::Sign {
             path: DerivationPath::root(),
-            payload: SignPayload::Message { message: b"x".to_vec(), encoding: MessageEncoding::Raw },
+            payload: SignPayload::Message { message: b"x".to_vec(), format: MessageFormat::SolanaOffchain },
         },
     );
     all_ok(c.run(signed.clone()), 2);
     let replayed = c.run(signed);
     assert!(replayed.values().all(|r| r.as_ref().unwrap_err().contains("session id already used")), "{replayed:?}");
+}
+
+/// The transaction of each family that a message request could try to get
+/// signed: its bytes as a "message", and a check that a signature (bytes,
+/// the key it is under) is valid for it as a transaction, by an independent
+/// verifier (libsecp256k1, ed25519-dalek).
+struct TxAttack {
+    family: &'static str,
+    scheme: Scheme,
+    /// The bytes passed as the message.
+    message: Vec<u8>,
+    /// What the chain's transaction signature is over (a digest, or Ed25519's message).
+    tx_signing_input: Vec<u8>,
+}
+
+fn attacks(c: &mut Cluster3) -> Vec<(KeyId, TxAttack)> {
+    use shardvault_chains::{evm, psbt, tx::UnsignedTx};
+    let (ed, ed_key) = create(c, Scheme::EddsaEd25519);
+    let (ecdsa, ecdsa_key) = create(c, Scheme::EcdsaSecp256k1);
+    let (schnorr, schnorr_key) = create(c, Scheme::SchnorrSecp256k1);
+    let tx_input = |chain: Chain, key: KeyType, pk: &[u8]| {
+        let sample = sample::transfer(chain, key, pk).unwrap();
+        let input = UnsignedTx::parse(chain, Some(sample.network), &sample.unsigned).unwrap().signing_input().to_vec();
+        (sample.unsigned, input)
+    };
+    let mut out = Vec::new();
+    // Ed25519: the Solana message and the Aptos signing message are what the
+    // key signs for a transaction; a Sui transaction is signed over its intent digest.
+    let (solana, input) = tx_input(Chain::Solana, KeyType::Ed25519, &ed_key);
+    out.push((
+        ed,
+        TxAttack { family: "solana", scheme: Scheme::EddsaEd25519, message: solana, tx_signing_input: input },
+    ));
+    let (_, input) = tx_input(Chain::Aptos, KeyType::Ed25519, &ed_key);
+    out.push((
+        ed,
+        TxAttack { family: "aptos", scheme: Scheme::EddsaEd25519, message: input.clone(), tx_signing_input: input },
+    ));
+    let (_, input) = tx_input(Chain::Sui, KeyType::Ed25519, &ed_key);
+    out.push((
+        ed,
+        TxAttack { family: "sui", scheme: Scheme::EddsaEd25519, message: input.clone(), tx_signing_input: input },
+    ));
+    // ECDSA: a Cosmos SignDoc and a Tron raw_data are signed as sha256 of their bytes.
+    for chain in [Chain::Cosmos, Chain::Tron] {
+        let (unsigned, input) = tx_input(chain, KeyType::EcdsaSecp256k1, &ecdsa_key);
+        assert_eq!(input, tk::sha256(&unsigned));
+        out.push((
+            ecdsa,
+            TxAttack {
+                family: chain.name(),
+                scheme: Scheme::EcdsaSecp256k1,
+                message: unsigned,
+                tx_signing_input: input,
+            },
+        ));
+    }
+    // EVM: the EIP-1559 signing preimage (its digest is keccak256 of it).
+    let preimage = sample::transfer(Chain::Ethereum, KeyType::EcdsaSecp256k1, &ecdsa_key).unwrap().unsigned;
+    let digest = evm::UnsignedEvmTx::parse(&preimage, 1).unwrap().digest().to_vec();
+    out.push((
+        ecdsa,
+        TxAttack { family: "ethereum", scheme: Scheme::EcdsaSecp256k1, message: preimage, tx_signing_input: digest },
+    ));
+    // Taproot: the BIP341 sighash is sha256(tag ‖ tag ‖ SigMsg); the attacker
+    // passes that preimage, whose plain sha256 is the sighash.
+    let unsigned = sample::transfer(Chain::Bitcoin, KeyType::SchnorrSecp256k1, &schnorr_key).unwrap().unsigned;
+    let sighash = psbt::UnsignedPsbt::parse(&unsigned, psbt::network(Chain::Bitcoin, "bitcoin").unwrap())
+        .unwrap()
+        .input_digest(0)
+        .unwrap()
+        .digest
+        .to_vec();
+    let parsed = bitcoin::Psbt::deserialize(&unsigned).unwrap();
+    let spent: Vec<bitcoin::TxOut> = parsed.inputs.iter().map(|i| i.witness_utxo.clone().unwrap()).collect();
+    let mut sig_msg = Vec::new();
+    bitcoin::sighash::SighashCache::new(&parsed.unsigned_tx)
+        .taproot_encode_signing_data_to(
+            &mut sig_msg,
+            0,
+            &bitcoin::sighash::Prevouts::All(&spent),
+            None,
+            None,
+            bitcoin::TapSighashType::Default,
+        )
+        .unwrap();
+    let tag = tk::sha256(b"TapSighash");
+    let preimage = [&tag[..], &tag, &sig_msg].concat();
+    assert_eq!(tk::sha256(&preimage).to_vec(), sighash, "the preimage hashes to the sighash");
+    out.push((
+        schnorr,
+        TxAttack { family: "taproot", scheme: Scheme::SchnorrSecp256k1, message: preimage, tx_signing_input: sighash },
+    ));
+    out
+}
+
+/// Whether `signature` is a valid transaction signature for `attack`.
+fn valid_as_transaction(attack: &TxAttack, signature: &shardvault_mpc::Signature) -> bool {
+    match attack.scheme {
+        Scheme::EddsaEd25519 => {
+            tk::verify_ed25519(&signature.public_key, &attack.tx_signing_input, &signature.bytes).is_ok()
+        }
+        Scheme::EcdsaSecp256k1 => (0..2).any(|rid| {
+            tk::recover_ecdsa(&attack.tx_signing_input, &signature.bytes, rid).is_ok_and(|k| k == signature.public_key)
+        }),
+        Scheme::SchnorrSecp256k1 => {
+            tk::verify_bip340(&signature.public_key, &attack.tx_signing_input, &signature.bytes).is_ok()
+        }
+    }
+}
+
+/// Issue 8 item 1: a message request whose bytes are a valid transaction
+/// (Solana message, Aptos signing message, Sui tx digest, Cosmos SignDoc,
+/// Tron raw_data, EVM preimage, Taproot SigMsg preimage), sent in every
+/// message format and as the raw kinds, is refused by the nodes or signed
+/// into something libsecp256k1 / ed25519-dalek reject as the transaction's signature.
+#[test]
+fn a_message_request_never_yields_a_transaction_signature() {
+    let mut c = Cluster3::new();
+    let mut signed = 0;
+    for (key_id, attack) in attacks(&mut c) {
+        let mut payloads: Vec<(String, SignPayload)> = MessageFormat::NAMES
+            .iter()
+            .map(|name| {
+                let format = MessageFormat::parse(name, None).unwrap();
+                (name.to_string(), SignPayload::Message { message: attack.message.clone(), format })
+            })
+            .collect();
+        payloads.push(("raw bytes".into(), SignPayload::RawBytes(attack.tx_signing_input.clone())));
+        if let Ok(digest) = <[u8; 32]>::try_from(attack.tx_signing_input.as_slice()) {
+            payloads.push(("raw digest".into(), SignPayload::RawDigest(digest)));
+        }
+        for (name, payload) in payloads {
+            let results = c.run(job(key_id, &[1, 2], JobKind::Sign { path: DerivationPath::root(), payload }));
+            assert_eq!(results.len(), 2);
+            for result in results.values() {
+                if let Ok(Outcome::Signed { signature, .. }) = result {
+                    signed += 1;
+                    assert!(
+                        !valid_as_transaction(&attack, signature),
+                        "{}: a {name} request gave a valid transaction signature",
+                        attack.family
+                    );
+                }
+            }
+        }
+    }
+    // Formats that take arbitrary bytes did sign (their prefix is what protects).
+    assert!(signed > 0);
+}
+
+/// Raw kinds are their own gate: off by default on the node, on only by the
+/// operator's choice; each format is refused for another chain's path.
+#[test]
+fn raw_signing_needs_the_operator_and_formats_their_chain() {
+    let mut c = Cluster3::new();
+    let (ed, _) = create(&mut c, Scheme::EddsaEd25519);
+    let (ecdsa, _) = create(&mut c, Scheme::EcdsaSecp256k1);
+    let (schnorr, _) = create(&mut c, Scheme::SchnorrSecp256k1);
+    let raw = [
+        (ed, SignPayload::RawBytes(b"anything".to_vec())),
+        (ecdsa, SignPayload::RawDigest([5; 32])),
+        (schnorr, SignPayload::RawDigest([6; 32])),
+    ];
+    for (key_id, payload) in raw.clone() {
+        let results = c.run(job(key_id, &[1, 2], JobKind::Sign { path: DerivationPath::root(), payload }));
+        assert!(results.values().all(|r| r.as_ref().unwrap_err().contains("--allow-raw-signing")), "{results:?}");
+    }
+    // A format on a path of another chain (MPCVault's coin type), and a format of another key type.
+    derive(&mut c, ecdsa, "m/9'/0'/195'/0'/0'/0'");
+    derive(&mut c, ed, "m/9'/0'/501'/0'/0'/0'");
+    derive(&mut c, schnorr, "m/9'/0'/2'/0'/0'/0'");
+    let wrong = [
+        (ecdsa, "m/9'/0'/195'/0'/0'/0'", MessageFormat::Eip191, "coin type 195"),
+        (
+            ecdsa,
+            "m/9'/0'/195'/0'/0'/0'",
+            MessageFormat::CosmosAdr36 { bech32_prefix: "cosmos".into() },
+            "coin type 195",
+        ),
+        (ed, "m/9'/0'/501'/0'/0'/0'", MessageFormat::SuiPersonalMessage, "coin type 501"),
+        (ed, "m/9'/0'/501'/0'/0'/0'", MessageFormat::Eip191, "not Ed25519 keys"),
+        (schnorr, "m/9'/0'/2'/0'/0'/0'", MessageFormat::Bip322Simple, "coin type 2"),
+        (schnorr, "m/9'/0'/2'/0'/0'/0'", MessageFormat::LitecoinSignedMessage, "not BIP340"),
+    ];
+    for (key_id, path, format, expected) in wrong {
+        let payload = SignPayload::Message { message: b"hello".to_vec(), format };
+        let results = c.run(job(key_id, &[1, 3], JobKind::Sign { path: path.parse().unwrap(), payload }));
+        assert!(results.values().all(|r| r.as_ref().unwrap_err().contains(expected)), "{expected}: {results:?}");
+    }
+    // The right chain's path signs; the raw kinds sign once the operator allows them.
+    let payload = SignPayload::Message { message: b"hello".to_vec(), format: MessageFormat::TronSignedMessage };
+    all_ok(c.run(job(ecdsa, &[1, 3], JobKind::Sign { path: "m/9'/0'/195'/0'/0'/0'".parse().unwrap(), payload })), 2);
+    c.raw_signing = RawSigning::Allowed;
+    c.restart();
+    for (key_id, payload) in raw {
+        all_ok(c.run(job(key_id, &[2, 3], JobKind::Sign { path: DerivationPath::root(), payload })), 2);
+    }
 }
