@@ -84,7 +84,7 @@ fn key_lifecycle(api: &Api, scheme: Scheme, t: u8, n: u8, message: &[u8], progre
             chain: chain.to_string(),
             public_key: text(&s, "public_key")?,
             message: text(&s, "message")?,
-            message_encoding: text(&s, "format")?,
+            message_encoding: text(&s, "message_encoding")?,
             digest: s["digest"].as_str().map(str::to_string),
             signature: text(&s, "signature")?,
             recovery_id: s["recovery_id"].as_u64().and_then(|r| u8::try_from(r).ok()),

@@ -482,7 +482,7 @@ async fn sign(
             json!({
                 "key_id": r.key.key_id, "chain": r.chain, "path": r.path.to_string(),
                 "public_key": hex::encode(&signature.public_key), "message": hex::encode(&message),
-                "format": format, "digest": digest, "signature": hex::encode(&signature.bytes),
+                "message_encoding": format, "digest": digest, "signature": hex::encode(&signature.bytes),
                 "recovery_id": signature.recovery_id, "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(),
                 "epoch": r.key.epoch, "failed_attempts": attempts }),
         ))

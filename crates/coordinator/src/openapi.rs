@@ -63,7 +63,7 @@ pub(crate) fn document() -> Value {
                 "nodes": { "type": "array", "items": { "type": "integer" } } } }), "201"),
         "/v1/keys/{key_id}": { "get": { "summary": "A key", "parameters": [key_path.clone()], "responses": { "200": { "description": "the key" }, "404": { "description": "unknown key" } } } },
         "/v1/keys/{key_id}/addresses": creating("Derive an address", target, "200"),
-        "/v1/keys/{key_id}/signatures": creating("Sign a message in its chain's message format (or, raw signing, a named digest or raw bytes); the answer has `format` and `digest` (what the key signed, where not the message itself)", sign, "200"),
+        "/v1/keys/{key_id}/signatures": creating("Sign a message in its chain's message format (or, raw signing, a named digest or raw bytes); the answer has `message_encoding` (the format) and `digest` (what the key signed, where not the message itself)", sign, "200"),
         "/v1/keys/{key_id}/transactions": creating("Sign an unsigned transaction (each node decodes it and derives what it signs) and return it signed, in the chain's wire format, with its id", json!({
             "type": "object", "required": ["chain"], "properties": {
                 "chain": { "type": "string", "enum": chains },
