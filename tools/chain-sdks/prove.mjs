@@ -7,7 +7,8 @@
 //                                            unsigned transactions the SDK built
 //                                            (Cosmos: "prefixes", addresses on other chains)
 //   in:  {"signed": [{"transaction": hex, "signature": hex, "id": …}…],
-//         "message": {"text": hex, "signature": hex}}     (Sui and Tron: a signed message)
+//         "message": {"text": hex, "signature": hex}}     a message signed in the chain's
+//                                                         message format (Aptos: the AIP-62 full message)
 //   out: {"ok": true, …}                     or exit 1 with {"error": …}
 // The SDK, not shardvault, decides what is valid: it rebuilds what is signed,
 // verifies the signature, recomputes the id, and (Solana) litesvm executes it.
@@ -70,7 +71,19 @@ async function solana(publicKey) {
     return hex(kit.compileTransaction(message).messageBytes);
   });
   say({ address: wallet, unsigned });
-  const { signed } = await read();
+  const answer = await read();
+  const { signed } = answer;
+  // The signed message is an off-chain message v0 (zero application domain, this key its one signer).
+  const { compileOffchainMessageV0Envelope, offchainMessageApplicationDomain } = await import("@solana/offchain-messages");
+  const text = Buffer.from(bytes(answer.message.text)).toString("utf8");
+  const envelope = compileOffchainMessageV0Envelope({
+    version: 0,
+    applicationDomain: offchainMessageApplicationDomain("11111111111111111111111111111111"),
+    content: { format: /[^\x20-\x7e]/.test(text) ? 1 : 0, text },
+    requiredSignatories: [{ address: wallet }],
+  });
+  const verifier = await crypto.subtle.importKey("raw", publicKey, "Ed25519", false, ["verify"]);
+  check(await crypto.subtle.verify("Ed25519", verifier, bytes(answer.message.signature), envelope.content), "the off-chain message signature does not verify");
   const results = [];
   for (const [i, item] of signed.entries()) {
     const tx = kit.getTransactionDecoder().decode(bytes(item.transaction));
@@ -102,7 +115,11 @@ async function aptos(publicKey) {
     new sdk.ChainId(2),
   );
   say({ address: wallet.toStringLong(), unsigned: [hex(raw.bcsToBytes())] });
-  const [item] = (await read()).signed;
+  const answer = await read();
+  const [item] = answer.signed;
+  const fullMessage = bytes(answer.message.text);
+  check(Buffer.from(fullMessage).toString("utf8").startsWith("APTOS\n"), "not an AIP-62 full message");
+  check(key.verifySignature({ message: fullMessage, signature: new sdk.Ed25519Signature(bytes(answer.message.signature)) }), "the SDK rejects the message signature");
   const signed = sdk.SignedTransaction.deserialize(new sdk.Deserializer(bytes(item.transaction)));
   check(hex(signed.raw_txn.bcsToBytes()) === hex(raw.bcsToBytes()), "the signed transaction carries a different RawTransaction");
   const auth = signed.authenticator;
@@ -170,7 +187,17 @@ async function cosmos(publicKey) {
   const signBytes = makeSignBytes(makeSignDoc(bodyBytes, authInfoBytes, "cosmoshub-4", 12));
   const prefixes = Object.fromEntries(["osmo", "juno", "celestia"].map((p) => [p, pubkeyToAddress(amino, p)]));
   say({ address: wallet, unsigned: [hex(signBytes)], prefixes });
-  const [item] = (await read()).signed;
+  const answer = await read();
+  const [item] = answer.signed;
+  // ADR-036, as Keplr's verifyADR36Amino checks it: one sign/MsgSignData in an amino sign doc.
+  const { makeSignDoc: makeAminoSignDoc, serializeSignDoc } = await import("@cosmjs/amino");
+  const { toBase64 } = await import("@cosmjs/encoding");
+  const adr036 = makeAminoSignDoc(
+    [{ type: "sign/MsgSignData", value: { signer: wallet, data: toBase64(bytes(answer.message.text)) } }],
+    { gas: "0", amount: [] }, "", "", 0, 0,
+  );
+  const messageSignature = Secp256k1Signature.fromFixedLength(bytes(answer.message.signature));
+  check(await Secp256k1.verifySignature(messageSignature, sha256(serializeSignDoc(adr036)), publicKey), "cosmjs rejects the ADR-036 signature");
   const raw = TxRaw.decode(bytes(item.transaction));
   check(hex(raw.bodyBytes) === hex(bodyBytes) && hex(raw.authInfoBytes) === hex(authInfoBytes), "TxRaw carries other bytes");
   const signature = Secp256k1Signature.fromFixedLength(raw.signatures[0]);

@@ -14,12 +14,15 @@
 pub mod aptos;
 pub mod cosmos;
 pub mod evm;
+pub mod message;
 pub mod psbt;
 pub mod sample;
 pub mod solana;
 pub mod sui;
 pub mod tron;
 pub mod tx;
+
+pub use message::MessageFormat;
 
 use std::fmt;
 use std::str::FromStr;
@@ -60,6 +63,10 @@ pub enum Error {
     /// A PSBT that cannot be signed as given.
     #[error("PSBT: {0}")]
     Psbt(String),
+    /// A message that cannot be signed in the format asked for, or a format
+    /// that is not this key's or this path's chain's.
+    #[error("message signing: {0}")]
+    Message(String),
     /// Bitcoin message signing takes UTF-8 text.
     #[error("this message format signs UTF-8 text; the message is not valid UTF-8")]
     NotText,
@@ -228,93 +235,6 @@ impl FromStr for Chain {
             return Ok(Chain::Ethereum);
         }
         Chain::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| Error::UnknownChain(s.to_string()))
-    }
-}
-
-/// How a chain turns a user's message into what the key signs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MessageEncoding {
-    /// EIP-191 `personal_sign`: keccak256("\x19Ethereum Signed Message:\n" ‖ len ‖ message).
-    Eip191,
-    /// Bitcoin Core's `signmessage`: sha256d("\x18Bitcoin Signed Message:\n" ‖ varint(len) ‖ message).
-    BitcoinSignedMessage,
-    /// EIP-712 typed data (`eth_signTypedData_v4` JSON): the typed-data signing hash.
-    Eip712,
-    /// Litecoin Core's `signmessage`: sha256d(varstr("Litecoin Signed Message:\n") ‖ varstr(message)).
-    LitecoinSignedMessage,
-    /// Sui personal message: blake2b-256(intent 0x030000 ‖ bcs(message)); Ed25519 signs this digest.
-    SuiPersonalMessage,
-    /// TIP-191 (TronWeb `signMessageV2`): keccak256("\x19TRON Signed Message:\n" ‖ len ‖ message).
-    TronSignedMessage,
-    /// SHA-256 of the message (BIP340 keys and Cosmos; BIP-322 and ADR-036 are not implemented yet).
-    Sha256,
-    /// The message itself (Ed25519 signs messages, not digests).
-    Raw,
-}
-
-impl MessageEncoding {
-    /// The name used in reports.
-    pub const fn name(self) -> &'static str {
-        match self {
-            MessageEncoding::Eip191 => "eip191-personal-sign",
-            MessageEncoding::Eip712 => "eip712-typed-data",
-            MessageEncoding::TronSignedMessage => "tron-signed-message",
-            MessageEncoding::SuiPersonalMessage => "sui-personal-message",
-            MessageEncoding::LitecoinSignedMessage => "litecoin-signed-message",
-            MessageEncoding::BitcoinSignedMessage => "bitcoin-signed-message",
-            MessageEncoding::Sha256 => "sha256",
-            MessageEncoding::Raw => "raw",
-        }
-    }
-
-    /// The 32-byte digest to sign, or `None` for [`MessageEncoding::Raw`].
-    pub fn digest(self, message: &[u8]) -> Result<Option<[u8; 32]>, Error> {
-        use bitcoin::hashes::Hash;
-        Ok(match self {
-            MessageEncoding::Eip191 => Some(alloy_primitives::eip191_hash_message(message).0),
-            MessageEncoding::Eip712 => {
-                let typed: alloy_dyn_abi::TypedData =
-                    serde_json::from_slice(message).map_err(|e| Error::Evm(format!("EIP-712 typed data: {e}")))?;
-                Some(typed.eip712_signing_hash().map_err(|e| Error::Evm(format!("EIP-712 typed data: {e}")))?.0)
-            }
-            MessageEncoding::LitecoinSignedMessage => {
-                let magic = b"Litecoin Signed Message:\n";
-                let mut data = vec![magic.len() as u8];
-                data.extend_from_slice(magic);
-                data.extend(bitcoin::consensus::encode::serialize(&bitcoin::VarInt(message.len() as u64)));
-                data.extend_from_slice(message);
-                Some(bitcoin::hashes::sha256d::Hash::hash(&data).to_byte_array())
-            }
-            MessageEncoding::SuiPersonalMessage => {
-                Some(sui_sdk_types::PersonalMessage(std::borrow::Cow::Borrowed(message)).signing_digest())
-            }
-            MessageEncoding::TronSignedMessage => {
-                let prefix = format!("\x19TRON Signed Message:\n{}", message.len());
-                Some(alloy_primitives::keccak256([prefix.as_bytes(), message].concat()).0)
-            }
-            MessageEncoding::BitcoinSignedMessage => {
-                let text = std::str::from_utf8(message).map_err(|_| Error::NotText)?;
-                Some(bitcoin::sign_message::signed_msg_hash(text).to_byte_array())
-            }
-            MessageEncoding::Sha256 => Some(bitcoin::hashes::sha256::Hash::hash(message).to_byte_array()),
-            MessageEncoding::Raw => None,
-        })
-    }
-}
-
-impl Chain {
-    /// How this chain signs a plain message with a `key` key.
-    pub const fn message_encoding(self, key: KeyType) -> MessageEncoding {
-        match (self, key) {
-            (Chain::Sui, KeyType::Ed25519) => MessageEncoding::SuiPersonalMessage,
-            (_, KeyType::Ed25519) => MessageEncoding::Raw,
-            (Chain::Ethereum, _) => MessageEncoding::Eip191,
-            (Chain::Tron, _) => MessageEncoding::TronSignedMessage,
-            (Chain::Bitcoin, KeyType::EcdsaSecp256k1) => MessageEncoding::BitcoinSignedMessage,
-            (Chain::Litecoin, KeyType::EcdsaSecp256k1) => MessageEncoding::LitecoinSignedMessage,
-            _ => MessageEncoding::Sha256,
-        }
     }
 }
 
@@ -487,11 +407,11 @@ mod tests {
     /// EIP-191 of "hello world" is the value ethers.js documents for `hashMessage`.
     #[test]
     fn message_digests() {
-        let eip191 = MessageEncoding::Eip191.digest(b"hello world").unwrap().unwrap();
+        let eip191 = MessageFormat::Eip191.signing_input(&[], b"hello world").unwrap();
         assert_eq!(hex::encode(eip191), "d9eba16ed0ecae432b71fe008c98cc872bb4cc214d3220a36f365326cf807d68");
-        assert_eq!(MessageEncoding::Raw.digest(b"x").unwrap(), None);
-        assert!(MessageEncoding::BitcoinSignedMessage.digest(&[0xff]).is_err());
-        assert_eq!(Chain::Bitcoin.message_encoding(KeyType::SchnorrSecp256k1), MessageEncoding::Sha256);
+        assert!(MessageFormat::BitcoinSignedMessage.signing_input(&[], &[0xff]).is_err());
+        assert_eq!(Chain::Bitcoin.message_format(KeyType::SchnorrSecp256k1), Some(MessageFormat::Bip322Simple));
+        assert_eq!(Chain::Litecoin.message_format(KeyType::SchnorrSecp256k1), None);
     }
 
     #[test]

@@ -73,19 +73,24 @@ fn prove(chain: Chain, network: Option<&str>, path: &str) -> Value {
         let out = tx.assemble(&key.public_key, &signature.bytes, signature.recovery_id).unwrap();
         signed.push(json!({ "transaction": hex::encode(&out.transaction), "signature": hex::encode(&out.signature), "id": out.id }));
     }
-    // A signed message in the chain's own message format, where it has one
-    // beyond raw bytes: what the node would sign for `sign --message-hex`.
-    let text = b"I control this address: shardvault";
-    let encoding = chain.message_encoding(key_type);
-    let signed_message = encoding.digest(text).unwrap().map(|digest| {
-        let signature = key.sign(&digest, [2, 3]);
-        let bytes = match chain {
-            Chain::Tron => [&signature.bytes[..], &[27 + signature.recovery_id.unwrap()]].concat(),
-            Chain::Sui => [&[0u8][..], &signature.bytes, &key.public_key].concat(),
-            _ => signature.bytes,
-        };
-        json!({ "text": hex::encode(text), "signature": hex::encode(bytes), "encoding": encoding.name() })
-    });
+    // A message signed in the chain's own message format: what the nodes
+    // sign for `sign --message-hex` (Aptos: the AIP-62 full message).
+    let text = match chain {
+        Chain::Aptos => {
+            shardvault_chains::message::aptos_full_message("I control this address: shardvault", "1").into_bytes()
+        }
+        _ => b"I control this address: shardvault".to_vec(),
+    };
+    let format = chain.message_format(key_type).unwrap();
+    let input = format.signing_input(&key.public_key, &text).unwrap();
+    let signature = key.sign_message(&input, [2, 3]);
+    let bytes = match chain {
+        Chain::Tron => [&signature.bytes[..], &[27 + signature.recovery_id.unwrap()]].concat(),
+        Chain::Sui => [&[0u8][..], &signature.bytes, &key.public_key].concat(),
+        _ => signature.bytes,
+    };
+    let signed_message =
+        json!({ "text": hex::encode(&text), "signature": hex::encode(bytes), "format": format.name() });
     writeln!(stdin, "{}", json!({ "signed": signed, "message": signed_message })).unwrap();
     let verdict = read();
     assert!(child.wait().unwrap().success());

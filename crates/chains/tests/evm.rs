@@ -91,9 +91,9 @@ fn an_mpc_signed_eip1559_transfer_recovers_to_the_wallet_address() {
 #[test]
 fn eip712_specification_example() {
     let typed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-vectors/eip712-mail.json")).unwrap();
-    let digest = shardvault_chains::MessageEncoding::Eip712.digest(&typed).unwrap().unwrap();
+    let digest = shardvault_chains::MessageFormat::Eip712.signing_input(&[], &typed).unwrap();
     assert_eq!(hex::encode(digest), "be609aee343fb3c4b28e1df9e632fca64fcfaede20f02e86244efddf30957bd2");
-    assert!(shardvault_chains::MessageEncoding::Eip712.digest(b"{\"types\": 1}").is_err());
+    assert!(shardvault_chains::MessageFormat::Eip712.signing_input(&[], b"{\"types\": 1}").is_err());
 }
 
 /// An ERC-20 `transfer(address,uint256)` (USDC on Ethereum, 2.5 USDC) is

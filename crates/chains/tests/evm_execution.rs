@@ -87,7 +87,7 @@ fn python_json(script: &str, request: &serde_json::Value) -> serde_json::Value {
 #[test]
 #[ignore = "needs eth_account; run by .ci/run's EVM execution step with SHARDVAULT_EVM_PYTHON set"]
 fn eth_account_recovers_the_wallet_from_eip191_and_eip712_signatures() {
-    use shardvault_chains::MessageEncoding;
+    use shardvault_chains::MessageFormat;
     let key = mpc_key(Scheme::EcdsaSecp256k1, "m");
     let address = Chain::Ethereum.address(KeyType::EcdsaSecp256k1, &key.public_key).unwrap();
     let sign_digest = |digest: [u8; 32]| -> String {
@@ -100,9 +100,9 @@ fn eth_account_recovers_the_wallet_from_eip191_and_eip712_signatures() {
     let typed: serde_json::Value = serde_json::from_slice(&typed_text).unwrap();
     let checks = serde_json::json!([
         { "kind": "eip191", "message_hex": hex::encode(message),
-          "signature": sign_digest(MessageEncoding::Eip191.digest(message).unwrap().unwrap()) },
+          "signature": sign_digest(MessageFormat::Eip191.signing_input(&[], message).unwrap().try_into().unwrap()) },
         { "kind": "eip712", "typed_data": typed,
-          "signature": sign_digest(MessageEncoding::Eip712.digest(&typed_text).unwrap().unwrap()) },
+          "signature": sign_digest(MessageFormat::Eip712.signing_input(&[], &typed_text).unwrap().try_into().unwrap()) },
     ]);
     let recovered = python_json("eth_recover.py", &checks);
     assert_eq!(recovered, serde_json::json!([address, address]));

@@ -98,6 +98,11 @@ pub struct NodeArgs {
     /// A file holding the passphrase (first line).
     #[arg(long, env = "SHARDVAULT_PASSPHRASE_FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Also sign raw 32-byte digests and raw Ed25519 bytes. Off by default:
+    /// those can be transactions of any chain and skip every check the node
+    /// makes on transactions and messages.
+    #[arg(long, env = "SHARDVAULT_ALLOW_RAW_SIGNING")]
+    pub allow_raw_signing: bool,
 }
 
 #[derive(Debug, Args)]
@@ -178,7 +183,14 @@ pub fn node(args: &NodeArgs) -> Result<()> {
         secret: secret.clone(),
         coordinator: cluster.coordinator,
     };
-    let node = Node::new(id, secret, cluster, store);
+    let raw_signing = match args.allow_raw_signing {
+        true => {
+            tracing::warn!("raw signing is on: this node signs any digest or Ed25519 bytes it is asked to");
+            shardvault_node::RawSigning::Allowed
+        }
+        false => shardvault_node::RawSigning::Denied,
+    };
+    let node = Node::new(id, secret, cluster, store).with_raw_signing(raw_signing);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async { shardvault_node::service::run(node, connection, shutdown_signal()).await });
     Ok(())

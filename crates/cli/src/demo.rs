@@ -13,7 +13,7 @@ use shardvault_mpc::{Scheme, SessionId};
 
 use crate::client::Api;
 use crate::devnet::Devnet;
-use crate::lifecycle::{paths, KEYS, STEPS_PER_KEY};
+use crate::lifecycle::{chain_message, paths, KEYS, STEPS_PER_KEY};
 use crate::report::{DerivationReport, KeyReport, RefreshReport, Report, SignatureReport, TransactionReport, SCHEMA};
 
 /// Steps shown by the progress bar.
@@ -75,6 +75,7 @@ fn key_lifecycle(api: &Api, scheme: Scheme, t: u8, n: u8, message: &[u8], progre
     let first: Vec<u8> = (1..=t).collect();
     let last: Vec<u8> = ((n - t + 1)..=n).collect();
     let sign = |chain: Chain, path: String, signers: &[u8]| -> Result<SignatureReport> {
+        let message = chain_message(chain, message);
         let body =
             json!({ "chain": chain.name(), "path": path, "message_hex": hex::encode(message), "signers": signers });
         let s = api.post(&format!("/v1/keys/{key_id}/signatures"), &body, Some(&idem()))?;
@@ -97,8 +98,11 @@ fn key_lifecycle(api: &Api, scheme: Scheme, t: u8, n: u8, message: &[u8], progre
         })
     };
     progress.set_message(format!("{label}: signing on the nodes"));
+    // Chains with a message format for this key type (BIP340: BIP-322 is Bitcoin's).
+    let key_type = shardvault_chains::KeyType::from(scheme);
+    let signing: Vec<Chain> = chains.iter().copied().filter(|c| c.message_format(key_type).is_some()).collect();
     let mut signatures = Vec::new();
-    for chain in &chains {
+    for chain in &signing {
         let [hardened, normal] = paths(*chain)?;
         signatures.push(sign(*chain, hardened.to_string(), &first)?);
         signatures.push(sign(*chain, normal.to_string(), &last)?);
@@ -112,7 +116,7 @@ fn key_lifecycle(api: &Api, scheme: Scheme, t: u8, n: u8, message: &[u8], progre
     progress.inc(1);
 
     progress.set_message(format!("{label}: signing after refresh"));
-    for chain in &chains {
+    for chain in &signing {
         let [hardened, _] = paths(*chain)?;
         signatures.push(sign(*chain, hardened.to_string(), &last)?);
     }

@@ -86,8 +86,8 @@ fn key_lifecycle(scheme: Scheme, threshold: Threshold, message: &[u8], progress:
     let mut signatures = Vec::new();
     for chain in &chains {
         let [hardened, normal] = paths(*chain)?;
-        signatures.push(sign_message(&shares, &tweaks, *chain, &hardened, &first_set, message)?);
-        signatures.push(sign_message(&shares, &tweaks, *chain, &normal, &last_set, message)?);
+        signatures.extend(sign_message(&shares, &tweaks, *chain, &hardened, &first_set, message)?);
+        signatures.extend(sign_message(&shares, &tweaks, *chain, &normal, &last_set, message)?);
     }
     progress.inc(1);
 
@@ -103,7 +103,7 @@ fn key_lifecycle(scheme: Scheme, threshold: Threshold, message: &[u8], progress:
     progress.set_message(format!("{label}: signing after refresh"));
     for chain in &chains {
         let [hardened, _] = paths(*chain)?;
-        signatures.push(sign_message(&refreshed, &tweaks, *chain, &hardened, &last_set, message)?);
+        signatures.extend(sign_message(&refreshed, &tweaks, *chain, &hardened, &last_set, message)?);
     }
     progress.inc(1);
 
@@ -137,6 +137,21 @@ fn derived_key(shares: &Shares, tweaks: &mut Tweaks, path: &DerivationPath) -> R
     Ok(extended_public_key(share, tweak, path)?.public_key)
 }
 
+/// The message as `chain`'s format takes it: Aptos signs the AIP-62 full message.
+pub fn chain_message(chain: Chain, message: &[u8]) -> Vec<u8> {
+    match chain {
+        Chain::Aptos => {
+            shardvault_chains::message::aptos_full_message(&String::from_utf8_lossy(message), APTOS_NONCE).into_bytes()
+        }
+        _ => message.to_vec(),
+    }
+}
+
+/// The AIP-62 nonce of the lifecycle's Aptos messages.
+pub const APTOS_NONCE: &str = "shardvault-lifecycle";
+
+/// Signs `message` in `chain`'s message format; `None` where the chain has
+/// none for this key type (Litecoin Taproot: BIP-322 is Bitcoin's).
 fn sign_message(
     shares: &Shares,
     tweaks: &Tweaks,
@@ -144,11 +159,16 @@ fn sign_message(
     path: &DerivationPath,
     signers: &BTreeSet<PartyId>,
     message: &[u8],
-) -> Result<SignatureReport> {
+) -> Result<Option<SignatureReport>> {
     let share = first(shares)?;
-    let encoding = chain.message_encoding(KeyType::from(share.scheme()));
-    let digest = encoding.digest(message)?;
-    let signed: &[u8] = digest.as_ref().map_or(message, |d| d.as_slice());
+    let key = KeyType::from(share.scheme());
+    let Some(format) = chain.message_format(key) else { return Ok(None) };
+    format.check(key, path)?;
+    let message = chain_message(chain, message);
+    let child =
+        extended_public_key(share, tweaks.get(&path.hardened_prefix()).and_then(|t| t.get(&share.party())), path)?;
+    let input = format.signing_input(&child.public_key, &message)?;
+    let signed: &[u8] = &input;
     let tweaks_for_path = tweaks.get(&path.hardened_prefix());
     let session = SessionId::random();
     let mut started = Vec::new();
@@ -160,16 +180,16 @@ fn sign_message(
     let outputs = local::run(started)?;
     let signature = outputs.into_values().next().context("no signature")?;
     tracing::info!(key_id = %share.key_id(), %path, %chain, signers = ?signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), epoch = share.epoch().0, "signed");
-    Ok(SignatureReport {
+    Ok(Some(SignatureReport {
         path: path.to_string(),
         chain: chain.to_string(),
         public_key: hex::encode(&signature.public_key),
-        message: hex::encode(message),
-        message_encoding: encoding.name().into(),
-        digest: digest.map(hex::encode),
+        message: hex::encode(&message),
+        message_encoding: format.name().into(),
+        digest: (input != message).then(|| hex::encode(&input)),
         signature: hex::encode(&signature.bytes),
         recovery_id: signature.recovery_id,
         signers: signature.signers.iter().map(|p| p.get()).collect(),
         epoch: share.epoch().0,
-    })
+    }))
 }

@@ -65,7 +65,7 @@ enum Command {
     Key(KeyCommand),
     /// Derive an address (MPCVault path m/9'/0'/coin'/0'/0'/index').
     Address(AddressArgs),
-    /// Sign a message (the chain's message format) or a named 32-byte digest.
+    /// Sign a message (in the chain's message format), or (raw signing, off on nodes by default) a named digest or raw bytes.
     Sign(Box<SignArgs>),
     /// Refresh every share of a key (key and addresses unchanged).
     Refresh(RefreshArgs),
@@ -169,9 +169,19 @@ struct AddressArgs {
 struct SignArgs {
     #[command(flatten)]
     address: AddressArgs,
-    /// The message, hex (signed in the chain's message format: EIP-191, Bitcoin signed message, …).
-    #[arg(long, conflicts_with_all = ["digest_hex", "psbt"])]
+    /// The message, hex, signed in the chain's message format (EIP-191, Bitcoin
+    /// signed message, BIP-322, Solana off-chain message, AIP-62, ADR-036, …).
+    #[arg(long, conflicts_with_all = ["digest_hex", "raw_hex", "psbt"])]
     message_hex: Option<String>,
+    /// The message format, when not the chain's default: eip191, eip712,
+    /// bitcoin-signed-message, bip322, litecoin-signed-message, tip191,
+    /// solana-offchain, aip62, sui-personal-message, adr036.
+    #[arg(long, requires = "message_hex")]
+    format: Option<String>,
+    /// Aptos: the AIP-62 nonce (the full message is built from the message);
+    /// without it, --message-hex is the full message `APTOS\n…nonce: …`.
+    #[arg(long, requires = "message_hex")]
+    nonce: Option<String>,
     /// A Bitcoin or Litecoin PSBT file (binary or base64) whose inputs pay to this key;
     /// prints the finalised transaction, its txid and the signed PSBT.
     #[arg(long, conflicts_with = "digest_hex")]
@@ -181,10 +191,10 @@ struct SignArgs {
     /// Or, for Solana, Aptos, Sui, Tron and Cosmos, the unsigned transaction
     /// as the chain's SDK gives it (message, RawTransaction, TransactionData,
     /// raw_data, SignDoc); prints the signed transaction and its id.
-    #[arg(long, conflicts_with_all = ["digest_hex", "psbt", "message_hex"])]
+    #[arg(long, conflicts_with_all = ["digest_hex", "raw_hex", "psbt", "message_hex"])]
     tx_hex: Option<String>,
     /// The unsigned transaction, base64 (as the Solana and Sui SDKs print it).
-    #[arg(long, conflicts_with_all = ["digest_hex", "psbt", "message_hex", "tx_hex"])]
+    #[arg(long, conflicts_with_all = ["digest_hex", "raw_hex", "psbt", "message_hex", "tx_hex"])]
     tx_base64: Option<String>,
     /// EVM chain that fixes the chain id: ethereum, bsc, polygon, arbitrum, optimism, base, avalanche.
     #[arg(long)]
@@ -195,11 +205,16 @@ struct SignArgs {
     /// testnet, … elsewhere; for Cosmos the chain id (default cosmoshub-4).
     #[arg(long)]
     network: Option<String>,
-    /// A raw 32-byte digest, hex, explicitly named.
-    #[arg(long)]
+    /// Raw signing: a 32-byte digest, hex (ECDSA, BIP340). Nodes refuse it
+    /// unless started with --allow-raw-signing: it can be any transaction.
+    #[arg(long, conflicts_with = "raw_hex")]
     digest_hex: Option<String>,
+    /// Raw signing: bytes an Ed25519 key signs as given, hex. Nodes refuse it
+    /// unless started with --allow-raw-signing: it can be any transaction.
+    #[arg(long)]
+    raw_hex: Option<String>,
     /// An EIP-712 typed-data JSON file, as eth_signTypedData_v4 takes it (EVM chains).
-    #[arg(long, conflicts_with_all = ["message_hex", "digest_hex", "psbt", "tx_hex"])]
+    #[arg(long, conflicts_with_all = ["message_hex", "digest_hex", "raw_hex", "psbt", "tx_hex"])]
     typed_data: Option<std::path::PathBuf>,
     /// Party ids to sign with (default: any t healthy ones), e.g. 1,3.
     #[arg(long, value_delimiter = ',')]
@@ -349,7 +364,10 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Sign(args) => {
             let mut body = target(&args.address);
             body["message_hex"] = serde_json::json!(args.message_hex);
+            body["format"] = serde_json::json!(args.format);
+            body["nonce"] = serde_json::json!(args.nonce);
             body["digest_hex"] = serde_json::json!(args.digest_hex);
+            body["raw_hex"] = serde_json::json!(args.raw_hex);
             if let Some(file) = &args.typed_data {
                 let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
                 body["typed_data"] = serde_json::from_str(&text).context("the typed-data file is not JSON")?;

@@ -93,9 +93,12 @@ pub struct SignatureReport {
     pub public_key: String,
     /// The message.
     pub message: String,
-    /// How the message became what was signed (`eip191-personal-sign`, `bitcoin-signed-message`, `sha256`, `raw`).
+    /// The chain's message format that made the message into what was signed
+    /// (`eip191-personal-sign`, `bip322-simple`, `solana-offchain-message`, `cosmos-adr036`, …).
     pub message_encoding: String,
-    /// The signed digest (ECDSA and BIP340); absent for Ed25519, which signs the message.
+    /// What the key signed, where it is not the message itself: the digest
+    /// (ECDSA, BIP340, Sui) or the serialized Solana off-chain message; absent
+    /// for Aptos, which signs the AIP-62 full message (the message here).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub digest: Option<String>,
     /// 64 bytes.

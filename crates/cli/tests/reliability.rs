@@ -82,7 +82,9 @@ fn a_3_of_3_key_fails_naming_the_missing_node_then_succeeds_after_restart() {
     let signed =
         net.cli(&["sign", "--key", &key_id, "--chain", "solana", "--index", "0", "--message-hex", MESSAGE]).unwrap();
     let key_bytes = tk::solana_key(&text(&address, "address")).unwrap();
-    tk::verify_ed25519(&key_bytes, &hex::decode(MESSAGE).unwrap(), &h(&signed, "signature")).unwrap();
+    // Signed as a Solana off-chain message naming the key (issue 8: never the raw bytes).
+    let offchain = tk::solana_offchain_message(&key_bytes, &hex::decode(MESSAGE).unwrap());
+    tk::verify_ed25519(&key_bytes, &offchain, &h(&signed, "signature")).unwrap();
     assert_eq!(sign_log(&net.dir, 1).len(), 1);
     let _ = node.kill();
     let _ = node.wait();
@@ -200,7 +202,8 @@ fn garbage_on_the_relay_is_dropped_and_the_service_goes_on() {
     });
     net.wait_connected(3);
     let key = net.cli(&["key", "create", "--scheme", "eddsa-ed25519", "--threshold", "2", "--parties", "3"]).unwrap();
-    net.cli(&["sign", "--key", &text(&key, "key_id"), "--chain", "aptos", "--index", "3", "--message-hex", MESSAGE])
+    let key_id = text(&key, "key_id");
+    net.cli(&["sign", "--key", &key_id, "--chain", "aptos", "--index", "3", "--message-hex", MESSAGE, "--nonce", "1"])
         .unwrap();
     // Bad requests get JSON errors and change nothing.
     let error = net.cli(&["key", "create", "--scheme", "rsa", "--threshold", "2", "--parties", "3"]).unwrap_err();

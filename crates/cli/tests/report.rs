@@ -55,37 +55,46 @@ fn check_signature(scheme: &str, derived_key: &[u8], s: &Value) {
     let message = h(&s["message"]);
     let signature = h(&s["signature"]);
     let public_key = h(&s["public_key"]);
-    let expected_digest = match s["message_encoding"].as_str().unwrap() {
-        "eip191-personal-sign" => Some(tk::eip191_digest(&message)),
-        "bitcoin-signed-message" => Some(tk::bitcoin_message_digest(&message).unwrap()),
-        "sha256" => Some(tk::sha256(&message)),
+    // What the key signs, recomputed here from each format's specification
+    // (None: the message itself, which Aptos signs).
+    let expected: Option<Vec<u8>> = match s["message_encoding"].as_str().unwrap() {
+        "eip191-personal-sign" => Some(tk::eip191_digest(&message).to_vec()),
+        "bitcoin-signed-message" => Some(tk::bitcoin_message_digest(&message).unwrap().to_vec()),
+        "bip322-simple" => Some(tk::bip322_taproot_sighash(&public_key, &message).unwrap().to_vec()),
         "sui-personal-message" => {
             let mut bcs = vec![message.len() as u8];
             assert!(message.len() < 128, "one-byte ULEB128 length");
             bcs.extend_from_slice(&message);
-            Some(tk::blake2b256(&[&[3u8, 0, 0][..], &bcs].concat()))
+            Some(tk::blake2b256(&[&[3u8, 0, 0][..], &bcs].concat()).to_vec())
         }
-        "litecoin-signed-message" => Some(tk::litecoin_message_digest(&message)),
-        "tron-signed-message" => {
-            Some(tk::keccak256(&[format!("\x19TRON Signed Message:\n{}", message.len()).as_bytes(), &message].concat()))
+        "litecoin-signed-message" => Some(tk::litecoin_message_digest(&message).to_vec()),
+        "tron-signed-message" => Some(
+            tk::keccak256(&[format!("\x19TRON Signed Message:\n{}", message.len()).as_bytes(), &message].concat())
+                .to_vec(),
+        ),
+        "solana-offchain-message" => Some(tk::solana_offchain_message(&public_key, &message)),
+        "cosmos-adr036" => Some(tk::adr036_digest(&public_key, "cosmos", &message).unwrap().to_vec()),
+        "aptos-sign-message" => {
+            let text = String::from_utf8(message.clone()).unwrap();
+            assert!(text.starts_with("APTOS\nmessage: ") && text.contains("\nnonce: "), "{text:?}");
+            None
         }
-        "raw" => None,
-        other => panic!("unknown encoding {other}"),
+        other => panic!("unknown message format {other}"),
     };
-    assert_eq!(s.get("digest").map(h), expected_digest.map(|d| d.to_vec()));
+    assert_eq!(s.get("digest").map(h), expected);
     match scheme {
         "ecdsa-secp256k1" => {
             assert_eq!(public_key, derived_key);
             let recovery_id = u8::try_from(s["recovery_id"].as_u64().unwrap()).unwrap();
-            tk::verify_ecdsa(&public_key, &expected_digest.unwrap(), &signature, recovery_id).unwrap();
+            tk::verify_ecdsa(&public_key, &expected.unwrap(), &signature, recovery_id).unwrap();
         }
         "schnorr-secp256k1" => {
             assert_eq!(public_key, tk::bip86_output_key(derived_key).unwrap());
-            tk::verify_bip340(&public_key, &expected_digest.unwrap(), &signature).unwrap();
+            tk::verify_bip340(&public_key, &expected.unwrap(), &signature).unwrap();
         }
         "eddsa-ed25519" => {
             assert_eq!(public_key, derived_key);
-            let signed = expected_digest.map_or(message, |d| d.to_vec());
+            let signed = expected.unwrap_or(message);
             tk::verify_ed25519(&public_key, &signed, &signature).unwrap();
         }
         other => panic!("unknown scheme {other}"),
@@ -118,6 +127,7 @@ fn check_report(report: &Value) {
         keys.iter().map(|k| (k["threshold"].as_u64().unwrap(), k["parties"].as_u64().unwrap())).collect();
     assert!(shapes.contains(&(2, 3)) && shapes.contains(&(3, 3)));
     let mut chains_seen = BTreeSet::new();
+    let mut formats_seen = BTreeSet::new();
 
     for key in keys {
         let scheme = key["scheme"].as_str().unwrap();
@@ -142,6 +152,7 @@ fn check_report(report: &Value) {
                 .find(|d| d["path"] == s["path"] && d["chain"] == s["chain"])
                 .expect("signature path is a reported derivation");
             check_signature(scheme, &h(&derived["public_key"]), s);
+            formats_seen.insert(s["message_encoding"].as_str().unwrap().to_string());
             let signers: Vec<u64> = s["signers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
             assert_eq!(signers.len() as u64, t, "exactly t signers");
             assert!(signers.windows(2).all(|w| w[0] < w[1]) && signers.iter().all(|p| (1..=n).contains(p)));
@@ -165,6 +176,19 @@ fn check_report(report: &Value) {
                 && epochs.contains(&refresh["epoch_after"].as_u64().unwrap())
         );
     }
+    // Every chain's message format, each signed by its own key type.
+    let expected_formats = [
+        "eip191-personal-sign",
+        "bitcoin-signed-message",
+        "bip322-simple",
+        "litecoin-signed-message",
+        "tron-signed-message",
+        "solana-offchain-message",
+        "aptos-sign-message",
+        "sui-personal-message",
+        "cosmos-adr036",
+    ];
+    assert_eq!(formats_seen, expected_formats.into_iter().map(String::from).collect());
     for (scheme, chain) in FAMILIES {
         assert!(chains_seen.contains(&(scheme, chain.to_string())), "missing {chain} address for {scheme}");
     }

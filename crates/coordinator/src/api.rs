@@ -387,11 +387,79 @@ async fn address(
 struct SignBody {
     #[serde(flatten)]
     target: Target,
+    /// A message, signed in `format` (default: the chain's message format).
     message_hex: Option<String>,
-    digest_hex: Option<String>,
+    /// The message format by name (`eip191`, `bip322`, `solana-offchain`, …).
+    format: Option<String>,
+    /// Aptos: the AIP-62 nonce; the full message is then built from the
+    /// (UTF-8) message. Without it, `message_hex` is the full message.
+    nonce: Option<String>,
     /// EIP-712 typed data, as `eth_signTypedData_v4` takes it (EVM chains).
     typed_data: Option<Value>,
+    /// Raw signing: a 32-byte digest (ECDSA, BIP340). Nodes refuse it unless started with --allow-raw-signing.
+    digest_hex: Option<String>,
+    /// Raw signing: bytes an Ed25519 key signs as given. Nodes refuse it unless started with --allow-raw-signing.
+    raw_hex: Option<String>,
     signers: Option<Vec<u8>>,
+}
+
+/// The payload of a sign request, and the message it carries (empty for raw kinds).
+fn sign_payload(request: &SignBody, r: &Resolved) -> Result<(SignPayload, Vec<u8>), ApiError> {
+    let bad = |e: shardvault_chains::Error| ApiError::bad(e.to_string());
+    let raw_hex = |text: &str, what: &str| hex::decode(text).map_err(|_| ApiError::bad(format!("{what} is not hex")));
+    let format = || -> Result<shardvault_chains::MessageFormat, ApiError> {
+        let prefix = request.target.bech32_prefix.as_deref();
+        match &request.format {
+            Some(name) => shardvault_chains::MessageFormat::parse(name, prefix).map_err(bad),
+            None => match r.chain.message_format(r.key_type) {
+                Some(shardvault_chains::MessageFormat::CosmosAdr36 { .. }) => {
+                    shardvault_chains::MessageFormat::parse("cosmos-adr036", prefix).map_err(bad)
+                }
+                Some(format) => Ok(format),
+                None => Err(ApiError::bad(format!(
+                    "{} has no message format for {} keys (BIP-322 covers Bitcoin Taproot only)",
+                    r.chain, r.key_type
+                ))),
+            },
+        }
+    };
+    match (&request.message_hex, &request.typed_data, &request.digest_hex, &request.raw_hex) {
+        (Some(m), None, None, None) => {
+            let mut message = raw_hex(m, "message_hex")?;
+            let format = format()?;
+            if let Some(nonce) = &request.nonce {
+                if format != shardvault_chains::MessageFormat::AptosSignMessage {
+                    return Err(ApiError::bad("a nonce is only for Aptos (AIP-62) messages"));
+                }
+                let text = String::from_utf8(message).map_err(|_| ApiError::bad("an Aptos message is UTF-8 text"))?;
+                message = shardvault_chains::message::aptos_full_message(&text, nonce).into_bytes();
+            }
+            Ok((SignPayload::Message { message: message.clone(), format }, message))
+        }
+        (None, Some(typed), None, None) if r.chain == Chain::Ethereum => {
+            let message = serde_json::to_vec(typed).map_err(|e| ApiError::bad(e.to_string()))?;
+            let format = shardvault_chains::MessageFormat::Eip712;
+            Ok((SignPayload::Message { message: message.clone(), format }, message))
+        }
+        (None, Some(_), None, None) => Err(ApiError::bad("typed data (EIP-712) is signed on EVM chains only")),
+        (None, None, Some(_), None) if r.key_type == KeyType::Ed25519 => {
+            Err(ApiError::bad("Ed25519 keys sign bytes, not digests: give raw_hex (raw signing) or message_hex"))
+        }
+        (None, None, Some(d), None) => {
+            let digest: [u8; 32] = raw_hex(d, "digest_hex")?
+                .try_into()
+                .map_err(|_| ApiError::bad("digest_hex must be 32 bytes of hex"))?;
+            Ok((SignPayload::RawDigest(digest), Vec::new()))
+        }
+        (None, None, None, Some(bytes)) if r.key_type == KeyType::Ed25519 => {
+            Ok((SignPayload::RawBytes(raw_hex(bytes, "raw_hex")?), Vec::new()))
+        }
+        (None, None, None, Some(_)) => Err(ApiError::bad(format!(
+            "{} keys sign digests: give digest_hex (raw signing) or message_hex",
+            r.key_type
+        ))),
+        _ => Err(ApiError::bad("give exactly one of \"message_hex\", \"typed_data\", \"digest_hex\" or \"raw_hex\"")),
+    }
 }
 
 async fn sign(
@@ -403,41 +471,33 @@ async fn sign(
     idempotent(&state, &headers, "POST /v1/keys/{id}/signatures", &body, async {
         let request: SignBody = parse(&body)?;
         let r = resolve(&state, &id, &request.target)?;
-        let encoding = r.chain.message_encoding(r.key_type);
-        let (payload, message) = match (&request.message_hex, &request.digest_hex, &request.typed_data) {
-            (Some(m), None, None) => {
-                let message = hex::decode(m).map_err(|_| ApiError::bad("message_hex is not hex"))?;
-                (SignPayload::Message { message: message.clone(), encoding }, message)
+        if request.format.is_some() && request.message_hex.is_none() {
+            return Err(ApiError::bad("\"format\" names the format of \"message_hex\""));
+        }
+        let (payload, message) = sign_payload(&request, &r)?;
+        let base = hardened(&state, &r).await?;
+        // Refuse here what the nodes would refuse (they check again themselves).
+        let format = match &payload {
+            SignPayload::Message { message, format } => {
+                let child =
+                    derive_public(r.scheme, &base, r.path.normal_suffix()).map_err(|e| ApiError::bad(e.to_string()))?;
+                format.check(r.key_type, &r.path).map_err(|e| ApiError::bad(e.to_string()))?;
+                format.signing_input(&child.public_key, message).map_err(|e| ApiError::bad(e.to_string()))?;
+                format.name()
             }
-            (None, None, Some(typed)) if r.chain == Chain::Ethereum => {
-                let message = serde_json::to_vec(typed).map_err(|e| ApiError::bad(e.to_string()))?;
-                // Refuse bad typed data here, before any node is involved.
-                shardvault_chains::MessageEncoding::Eip712.digest(&message).map_err(|e| ApiError::bad(e.to_string()))?;
-                (SignPayload::Message { message: message.clone(), encoding: shardvault_chains::MessageEncoding::Eip712 }, message)
-            }
-            (None, None, Some(_)) => return Err(ApiError::bad("typed data (EIP-712) is signed on EVM chains only")),
-            (None, Some(d), None) => {
-                let digest: [u8; 32] = hex::decode(d).ok().and_then(|d| d.try_into().ok()).ok_or_else(|| ApiError::bad("digest_hex must be 32 bytes of hex"))?;
-                (SignPayload::RawDigest(digest), Vec::new())
-            }
-            _ => return Err(ApiError::bad("give exactly one of \"message_hex\", \"digest_hex\" or \"typed_data\"")),
+            SignPayload::RawBytes(_) => "raw-bytes",
+            _ => "raw-digest",
         };
-        hardened(&state, &r).await?;
         let requested = requested_signers(request.signers.as_deref())?;
         let (signed, signature, attempts) = sign_with_retry(&state, &r, &payload, requested.as_ref()).await?;
-        // What was signed, where it is not the message itself (Ed25519 signs raw messages).
+        // What was signed, where it is not the message itself.
         let digest = (signed != message).then(|| hex::encode(&signed));
-        let encoding_name = match &payload {
-            SignPayload::RawDigest(_) => "raw-digest",
-            SignPayload::Message { encoding, .. } => encoding.name(),
-            _ => encoding.name(),
-        };
         Ok((
             StatusCode::OK,
             json!({
                 "key_id": r.key.key_id, "chain": r.chain, "path": r.path.to_string(),
                 "public_key": hex::encode(&signature.public_key), "message": hex::encode(&message),
-                "message_encoding": encoding_name, "digest": digest, "signature": hex::encode(&signature.bytes),
+                "message_encoding": format, "digest": digest, "signature": hex::encode(&signature.bytes),
                 "recovery_id": signature.recovery_id, "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(),
                 "epoch": r.key.epoch, "failed_attempts": attempts }),
         ))

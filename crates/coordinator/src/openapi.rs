@@ -40,10 +40,15 @@ pub(crate) fn document() -> Value {
         "path": { "type": "string", "example": "m/9'/0'/60'/0'/0/1" },
         "bech32_prefix": { "type": "string", "description": "Cosmos SDK chains: the address prefix (default cosmos)", "example": "osmo" } } });
     let mut sign = target.clone();
-    sign["properties"]["message_hex"] =
-        json!({ "type": "string", "description": "message; each node computes the chain's digest itself" });
-    sign["properties"]["digest_hex"] =
-        json!({ "type": "string", "description": "explicitly named raw 32-byte digest" });
+    sign["properties"]["message_hex"] = json!({ "type": "string",
+        "description": "a message, signed only in a chain's domain-separated message format (`format`); each node checks the format against the key type and the path's coin type and builds what is signed itself. Aptos: the AIP-62 full message, or the message with `nonce`" });
+    sign["properties"]["format"] = json!({ "type": "string", "enum": shardvault_chains::MessageFormat::NAMES,
+        "description": "message format (default: the chain's): EIP-191/EIP-712 (EVM), Bitcoin/Litecoin signed message (ECDSA), BIP-322 simple (Bitcoin Taproot), TIP-191 (Tron), Solana off-chain message v0, Aptos AIP-62, Sui personal message, Cosmos ADR-036 (with bech32_prefix); aliases eip191, eip712, bip322, tip191, solana-offchain, aip62, adr036" });
+    sign["properties"]["nonce"] = json!({ "type": "string", "description": "Aptos: the AIP-62 nonce; the full message is built from the UTF-8 message" });
+    sign["properties"]["digest_hex"] = json!({ "type": "string",
+        "description": "RAW SIGNING: a 32-byte digest (ECDSA, BIP340), signed as given. It can be any chain's transaction, so nodes refuse it unless started with --allow-raw-signing, and a policy denies it by default" });
+    sign["properties"]["raw_hex"] = json!({ "type": "string",
+        "description": "RAW SIGNING: bytes an Ed25519 key signs as given. It can be any chain's transaction, so nodes refuse it unless started with --allow-raw-signing, and a policy denies it by default" });
     sign["properties"]["typed_data"] =
         json!({ "type": "object", "description": "EIP-712 typed data as eth_signTypedData_v4 takes it (EVM chains)" });
     sign["properties"]["signers"] =
@@ -58,7 +63,7 @@ pub(crate) fn document() -> Value {
                 "nodes": { "type": "array", "items": { "type": "integer" } } } }), "201"),
         "/v1/keys/{key_id}": { "get": { "summary": "A key", "parameters": [key_path.clone()], "responses": { "200": { "description": "the key" }, "404": { "description": "unknown key" } } } },
         "/v1/keys/{key_id}/addresses": creating("Derive an address", target, "200"),
-        "/v1/keys/{key_id}/signatures": creating("Sign a message or a named digest", sign, "200"),
+        "/v1/keys/{key_id}/signatures": creating("Sign a message in its chain's message format (or, raw signing, a named digest or raw bytes); the answer has `message_encoding` (the format) and `digest` (what the key signed, where not the message itself)", sign, "200"),
         "/v1/keys/{key_id}/transactions": creating("Sign an unsigned transaction (each node decodes it and derives what it signs) and return it signed, in the chain's wire format, with its id", json!({
             "type": "object", "required": ["chain"], "properties": {
                 "chain": { "type": "string", "enum": chains },

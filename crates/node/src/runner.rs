@@ -6,16 +6,16 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use shardvault_chains::MessageEncoding;
 use shardvault_mpc::{
-    derive_hardened, dkg, refresh_to, sign, Dkg, Envelope, Epoch, HdMachine, KeyShare, PartyId, Refresh, Scheme,
-    Session, Sign, SignRequest,
+    derive_hardened, dkg, refresh_to, sign, Dkg, Envelope, Epoch, HdMachine, KeyShare, PartyId, Refresh, Session, Sign,
+    SignRequest,
 };
 use shardvault_wire::{
     Channels, Cluster, Frame, FromNode, Job, JobKind, NodeId, NodeIdentity, NoiseSecretKey, Outcome,
-    RefreshCertificate, SignPayload, ToNode,
+    RefreshCertificate, ToNode,
 };
 
+use crate::signing::{what_to_sign, RawSigning};
 use crate::store::{SignIntent, Store, StoreError};
 
 /// Frames kept for a session whose `Start` has not arrived yet (a peer that
@@ -95,6 +95,7 @@ pub struct Node {
     finished_order: VecDeque<shardvault_mpc::SessionId>,
     /// Bans the store failed to record, enforced until the process ends.
     unrecorded_bans: HashSet<(shardvault_mpc::KeyId, PartyId)>,
+    raw_signing: RawSigning,
 }
 
 impl std::fmt::Debug for Node {
@@ -118,7 +119,16 @@ impl Node {
             finished: HashSet::new(),
             finished_order: VecDeque::new(),
             unrecorded_bans: HashSet::new(),
+            raw_signing: RawSigning::Denied,
         }
+    }
+
+    /// Lets this node sign raw digests and raw Ed25519 bytes (denied by
+    /// default: they can be transactions of any chain, and skip every check
+    /// the node makes on transactions and messages).
+    pub fn with_raw_signing(mut self, raw_signing: RawSigning) -> Self {
+        self.raw_signing = raw_signing;
+        self
     }
 
     /// This node's id.
@@ -255,7 +265,7 @@ impl Node {
                     })?),
                 };
                 let child = shardvault_mpc::extended_public_key(&share, tweak.as_ref(), path)?;
-                let signed = what_to_sign(share.scheme(), &child.public_key, payload)?;
+                let signed = what_to_sign(share.scheme(), &child.public_key, path, payload, self.raw_signing)?;
                 let signers = job.participants.keys().copied().collect();
                 let request =
                     SignRequest { share: &share, hardened: tweak.as_ref(), path, signers: &signers, message: &signed };
@@ -461,52 +471,4 @@ fn route(running: &mut Running, envelopes: Vec<Envelope>) -> Result<Vec<FromNode
         }
     }
     Ok(out)
-}
-
-/// What this node signs for a payload: it computes the digest itself, and
-/// refuses combinations that make no sense for the key's scheme, and
-/// transaction inputs that do not pay to `public_key` (the key being used).
-fn what_to_sign(scheme: Scheme, public_key: &[u8], payload: &SignPayload) -> Result<Vec<u8>, NodeError> {
-    let refused = |e: shardvault_chains::Error| NodeError::Refused(e.to_string());
-    match (scheme, payload) {
-        (_, SignPayload::BitcoinInput { chain, psbt, index, network }) => {
-            let network = shardvault_chains::psbt::network(*chain, network).map_err(refused)?;
-            let psbt = shardvault_chains::psbt::UnsignedPsbt::parse(psbt, network).map_err(refused)?;
-            let index = usize::try_from(*index).map_err(|_| NodeError::Refused("input index".into()))?;
-            let input = psbt.input_digest(index).map_err(refused)?;
-            input.check_key(shardvault_chains::KeyType::from(scheme), public_key).map_err(refused)?;
-            Ok(input.digest.to_vec())
-        }
-        (Scheme::EcdsaSecp256k1, SignPayload::EvmTransaction { preimage, chain_id }) => {
-            Ok(shardvault_chains::evm::UnsignedEvmTx::parse(preimage, *chain_id).map_err(refused)?.digest().to_vec())
-        }
-        (_, SignPayload::Transaction { chain, network, unsigned }) => {
-            let tx = shardvault_chains::tx::UnsignedTx::parse(*chain, Some(network), unsigned).map_err(refused)?;
-            tx.check_key(shardvault_chains::KeyType::from(scheme), public_key).map_err(refused)?;
-            Ok(tx.signing_input().to_vec())
-        }
-        (_, SignPayload::EvmTransaction { .. }) => {
-            Err(NodeError::Refused(format!("EVM transactions are signed by ECDSA keys, not {scheme}")))
-        }
-        (Scheme::EddsaEd25519, SignPayload::RawDigest(_)) => {
-            Err(NodeError::Refused("Ed25519 signs messages, not digests".into()))
-        }
-        (_, SignPayload::RawDigest(digest)) => Ok(digest.to_vec()),
-        (Scheme::EddsaEd25519, SignPayload::Message { message, encoding: MessageEncoding::Raw }) => Ok(message.clone()),
-        (Scheme::EddsaEd25519, SignPayload::Message { message, encoding: MessageEncoding::SuiPersonalMessage }) => {
-            let digest = MessageEncoding::SuiPersonalMessage.digest(message).map_err(refused)?;
-            digest.map(|d| d.to_vec()).ok_or_else(|| NodeError::Refused("no digest".into()))
-        }
-        (Scheme::EddsaEd25519, SignPayload::Message { encoding, .. }) => Err(NodeError::Refused(format!(
-            "Ed25519 keys sign raw messages or Sui personal messages, not {}",
-            encoding.name()
-        ))),
-        (_, SignPayload::Message { encoding: MessageEncoding::Raw, .. }) => {
-            Err(NodeError::Refused(format!("{scheme} signs a digest; name the message encoding or a raw digest")))
-        }
-        (_, SignPayload::Message { message, encoding }) => {
-            let digest = encoding.digest(message).map_err(|e| NodeError::Refused(e.to_string()))?;
-            digest.map(|d| d.to_vec()).ok_or_else(|| NodeError::Refused("no digest".into()))
-        }
-    }
 }

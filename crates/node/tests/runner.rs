@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
-use shardvault_chains::{sample, Chain, KeyType, MessageEncoding};
+use shardvault_chains::{sample, Chain, KeyType, MessageFormat};
 use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Threshold};
-use shardvault_node::{KekSource, Node, SignLogStatus, Store};
+use shardvault_node::{KekSource, Node, RawSigning, SignLogStatus, Store};
 use shardvault_testkit as tk;
 use shardvault_vault::KdfParams;
 use shardvault_wire::{
@@ -21,6 +21,7 @@ struct Cluster3 {
     secrets: BTreeMap<NodeId, NoiseSecretKey>,
     cluster: Cluster,
     nodes: BTreeMap<NodeId, Node>,
+    raw_signing: RawSigning,
 }
 
 fn store(path: &std::path::Path, id: NodeId) -> Store {
@@ -43,7 +44,8 @@ impl Cluster3 {
         let identities =
             secrets.iter().map(|(id, s)| (*id, shardvault_wire::NodeIdentity::derive(s).public())).collect();
         let cluster = Cluster { coordinator, nodes: keys, identities };
-        let mut c = Cluster3 { _dir: dir, paths, secrets, cluster, nodes: BTreeMap::new() };
+        let mut c =
+            Cluster3 { _dir: dir, paths, secrets, cluster, nodes: BTreeMap::new(), raw_signing: RawSigning::Denied };
         c.restart();
         c
     }
@@ -52,7 +54,8 @@ impl Cluster3 {
     fn restart(&mut self) {
         self.nodes.clear();
         for (id, path) in &self.paths {
-            let node = Node::new(*id, self.secrets[id].clone(), self.cluster.clone(), store(path, *id));
+            let node = Node::new(*id, self.secrets[id].clone(), self.cluster.clone(), store(path, *id))
+                .with_raw_signing(self.raw_signing);
             self.nodes.insert(*id, node);
         }
     }
@@ -158,7 +161,7 @@ fn sign_eth(
     signers: &[u16],
     message: &[u8],
 ) -> (Vec<u8>, shardvault_mpc::Signature) {
-    let payload = SignPayload::Message { message: message.to_vec(), encoding: MessageEncoding::Eip191 };
+    let payload = SignPayload::Message { message: message.to_vec(), format: MessageFormat::Eip191 };
     let epoch = c.nodes[&NodeId(signers[0])].store().active_share(key_id).unwrap().epoch();
     let outcomes = all_ok(
         c.run(job(key_id, signers, JobKind::Sign { epoch, path: path.parse().unwrap(), payload })),
@@ -202,15 +205,16 @@ fn an_ethereum_key_through_its_whole_life() {
 }
 
 #[test]
-fn a_solana_key_signs_raw_messages() {
+fn a_solana_key_signs_off_chain_messages() {
     let mut c = Cluster3::new();
     let (key_id, _) = create(&mut c, Scheme::EddsaEd25519);
     let child = derive(&mut c, key_id, "m/9'/0'/501'/0'");
     let path = "m/9'/0'/501'/0'/0/7";
-    let payload = SignPayload::Message { message: b"solana tx message".to_vec(), encoding: MessageEncoding::Raw };
+    let payload =
+        SignPayload::Message { message: b"I own this address".to_vec(), format: MessageFormat::SolanaOffchain };
     let outcomes =
         all_ok(c.run(job(key_id, &[2, 3], JobKind::Sign { epoch: Epoch(0), path: path.parse().unwrap(), payload })), 2);
-    let Outcome::Signed { signature, .. } = &outcomes[0] else { panic!() };
+    let Outcome::Signed { signature, signed } = &outcomes[0] else { panic!() };
     let derived = shardvault_mpc::derive_public(
         Scheme::EddsaEd25519,
         &shardvault_mpc::ExtendedPublicKey { public_key: child.clone(), chain_code: chain_code(&mut c, key_id) },
@@ -218,7 +222,10 @@ fn a_solana_key_signs_raw_messages() {
     )
     .unwrap();
     assert_eq!(signature.public_key, derived.public_key);
-    tk::verify_ed25519(&signature.public_key, b"solana tx message", &signature.bytes).unwrap();
+    // The off-chain message names this key as its signer; ed25519-dalek verifies over the testkit's write-up.
+    let expected = tk::solana_offchain_message(&derived.public_key, b"I own this address");
+    assert_eq!(signed, &expected);
+    tk::verify_ed25519(&signature.public_key, &expected, &signature.bytes).unwrap();
 }
 
 fn chain_code(c: &mut Cluster3, key_id: KeyId) -> [u8; 32] {
@@ -247,16 +254,21 @@ fn nodes_refuse_what_they_should_not_sign() {
         (
             ed,
             JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload: SignPayload::RawDigest([1; 32]) },
-            "Ed25519 signs messages",
+            "Ed25519 signs bytes, not digests",
         ),
         (
             ecdsa,
             JobKind::Sign {
                 epoch: Epoch(0),
                 path: DerivationPath::root(),
-                payload: SignPayload::Message { message: b"x".to_vec(), encoding: MessageEncoding::Raw },
+                payload: SignPayload::RawBytes(b"x".to_vec()),
             },
-            "signs a digest",
+            "signs 32-byte digests",
+        ),
+        (
+            ecdsa,
+            JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload: SignPayload::RawDigest([9; 32]) },
+            "raw signing is off",
         ),
         (
             ecdsa,
@@ -276,7 +288,9 @@ fn nodes_refuse_what_they_should_not_sign() {
             assert!(reason.contains(expected), "{reason}");
         }
     }
-    // A named raw digest is signed as is.
+    // With the operator's opt-in, a named raw digest is signed as is.
+    c.raw_signing = RawSigning::Allowed;
+    c.restart();
     let results = all_ok(
         c.run(job(
             ecdsa,
@@ -324,7 +338,7 @@ fn stray_frames_never_block_new_jobs() {
         assert!(c.nodes.get_mut(&NodeId(3)).unwrap().handle(ToNode::Frame(stray)).is_empty());
     }
     // A job whose peers talk to node 3 before node 3 starts it still completes.
-    let payload = SignPayload::Message { message: b"still works".to_vec(), encoding: MessageEncoding::Raw };
+    let payload = SignPayload::Message { message: b"still works".to_vec(), format: MessageFormat::SolanaOffchain };
     all_ok(c.run(job(key_id, &[1, 3], JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload })), 2);
     // A finished session id cannot be started again.
     let signed = job(
@@ -333,7 +347,7 @@ fn stray_frames_never_block_new_jobs() {
         JobKind::Sign {
             epoch: Epoch(0),
             path: DerivationPath::root(),
-            payload: SignPayload::Message { message: b"x".to_vec(), encoding: MessageEncoding::Raw },
+            payload: SignPayload::Message { message: b"x".to_vec(), format: MessageFormat::SolanaOffchain },
         },
     );
     all_ok(c.run(signed.clone()), 2);
@@ -397,16 +411,22 @@ fn create_3_of_3(c: &mut Cluster3, scheme: Scheme) -> (KeyId, Vec<u8>) {
     (key_id, public_key)
 }
 
-fn sign_root_digest(
-    c: &mut Cluster3,
-    key_id: KeyId,
-    epoch: Epoch,
-    signers: &[u16],
-) -> Result<shardvault_mpc::Signature, String> {
-    let kind = JobKind::Sign { epoch, path: DerivationPath::root(), payload: SignPayload::RawDigest([5; 32]) };
+/// The hardened path the refresh and ban tests sign at (derived first).
+const ETH_PATH: &str = "m/9'/0'/60'/0'";
+const MESSAGE: &[u8] = b"pay 1 ETH to Bob";
+
+/// Signs [`MESSAGE`] (EIP-191) at [`ETH_PATH`] with `signers` at `epoch`,
+/// and checks the signature against `child` with libsecp256k1.
+fn sign_eip191(c: &mut Cluster3, key_id: KeyId, epoch: Epoch, signers: &[u16], child: &[u8]) -> Result<(), String> {
+    let payload = SignPayload::Message { message: MESSAGE.to_vec(), format: MessageFormat::Eip191 };
+    let kind = JobKind::Sign { epoch, path: ETH_PATH.parse().unwrap(), payload };
     let results = c.run_or_abort(job(key_id, signers, kind));
     match results.into_values().next().unwrap() {
-        Ok(Outcome::Signed { signature, .. }) => Ok(signature),
+        Ok(Outcome::Signed { signature, signed }) => {
+            assert_eq!(signed, tk::eip191_digest(MESSAGE));
+            tk::verify_ecdsa(child, &signed, &signature.bytes, signature.recovery_id.unwrap()).unwrap();
+            Ok(())
+        }
         Ok(other) => Err(format!("{other:?}")),
         Err(reason) => Err(reason),
     }
@@ -420,7 +440,8 @@ fn sign_root_digest(
 #[test]
 fn a_refresh_that_missed_one_node_cannot_destroy_a_3_of_3_key() {
     let mut c = Cluster3::new();
-    let (key_id, public_key) = create_3_of_3(&mut c, Scheme::EcdsaSecp256k1);
+    let (key_id, _) = create_3_of_3(&mut c, Scheme::EcdsaSecp256k1);
+    let child = derive(&mut c, key_id, ETH_PATH);
     let results =
         c.run_withholding_last(job(key_id, &[1, 2, 3], JobKind::Refresh { from: Epoch(0), to: Epoch(1) }), NodeId(3));
     assert!(matches!(results[&NodeId(1)], Ok(Outcome::Refreshed { .. })), "{results:?}");
@@ -440,8 +461,7 @@ fn a_refresh_that_missed_one_node_cannot_destroy_a_3_of_3_key() {
         }
     }
     assert_eq!(c.epochs(key_id), vec![0], "every node still signs with epoch 0");
-    let signature = sign_root_digest(&mut c, key_id, Epoch(0), &[1, 2, 3]).unwrap();
-    tk::verify_ecdsa(&public_key, &[5; 32], &signature.bytes, signature.recovery_id.unwrap()).unwrap();
+    sign_eip191(&mut c, key_id, Epoch(0), &[1, 2, 3], &child).unwrap();
 
     // Refreshing to epoch 1 again is refused where epoch 1 is kept; the next
     // attempt goes to epoch 2, is confirmed by all and activates everywhere.
@@ -450,8 +470,7 @@ fn a_refresh_that_missed_one_node_cannot_destroy_a_3_of_3_key() {
     let certificate = refresh(&mut c, key_id, Epoch(0), Epoch(2));
     all_ok(c.run(job(key_id, &[1, 2, 3], JobKind::Activate { certificate })), 3);
     assert_eq!(c.epochs(key_id), vec![2]);
-    let signature = sign_root_digest(&mut c, key_id, Epoch(2), &[1, 2, 3]).unwrap();
-    tk::verify_ecdsa(&public_key, &[5; 32], &signature.bytes, signature.recovery_id.unwrap()).unwrap();
+    sign_eip191(&mut c, key_id, Epoch(2), &[1, 2, 3], &child).unwrap();
     // Epoch 0 and the unfinished epoch 1 are gone from every node.
     for node in c.nodes.values() {
         assert!(node.store().share_at(key_id, Epoch(0)).is_err() && node.store().share_at(key_id, Epoch(1)).is_err());
@@ -464,7 +483,8 @@ fn a_refresh_that_missed_one_node_cannot_destroy_a_3_of_3_key() {
 #[test]
 fn an_interrupted_activation_is_finished_by_repeating_it() {
     let mut c = Cluster3::new();
-    let (key_id, public_key) = create_3_of_3(&mut c, Scheme::EddsaEd25519);
+    let (key_id, _) = create_3_of_3(&mut c, Scheme::EcdsaSecp256k1);
+    let child = derive(&mut c, key_id, ETH_PATH);
     let certificate = refresh(&mut c, key_id, Epoch(0), Epoch(1));
     // Only node 1 gets the activation before the coordinator crashes.
     let activation = job(key_id, &[1, 2, 3], JobKind::Activate { certificate: certificate.clone() });
@@ -472,18 +492,9 @@ fn an_interrupted_activation_is_finished_by_repeating_it() {
     assert!(matches!(replies[..], [FromNode::Done { outcome: Outcome::Activated { .. }, .. }]), "{replies:?}");
     c.restart();
     assert_eq!(c.epochs(key_id), vec![1, 0]);
-    let signature = sign_root_digest_ed(&mut c, key_id, Epoch(1));
-    tk::verify_ed25519(&public_key, b"mixed epochs", &signature.bytes).unwrap();
+    sign_eip191(&mut c, key_id, Epoch(1), &[1, 2, 3], &child).unwrap();
     all_ok(c.run(job(key_id, &[1, 2, 3], JobKind::Activate { certificate })), 3);
     assert_eq!(c.epochs(key_id), vec![1]);
-}
-
-fn sign_root_digest_ed(c: &mut Cluster3, key_id: KeyId, epoch: Epoch) -> shardvault_mpc::Signature {
-    let payload = SignPayload::Message { message: b"mixed epochs".to_vec(), encoding: MessageEncoding::Raw };
-    let outcomes =
-        all_ok(c.run(job(key_id, &[1, 2, 3], JobKind::Sign { epoch, path: DerivationPath::root(), payload })), 3);
-    let Outcome::Signed { signature, .. } = outcomes[0].clone() else { panic!() };
-    signature
 }
 
 /// Plays node 1 as a malicious co-signer of one signing job: it runs the
@@ -494,15 +505,22 @@ fn sign_with_a_cheating_node_1(c: &mut Cluster3, key_id: KeyId, epoch: Epoch) ->
     use dkls23::protocols::signing::TransmitPhase2to3;
     use k256_dkls::elliptic_curve::Group;
     use shardvault_mpc::{Envelope, Payload};
-    let digest = [6u8; 32];
-    let kind = JobKind::Sign { epoch, path: DerivationPath::root(), payload: SignPayload::RawDigest(digest) };
+    let digest = tk::eip191_digest(MESSAGE);
+    let payload = SignPayload::Message { message: MESSAGE.to_vec(), format: MessageFormat::Eip191 };
+    let kind = JobKind::Sign { epoch, path: ETH_PATH.parse().unwrap(), payload };
     let job = job(key_id, &[1, 2], kind);
     let share = c.nodes[&NodeId(1)].store().share_at(key_id, epoch).unwrap();
     let victim = PartyId::new(2).unwrap();
-    let path = DerivationPath::root();
+    let path: DerivationPath = ETH_PATH.parse().unwrap();
+    let tweak = c.nodes[&NodeId(1)].store().tweak(key_id, &path).unwrap().unwrap();
     let signers = job.participants.keys().copied().collect();
-    let request =
-        shardvault_mpc::SignRequest { share: &share, hardened: None, path: &path, signers: &signers, message: &digest };
+    let request = shardvault_mpc::SignRequest {
+        share: &share,
+        hardened: Some(&tweak),
+        path: &path,
+        signers: &signers,
+        message: &digest,
+    };
     let (mut session, first) = shardvault_mpc::sign(&request, job.session).unwrap();
     let (mut channels, mut to_victim) = shardvault_wire::Channels::open(
         job.session,
@@ -561,19 +579,18 @@ fn sign_with_a_cheating_node_1(c: &mut Cluster3, key_id: KeyId, epoch: Epoch) ->
 #[test]
 fn a_dkls23_ban_is_kept_and_enforced_until_a_refresh() {
     let mut c = Cluster3::new();
-    let (key_id, public_key) = create(&mut c, Scheme::EcdsaSecp256k1);
+    let (key_id, _) = create(&mut c, Scheme::EcdsaSecp256k1);
+    let child = derive(&mut c, key_id, ETH_PATH);
     let answers = sign_with_a_cheating_node_1(&mut c, key_id, Epoch(0));
     assert!(matches!(&answers[..], [FromNode::Failed { culprit: Some(NodeId(1)), banned: true, .. }]), "{answers:?}");
     c.restart();
-    let refused = sign_root_digest(&mut c, key_id, Epoch(0), &[1, 2]).unwrap_err();
+    let refused = sign_eip191(&mut c, key_id, Epoch(0), &[1, 2], &child).unwrap_err();
     assert!(refused.contains("banned"), "{refused}");
-    let signature = sign_root_digest(&mut c, key_id, Epoch(0), &[2, 3]).unwrap();
-    tk::verify_ecdsa(&public_key, &[5; 32], &signature.bytes, signature.recovery_id.unwrap()).unwrap();
+    sign_eip191(&mut c, key_id, Epoch(0), &[2, 3], &child).unwrap();
 
     let certificate = refresh(&mut c, key_id, Epoch(0), Epoch(1));
     all_ok(c.run(job(key_id, &[1, 2, 3], JobKind::Activate { certificate })), 3);
-    let signature = sign_root_digest(&mut c, key_id, Epoch(1), &[1, 2]).unwrap();
-    tk::verify_ecdsa(&public_key, &[5; 32], &signature.bytes, signature.recovery_id.unwrap()).unwrap();
+    sign_eip191(&mut c, key_id, Epoch(1), &[1, 2], &child).unwrap();
 }
 
 /// Different epochs are not a ban: a coordinator that names an epoch one
@@ -582,8 +599,9 @@ fn a_dkls23_ban_is_kept_and_enforced_until_a_refresh() {
 fn an_epoch_mismatch_is_a_refusal_not_a_ban() {
     let mut c = Cluster3::new();
     let (key_id, _) = create(&mut c, Scheme::EcdsaSecp256k1);
-    let kind =
-        JobKind::Sign { epoch: Epoch(1), path: DerivationPath::root(), payload: SignPayload::RawDigest([5; 32]) };
+    derive(&mut c, key_id, ETH_PATH);
+    let payload = SignPayload::Message { message: MESSAGE.to_vec(), format: MessageFormat::Eip191 };
+    let kind = JobKind::Sign { epoch: Epoch(1), path: ETH_PATH.parse().unwrap(), payload };
     let job = job(key_id, &[1, 2], kind);
     let replies = c.nodes.get_mut(&NodeId(1)).unwrap().handle(ToNode::Start(job));
     assert!(
@@ -619,7 +637,7 @@ impl Signing {
                     unsigned: sample.unsigned,
                 }
             }
-            _ => SignPayload::Message { message: b"pay 1 ETH to Bob".to_vec(), encoding: MessageEncoding::Eip191 },
+            _ => SignPayload::Message { message: b"pay 1 ETH to Bob".to_vec(), format: MessageFormat::Eip191 },
         };
         Signing { key_id, scheme, child, kind: JobKind::Sign { epoch: Epoch(0), path: path.parse().unwrap(), payload } }
     }
@@ -759,4 +777,215 @@ fn a_node_whose_sign_log_cannot_be_written_sends_nothing() {
     let log = c.nodes[&NodeId(1)].store().sign_log().unwrap();
     assert_eq!(log.len(), 2);
     assert_eq!(log[1].status, SignLogStatus::MayHaveContributed);
+}
+
+/// The transaction of each family that a message request could try to get
+/// signed: its bytes as a "message", and a check that a signature (bytes,
+/// the key it is under) is valid for it as a transaction, by an independent
+/// verifier (libsecp256k1, ed25519-dalek).
+struct TxAttack {
+    family: &'static str,
+    scheme: Scheme,
+    /// The bytes passed as the message.
+    message: Vec<u8>,
+    /// What the chain's transaction signature is over (a digest, or Ed25519's message).
+    tx_signing_input: Vec<u8>,
+}
+
+fn attacks(c: &mut Cluster3) -> Vec<(KeyId, TxAttack)> {
+    use shardvault_chains::{evm, psbt, tx::UnsignedTx};
+    let (ed, ed_key) = create(c, Scheme::EddsaEd25519);
+    let (ecdsa, ecdsa_key) = create(c, Scheme::EcdsaSecp256k1);
+    let (schnorr, schnorr_key) = create(c, Scheme::SchnorrSecp256k1);
+    let tx_input = |chain: Chain, key: KeyType, pk: &[u8]| {
+        let sample = sample::transfer(chain, key, pk).unwrap();
+        let input = UnsignedTx::parse(chain, Some(sample.network), &sample.unsigned).unwrap().signing_input().to_vec();
+        (sample.unsigned, input)
+    };
+    let mut out = Vec::new();
+    // Ed25519: the Solana message and the Aptos signing message are what the
+    // key signs for a transaction; a Sui transaction is signed over its intent digest.
+    let (solana, input) = tx_input(Chain::Solana, KeyType::Ed25519, &ed_key);
+    out.push((
+        ed,
+        TxAttack { family: "solana", scheme: Scheme::EddsaEd25519, message: solana, tx_signing_input: input },
+    ));
+    let (_, input) = tx_input(Chain::Aptos, KeyType::Ed25519, &ed_key);
+    out.push((
+        ed,
+        TxAttack { family: "aptos", scheme: Scheme::EddsaEd25519, message: input.clone(), tx_signing_input: input },
+    ));
+    let (_, input) = tx_input(Chain::Sui, KeyType::Ed25519, &ed_key);
+    out.push((
+        ed,
+        TxAttack { family: "sui", scheme: Scheme::EddsaEd25519, message: input.clone(), tx_signing_input: input },
+    ));
+    // ECDSA: a Cosmos SignDoc and a Tron raw_data are signed as sha256 of their bytes.
+    for chain in [Chain::Cosmos, Chain::Tron] {
+        let (unsigned, input) = tx_input(chain, KeyType::EcdsaSecp256k1, &ecdsa_key);
+        assert_eq!(input, tk::sha256(&unsigned));
+        out.push((
+            ecdsa,
+            TxAttack {
+                family: chain.name(),
+                scheme: Scheme::EcdsaSecp256k1,
+                message: unsigned,
+                tx_signing_input: input,
+            },
+        ));
+    }
+    // EVM: the EIP-1559 signing preimage (its digest is keccak256 of it).
+    let preimage = sample::transfer(Chain::Ethereum, KeyType::EcdsaSecp256k1, &ecdsa_key).unwrap().unsigned;
+    let digest = evm::UnsignedEvmTx::parse(&preimage, 1).unwrap().digest().to_vec();
+    out.push((
+        ecdsa,
+        TxAttack { family: "ethereum", scheme: Scheme::EcdsaSecp256k1, message: preimage, tx_signing_input: digest },
+    ));
+    // Taproot: the BIP341 sighash is sha256(tag ‖ tag ‖ SigMsg); the attacker
+    // passes that preimage, whose plain sha256 is the sighash.
+    let unsigned = sample::transfer(Chain::Bitcoin, KeyType::SchnorrSecp256k1, &schnorr_key).unwrap().unsigned;
+    let sighash = psbt::UnsignedPsbt::parse(&unsigned, psbt::network(Chain::Bitcoin, "bitcoin").unwrap())
+        .unwrap()
+        .input_digest(0)
+        .unwrap()
+        .digest
+        .to_vec();
+    let parsed = bitcoin::Psbt::deserialize(&unsigned).unwrap();
+    let spent: Vec<bitcoin::TxOut> = parsed.inputs.iter().map(|i| i.witness_utxo.clone().unwrap()).collect();
+    let mut sig_msg = Vec::new();
+    bitcoin::sighash::SighashCache::new(&parsed.unsigned_tx)
+        .taproot_encode_signing_data_to(
+            &mut sig_msg,
+            0,
+            &bitcoin::sighash::Prevouts::All(&spent),
+            None,
+            None,
+            bitcoin::TapSighashType::Default,
+        )
+        .unwrap();
+    let tag = tk::sha256(b"TapSighash");
+    let preimage = [&tag[..], &tag, &sig_msg].concat();
+    assert_eq!(tk::sha256(&preimage).to_vec(), sighash, "the preimage hashes to the sighash");
+    out.push((
+        schnorr,
+        TxAttack { family: "taproot", scheme: Scheme::SchnorrSecp256k1, message: preimage, tx_signing_input: sighash },
+    ));
+    out
+}
+
+/// Whether `signature` is a valid transaction signature for `attack`.
+fn valid_as_transaction(attack: &TxAttack, signature: &shardvault_mpc::Signature) -> bool {
+    match attack.scheme {
+        Scheme::EddsaEd25519 => {
+            tk::verify_ed25519(&signature.public_key, &attack.tx_signing_input, &signature.bytes).is_ok()
+        }
+        Scheme::EcdsaSecp256k1 => (0..2).any(|rid| {
+            tk::recover_ecdsa(&attack.tx_signing_input, &signature.bytes, rid).is_ok_and(|k| k == signature.public_key)
+        }),
+        Scheme::SchnorrSecp256k1 => {
+            tk::verify_bip340(&signature.public_key, &attack.tx_signing_input, &signature.bytes).is_ok()
+        }
+    }
+}
+
+/// Issue 8 item 1: a message request whose bytes are a valid transaction
+/// (Solana message, Aptos signing message, Sui tx digest, Cosmos SignDoc,
+/// Tron raw_data, EVM preimage, Taproot SigMsg preimage), sent in every
+/// message format and as the raw kinds, is refused by the nodes or signed
+/// into something libsecp256k1 / ed25519-dalek reject as the transaction's signature.
+#[test]
+fn a_message_request_never_yields_a_transaction_signature() {
+    let mut c = Cluster3::new();
+    let mut signed = 0;
+    for (key_id, attack) in attacks(&mut c) {
+        let mut payloads: Vec<(String, SignPayload)> = MessageFormat::NAMES
+            .iter()
+            .map(|name| {
+                let format = MessageFormat::parse(name, None).unwrap();
+                (name.to_string(), SignPayload::Message { message: attack.message.clone(), format })
+            })
+            .collect();
+        payloads.push(("raw bytes".into(), SignPayload::RawBytes(attack.tx_signing_input.clone())));
+        if let Ok(digest) = <[u8; 32]>::try_from(attack.tx_signing_input.as_slice()) {
+            payloads.push(("raw digest".into(), SignPayload::RawDigest(digest)));
+        }
+        for (name, payload) in payloads {
+            let results =
+                c.run(job(key_id, &[1, 2], JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload }));
+            assert_eq!(results.len(), 2);
+            for result in results.values() {
+                if let Ok(Outcome::Signed { signature, .. }) = result {
+                    signed += 1;
+                    assert!(
+                        !valid_as_transaction(&attack, signature),
+                        "{}: a {name} request gave a valid transaction signature",
+                        attack.family
+                    );
+                }
+            }
+        }
+    }
+    // Formats that take arbitrary bytes did sign (their prefix is what protects).
+    assert!(signed > 0);
+}
+
+/// Raw kinds are their own gate: off by default on the node, on only by the
+/// operator's choice; each format is refused for another chain's path.
+#[test]
+fn raw_signing_needs_the_operator_and_formats_their_chain() {
+    let mut c = Cluster3::new();
+    let (ed, _) = create(&mut c, Scheme::EddsaEd25519);
+    let (ecdsa, _) = create(&mut c, Scheme::EcdsaSecp256k1);
+    let (schnorr, _) = create(&mut c, Scheme::SchnorrSecp256k1);
+    let raw = [
+        (ed, SignPayload::RawBytes(b"anything".to_vec())),
+        (ecdsa, SignPayload::RawDigest([5; 32])),
+        (schnorr, SignPayload::RawDigest([6; 32])),
+    ];
+    for (key_id, payload) in raw.clone() {
+        let results =
+            c.run(job(key_id, &[1, 2], JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload }));
+        assert!(results.values().all(|r| r.as_ref().unwrap_err().contains("--allow-raw-signing")), "{results:?}");
+    }
+    // A format on a path of another chain (MPCVault's coin type), and a format of another key type.
+    derive(&mut c, ecdsa, "m/9'/0'/195'/0'/0'/0'");
+    derive(&mut c, ed, "m/9'/0'/501'/0'/0'/0'");
+    derive(&mut c, schnorr, "m/9'/0'/2'/0'/0'/0'");
+    let wrong = [
+        (ecdsa, "m/9'/0'/195'/0'/0'/0'", MessageFormat::Eip191, "coin type 195"),
+        (
+            ecdsa,
+            "m/9'/0'/195'/0'/0'/0'",
+            MessageFormat::CosmosAdr36 { bech32_prefix: "cosmos".into() },
+            "coin type 195",
+        ),
+        (ed, "m/9'/0'/501'/0'/0'/0'", MessageFormat::SuiPersonalMessage, "coin type 501"),
+        (ed, "m/9'/0'/501'/0'/0'/0'", MessageFormat::Eip191, "not Ed25519 keys"),
+        (schnorr, "m/9'/0'/2'/0'/0'/0'", MessageFormat::Bip322Simple, "coin type 2"),
+        (schnorr, "m/9'/0'/2'/0'/0'/0'", MessageFormat::LitecoinSignedMessage, "not BIP340"),
+    ];
+    for (key_id, path, format, expected) in wrong {
+        let payload = SignPayload::Message { message: b"hello".to_vec(), format };
+        let results =
+            c.run(job(key_id, &[1, 3], JobKind::Sign { epoch: Epoch(0), path: path.parse().unwrap(), payload }));
+        assert!(results.values().all(|r| r.as_ref().unwrap_err().contains(expected)), "{expected}: {results:?}");
+    }
+    // The right chain's path signs; the raw kinds sign once the operator allows them.
+    let payload = SignPayload::Message { message: b"hello".to_vec(), format: MessageFormat::TronSignedMessage };
+    all_ok(
+        c.run(job(
+            ecdsa,
+            &[1, 3],
+            JobKind::Sign { epoch: Epoch(0), path: "m/9'/0'/195'/0'/0'/0'".parse().unwrap(), payload },
+        )),
+        2,
+    );
+    c.raw_signing = RawSigning::Allowed;
+    c.restart();
+    for (key_id, payload) in raw {
+        all_ok(
+            c.run(job(key_id, &[2, 3], JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload })),
+            2,
+        );
+    }
 }

@@ -221,3 +221,78 @@ pub fn segwit_decode(address: &str) -> Result<(String, u8, Vec<u8>)> {
     let (hrp, version, program) = bitcoin::bech32::segwit::decode(address).map_err(err)?;
     Ok((hrp.to_string(), version.to_u8(), program))
 }
+
+/// BIP340 tagged hash: sha256(sha256(tag) ‖ sha256(tag) ‖ data).
+pub fn tagged_hash(tag: &str, data: &[u8]) -> [u8; 32] {
+    let tag = Sha256::digest(tag.as_bytes());
+    Sha256::new().chain_update(tag).chain_update(tag).chain_update(data).finalize().into()
+}
+
+/// BIP-322 "simple" for a P2TR address with x-only output key `output_key`,
+/// written out from BIP-322 and BIP341: the key-path SIGHASH_DEFAULT sighash
+/// of `to_sign` (one input spending `to_spend:0`, one 0-value OP_RETURN output).
+pub fn bip322_taproot_sighash(output_key: &[u8], message: &[u8]) -> Result<[u8; 32]> {
+    if output_key.len() != 32 {
+        return Err("x-only keys are 32 bytes".into());
+    }
+    let script_pubkey = [&[0x51u8, 0x20][..], output_key].concat();
+    let message_hash = tagged_hash("BIP0322-signed-message", message);
+    // to_spend, without witness: version 0, one input (null prevout,
+    // scriptSig OP_0 PUSH32 hash, sequence 0), one 0-value output, locktime 0.
+    let mut to_spend = vec![0u8; 4];
+    to_spend.push(1);
+    to_spend.extend_from_slice(&[0; 32]);
+    to_spend.extend_from_slice(&[0xff; 4]);
+    to_spend.extend_from_slice(&[34, 0x00, 0x20]);
+    to_spend.extend_from_slice(&message_hash);
+    to_spend.extend_from_slice(&[0; 4]);
+    to_spend.push(1);
+    to_spend.extend_from_slice(&[0; 8]);
+    to_spend.push(34);
+    to_spend.extend_from_slice(&script_pubkey);
+    to_spend.extend_from_slice(&[0; 4]);
+    let txid: [u8; 32] = Sha256::digest(Sha256::digest(&to_spend)).into();
+    // BIP341 SigMsg, hash type 0x00, key path, input 0.
+    let mut sig_msg = vec![0u8, 0x00];
+    sig_msg.extend_from_slice(&[0; 8]); // nVersion, nLockTime
+    sig_msg.extend_from_slice(&Sha256::digest([&txid[..], &[0; 4]].concat())); // sha_prevouts
+    sig_msg.extend_from_slice(&Sha256::digest([0u8; 8])); // sha_amounts
+    sig_msg.extend_from_slice(&Sha256::digest([&[34u8][..], &script_pubkey].concat())); // sha_scriptpubkeys
+    sig_msg.extend_from_slice(&Sha256::digest([0u8; 4])); // sha_sequences
+    sig_msg.extend_from_slice(&Sha256::digest([0u8, 0, 0, 0, 0, 0, 0, 0, 1, 0x6a])); // sha_outputs
+    sig_msg.push(0); // spend type: key path, no annex
+    sig_msg.extend_from_slice(&[0; 4]); // input index
+    Ok(tagged_hash("TapSighash", &sig_msg))
+}
+
+/// A Solana off-chain message v0 (agave's proposal) with zero application
+/// domain and `signer` its one signer, written out from the proposal.
+pub fn solana_offchain_message(signer: &[u8], message: &[u8]) -> Vec<u8> {
+    let total = 16 + 1 + 32 + 1 + 1 + 32 + 2 + message.len();
+    let format = match (message.iter().all(|b| (0x20..=0x7e).contains(b)), total <= 1232) {
+        (true, true) => 0,
+        (false, true) => 1,
+        _ => 2,
+    };
+    let mut out = b"\xffsolana offchain".to_vec();
+    out.push(0);
+    out.extend_from_slice(&[0; 32]);
+    out.extend_from_slice(&[format, 1]);
+    out.extend_from_slice(signer);
+    out.extend_from_slice(&(message.len() as u16).to_le_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+/// Cosmos ADR-036: sha256 of the amino JSON sign doc (keys sorted) holding
+/// one `sign/MsgSignData` of `data` from `public_key`'s `hrp` address.
+pub fn adr036_digest(public_key: &[u8], hrp: &str, data: &[u8]) -> Result<[u8; 32]> {
+    use base64::Engine;
+    let hrp = bitcoin::bech32::Hrp::parse(hrp).map_err(err)?;
+    let signer = bitcoin::bech32::encode::<bitcoin::bech32::Bech32>(hrp, &hash160(public_key)).map_err(err)?;
+    let data = base64::engine::general_purpose::STANDARD.encode(data);
+    let doc = format!(
+        r#"{{"account_number":"0","chain_id":"","fee":{{"amount":[],"gas":"0"}},"memo":"","msgs":[{{"type":"sign/MsgSignData","value":{{"data":"{data}","signer":"{signer}"}}}}],"sequence":"0"}}"#
+    );
+    Ok(Sha256::digest(doc.as_bytes()).into())
+}

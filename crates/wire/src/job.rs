@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use shardvault_chains::{Chain, MessageEncoding};
+use shardvault_chains::{Chain, MessageFormat};
 use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Signature, Threshold};
 
 use crate::{Cluster, Error, Frame, NodeId};
@@ -128,18 +128,26 @@ impl JobKind {
     }
 }
 
-/// What a signing request asks to sign. Never a bare digest unless named so.
+/// What a signing request asks to sign. Never a bare digest or bare bytes
+/// unless named so: those two kinds are denied by the node unless its
+/// operator opted in (`--allow-raw-signing`), and a policy denies them by default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SignPayload {
-    /// A message and the chain's rule for turning it into what is signed.
+    /// A message in one of the chains' domain-separated message formats;
+    /// each node checks the format against the key type and the path's chain
+    /// and builds what is signed itself.
     Message {
-        /// The message.
+        /// The message (Aptos: the AIP-62 full message; EIP-712: the typed-data JSON).
         message: Vec<u8>,
-        /// The rule.
-        encoding: MessageEncoding,
+        /// The format.
+        format: MessageFormat,
     },
-    /// A 32-byte digest the caller computed, explicitly named as such.
+    /// A 32-byte digest the caller computed (ECDSA and BIP340 keys): signs
+    /// anything, transactions included. Raw signing, denied by default.
     RawDigest([u8; 32]),
+    /// Bytes an Ed25519 key signs as given: signs anything, transactions
+    /// included. Raw signing, denied by default.
+    RawBytes(Vec<u8>),
     /// One input of a Bitcoin or Litecoin PSBT: each node decodes the PSBT,
     /// checks the input pays to the key being used, and computes its sighash itself.
     BitcoinInput {
