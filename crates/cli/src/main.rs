@@ -55,6 +55,8 @@ enum Command {
     Coordinator(daemon::CoordinatorArgs),
     /// Run a participant node.
     Node(daemon::NodeArgs),
+    /// Re-seal a stopped node's store under a new passphrase or key file.
+    RotateKek(daemon::RotateKekArgs),
     /// Start a coordinator and N nodes as processes on loopback; runs until interrupted.
     Devnet(DevnetArgs),
     /// Keys: create, list.
@@ -260,6 +262,7 @@ fn run(cli: &Cli) -> Result<()> {
         }
         Command::Coordinator(args) => daemon::coordinator(args),
         Command::Node(args) => daemon::node(args),
+        Command::RotateKek(args) => daemon::rotate_kek(args),
         Command::Devnet(args) => {
             let mut devnet = devnet::Devnet::start(&args.dir, args.nodes)?;
             let file = std::fs::read_to_string(args.dir.join("devnet.json"))?;
