@@ -79,8 +79,8 @@ pub struct KdfParams {
 }
 
 impl KdfParams {
-    /// The default for new stores: 256 MiB, 3 passes, 1 lane — about 0.6 s on
-    /// the reference machine (docs/BENCHMARKS.md, "Passphrase KDF").
+    /// The default for new stores: 256 MiB, 3 passes, 1 lane — about 0.8 s of
+    /// CPU on the development machine (docs/BENCHMARKS.md, "Passphrase KDF").
     pub const RECOMMENDED: KdfParams = KdfParams { memory_kib: 262_144, iterations: 3, parallelism: 1 };
     /// What every store used before parameters were stored (OWASP's minimum:
     /// 46 MiB, 1 pass, 1 lane). A store without stored parameters was made with these.
