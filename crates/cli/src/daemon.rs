@@ -6,18 +6,30 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use shardvault_mpc::Secret32;
 use shardvault_node::{KekSource, Node, Store};
+use shardvault_vault::files::{check_private, check_private_if_exists, create_private_file, read_private};
 use shardvault_vault::KdfParams;
 use shardvault_wire::{Cluster, NodeId, NoiseSecretKey};
 use tokio::sync::watch;
+use zeroize::{Zeroize, Zeroizing};
 
-/// Reads a hex Noise secret key file.
+/// The environment variable a node's passphrase may come from. It is removed
+/// from the process environment as soon as it is read.
+pub const PASSPHRASE_ENV: &str = "SHARDVAULT_PASSPHRASE";
+/// The new passphrase for `rotate-kek`, removed from the environment likewise.
+pub const NEW_PASSPHRASE_ENV: &str = "SHARDVAULT_NEW_PASSPHRASE";
+
+/// Reads a hex Noise secret key file, refusing it if group or others can access it.
 pub fn read_secret(path: &Path) -> Result<NoiseSecretKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_private(path)?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} must hold 64 hex digits", path.display()))?;
     let mut key = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut key)
         .with_context(|| format!("{} must hold 64 hex digits", path.display()))?;
-    Ok(NoiseSecretKey::from_bytes(key))
+    let secret = NoiseSecretKey::from_bytes(key);
+    key.zeroize();
+    Ok(secret)
 }
 
 pub fn read_cluster(path: &Path) -> Result<Cluster> {
@@ -56,8 +68,20 @@ pub struct CoordinatorArgs {
     pub job_timeout: u64,
 }
 
+/// The coordinator's static key stays a plaintext hex file (it has no KEK):
+/// it only authenticates the coordinator to the nodes on the hop, and the
+/// nodes already treat the coordinator as untrusted. It and the metadata
+/// database are refused unless private (`0600`, directory `0700`), as ssh
+/// refuses a readable private key.
 pub fn coordinator(args: &CoordinatorArgs) -> Result<()> {
+    check_private(&args.dir)?;
     let secret = read_secret(&args.dir.join("noise.key"))?;
+    let database = args.dir.join("coordinator.db");
+    // Created 0600 before SQLite opens it: SQLite gives -wal/-shm the same mode.
+    create_private_file(&database)?;
+    for suffix in ["-wal", "-shm"] {
+        check_private_if_exists(&args.dir.join(format!("coordinator.db{suffix}")))?;
+    }
     let cluster = read_cluster(&args.cluster)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -68,7 +92,7 @@ pub fn coordinator(args: &CoordinatorArgs) -> Result<()> {
         let config = shardvault_coordinator::Config {
             cluster,
             secret,
-            database: args.dir.join("coordinator.db"),
+            database,
             job_timeout: Duration::from_secs(args.job_timeout),
         };
         shardvault_coordinator::serve(listener, config, shutdown_signal()).await?;
@@ -90,12 +114,13 @@ pub struct NodeArgs {
     /// The coordinator's relay, e.g. ws://127.0.0.1:8780/v1/relay.
     #[arg(long, env = "SHARDVAULT_COORDINATOR")]
     pub coordinator: String,
-    /// A 32-byte key-encryption key file (raw or hex). Without it, a
-    /// passphrase (stretched with Argon2id) comes from --passphrase-file or
-    /// the environment variable SHARDVAULT_PASSPHRASE.
+    /// A 32-byte key-encryption key file (raw or hex), mode 0600. Without it,
+    /// a passphrase (stretched with Argon2id) comes from --passphrase-file or
+    /// the environment variable SHARDVAULT_PASSPHRASE (removed from the
+    /// environment once read; prefer the file).
     #[arg(long, env = "SHARDVAULT_KEY_FILE", conflicts_with = "passphrase_file")]
     pub key_file: Option<PathBuf>,
-    /// A file holding the passphrase (first line).
+    /// A file holding the passphrase (first line), mode 0600.
     #[arg(long, env = "SHARDVAULT_PASSPHRASE_FILE")]
     pub passphrase_file: Option<PathBuf>,
     /// Also sign raw 32-byte digests and raw Ed25519 bytes. Off by default:
@@ -112,9 +137,19 @@ pub struct NodeIdentityArgs {
     pub dir: PathBuf,
 }
 
-/// Prints what the cluster file pins for this node.
+/// Prints what the cluster file pins for this node, from its `noise.key`
+/// before the node's first start (the node then seals the key into its
+/// store, deletes the file, and logs its identity key at every start).
 pub fn node_identity(args: &NodeIdentityArgs, json: bool) -> Result<()> {
-    let secret = read_secret(&args.dir.join("noise.key"))?;
+    let path = args.dir.join("noise.key");
+    if !path.exists() && args.dir.join("node.db").exists() {
+        bail!(
+            "{} is gone: the node sealed it into its store at its first start; its identity key is in the \
+             node's log (\"node identity\") at every start",
+            path.display()
+        );
+    }
+    let secret = read_secret(&path)?;
     let noise = shardvault_wire::NoisePublicKey::from_secret(&secret)?;
     let identity = shardvault_wire::NodeIdentity::derive(&secret).public();
     if json {
@@ -125,15 +160,138 @@ pub fn node_identity(args: &NodeIdentityArgs, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Where a KEK comes from, read and held zeroized until the store is open.
+enum KekInput {
+    KeyFile(Zeroizing<Vec<u8>>),
+    Passphrase(Zeroizing<String>),
+}
+
+impl KekInput {
+    /// Reads the key file or passphrase file (refused unless private), or
+    /// else the passphrase from `env` (given by [`take_env`]).
+    fn read(
+        key_file: Option<&Path>,
+        passphrase_file: Option<&Path>,
+        env: Option<Zeroizing<String>>,
+        env_name: &str,
+    ) -> Result<Self> {
+        if let Some(path) = key_file {
+            return Ok(KekInput::KeyFile(read_private(path)?));
+        }
+        let passphrase = match (passphrase_file, env) {
+            (Some(path), _) => {
+                let bytes = read_private(path)?;
+                let text = std::str::from_utf8(&bytes)
+                    .with_context(|| format!("the passphrase in {} is not UTF-8", path.display()))?;
+                Zeroizing::new(text.lines().next().unwrap_or_default().to_string())
+            }
+            (None, Some(passphrase)) => passphrase,
+            (None, None) => bail!("give a key file, a passphrase file or {env_name}"),
+        };
+        if passphrase.is_empty() {
+            bail!("the passphrase is empty");
+        }
+        Ok(KekInput::Passphrase(passphrase))
+    }
+
+    /// For new stores and rotation: the default (strong) Argon2id parameters.
+    fn source(&self) -> KekSource<'_> {
+        match self {
+            KekInput::KeyFile(contents) => KekSource::KeyFile(contents),
+            KekInput::Passphrase(passphrase) => KekSource::Passphrase(passphrase.as_bytes(), KdfParams::RECOMMENDED),
+        }
+    }
+}
+
+/// Reads a passphrase from the environment and removes it from the process
+/// environment at once (so child processes and later reads of the
+/// environment do not see it), zeroizing the copy that was read. Called
+/// before any thread is started (std::env::remove_var is safe in edition
+/// 2021 but must not race other threads' environment access). The initial
+/// environment block of the process (`/proc/PID/environ`, readable by the same
+/// user) is not rewritten by this; a passphrase file avoids that exposure.
+fn take_env(name: &str) -> Option<Zeroizing<String>> {
+    let value = std::env::var_os(name)?;
+    std::env::remove_var(name);
+    let value = Zeroizing::new(value.into_string().unwrap_or_default());
+    Some(value)
+}
+
+/// The node's Noise identity, kept sealed in its store under the KEK (AAD
+/// kind `noise-identity`). A plaintext `DIR/noise.key` (what releases before
+/// this one used) is imported on first start — after checking it is `0600` —
+/// sealed into the store, overwritten and deleted. If the store already holds
+/// the sealed identity, a leftover `noise.key` is refused.
+fn sealed_identity(store: &Store, dir: &Path) -> Result<NoiseSecretKey> {
+    let plaintext = dir.join("noise.key");
+    let exists = plaintext.try_exists().with_context(|| format!("checking {}", plaintext.display()))?;
+    match store.identity()? {
+        Some(sealed) => {
+            if exists {
+                bail!(
+                    "{} is a plaintext copy of this node's identity key, which the store already holds sealed; \
+                     delete it (`shred -u {}`) and start again",
+                    plaintext.display(),
+                    plaintext.display()
+                );
+            }
+            let mut bytes = *sealed.expose_secret();
+            let secret = NoiseSecretKey::from_bytes(bytes);
+            bytes.zeroize();
+            Ok(secret)
+        }
+        None if exists => {
+            let secret = read_secret(&plaintext)?;
+            store.set_identity(&Secret32::new(*secret.expose_secret()))?;
+            erase_file(&plaintext)?;
+            tracing::warn!(
+                file = %plaintext.display(),
+                "imported the plaintext node identity key into the sealed store and deleted the file; \
+                 copies in backups or on the disk's free space are not erased"
+            );
+            Ok(secret)
+        }
+        None => bail!(
+            "this node has no identity key: put its Noise secret key (64 hex digits, the key pinned for it in the \
+             cluster file) in {} with mode 0600; the node seals it into its store on start and deletes the file",
+            plaintext.display()
+        ),
+    }
+}
+
+/// Overwrites a file with zeros, syncs, and removes it. On journaling or
+/// copy-on-write file systems and SSDs the old blocks may survive; this is
+/// best effort.
+fn erase_file(path: &Path) -> Result<()> {
+    use std::io::Write;
+    let length = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    let mut file =
+        std::fs::OpenOptions::new().write(true).open(path).with_context(|| format!("erasing {}", path.display()))?;
+    file.write_all(&vec![0u8; usize::try_from(length).unwrap_or(0)])?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))
+}
+
 pub fn node(args: &NodeArgs) -> Result<()> {
-    let secret = read_secret(&args.dir.join("noise.key"))?;
+    let env_passphrase = take_env(PASSPHRASE_ENV);
     let cluster = read_cluster(&args.cluster)?;
     let id = NodeId(args.id);
     cluster.key_of(id).with_context(|| format!("node {id} is not in {}", args.cluster.display()))?;
+    // Like ssh with ~/.ssh: the data directory must be the operator's alone.
+    check_private(&args.dir)?;
+    let store_path = args.dir.join("node.db");
+    let node_name = format!("node-{id}");
+    let kek =
+        KekInput::read(args.key_file.as_deref(), args.passphrase_file.as_deref(), env_passphrase, PASSPHRASE_ENV)?;
+    let store = Store::open(&store_path, &node_name, kek.source())?;
+    drop(kek);
+    let secret = sealed_identity(&store, &args.dir)?;
     let identity = shardvault_wire::NodeIdentity::derive(&secret).public();
+    tracing::info!(node = %id, identity_key = %String::from(identity), "node identity");
     match cluster.identities.get(&id) {
         Some(pinned) if *pinned != identity => bail!(
-            "the cluster file pins another identity key for node {id} ({}) than this node's noise.key gives ({}); \
+            "the cluster file pins another identity key for node {id} ({}) than this node's sealed Noise key gives ({}); \
              is --dir the right node's directory?",
             String::from(*pinned),
             String::from(identity)
@@ -145,33 +303,6 @@ pub fn node(args: &NodeArgs) -> Result<()> {
              attested; add them (`shardvault node-identity --dir DIR` prints this node's)"
         ),
     }
-    let store_path = args.dir.join("node.db");
-    let node_name = format!("node-{id}");
-    let store = match &args.key_file {
-        Some(path) => {
-            let contents =
-                zeroize::Zeroizing::new(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
-            Store::open(&store_path, &node_name, KekSource::KeyFile(&contents))?
-        }
-        None => {
-            let passphrase = match &args.passphrase_file {
-                Some(path) => {
-                    let text = zeroize::Zeroizing::new(
-                        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-                    );
-                    zeroize::Zeroizing::new(text.lines().next().unwrap_or_default().to_string())
-                }
-                None => match std::env::var("SHARDVAULT_PASSPHRASE") {
-                    Ok(passphrase) => zeroize::Zeroizing::new(passphrase),
-                    Err(_) => bail!("give --key-file, --passphrase-file or SHARDVAULT_PASSPHRASE"),
-                },
-            };
-            if passphrase.is_empty() {
-                bail!("the passphrase is empty");
-            }
-            Store::open(&store_path, &node_name, KekSource::Passphrase(passphrase.as_bytes(), KdfParams::RECOMMENDED))?
-        }
-    };
     // Fail fast on shares that do not open, but keep serving the other keys.
     for key_id in store.keys()? {
         if let Err(error) = store.active_share(key_id) {
@@ -200,5 +331,49 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct RotateKekArgs {
+    /// The node's id in the cluster file.
+    #[arg(long, env = "SHARDVAULT_NODE_ID")]
+    pub id: u16,
+    /// The node's directory (with node.db). Stop the node first.
+    #[arg(long, env = "SHARDVAULT_NODE_DIR")]
+    pub dir: PathBuf,
+    /// The current key file. Without it, the current passphrase comes from
+    /// --passphrase-file or SHARDVAULT_PASSPHRASE.
+    #[arg(long, conflicts_with = "passphrase_file")]
+    pub key_file: Option<PathBuf>,
+    /// A file holding the current passphrase (first line).
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// The new key file (32 bytes, raw or hex, mode 0600). Without it, the
+    /// new passphrase comes from --new-passphrase-file or SHARDVAULT_NEW_PASSPHRASE.
+    #[arg(long, conflicts_with = "new_passphrase_file")]
+    pub new_key_file: Option<PathBuf>,
+    /// A file holding the new passphrase (first line).
+    #[arg(long)]
+    pub new_passphrase_file: Option<PathBuf>,
+}
+
+/// `shardvault rotate-kek`: re-seals every sealed value of a stopped node's
+/// store under a new passphrase or key file (new salt, current default
+/// Argon2id parameters, new verifier) in one transaction, then overwrites the
+/// old blobs. Also the way to move an old store to stronger KDF parameters
+/// (rotate to the same passphrase).
+pub fn rotate_kek(args: &RotateKekArgs) -> Result<()> {
+    let (old_env, new_env) = (take_env(PASSPHRASE_ENV), take_env(NEW_PASSPHRASE_ENV));
+    let old = KekInput::read(args.key_file.as_deref(), args.passphrase_file.as_deref(), old_env, PASSPHRASE_ENV)?;
+    let new =
+        KekInput::read(args.new_key_file.as_deref(), args.new_passphrase_file.as_deref(), new_env, NEW_PASSPHRASE_ENV)?;
+    check_private(&args.dir)?;
+    let path = args.dir.join("node.db");
+    if !path.try_exists()? {
+        bail!("no store at {}", path.display());
+    }
+    let mut store = Store::open(&path, &format!("node-{}", NodeId(args.id)), old.source())?;
+    store.rotate_kek(new.source())?;
     Ok(())
 }

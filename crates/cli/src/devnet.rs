@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use shardvault_mpc::Secret32;
+use shardvault_node::{KekSource, Store};
+use shardvault_vault::files::{create_private_dir, write_private};
 use shardvault_wire::{generate_keypair, Cluster, NodeId};
+use zeroize::Zeroizing;
 
 use crate::daemon::write_atomically;
 
@@ -35,11 +39,14 @@ pub struct NodeProcess {
 
 fn new_secret_file(path: &Path) -> Result<shardvault_wire::NoisePublicKey> {
     let (secret, public) = generate_keypair()?;
-    write_atomically(path, hex::encode(secret.expose_secret()).as_bytes())?;
+    write_private(path, hex::encode(secret.expose_secret()).as_bytes())?;
     Ok(public)
 }
 
-/// Creates the directory layout and keys if they do not exist yet.
+/// Creates the directory layout and keys if they do not exist yet. Every
+/// directory holding secrets is created `0700` and every secret file `0600`.
+/// A node's identity key is sealed into its store (never a plaintext file);
+/// the coordinator's is a `0600` file (it has no KEK).
 fn prepare(dir: &Path, nodes: u16) -> Result<Cluster> {
     let cluster_path = dir.join("cluster.json");
     if cluster_path.exists() {
@@ -61,28 +68,39 @@ fn prepare(dir: &Path, nodes: u16) -> Result<Cluster> {
         }
         return Ok(cluster);
     }
-    std::fs::create_dir_all(dir.join("coordinator"))?;
+    create_private_dir(&dir.join("coordinator"))?;
     let coordinator = new_secret_file(&dir.join("coordinator/noise.key"))?;
     let mut keys = BTreeMap::new();
+    let mut identities = BTreeMap::new();
     for id in 1..=nodes {
         let node_dir = dir.join(format!("node-{id}"));
-        std::fs::create_dir_all(&node_dir)?;
-        keys.insert(NodeId(id), new_secret_file(&node_dir.join("noise.key"))?);
+        create_private_dir(&node_dir)?;
         // The devnet's embedded default: a random key file per node. Production
         // nodes use a passphrase (SHARDVAULT_PASSPHRASE) or an operator-held key file.
         let (kek, _) = generate_keypair()?;
-        write_atomically(&node_dir.join("kek.key"), hex::encode(kek.expose_secret()).as_bytes())?;
+        let kek = Zeroizing::new(hex::encode(kek.expose_secret()));
+        write_private(&node_dir.join("kek.key"), kek.as_bytes())?;
+        let store = Store::open(&node_dir.join("node.db"), &format!("node-{id}"), KekSource::KeyFile(kek.as_bytes()))?;
+        let (identity, public) = generate_keypair()?;
+        store.set_identity(&Secret32::new(*identity.expose_secret()))?;
+        keys.insert(NodeId(id), public);
+        identities.insert(NodeId(id), shardvault_wire::NodeIdentity::derive(&identity).public());
     }
-    let cluster = Cluster { coordinator, nodes: keys, identities: node_identities(dir, nodes)? };
+    let cluster = Cluster { coordinator, nodes: keys, identities };
     write_atomically(&cluster_path, serde_json::to_string_pretty(&cluster)?.as_bytes())?;
     Ok(cluster)
 }
 
-/// Every node's identity key, from its Noise secret.
+/// Every node's identity key, from the Noise secret sealed in its store
+/// (the devnet holds each node's KEK file).
 fn node_identities(dir: &Path, nodes: u16) -> Result<BTreeMap<NodeId, shardvault_wire::IdentityPublicKey>> {
     (1..=nodes)
         .map(|id| {
-            let secret = crate::daemon::read_secret(&dir.join(format!("node-{id}/noise.key")))?;
+            let node_dir = dir.join(format!("node-{id}"));
+            let kek = Zeroizing::new(std::fs::read(node_dir.join("kek.key"))?);
+            let store = Store::open(&node_dir.join("node.db"), &format!("node-{id}"), KekSource::KeyFile(&kek))?;
+            let secret = store.identity()?.ok_or_else(|| anyhow::anyhow!("node {id}'s store holds no identity key"))?;
+            let secret = shardvault_wire::NoiseSecretKey::from_bytes(*secret.expose_secret());
             Ok((NodeId(id), shardvault_wire::NodeIdentity::derive(&secret).public()))
         })
         .collect()

@@ -58,6 +58,8 @@ enum Command {
     /// Print a node's public keys (Noise static key and identity key) for
     /// its entry in the cluster file.
     NodeIdentity(daemon::NodeIdentityArgs),
+    /// Re-seal a stopped node's store under a new passphrase or key file.
+    RotateKek(daemon::RotateKekArgs),
     /// Start a coordinator and N nodes as processes on loopback; runs until interrupted.
     Devnet(DevnetArgs),
     /// Keys: create, list.
@@ -292,6 +294,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Coordinator(args) => daemon::coordinator(args),
         Command::Node(args) => daemon::node(args),
         Command::NodeIdentity(args) => daemon::node_identity(args, cli.json),
+        Command::RotateKek(args) => daemon::rotate_kek(args),
         Command::Devnet(args) => {
             let mut devnet = devnet::Devnet::start(&args.dir, args.nodes)?;
             let file = std::fs::read_to_string(args.dir.join("devnet.json"))?;

@@ -144,6 +144,9 @@ fn a_corrupted_share_disables_only_its_key_and_a_wrong_key_file_is_refused() {
     // A wrong key file: the node refuses to start, saying why.
     let wrong = dir.path().join("wrong.key");
     std::fs::File::create(&wrong).unwrap().write_all(hex::encode([9u8; 32]).as_bytes()).unwrap();
+    // Private, as every key file must be (a readable one is refused before it is tried).
+    std::fs::set_permissions(&wrong, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600))
+        .unwrap();
     let output = Command::new(EXE)
         .args(["node", "--id", "1", "--coordinator", "ws://127.0.0.1:9/v1/relay"])
         .arg("--dir")

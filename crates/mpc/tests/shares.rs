@@ -134,3 +134,19 @@ fn write_fixtures() {
         .unwrap();
     }
 }
+
+#[test]
+fn secret_equality_is_constant_time_and_still_correct() {
+    use shardvault_mpc::Secret32;
+    use subtle::ConstantTimeEq;
+    // `==` goes through subtle's ct_eq (a bound, so this fails to build without it).
+    fn constant_time<T: ConstantTimeEq + Eq>() {}
+    constant_time::<Secret32>();
+    let a = Secret32::new([7; 32]);
+    let mut last = [7; 32];
+    last[31] = 8;
+    let mut first = [7; 32];
+    first[0] = 8;
+    assert!(a == Secret32::new([7; 32]) && bool::from(a.ct_eq(&Secret32::new([7; 32]))));
+    assert!(a != Secret32::new(last) && a != Secret32::new(first));
+}

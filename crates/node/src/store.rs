@@ -13,18 +13,73 @@
 //! - `sign_log`: append-only, write-ahead record of every signing job, a
 //!   hash chain keyed by a sealed log key ([`sign_log`]).
 //! - `meta`: KDF salt and parameters, and a KEK verifier, so a wrong
-//!   passphrase is reported as such.
+//!   passphrase is reported as such; the node's sealed Noise identity key.
+//!
+//! Files: the database and its `-wal`/`-shm` are created `0600`, and
+//! [`Store::open`] refuses looser modes (the node daemon also refuses a data
+//! directory that is not `0700`). Deleted rows are
+//! overwritten (`secure_delete`) and the WAL is truncated after an epoch is
+//! deleted or the KEK rotated, so old sealed blobs do not linger on disk.
 
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use shardvault_mpc::{DerivationPath, Epoch, HardenedTweak, KeyId, KeyShare, PartyId, ShareBinding};
+use shardvault_mpc::{DerivationPath, Epoch, HardenedTweak, KeyId, KeyShare, PartyId, Secret32, ShareBinding};
+use shardvault_vault::files::{check_private_if_exists, create_private_file, FileError};
 use shardvault_vault::{open, seal, KdfParams, Kek, SealContext};
 
 mod sign_log;
 pub use sign_log::{SignIntent, SignLogEntry, SignLogStatus, SIGN_LOG_KEY_KIND, SIGN_LOG_KEY_ROW};
 
 const SCHEMA_VERSION: i64 = 1;
+const KIND_SHARE: &str = "key-share";
+const KIND_IDENTITY: &str = "noise-identity";
+const META_IDENTITY: &str = "noise_identity";
+
+fn tweak_kind(path: &str) -> String {
+    format!("hardened-tweak:{path}")
+}
+
+/// Every sealed value in the store, for [`Store::rotate_kek`]. Each `select`
+/// yields `(rowid, key_id, epoch, kind argument, sealed blob)`; `kind` turns
+/// the argument into the AAD kind the write path used. A new sealed table or
+/// meta row goes here, and rotation re-seals it.
+struct SealedItems {
+    table: &'static str,
+    column: &'static str,
+    select: &'static str,
+    kind: fn(&str) -> String,
+}
+
+/// `(rowid, key_id, epoch, kind argument, sealed blob)`.
+type SealedRow = (i64, Vec<u8>, u32, String, Vec<u8>);
+
+const SEALED: &[SealedItems] = &[
+    SealedItems {
+        table: "shares",
+        column: "sealed",
+        select: "SELECT rowid, key_id, epoch, '', sealed FROM shares",
+        kind: |_| KIND_SHARE.to_string(),
+    },
+    SealedItems {
+        table: "tweaks",
+        column: "sealed",
+        select: "SELECT rowid, key_id, 0, path, sealed FROM tweaks",
+        kind: tweak_kind,
+    },
+    SealedItems {
+        table: "meta",
+        column: "value",
+        select: "SELECT rowid, zeroblob(16), 0, '', value FROM meta WHERE name = 'noise_identity'",
+        kind: |_| KIND_IDENTITY.to_string(),
+    },
+    SealedItems {
+        table: "meta",
+        column: "value",
+        select: "SELECT rowid, zeroblob(16), 0, '', value FROM meta WHERE name = 'sign_log_key'",
+        kind: |_| SIGN_LOG_KEY_KIND.to_string(),
+    },
+];
 
 /// Errors of the store. Each names what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +128,13 @@ pub enum StoreError {
         "sign log entry {0} was altered or removed (0: the log's key or head record); keep node.db for investigation"
     )]
     LogTampered(i64),
+    /// A file or directory of the store is accessible by group or others, or
+    /// could not be created with private permissions.
+    #[error(transparent)]
+    Files(#[from] FileError),
+    /// The store already holds a node identity key.
+    #[error("this store already holds a node identity key; it is never replaced")]
+    IdentityExists,
 }
 
 /// Where the key-encryption key comes from.
@@ -95,12 +157,29 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store at `path` for `node_id`. A new store
     /// records the KDF salt and a KEK verifier; an existing one checks them.
+    ///
+    /// The database file is created `0600` before SQLite opens it (SQLite
+    /// gives its `-wal` and `-shm` the database file's mode), and each of the
+    /// three is refused if group or others can access it. The directory is
+    /// the caller's to check (the node daemon refuses one that is not `0700`).
+    ///
+    /// For a passphrase, the Argon2id parameters stored with the salt are
+    /// used; a new store records the parameters given here; a store made
+    /// before parameters were stored is opened with [`KdfParams::LEGACY_V1`]
+    /// (and gets them recorded).
     pub fn open(path: &Path, node_id: &str, kek: KekSource<'_>) -> Result<Self, StoreError> {
+        let files = StoreFiles::new(path);
+        create_private_file(path)?;
+        files.check_companions()?;
         let db = Connection::open(path)?;
         // Other connections (an operator reading the sign log) may hold locks briefly.
         db.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Deleted content is overwritten with zeros, so a deleted epoch does
+        // not stay readable in free pages (set before anything is written).
+        db.pragma_update(None, "secure_delete", "ON")?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
+        files.check_companions()?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS shares (key_id BLOB NOT NULL, epoch INTEGER NOT NULL, state TEXT NOT NULL
@@ -131,20 +210,39 @@ impl Store {
             Some(salt) => salt.try_into().map_err(|_| StoreError::Incompatible("bad KDF salt".into()))?,
             None => Kek::new_salt(),
         };
-        let kek = match kek {
-            KekSource::Passphrase(passphrase, params) => Kek::from_passphrase(passphrase, &salt, params)?,
-            KekSource::KeyFile(contents) => Kek::from_key_file(contents)?,
+        let verifier = meta("kek_verifier")?;
+        let stored_params = meta("kdf_params")?.map(|bytes| KdfParams::from_bytes(&bytes)).transpose()?;
+        let (kek, params) = match kek {
+            KekSource::Passphrase(passphrase, default) => {
+                let params = match (&verifier, stored_params) {
+                    (_, Some(stored)) => stored,
+                    (Some(_), None) => KdfParams::LEGACY_V1,
+                    (None, None) => default,
+                };
+                (Kek::from_passphrase(passphrase, &salt, params)?, Some(params))
+            }
+            KekSource::KeyFile(contents) => (Kek::from_key_file(contents)?, None),
         };
-        match meta("kek_verifier")? {
-            Some(verifier) => kek.verify(&verifier)?,
+        match verifier {
+            Some(verifier) => {
+                kek.verify(&verifier)?;
+                if let (Some(params), None) = (params, stored_params) {
+                    // A store from before parameters were stored: record them.
+                    db.execute("INSERT INTO meta (name, value) VALUES ('kdf_params', ?1)", [params.to_bytes()])?;
+                }
+            }
             None => {
                 let tx = db.unchecked_transaction()?;
-                for (name, value) in [
+                let mut rows = vec![
                     ("schema", SCHEMA_VERSION.to_be_bytes().to_vec()),
                     ("node_id", node_id.as_bytes().to_vec()),
                     ("kdf_salt", salt.to_vec()),
-                    ("kek_verifier", kek.verifier()),
-                ] {
+                    ("kek_verifier", kek.verifier()?),
+                ];
+                if let Some(params) = params {
+                    rows.push(("kdf_params", params.to_bytes()));
+                }
+                for (name, value) in rows {
                     tx.execute("INSERT INTO meta (name, value) VALUES (?1, ?2)", params![name, value])?;
                 }
                 tx.commit()?;
@@ -153,6 +251,105 @@ impl Store {
         let store = Store { db, node_id: node_id.to_string(), kek };
         store.init_sign_log()?;
         Ok(store)
+    }
+
+    /// Copies the WAL into the database and truncates it to zero bytes, so
+    /// deleted or re-sealed blobs do not stay in old WAL frames. Runs after a
+    /// committed transaction, so it does not fail the operation: if another
+    /// connection is reading at that moment and the WAL cannot be reset, that
+    /// is logged and the next checkpoint finishes the job.
+    fn checkpoint_truncate(&self) {
+        match self.db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+            Ok(0) => {}
+            Ok(_) => tracing::warn!(
+                "the WAL could not be truncated now (another connection is reading); old pages stay until the next checkpoint"
+            ),
+            Err(error) => tracing::warn!(%error, "the WAL could not be truncated; old pages stay until the next checkpoint"),
+        }
+    }
+
+    /// The node's sealed Noise identity key, if one was stored.
+    pub fn identity(&self) -> Result<Option<Secret32>, StoreError> {
+        let sealed: Option<Vec<u8>> =
+            self.db.query_row("SELECT value FROM meta WHERE name = ?1", [META_IDENTITY], |r| r.get(0)).optional()?;
+        let Some(sealed) = sealed else { return Ok(None) };
+        let bytes = open(&self.kek, &self.identity_context(), &sealed)?;
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Incompatible("the sealed identity key is not 32 bytes".into()))?;
+        Ok(Some(Secret32::new(key)))
+    }
+
+    /// Stores the node's Noise identity key, sealed. Refused if one is
+    /// already stored: a node's identity is pinned in the cluster file.
+    pub fn set_identity(&self, secret: &Secret32) -> Result<(), StoreError> {
+        let sealed = seal(&self.kek, &self.identity_context(), secret.expose_secret())?;
+        let inserted = self
+            .db
+            .execute("INSERT OR IGNORE INTO meta (name, value) VALUES (?1, ?2)", params![META_IDENTITY, sealed])?;
+        if inserted != 1 {
+            return Err(StoreError::IdentityExists);
+        }
+        Ok(())
+    }
+
+    fn identity_context(&self) -> SealContext {
+        self.context(KeyId::from_bytes([0; 16]), Epoch(0), KIND_IDENTITY)
+    }
+
+    /// Re-seals every sealed value (see `SEALED`: shares of every epoch,
+    /// tweaks, the identity key) under a KEK from `new`, with a fresh salt,
+    /// the given Argon2id parameters and a new verifier, in one transaction;
+    /// then overwrites the old blobs on disk (secure delete, WAL truncated).
+    /// Afterwards only the new passphrase or key file opens the store. A
+    /// value that does not open under the current KEK aborts the rotation
+    /// and changes nothing.
+    pub fn rotate_kek(&mut self, new: KekSource<'_>) -> Result<(), StoreError> {
+        let salt = Kek::new_salt();
+        let (kek, params) = match new {
+            KekSource::Passphrase(passphrase, params) => {
+                (Kek::from_passphrase(passphrase, &salt, params)?, Some(params))
+            }
+            KekSource::KeyFile(contents) => (Kek::from_key_file(contents)?, None),
+        };
+        let tx = rusqlite::Transaction::new_unchecked(&self.db, rusqlite::TransactionBehavior::Immediate)?;
+        for items in SEALED {
+            let rows: Vec<SealedRow> = {
+                let mut statement = tx.prepare(items.select)?;
+                let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for (rowid, key_id, epoch, argument, sealed) in rows {
+                let key_id = KeyId::from_bytes(
+                    key_id
+                        .try_into()
+                        .map_err(|_| StoreError::Incompatible(format!("bad key id in {}", items.table)))?,
+                );
+                let context = self.context(key_id, Epoch(epoch), &(items.kind)(&argument));
+                let plaintext = open(&self.kek, &context, &sealed).map_err(|e| StoreError::Corrupt {
+                    key_id,
+                    detail: format!("{e}; the KEK was not rotated (nothing changed)"),
+                })?;
+                let resealed = seal(&kek, &context, &plaintext)?;
+                tx.execute(
+                    &format!("UPDATE {} SET {} = ?1 WHERE rowid = ?2", items.table, items.column),
+                    params![resealed, rowid],
+                )?;
+            }
+        }
+        tx.execute("UPDATE meta SET value = ?1 WHERE name = 'kdf_salt'", [salt.to_vec()])?;
+        tx.execute("UPDATE meta SET value = ?1 WHERE name = 'kek_verifier'", [kek.verifier()?])?;
+        match params {
+            Some(params) => {
+                tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('kdf_params', ?1)", [params.to_bytes()])?
+            }
+            None => tx.execute("DELETE FROM meta WHERE name = 'kdf_params'", [])?,
+        };
+        tx.commit()?;
+        self.kek = kek;
+        self.checkpoint_truncate();
+        Ok(())
     }
 
     fn context(&self, key_id: KeyId, epoch: Epoch, kind: &str) -> SealContext {
@@ -172,7 +369,7 @@ impl Store {
     fn write_share(&self, share: &KeyShare, state: &str) -> Result<(), StoreError> {
         let bytes =
             share.to_bytes().map_err(|e| StoreError::Corrupt { key_id: share.key_id(), detail: e.to_string() })?;
-        let sealed = seal(&self.kek, &self.context(share.key_id(), share.epoch(), "key-share"), &bytes);
+        let sealed = seal(&self.kek, &self.context(share.key_id(), share.epoch(), KIND_SHARE), &bytes)?;
         self.db.execute(
             "INSERT INTO shares (key_id, epoch, state, sealed) VALUES (?1, ?2, ?3, ?4)",
             params![share.key_id().as_bytes(), share.epoch().0, state, sealed],
@@ -205,6 +402,9 @@ impl Store {
         tx.execute("DELETE FROM shares WHERE key_id = ?1 AND epoch < ?2", params![key_id.as_bytes(), epoch.0])?;
         tx.execute("DELETE FROM bans WHERE key_id = ?1 AND epoch < ?2", params![key_id.as_bytes(), epoch.0])?;
         tx.commit()?;
+        // The deleted epochs were zeroed in their pages (secure_delete); old
+        // copies in WAL frames go now.
+        self.checkpoint_truncate();
         Ok(())
     }
 
@@ -246,7 +446,7 @@ impl Store {
             return Err(corrupt("the sealed share is not a blob".into()));
         };
         let bytes =
-            open(&self.kek, &self.context(key_id, epoch, "key-share"), &sealed).map_err(|e| corrupt(e.to_string()))?;
+            open(&self.kek, &self.context(key_id, epoch, KIND_SHARE), &sealed).map_err(|e| corrupt(e.to_string()))?;
         let party = KeyShare::from_bytes(&bytes, None).map_err(|e| corrupt(e.to_string()))?.party();
         KeyShare::from_bytes(&bytes, Some(ShareBinding { key_id, party, epoch })).map_err(|e| corrupt(e.to_string()))
     }
@@ -267,8 +467,8 @@ impl Store {
     pub fn put_tweak(&self, tweak: &HardenedTweak) -> Result<(), StoreError> {
         let bytes =
             tweak.to_bytes().map_err(|e| StoreError::Corrupt { key_id: tweak.key_id, detail: e.to_string() })?;
-        let kind = format!("hardened-tweak:{}", tweak.path);
-        let sealed = seal(&self.kek, &self.context(tweak.key_id, Epoch(0), &kind), &bytes);
+        let kind = tweak_kind(&tweak.path.to_string());
+        let sealed = seal(&self.kek, &self.context(tweak.key_id, Epoch(0), &kind), &bytes)?;
         self.db.execute(
             "INSERT OR REPLACE INTO tweaks (key_id, path, sealed) VALUES (?1, ?2, ?3)",
             params![tweak.key_id.as_bytes(), tweak.path.to_string(), sealed],
@@ -288,7 +488,7 @@ impl Store {
             .optional()?;
         let Some(sealed) = sealed else { return Ok(None) };
         let corrupt = |detail: String| StoreError::Corrupt { key_id, detail };
-        let kind = format!("hardened-tweak:{path}");
+        let kind = tweak_kind(&path.to_string());
         let bytes =
             open(&self.kek, &self.context(key_id, Epoch(0), &kind), &sealed).map_err(|e| corrupt(e.to_string()))?;
         HardenedTweak::from_bytes(&bytes).map(Some).map_err(|e| corrupt(e.to_string()))
@@ -320,5 +520,29 @@ impl Store {
             bans.push((party, reason));
         }
         Ok(bans)
+    }
+}
+
+/// The store's database file and its SQLite companions.
+struct StoreFiles {
+    companions: [std::path::PathBuf; 3],
+}
+
+impl StoreFiles {
+    fn new(path: &Path) -> Self {
+        let with_suffix = |suffix: &str| {
+            let mut name = path.as_os_str().to_os_string();
+            name.push(suffix);
+            std::path::PathBuf::from(name)
+        };
+        StoreFiles { companions: [path.to_path_buf(), with_suffix("-wal"), with_suffix("-shm")] }
+    }
+
+    /// The database, `-wal` and `-shm`, where they exist.
+    fn check_companions(&self) -> Result<(), StoreError> {
+        for path in &self.companions {
+            check_private_if_exists(path)?;
+        }
+        Ok(())
     }
 }

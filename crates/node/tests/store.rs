@@ -382,7 +382,7 @@ fn v1_store(path: &Path, entries: u8) -> KeyId {
         ("schema", 1i64.to_be_bytes().to_vec()),
         ("node_id", b"node-1".to_vec()),
         ("kdf_salt", vec![3; 16]),
-        ("kek_verifier", kek.verifier()),
+        ("kek_verifier", kek.verifier().unwrap()),
     ] {
         db.execute("INSERT INTO meta (name, value) VALUES (?1, ?2)", (name, value)).unwrap();
     }
@@ -471,4 +471,257 @@ fn concurrent_appenders_keep_the_sign_log_chained() {
     let log = open(&path, PASSPHRASE).unwrap().sign_log().unwrap();
     assert_eq!(log.len(), 100);
     assert!(log.iter().all(|e| e.completed()));
+}
+
+/// Every file of the store, read raw (database, WAL, shared memory).
+fn raw_files(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        bytes.extend(std::fs::read(format!("{}{suffix}", path.display())).unwrap_or_default());
+    }
+    bytes
+}
+
+/// Whether any 32-byte piece of `blob` (nonce, ciphertext, tag) is still on disk.
+fn survives(on_disk: &[u8], blob: &[u8]) -> bool {
+    blob.chunks(32).filter(|c| c.len() == 32).any(|piece| on_disk.windows(32).any(|w| w == piece))
+}
+
+fn sealed_rows(path: &Path, sql: &str) -> Vec<Vec<u8>> {
+    let db = Connection::open(path).unwrap();
+    let mut statement = db.prepare(sql).unwrap();
+    let rows = statement.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    rows
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn an_activated_refresh_leaves_no_copy_of_the_old_epoch_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let shares = key(Scheme::EddsaEd25519);
+    let key_id = shares[&p1()].key_id();
+    let session = SessionId::random();
+    let refreshed = local::run(shares.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap();
+    let mut store = open(&path, PASSPHRASE).unwrap();
+    store.insert_new_key(&shares[&p1()]).unwrap();
+    store.insert_pending(&refreshed[&p1()]).unwrap();
+    let old = sealed_rows(&path, "SELECT sealed FROM shares WHERE epoch = 0");
+    assert_eq!(old.len(), 1);
+    assert!(survives(&raw_files(&path), &old[0]), "the test must see the blob before it is deleted");
+    store.activate(key_id, refreshed[&p1()].epoch()).unwrap();
+    // Read while the store is still open: what a disk snapshot taken now holds.
+    let on_disk = raw_files(&path);
+    assert!(!survives(&on_disk, &old[0]), "epoch 0's sealed share is still in node.db or node.db-wal");
+    assert_eq!(std::fs::metadata(format!("{}-wal", path.display())).map(|m| m.len()).unwrap_or(0), 0);
+    assert_eq!(store.active_share(key_id).unwrap().epoch().0, 1);
+}
+
+#[test]
+fn kdf_parameters_are_stored_with_the_salt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let created_with = KdfParams { memory_kib: 128, iterations: 2, parallelism: 1 };
+    let shares = key(Scheme::EddsaEd25519);
+    Store::open(&path, "node-1", KekSource::Passphrase(PASSPHRASE, created_with))
+        .unwrap()
+        .insert_new_key(&shares[&p1()])
+        .unwrap();
+    // A later release with other defaults still derives the same KEK.
+    let store = open(&path, PASSPHRASE).unwrap();
+    assert_eq!(store.active_share(shares[&p1()].key_id()).unwrap().public_key(), shares[&p1()].public_key());
+    let stored = sealed_rows(&path, "SELECT value FROM meta WHERE name = 'kdf_params'");
+    assert_eq!(stored, vec![created_with.to_bytes()]);
+}
+
+/// A store exactly as releases before stored KDF parameters wrote it: no
+/// `kdf_params` row, KEK from OWASP's minimum (46 MiB, t=1).
+fn legacy_store(path: &Path, share: &KeyShare) {
+    use shardvault_vault::{seal, Kek, SealContext};
+    let salt = [5u8; 16];
+    let kek = Kek::from_passphrase(PASSPHRASE, &salt, KdfParams::LEGACY_V1).unwrap();
+    // (Old releases left it at the umask's 0644; the store now refuses that, saying `chmod 600`.)
+    std::fs::write(path, b"").unwrap();
+    chmod(path, 0o600);
+    let db = Connection::open(path).unwrap();
+    db.execute_batch(
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+         CREATE TABLE shares (key_id BLOB NOT NULL, epoch INTEGER NOT NULL, state TEXT NOT NULL
+             CHECK (state IN ('pending', 'active')), sealed BLOB NOT NULL, PRIMARY KEY (key_id, epoch));",
+    )
+    .unwrap();
+    for (name, value) in [
+        ("schema", 1i64.to_be_bytes().to_vec()),
+        ("node_id", b"node-1".to_vec()),
+        ("kdf_salt", salt.to_vec()),
+        ("kek_verifier", kek.verifier().unwrap()),
+    ] {
+        db.execute("INSERT INTO meta (name, value) VALUES (?1, ?2)", rusqlite::params![name, value]).unwrap();
+    }
+    let context = SealContext {
+        node_id: "node-1".into(),
+        key_id: share.key_id(),
+        epoch: share.epoch(),
+        kind: "key-share".into(),
+    };
+    let sealed = seal(&kek, &context, &share.to_bytes().unwrap()).unwrap();
+    db.execute(
+        "INSERT INTO shares (key_id, epoch, state, sealed) VALUES (?1, 0, 'active', ?2)",
+        rusqlite::params![share.key_id().as_bytes(), sealed],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_store_from_before_stored_parameters_opens_with_the_old_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let shares = key(Scheme::EddsaEd25519);
+    legacy_store(&path, &shares[&p1()]);
+    // Today's default (whatever the caller passes) does not apply to an existing store.
+    let store = Store::open(&path, "node-1", KekSource::Passphrase(PASSPHRASE, KdfParams::INSECURE_FOR_TESTS)).unwrap();
+    assert_eq!(store.active_share(shares[&p1()].key_id()).unwrap().public_key(), shares[&p1()].public_key());
+    drop(store);
+    // The parameters are now recorded, and a wrong passphrase is still reported as such.
+    let stored = sealed_rows(&path, "SELECT value FROM meta WHERE name = 'kdf_params'");
+    assert_eq!(stored, vec![KdfParams::LEGACY_V1.to_bytes()]);
+    let error = open(&path, b"wrong").unwrap_err();
+    assert!(error.to_string().contains("passphrase or key file does not match"), "{error}");
+}
+
+#[test]
+fn the_identity_key_is_sealed_and_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let identity = shardvault_mpc::Secret32::new([0x5a; 32]);
+    let store = open(&path, PASSPHRASE).unwrap();
+    assert!(store.identity().unwrap().is_none());
+    store.set_identity(&identity).unwrap();
+    assert!(matches!(store.set_identity(&shardvault_mpc::Secret32::new([1; 32])), Err(StoreError::IdentityExists)));
+    drop(store);
+    assert_eq!(open(&path, PASSPHRASE).unwrap().identity().unwrap().unwrap(), identity);
+    assert!(!raw_files(&path).windows(16).any(|w| w == [0x5a; 16]), "the identity key is on disk in plaintext");
+    // Another KEK does not open it; a blob moved into its row does not open as it.
+    let db = Connection::open(&path).unwrap();
+    db.execute(
+        "UPDATE meta SET value = (SELECT value FROM meta WHERE name = 'kek_verifier') WHERE name = 'noise_identity'",
+        [],
+    )
+    .unwrap();
+    assert!(open(&path, PASSPHRASE).unwrap().identity().is_err());
+}
+
+#[test]
+fn rotating_the_kek_reseals_everything_and_the_old_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let ed = key(Scheme::EddsaEd25519);
+    let ecdsa = key(Scheme::EcdsaSecp256k1);
+    let hd_path: DerivationPath = "m/9'/0'/60'/0'".parse().unwrap();
+    let session = SessionId::random();
+    let tweaks = local::run(ecdsa.values().map(|s| derive_hardened(s, &hd_path, session).unwrap()).collect()).unwrap();
+    let session = SessionId::random();
+    let refreshed = local::run(ed.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap();
+    let identity = shardvault_mpc::Secret32::new([0x33; 32]);
+    let mut store = open(&path, PASSPHRASE).unwrap();
+    store.insert_new_key(&ed[&p1()]).unwrap();
+    store.insert_pending(&refreshed[&p1()]).unwrap();
+    store.insert_new_key(&ecdsa[&p1()]).unwrap();
+    store.put_tweak(&tweaks[&p1()]).unwrap();
+    store.set_identity(&identity).unwrap();
+    let before: Vec<Vec<u8>> = [
+        "SELECT sealed FROM shares",
+        "SELECT sealed FROM tweaks",
+        "SELECT value FROM meta WHERE name IN ('noise_identity', 'kek_verifier')",
+    ]
+    .iter()
+    .flat_map(|sql| sealed_rows(&path, sql))
+    .collect();
+    assert_eq!(before.len(), 6);
+
+    const NEW: &[u8] = b"a new passphrase, after an operator left";
+    let new_params = KdfParams { memory_kib: 256, iterations: 2, parallelism: 1 };
+    store.rotate_kek(KekSource::Passphrase(NEW, new_params)).unwrap();
+    drop(store);
+
+    let error = open(&path, PASSPHRASE).unwrap_err();
+    assert!(error.to_string().contains("passphrase or key file does not match"), "{error}");
+    let on_disk = raw_files(&path);
+    for blob in &before {
+        assert!(!survives(&on_disk, blob), "a blob sealed under the old KEK is still on disk");
+    }
+
+    let store = open(&path, NEW).unwrap();
+    assert_eq!(store.identity().unwrap().unwrap(), identity);
+    let cached = store.tweak(ecdsa[&p1()].key_id(), &hd_path).unwrap().unwrap();
+    assert_eq!(cached.expose_tau(), tweaks[&p1()].expose_tau());
+    assert_eq!(store.active_share(ecdsa[&p1()].key_id()).unwrap().public_key(), ecdsa[&p1()].public_key());
+    // The pending epoch was re-sealed too: it activates and signs with the other party's refreshed share.
+    let mut store = store;
+    store.activate(ed[&p1()].key_id(), refreshed[&p1()].epoch()).unwrap();
+    let share = store.active_share(ed[&p1()].key_id()).unwrap();
+    let signers: std::collections::BTreeSet<PartyId> = refreshed.keys().copied().collect();
+    let root: DerivationPath = "m".parse().unwrap();
+    let message = b"signed after rotation";
+    let session = SessionId::random();
+    let started = vec![
+        shardvault_mpc::sign(
+            &shardvault_mpc::SignRequest { share: &share, hardened: None, path: &root, signers: &signers, message },
+            session,
+        )
+        .unwrap(),
+        shardvault_mpc::sign(
+            &shardvault_mpc::SignRequest {
+                share: &refreshed[&PartyId::new(2).unwrap()],
+                hardened: None,
+                path: &root,
+                signers: &signers,
+                message,
+            },
+            session,
+        )
+        .unwrap(),
+    ];
+    let signatures = local::run(started).unwrap();
+    let signature = signatures.values().next().unwrap();
+    shardvault_testkit::verify_ed25519(&signature.public_key, message, &signature.bytes).unwrap();
+    assert_eq!(signature.public_key, ed[&p1()].public_key());
+    // The stored parameters are the new ones.
+    assert_eq!(sealed_rows(&path, "SELECT value FROM meta WHERE name = 'kdf_params'"), vec![new_params.to_bytes()]);
+}
+
+#[test]
+fn store_files_are_private_and_looser_modes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let store = open(&path, PASSPHRASE).unwrap();
+    store.insert_new_key(&key(Scheme::EddsaEd25519)[&p1()]).unwrap();
+    for file in ["node.db", "node.db-wal", "node.db-shm"] {
+        assert_eq!(mode(&dir.path().join(file)), 0o600, "{file}");
+    }
+    drop(store);
+    for (file, loose, fix) in
+        [("node.db", 0o644, "chmod 600"), ("node.db-wal", 0o640, "chmod 600"), ("node.db-shm", 0o604, "chmod 600")]
+    {
+        let target = dir.path().join(file);
+        if !target.exists() {
+            // SQLite removes -wal/-shm on a clean close; recreate what a crash leaves.
+            std::fs::write(&target, b"").unwrap();
+        }
+        chmod(&target, loose);
+        let error = open(&path, PASSPHRASE).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains(&format!("{fix} {}", target.display())), "{text}");
+        chmod(&target, 0o600);
+    }
+    open(&path, PASSPHRASE).unwrap();
 }

@@ -13,6 +13,9 @@
 
 use std::fmt;
 
+#[cfg(unix)]
+pub mod files;
+
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, RngCore};
@@ -52,6 +55,15 @@ pub enum Error {
     /// Argon2 rejected its parameters.
     #[error("key derivation failed: {0}")]
     Kdf(String),
+    /// Encryption failed (a plaintext beyond the AEAD's limit); nothing was sealed.
+    #[error("sealing {kind} failed: the plaintext is too large")]
+    Seal {
+        /// What was being sealed.
+        kind: String,
+    },
+    /// Stored KDF parameters that do not decode or are out of range.
+    #[error("stored key-derivation parameters are not usable: {0}")]
+    KdfParams(&'static str),
 }
 
 /// Argon2id cost parameters, stored next to the salt so a node can open its
@@ -67,10 +79,55 @@ pub struct KdfParams {
 }
 
 impl KdfParams {
-    /// OWASP's recommended Argon2id setting (46 MiB, 1 pass, 1 lane).
-    pub const RECOMMENDED: KdfParams = KdfParams { memory_kib: 47_104, iterations: 1, parallelism: 1 };
+    /// The default for new stores: 256 MiB, 3 passes, 1 lane — about 0.8 s of
+    /// CPU on the development machine (docs/BENCHMARKS.md, "Passphrase KDF").
+    pub const RECOMMENDED: KdfParams = KdfParams { memory_kib: 262_144, iterations: 3, parallelism: 1 };
+    /// What every store used before parameters were stored (OWASP's minimum:
+    /// 46 MiB, 1 pass, 1 lane). A store without stored parameters was made with these.
+    pub const LEGACY_V1: KdfParams = KdfParams { memory_kib: 47_104, iterations: 1, parallelism: 1 };
     /// Cheap parameters for tests only.
     pub const INSECURE_FOR_TESTS: KdfParams = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    /// The most memory a stored parameter set may ask for (4 GiB), so a
+    /// tampered store cannot make the node allocate without bound.
+    pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+    /// The most passes a stored parameter set may ask for.
+    pub const MAX_ITERATIONS: u32 = 64;
+    /// The most lanes a stored parameter set may ask for.
+    pub const MAX_PARALLELISM: u32 = 16;
+
+    /// Encoding stored next to the salt: `u8 version = 1` ‖ memory KiB ‖
+    /// passes ‖ lanes, each a big-endian `u32` (13 bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![1u8];
+        for value in [self.memory_kib, self.iterations, self.parallelism] {
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+        out
+    }
+
+    /// Decodes [`KdfParams::to_bytes`], refusing values beyond the limits above.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let (version, rest) = bytes.split_first().ok_or(Error::KdfParams("empty"))?;
+        if *version != 1 {
+            return Err(Error::KdfParams("unknown version"));
+        }
+        if rest.len() != 12 {
+            return Err(Error::KdfParams("wrong length"));
+        }
+        let mut words = rest.chunks_exact(4).map(|chunk| {
+            let word: [u8; 4] = chunk.try_into().map_err(|_| Error::KdfParams("wrong length"))?;
+            Ok::<u32, Error>(u32::from_be_bytes(word))
+        });
+        let mut next = || words.next().ok_or(Error::KdfParams("wrong length"))?;
+        let params = KdfParams { memory_kib: next()?, iterations: next()?, parallelism: next()? };
+        if params.memory_kib > Self::MAX_MEMORY_KIB
+            || params.iterations > Self::MAX_ITERATIONS
+            || params.parallelism > Self::MAX_PARALLELISM
+        {
+            return Err(Error::KdfParams("beyond the limits this release accepts"));
+        }
+        Ok(params)
+    }
 }
 
 /// A key-encryption key. Zeroized on drop; `Debug` prints `<redacted>`.
@@ -119,7 +176,7 @@ impl Kek {
 
     /// A blob that only this KEK opens, stored once at setup so that a wrong
     /// passphrase is reported as such rather than as corrupted shares.
-    pub fn verifier(&self) -> Vec<u8> {
+    pub fn verifier(&self) -> Result<Vec<u8>, Error> {
         seal(self, &verifier_context(), b"shardvault kek verifier")
     }
 
@@ -168,20 +225,22 @@ impl SealContext {
     }
 }
 
-/// Seals `plaintext` under `kek`, bound to `context`.
-pub fn seal(kek: &Kek, context: &SealContext, plaintext: &[u8]) -> Vec<u8> {
+/// Seals `plaintext` under `kek`, bound to `context`. Fails (and returns no
+/// blob) if the AEAD refuses the input, so an empty ciphertext is never stored.
+pub fn seal(kek: &Kek, context: &SealContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
     let aad = context.associated_data();
-    // Encryption fails only for plaintexts beyond 256 GiB.
-    let ciphertext =
-        kek.cipher().encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: &aad }).unwrap_or_default();
+    let ciphertext = kek
+        .cipher()
+        .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: &aad })
+        .map_err(|_| Error::Seal { kind: context.kind.clone() })?;
     let mut out = Vec::with_capacity(MAGIC.len() + 1 + NONCE_LEN + ciphertext.len());
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ciphertext);
-    out
+    Ok(out)
 }
 
 /// Opens a blob sealed by [`seal`] with the same KEK and context.

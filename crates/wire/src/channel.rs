@@ -39,12 +39,30 @@ struct Link {
 
 /// What a received frame produced: decrypted messages for the protocol, and
 /// frames to send (handshake replies, messages released by a finished handshake).
-#[derive(Debug, Default)]
+/// `Debug` shows senders and plaintext lengths, never the plaintexts (they
+/// carry DKG shares and derivation values).
+#[derive(Default)]
 pub struct Received {
     /// `(sender, plaintext)`.
     pub messages: Vec<(NodeId, Zeroizing<Vec<u8>>)>,
     /// Frames to hand to the relay.
     pub frames: Vec<Frame>,
+}
+
+impl fmt::Debug for Received {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Redacted<'a>(&'a [(NodeId, Zeroizing<Vec<u8>>)]);
+        impl fmt::Debug for Redacted<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list()
+                    .entries(
+                        self.0.iter().map(|(from, plaintext)| format!("{from}: <{} bytes redacted>", plaintext.len())),
+                    )
+                    .finish()
+            }
+        }
+        f.debug_struct("Received").field("messages", &Redacted(&self.messages)).field("frames", &self.frames).finish()
+    }
 }
 
 /// This node's channels to every other node of one session.

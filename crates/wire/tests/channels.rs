@@ -133,6 +133,19 @@ fn large_messages_are_chunked_and_arrive_whole() {
 }
 
 #[test]
+fn received_plaintexts_do_not_print_in_debug() {
+    let (mut a, mut b, _, _) = pair();
+    let secret = b"dkg share for node 2: 0123456789abcdef";
+    let received = b.receive(a.send(NodeId(2), secret).unwrap().into_iter().next().unwrap()).unwrap();
+    assert_eq!(&received.messages[0].1[..], &secret[..]);
+    let printed = format!("{received:?}");
+    assert!(printed.contains("redacted") && printed.contains(&secret.len().to_string()), "{printed}");
+    for shown in [String::from_utf8_lossy(secret).to_string(), format!("{:?}", &secret[..8])] {
+        assert!(!printed.contains(&shown), "{printed}");
+    }
+}
+
+#[test]
 fn tampered_frames_are_refused_and_the_genuine_one_still_arrives() {
     let (mut a, mut b, _, _) = pair();
     let frame = a.send(NodeId(2), b"round 1 message").unwrap().remove(0);

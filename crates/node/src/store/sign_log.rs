@@ -241,7 +241,7 @@ impl Store {
         let mut secret = Zeroizing::new(vec![0u8; 32]);
         OsRng.fill_bytes(&mut secret);
         let key = LogKey(secret);
-        let sealed = seal(&self.kek, &self.log_key_context(), &key.0);
+        let sealed = seal(&self.kek, &self.log_key_context(), &key.0)?;
         tx.execute("INSERT INTO meta (name, value) VALUES (?1, ?2)", params![SIGN_LOG_KEY_ROW, sealed])?;
         let head = Head { seq: 0, last: vec![0; 32] };
         match v1_head {
