@@ -110,3 +110,22 @@ pub fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_for_loopback_and_https_needs_a_pinned_ca() {
+        // Nothing is sent: the client refuses while it is being built.
+        for url in ["http://127.0.0.1:8780", "http://localhost:8780", "http://[::1]:8780"] {
+            assert!(Api::connect(url, None, false).is_ok(), "{url}");
+        }
+        let refused = Api::connect("http://192.0.2.1:8780", None, false).err().unwrap();
+        assert!(refused.to_string().contains("not a loopback"), "{refused}");
+        assert!(Api::connect("http://192.0.2.1:8780", None, true).is_ok());
+        let refused = Api::connect("https://127.0.0.1:8780", None, false).err().unwrap();
+        assert!(refused.to_string().contains("--tls-ca"), "{refused}");
+        assert!(Api::connect("ftp://127.0.0.1", None, false).is_err());
+    }
+}

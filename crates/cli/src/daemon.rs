@@ -147,6 +147,7 @@ pub struct NodeArgs {
 }
 
 pub fn node(args: &NodeArgs) -> Result<()> {
+    let tls = node_tls(args)?;
     let secret = read_secret(&args.dir.join("noise.key"))?;
     let cluster = read_cluster(&args.cluster)?;
     let id = NodeId(args.id);
@@ -184,7 +185,6 @@ pub fn node(args: &NodeArgs) -> Result<()> {
             tracing::error!(%key_id, %error, "this key cannot sign on this node");
         }
     }
-    let tls = node_tls(args)?;
     let connection = shardvault_node::service::Connection {
         url: args.coordinator.clone(),
         tls,
