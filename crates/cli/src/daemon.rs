@@ -146,12 +146,47 @@ pub struct NodeArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct NodeIdentityArgs {
+    /// The node's directory (with `noise.key`).
+    #[arg(long, env = "SHARDVAULT_NODE_DIR")]
+    pub dir: PathBuf,
+}
+
+/// Prints what the cluster file pins for this node.
+pub fn node_identity(args: &NodeIdentityArgs, json: bool) -> Result<()> {
+    let secret = read_secret(&args.dir.join("noise.key"))?;
+    let noise = shardvault_wire::NoisePublicKey::from_secret(&secret)?;
+    let identity = shardvault_wire::NodeIdentity::derive(&secret).public();
+    if json {
+        println!("{}", serde_json::json!({ "noise_key": String::from(noise), "identity_key": String::from(identity) }));
+    } else {
+        println!("noise_key: {}\nidentity_key: {}", String::from(noise), String::from(identity));
+    }
+    Ok(())
+}
+
 pub fn node(args: &NodeArgs) -> Result<()> {
     let tls = node_tls(args)?;
     let secret = read_secret(&args.dir.join("noise.key"))?;
     let cluster = read_cluster(&args.cluster)?;
     let id = NodeId(args.id);
     cluster.key_of(id).with_context(|| format!("node {id} is not in {}", args.cluster.display()))?;
+    let identity = shardvault_wire::NodeIdentity::derive(&secret).public();
+    match cluster.identities.get(&id) {
+        Some(pinned) if *pinned != identity => bail!(
+            "the cluster file pins another identity key for node {id} ({}) than this node's noise.key gives ({}); \
+             is --dir the right node's directory?",
+            String::from(*pinned),
+            String::from(identity)
+        ),
+        Some(_) => {}
+        None => tracing::warn!(
+            node = %id,
+            "the cluster file pins no identity keys: refreshes cannot be certified and addresses cannot be \
+             attested; add them (`shardvault node-identity --dir DIR` prints this node's)"
+        ),
+    }
     let store_path = args.dir.join("node.db");
     let node_name = format!("node-{id}");
     let store = match &args.key_file {

@@ -56,6 +56,13 @@ fn prepare(dir: &Path, nodes: u16) -> Result<Cluster> {
                 cluster.nodes.len()
             );
         }
+        if cluster.identities.is_empty() {
+            // A devnet made before node identities existed: pin them now.
+            let mut cluster = cluster;
+            cluster.identities = node_identities(dir, nodes)?;
+            write_atomically(&cluster_path, serde_json::to_string_pretty(&cluster)?.as_bytes())?;
+            return Ok(cluster);
+        }
         return Ok(cluster);
     }
     std::fs::create_dir_all(dir.join("coordinator"))?;
@@ -70,7 +77,7 @@ fn prepare(dir: &Path, nodes: u16) -> Result<Cluster> {
         let (kek, _) = generate_keypair()?;
         write_atomically(&node_dir.join("kek.key"), hex::encode(kek.expose_secret()).as_bytes())?;
     }
-    let cluster = Cluster { coordinator, nodes: keys };
+    let cluster = Cluster { coordinator, nodes: keys, identities: node_identities(dir, nodes)? };
     write_atomically(&cluster_path, serde_json::to_string_pretty(&cluster)?.as_bytes())?;
     Ok(cluster)
 }
@@ -102,6 +109,16 @@ fn prepare_tls(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
     write_atomically(&cert, server_cert.pem().as_bytes())?;
     write_atomically(&ca, ca_cert.pem().as_bytes())?;
     Ok((ca, cert, key))
+}
+
+/// Every node's identity key, from its Noise secret.
+fn node_identities(dir: &Path, nodes: u16) -> Result<BTreeMap<NodeId, shardvault_wire::IdentityPublicKey>> {
+    (1..=nodes)
+        .map(|id| {
+            let secret = crate::daemon::read_secret(&dir.join(format!("node-{id}/noise.key")))?;
+            Ok((NodeId(id), shardvault_wire::NodeIdentity::derive(&secret).public()))
+        })
+        .collect()
 }
 
 impl Devnet {

@@ -55,6 +55,9 @@ enum Command {
     Coordinator(daemon::CoordinatorArgs),
     /// Run a participant node.
     Node(daemon::NodeArgs),
+    /// Print a node's public keys (Noise static key and identity key) for
+    /// its entry in the cluster file.
+    NodeIdentity(daemon::NodeIdentityArgs),
     /// Start a coordinator and N nodes as processes on loopback; runs until interrupted.
     Devnet(DevnetArgs),
     /// Keys: create, list.
@@ -65,10 +68,21 @@ enum Command {
     /// Sign a message (the chain's message format) or a named 32-byte digest.
     Sign(Box<SignArgs>),
     /// Refresh every share of a key (key and addresses unchanged).
-    Refresh(KeyArgs),
+    Refresh(RefreshArgs),
     /// Measure signing latency and throughput on a fresh devnet against the
     /// in-process floor (release builds give meaningful numbers).
     Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct RefreshArgs {
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Finish the key's last refresh instead of starting one: activate an
+    /// epoch every node confirmed (after a node was away), or record an
+    /// unconfirmed attempt as abandoned.
+    #[arg(long)]
+    finish: bool,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +145,8 @@ enum KeyCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Show one key: epoch, nodes, banned parties, last refresh.
+    Show(KeyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -272,6 +288,7 @@ fn run(cli: &Cli) -> Result<()> {
         }
         Command::Coordinator(args) => daemon::coordinator(args),
         Command::Node(args) => daemon::node(args),
+        Command::NodeIdentity(args) => daemon::node_identity(args, cli.json),
         Command::Devnet(args) => {
             let mut devnet = devnet::Devnet::launch(&args.dir, args.nodes, args.tls)?;
             let file = std::fs::read_to_string(args.dir.join("devnet.json"))?;
@@ -306,6 +323,9 @@ fn run(cli: &Cli) -> Result<()> {
             print_answer(cli.json, &answer?)
         }
         Command::Key(KeyCommand::List { api }) => print_answer(cli.json, &client(api)?.get("/v1/keys")?),
+        Command::Key(KeyCommand::Show(args)) => {
+            print_answer(cli.json, &client(&args.api)?.get(&format!("/v1/keys/{}", args.key))?)
+        }
         Command::Address(args) => {
             let body = target(args);
             let path = format!("/v1/keys/{}/addresses", args.key.key);
@@ -352,11 +372,10 @@ fn run(cli: &Cli) -> Result<()> {
             print_answer(cli.json, &client(api)?.post(&path, &body, Some(&idempotency(api)))?)
         }
         Command::Refresh(args) => {
-            let path = format!("/v1/keys/{}/refresh", args.key);
-            print_answer(
-                cli.json,
-                &client(&args.api)?.post(&path, &serde_json::json!({}), Some(&idempotency(&args.api)))?,
-            )
+            let finish = if args.finish { "/finish" } else { "" };
+            let path = format!("/v1/keys/{}/refresh{finish}", args.key.key);
+            let api = &args.key.api;
+            print_answer(cli.json, &client(api)?.post(&path, &serde_json::json!({}), Some(&idempotency(api)))?)
         }
     }
 }

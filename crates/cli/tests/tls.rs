@@ -110,7 +110,7 @@ fn plain_http_off_loopback_and_wss_without_a_pinned_ca_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (secret, coordinator) = shardvault_wire::generate_keypair().unwrap();
     std::fs::write(dir.path().join("noise.key"), hex::encode(secret.expose_secret())).unwrap();
-    let cluster = shardvault_wire::Cluster { coordinator, nodes: Default::default() };
+    let cluster = shardvault_wire::Cluster { coordinator, nodes: Default::default(), identities: Default::default() };
     let cluster_file = dir.path().join("cluster.json");
     std::fs::write(&cluster_file, serde_json::to_string(&cluster).unwrap()).unwrap();
     let coordinator = |extra: &[&str]| {

@@ -16,11 +16,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shardvault_chains::{Chain, KeyType};
 use shardvault_mpc::{
-    derive_public, root_extended_public_key, DerivationPath, ExtendedPublicKey, KeyId, PartyId, Scheme, SessionId,
-    Threshold,
+    derive_public, root_extended_public_key, DerivationPath, Epoch, ExtendedPublicKey, KeyId, PartyId, Scheme,
+    SessionId, Threshold,
 };
 use shardvault_wire::{Job, JobKind, NodeId, Outcome, SignPayload};
 
+mod refresh;
 mod transactions;
 
 use crate::db::{Derived, KeyRecord};
@@ -65,6 +66,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/keys/{key_id}/addresses", post(address))
         .route("/v1/keys/{key_id}/signatures", post(sign))
         .route("/v1/keys/{key_id}/refresh", post(refresh))
+        .route("/v1/keys/{key_id}/refresh/finish", post(finish_refresh))
         .route("/v1/keys/{key_id}/transactions", post(transactions::transaction))
         .route("/v1/requests/{id}", get(request))
         .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
@@ -314,7 +316,20 @@ fn load_key(state: &State, key_id: &KeyId) -> Result<KeyRecord, ApiError> {
 }
 
 async fn get_key(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(key_json(&load_key(&state, &key_id(&id)?)?)))
+    let key_id = key_id(&id)?;
+    let mut answer = key_json(&load_key(&state, &key_id)?);
+    let bans = state.db().bans(&key_id).map_err(ApiError::storage)?;
+    let refresh = state.db().latest_refresh(&key_id).map_err(ApiError::storage)?;
+    if let Value::Object(map) = &mut answer {
+        let bans: Vec<Value> =
+            bans.iter().map(|(party, reason)| json!({ "party": party.get(), "reason": reason })).collect();
+        map.insert("banned".into(), json!(bans));
+        map.insert(
+            "last_refresh".into(),
+            refresh.map_or(Value::Null, |(epoch, state, _)| json!({ "epoch": epoch.0, "state": state })),
+        );
+    }
+    Ok(Json(answer))
 }
 
 async fn request(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -500,7 +515,21 @@ async fn sign_with_retry(
     requested: Option<&BTreeSet<PartyId>>,
 ) -> Result<(Vec<u8>, shardvault_mpc::Signature, Vec<Value>), ApiError> {
     let t = usize::from(r.key.threshold);
-    let mut excluded: BTreeSet<PartyId> = BTreeSet::new();
+    // Banned parties are never chosen (every honest node would refuse to
+    // sign with them anyway); naming one is an error that says what to do.
+    let banned = state.db().bans(&r.key_id).map_err(ApiError::storage)?;
+    if let Some((party, reason)) = requested.and_then(|set| banned.iter().find(|(p, _)| set.contains(p))) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "party_banned",
+            format!(
+                "party {party} is banned for this key ({reason}); choose other signers, or refresh the key \
+                 (`shardvault refresh --key {}`), which clears the ban",
+                r.key.key_id
+            ),
+        ));
+    }
+    let mut excluded: BTreeSet<PartyId> = banned.keys().copied().collect();
     let mut attempts = Vec::new();
     for _ in 0..3 {
         let connected = state.connected();
@@ -532,7 +561,7 @@ async fn sign_with_retry(
         }
         let participants: BTreeMap<PartyId, NodeId> =
             signers.iter().filter_map(|p| r.key.nodes.get(p).map(|n| (*p, *n))).collect();
-        let kind = JobKind::Sign { path: r.path.clone(), payload: payload.clone() };
+        let kind = JobKind::Sign { epoch: Epoch(r.key.epoch), path: r.path.clone(), payload: payload.clone() };
         let job = Job { session: SessionId::random(), key_id: r.key_id, participants: participants.clone(), kind };
         let results = state.run(job).await;
         let signed = agree(&results, |o| match o {
@@ -546,6 +575,7 @@ async fn sign_with_retry(
                 attempts.push(
                     json!({ "signers": signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "error": error.message }),
                 );
+                record_bans(state, r, &participants, &results)?;
                 if requested.is_some() {
                     return Err(error);
                 }
@@ -560,6 +590,24 @@ async fn sign_with_retry(
     ))
 }
 
+/// Remembers the parties that nodes banned in this attempt.
+fn record_bans(
+    state: &State,
+    r: &Resolved,
+    participants: &BTreeMap<PartyId, NodeId>,
+    results: &BTreeMap<NodeId, NodeResult>,
+) -> Result<(), ApiError> {
+    for result in results.values() {
+        if let Err(Failure::Bans(culprit, reason)) = result {
+            if let Some(party) = participants.iter().find_map(|(p, n)| (n == culprit).then_some(*p)) {
+                tracing::error!(key = %r.key_id, %party, node = %culprit, "party banned for this key until a refresh");
+                state.db().put_ban(&r.key_id, party, *culprit, reason).map_err(ApiError::storage)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The parties to leave out of the next attempt: those that failed
 /// themselves or that others blamed — not those stopped as collateral.
 fn at_fault(participants: &BTreeMap<PartyId, NodeId>, results: &BTreeMap<NodeId, NodeResult>) -> BTreeSet<PartyId> {
@@ -568,7 +616,7 @@ fn at_fault(participants: &BTreeMap<PartyId, NodeId>, results: &BTreeMap<NodeId,
     for (node, result) in results {
         match result {
             Err(Failure::Own(_)) => guilty.extend(party_of(node)),
-            Err(Failure::Blames(culprit, _)) => guilty.extend(party_of(culprit)),
+            Err(Failure::Blames(culprit, _) | Failure::Bans(culprit, _)) => guilty.extend(party_of(culprit)),
             _ => {}
         }
     }
@@ -582,28 +630,21 @@ async fn refresh(
     body: Bytes,
 ) -> Response {
     idempotent(&state, &headers, "POST /v1/keys/{id}/refresh", &body, async {
-        let key_id = key_id(&id)?;
-        let mut key = load_key(&state, &key_id)?;
-        let job = Job { session: SessionId::random(), key_id, participants: key.nodes.clone(), kind: JobKind::Refresh };
-        let epoch = agree(&state.run(job).await, |o| match o {
-            Outcome::Refreshed { epoch } => Some(*epoch),
-            _ => None,
-        })?;
-        // Every node holds the new epoch beside the old: now switch all of them.
-        let job = Job {
-            session: SessionId::random(),
-            key_id,
-            participants: key.nodes.clone(),
-            kind: JobKind::Activate { epoch },
-        };
-        agree(&state.run(job).await, |o| match o {
-            Outcome::Activated { epoch } => Some(*epoch),
-            _ => None,
-        })?;
-        let before = key.epoch;
-        key.epoch = epoch.0;
-        state.db().put_key(&key).map_err(ApiError::storage)?;
-        Ok((StatusCode::OK, json!({ "key_id": key.key_id, "epoch_before": before, "epoch_after": epoch.0 })))
+        let key = load_key(&state, &key_id(&id)?)?;
+        refresh::refresh(&state, key).await
+    })
+    .await
+}
+
+async fn finish_refresh(
+    Extract(state): Extract<Arc<State>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent(&state, &headers, "POST /v1/keys/{id}/refresh/finish", &body, async {
+        let key = load_key(&state, &key_id(&id)?)?;
+        refresh::finish(&state, key).await
     })
     .await
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use shardvault_mpc::{KeyId, PartyId};
-use shardvault_wire::NodeId;
+use shardvault_mpc::{Epoch, KeyId, PartyId};
+use shardvault_wire::{NodeId, RefreshCertificate};
 
 /// A key as the coordinator knows it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,6 +58,11 @@ impl Db {
                  chain_code BLOB NOT NULL, PRIMARY KEY (key_id, path));
              CREATE TABLE IF NOT EXISTS requests (id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
                  response TEXT, created INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS refreshes (key_id TEXT NOT NULL, epoch INTEGER NOT NULL, state TEXT NOT NULL
+                 CHECK (state IN ('started', 'failed', 'certified', 'activated', 'abandoned')), certificate TEXT,
+                 PRIMARY KEY (key_id, epoch));
+             CREATE TABLE IF NOT EXISTS bans (key_id TEXT NOT NULL, party INTEGER NOT NULL, node INTEGER NOT NULL,
+                 reason TEXT NOT NULL, PRIMARY KEY (key_id, party));
              CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, route TEXT NOT NULL,
                  body_hash TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL);",
         )?;
@@ -126,6 +131,78 @@ impl Db {
             )
             .optional()?;
         Ok(row.and_then(|(public_key, cc)| Some(Derived { public_key, chain_code: cc.try_into().ok()? })))
+    }
+
+    /// Records a refresh attempt's state (and, once certified, its certificate).
+    pub(crate) fn put_refresh(
+        &self,
+        key_id: &KeyId,
+        epoch: Epoch,
+        state: &str,
+        certificate: Option<&RefreshCertificate>,
+    ) -> rusqlite::Result<()> {
+        let certificate = certificate
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        self.conn.execute(
+            "INSERT INTO refreshes (key_id, epoch, state, certificate) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (key_id, epoch) DO UPDATE SET state = excluded.state,
+                 certificate = COALESCE(excluded.certificate, refreshes.certificate)",
+            params![key_id.to_string(), epoch.0, state, certificate],
+        )?;
+        Ok(())
+    }
+
+    /// The key's latest refresh attempt: epoch, state and certificate.
+    pub(crate) fn latest_refresh(
+        &self,
+        key_id: &KeyId,
+    ) -> rusqlite::Result<Option<(Epoch, String, Option<RefreshCertificate>)>> {
+        let row: Option<(u32, String, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT epoch, state, certificate FROM refreshes WHERE key_id = ?1 ORDER BY epoch DESC LIMIT 1",
+                [key_id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((epoch, state, certificate)) = row else { return Ok(None) };
+        let certificate = certificate
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e)))?;
+        Ok(Some((Epoch(epoch), state, certificate)))
+    }
+
+    /// Records that `party` (on `node`) is banned for `key_id`.
+    pub(crate) fn put_ban(&self, key_id: &KeyId, party: PartyId, node: NodeId, reason: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO bans (key_id, party, node, reason) VALUES (?1, ?2, ?3, ?4)",
+            params![key_id.to_string(), party.get(), node.0, reason],
+        )?;
+        Ok(())
+    }
+
+    /// The parties banned for `key_id`, with why.
+    pub(crate) fn bans(&self, key_id: &KeyId) -> rusqlite::Result<BTreeMap<PartyId, String>> {
+        let mut statement = self.conn.prepare("SELECT party, reason FROM bans WHERE key_id = ?1")?;
+        let rows = statement.query_map([key_id.to_string()], |r| Ok((r.get::<_, u8>(0)?, r.get::<_, String>(1)?)))?;
+        let mut bans = BTreeMap::new();
+        for row in rows {
+            let (party, reason) = row?;
+            let party = PartyId::new(party).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
+            })?;
+            bans.insert(party, reason);
+        }
+        Ok(bans)
+    }
+
+    /// Forgets the key's bans (its shares were refreshed: a new epoch).
+    pub(crate) fn clear_bans(&self, key_id: &KeyId) -> rusqlite::Result<()> {
+        self.conn.execute("DELETE FROM bans WHERE key_id = ?1", [key_id.to_string()])?;
+        Ok(())
     }
 
     /// Records request `id` as running and, with an Idempotency-Key

@@ -18,6 +18,9 @@ pub(crate) enum Failure {
     Own(String),
     /// The node's protocol run named another participant as the culprit.
     Blames(NodeId, String),
+    /// As `Blames`, and the node now refuses to sign with the culprit for
+    /// this key until a refresh (a DKLs23 ban abort).
+    Bans(NodeId, String),
     /// Aborted because another participant failed first: not its fault.
     Stopped,
 }
@@ -27,6 +30,9 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Own(reason) => f.write_str(reason),
             Failure::Blames(culprit, reason) => write!(f, "{reason} (node {culprit} blamed)"),
+            Failure::Bans(culprit, reason) => {
+                write!(f, "{reason} (node {culprit} banned for this key until a refresh)")
+            }
             Failure::Stopped => f.write_str("stopped because another participant failed"),
         }
     }
@@ -145,8 +151,9 @@ impl State {
                 }
             }
             FromNode::Done { session, outcome } => self.record(session, node, Ok(outcome)),
-            FromNode::Failed { session, reason, culprit } => {
+            FromNode::Failed { session, reason, culprit, banned } => {
                 let failure = match culprit {
+                    Some(culprit) if culprit != node && banned => Failure::Bans(culprit, reason),
                     Some(culprit) if culprit != node => Failure::Blames(culprit, reason),
                     _ => Failure::Own(reason),
                 };

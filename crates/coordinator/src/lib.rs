@@ -155,7 +155,11 @@ mod tests {
         let (secret, coordinator) = shardvault_wire::generate_keypair().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = crate::Config {
-            cluster: shardvault_wire::Cluster { coordinator, nodes: Default::default() },
+            cluster: shardvault_wire::Cluster {
+                coordinator,
+                nodes: Default::default(),
+                identities: Default::default(),
+            },
             secret,
             database: dir.path().join("coordinator.db"),
             job_timeout: std::time::Duration::from_secs(5),

@@ -69,7 +69,8 @@ pub(crate) fn document() -> Value {
                 "tx_base64": { "type": "string", "description": "the same, base64" },
                 "evm_chain": { "type": "string", "description": "EVM chain selecting the chain id, when chain is ethereum" },
                 "signers": { "type": "array", "items": { "type": "integer" } } } }), "200"),
-        "/v1/keys/{key_id}/refresh": creating("Refresh every share (two-phase; key and addresses unchanged)", json!({ "type": "object" }), "200"),
+        "/v1/keys/{key_id}/refresh": creating("Refresh every share (key and addresses unchanged): every node stores the new epoch and signs that it did; only on every node's signed confirmation does any node delete the old epoch. Clears the key's bans", json!({ "type": "object" }), "200"),
+        "/v1/keys/{key_id}/refresh/finish": creating("Finish the key's last refresh: activate a confirmed epoch on every node, or record an unconfirmed attempt as abandoned (nothing was deleted for it)", json!({ "type": "object" }), "200"),
         "/v1/requests/{id}": { "get": { "summary": "A request's status and result", "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": { "200": { "description": "the request" }, "404": { "description": "unknown request" } } } }
     });
     paths["/v1/keys"]["get"] = json!({ "summary": "List keys", "responses": { "200": { "description": "keys" } } });
@@ -78,6 +79,7 @@ pub(crate) fn document() -> Value {
         "/v1/keys/{key_id}/signatures",
         "/v1/keys/{key_id}/transactions",
         "/v1/keys/{key_id}/refresh",
+        "/v1/keys/{key_id}/refresh/finish",
     ] {
         if let Some(parameters) = paths[route]["post"]["parameters"].as_array_mut() {
             parameters.push(key_path.clone());

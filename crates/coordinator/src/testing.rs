@@ -22,7 +22,7 @@ pub(crate) async fn start(tls: Option<Arc<rustls::ServerConfig>>) -> Running {
     let (secret, coordinator) = generate_keypair().unwrap();
     let database = dir.path().join("coordinator.db");
     let config = crate::Config {
-        cluster: Cluster { coordinator, nodes: Default::default() },
+        cluster: Cluster { coordinator, nodes: Default::default(), identities: Default::default() },
         secret,
         database: database.clone(),
         job_timeout: Duration::from_secs(5),
@@ -101,7 +101,7 @@ pub(crate) fn certificates() -> (String, String, String) {
 pub(crate) fn state(dir: &std::path::Path) -> crate::jobs::State {
     let (secret, coordinator) = generate_keypair().unwrap();
     let config = crate::Config {
-        cluster: Cluster { coordinator, nodes: Default::default() },
+        cluster: Cluster { coordinator, nodes: Default::default(), identities: Default::default() },
         secret,
         database: dir.join("coordinator.db"),
         job_timeout: Duration::from_secs(5),

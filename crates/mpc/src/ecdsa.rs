@@ -447,6 +447,7 @@ impl Machine for EcdsaSign {
 /// DKLs23 complete refresh (new shares and new multiplication setup) for one party.
 pub(crate) struct EcdsaRefresh {
     old: KeyShare,
+    to: Epoch,
     sid: Vec<u8>,
     state: RefreshState,
 }
@@ -475,7 +476,7 @@ enum RefreshState {
 }
 
 impl EcdsaRefresh {
-    pub(crate) fn start(share: &KeyShare, session_id: SessionId) -> Result<(Self, Outbox), Error> {
+    pub(crate) fn start(share: &KeyShare, to: Epoch, session_id: SessionId) -> Result<(Self, Outbox), Error> {
         let party = ecdsa_party(share)?;
         let fragments = Zeroizing::new(party.refresh_complete_phase1());
         let mut outbox = Outbox::default();
@@ -489,6 +490,7 @@ impl EcdsaRefresh {
         }
         let machine = EcdsaRefresh {
             old: share.clone(),
+            to,
             sid: session_id.as_bytes().to_vec(),
             state: RefreshState::Fragments { own },
         };
@@ -507,7 +509,7 @@ impl Machine for EcdsaRefresh {
     type Output = KeyShare;
 
     fn advance(self, inbox: Inbox) -> Result<Step<Self>, Error> {
-        let EcdsaRefresh { old, sid, state } = self;
+        let EcdsaRefresh { old, to, sid, state } = self;
         let me = old.party();
         let party = ecdsa_party(&old)?;
         let (state, outbox) = match state {
@@ -540,21 +542,12 @@ impl Machine for EcdsaRefresh {
                 let verifying = refreshed_verifying_shares(&old, &proofs)?;
                 let secret = SecretShare::Ecdsa(Box::new(refreshed));
                 let (key, seed) = (old.public_key().to_vec(), old.chain_seed().clone());
-                let share = KeyShare::new(
-                    old.key_id(),
-                    me,
-                    old.threshold(),
-                    old.epoch().next()?,
-                    key,
-                    verifying,
-                    seed,
-                    secret,
-                )?;
+                let share = KeyShare::new(old.key_id(), me, old.threshold(), to, key, verifying, seed, secret)?;
                 let agree_on = agreement(&share)?;
                 return Ok(Step::Done { output: share, agree_on: Some(agree_on) });
             }
         };
-        Ok(Step::Next(EcdsaRefresh { old, sid, state }, outbox))
+        Ok(Step::Next(EcdsaRefresh { old, to, sid, state }, outbox))
     }
 }
 

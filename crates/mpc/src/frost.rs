@@ -247,6 +247,7 @@ impl<S: Suite> Machine for FrostDkg<S> {
 /// FROST share refresh (a DKG of zero) for one party.
 pub(crate) struct FrostRefresh<S: Suite> {
     old: KeyShare,
+    to: Epoch,
     state: FrostRefreshState<S>,
 }
 
@@ -262,7 +263,7 @@ enum FrostRefreshState<S: Suite> {
 }
 
 impl<S: Suite> FrostRefresh<S> {
-    pub(crate) fn start(share: &KeyShare) -> Result<(Self, Outbox), Error> {
+    pub(crate) fn start(share: &KeyShare, to: Epoch) -> Result<(Self, Outbox), Error> {
         let threshold = share.threshold();
         let (secret, package) = refresh::refresh_dkg_part1::<S, _>(
             identifier::<S>(share.party())?,
@@ -272,7 +273,7 @@ impl<S: Suite> FrostRefresh<S> {
         )
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
         let outbox = Outbox { broadcast: Some(encode(&package)?), direct: BTreeMap::new() };
-        Ok((FrostRefresh { old: share.clone(), state: FrostRefreshState::Round1(secret) }, outbox))
+        Ok((FrostRefresh { old: share.clone(), to, state: FrostRefreshState::Round1(secret) }, outbox))
     }
 }
 
@@ -280,7 +281,7 @@ impl<S: Suite> Machine for FrostRefresh<S> {
     type Output = KeyShare;
 
     fn advance(self, inbox: Inbox) -> Result<Step<Self>, Error> {
-        let FrostRefresh { old, state } = self;
+        let FrostRefresh { old, to, state } = self;
         let threshold = old.threshold();
         let parties: BTreeSet<PartyId> = threshold.party_ids().collect();
         match state {
@@ -289,7 +290,7 @@ impl<S: Suite> Machine for FrostRefresh<S> {
                 let (secret, packages) =
                     refresh::refresh_dkg_part2(secret, &round1).map_err(|e| frost_error(e, &parties))?;
                 let outbox = Outbox { broadcast: None, direct: direct_packages(packages, threshold)? };
-                Ok(Step::Next(FrostRefresh { old, state: FrostRefreshState::Round2 { secret, round1 } }, outbox))
+                Ok(Step::Next(FrostRefresh { old, to, state: FrostRefreshState::Round2 { secret, round1 } }, outbox))
             }
             FrostRefreshState::Round2 { secret, round1 } => {
                 let round2 = round2_received::<S>(&inbox)?;
@@ -307,7 +308,7 @@ impl<S: Suite> Machine for FrostRefresh<S> {
                     old.key_id(),
                     old.party(),
                     threshold,
-                    old.epoch().next()?,
+                    to,
                     key,
                     verifying,
                     old.chain_seed().clone(),

@@ -212,17 +212,30 @@ pub fn sign(request: &SignRequest<'_>, session: SessionId) -> Result<Started<Sig
 /// Starts a share refresh: all n parties take part and end with shares of
 /// the same key at the next epoch; old shares no longer combine with new.
 pub fn refresh(share: &KeyShare, session: SessionId) -> Result<Started<Refresh>, Error> {
+    refresh_to(share, share.epoch().next()?, session)
+}
+
+/// [`refresh`] to a chosen epoch `to`, which must be later than the share's:
+/// a node that keeps an unfinished refresh's shares (so that it can still
+/// be finished) gives the next attempt an epoch of its own.
+pub fn refresh_to(share: &KeyShare, to: Epoch, session: SessionId) -> Result<Started<Refresh>, Error> {
+    if to <= share.epoch() {
+        return Err(Error::InvalidInput(format!(
+            "a refresh of epoch {} must go to a later epoch, not {to}",
+            share.epoch()
+        )));
+    }
     let (machine, first) = match share.scheme() {
         Scheme::EcdsaSecp256k1 => {
-            let (m, out) = EcdsaRefresh::start(share, session)?;
+            let (m, out) = EcdsaRefresh::start(share, to, session)?;
             (Refresh::ecdsa(m), out)
         }
         Scheme::EddsaEd25519 => {
-            let (m, out) = FrostRefresh::start(share)?;
+            let (m, out) = FrostRefresh::start(share, to)?;
             (Refresh::ed25519(m), out)
         }
         Scheme::SchnorrSecp256k1 => {
-            let (m, out) = FrostRefresh::start(share)?;
+            let (m, out) = FrostRefresh::start(share, to)?;
             (Refresh::schnorr(m), out)
         }
     };

@@ -6,14 +6,14 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use sha2::{Digest, Sha256};
 use shardvault_chains::MessageEncoding;
 use shardvault_mpc::{
-    derive_hardened, dkg, refresh, sign, Dkg, Envelope, HdMachine, KeyShare, PartyId, Refresh, Scheme, Session, Sign,
-    SignRequest,
+    derive_hardened, dkg, refresh_to, sign, Dkg, Envelope, Epoch, HdMachine, KeyShare, PartyId, Refresh, Scheme,
+    Session, Sign, SignRequest,
 };
 use shardvault_wire::{
-    Channels, Cluster, Frame, FromNode, Job, JobKind, NodeId, NoiseSecretKey, Outcome, SignPayload, ToNode,
+    Channels, Cluster, Frame, FromNode, Job, JobKind, NodeId, NodeIdentity, NoiseSecretKey, Outcome,
+    RefreshCertificate, SignPayload, ToNode,
 };
 
 use crate::store::{Store, StoreError};
@@ -80,6 +80,7 @@ struct Running {
 pub struct Node {
     id: NodeId,
     secret: NoiseSecretKey,
+    identity: NodeIdentity,
     cluster: Cluster,
     store: Store,
     running: HashMap<shardvault_mpc::SessionId, Running>,
@@ -87,6 +88,8 @@ pub struct Node {
     early_order: VecDeque<shardvault_mpc::SessionId>,
     finished: HashSet<shardvault_mpc::SessionId>,
     finished_order: VecDeque<shardvault_mpc::SessionId>,
+    /// Bans the store failed to record, enforced until the process ends.
+    unrecorded_bans: HashSet<(shardvault_mpc::KeyId, PartyId)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -100,6 +103,7 @@ impl Node {
     pub fn new(id: NodeId, secret: NoiseSecretKey, cluster: Cluster, store: Store) -> Self {
         Node {
             id,
+            identity: NodeIdentity::derive(&secret),
             secret,
             cluster,
             store,
@@ -108,6 +112,7 @@ impl Node {
             early_order: VecDeque::new(),
             finished: HashSet::new(),
             finished_order: VecDeque::new(),
+            unrecorded_bans: HashSet::new(),
         }
     }
 
@@ -176,16 +181,39 @@ impl Node {
     }
 
     fn fail(&mut self, session: shardvault_mpc::SessionId, error: &NodeError) -> Vec<FromNode> {
+        let running = self.running.remove(&session);
         let culprit = match error {
-            NodeError::Protocol(e) => e
-                .culprit()
-                .and_then(|party| self.running.get(&session).and_then(|r| r.job.participants.get(&party).copied())),
+            NodeError::Protocol(e) => e.culprit().and_then(|party| {
+                running.as_ref().and_then(|r| r.job.participants.get(&party).map(|node| (party, *node)))
+            }),
             _ => None,
         };
-        self.running.remove(&session);
+        let banned = match (error, &running, culprit) {
+            (NodeError::Protocol(shardvault_mpc::Error::Banned { .. }), Some(running), Some((party, node))) => {
+                self.ban(&running.job, party, node, error)
+            }
+            _ => false,
+        };
         self.remember_finished(session);
-        tracing::warn!(node = %self.id, %session, %error, "job failed");
-        vec![FromNode::Failed { session, reason: error.to_string(), culprit }]
+        tracing::warn!(node = %self.id, %session, %error, banned, "job failed");
+        vec![FromNode::Failed { session, reason: error.to_string(), culprit: culprit.map(|(_, node)| node), banned }]
+    }
+
+    /// Persists a DKLs23 ban of `party` for the job's key; whether it held.
+    fn ban(&mut self, job: &Job, party: PartyId, node: NodeId, error: &NodeError) -> bool {
+        let JobKind::Sign { epoch, .. } = &job.kind else { return false };
+        // Held in memory too: a ban the disk refused still holds until the process ends.
+        self.unrecorded_bans.insert((job.key_id, party));
+        match self.store.ban(job.key_id, party, node.0, *epoch, &error.to_string()) {
+            Ok(()) => {
+                self.unrecorded_bans.remove(&(job.key_id, party));
+                tracing::error!(node = %self.id, key = %job.key_id, %party, culprit = %node, "counterparty banned for this key until a refresh");
+            }
+            Err(store) => {
+                tracing::error!(node = %self.id, key = %job.key_id, %party, %store, "cannot record a ban on disk; it holds until this process ends");
+            }
+        }
+        true
     }
 
     fn start(&mut self, job: Job) -> Result<Vec<FromNode>, NodeError> {
@@ -195,10 +223,9 @@ impl Node {
         let me = job.party_of(self.id)?;
         tracing::info!(node = %self.id, session = %job.session, key = %job.key_id, job = job.kind.name(), "job started");
         let (protocol, envelopes) = match &job.kind {
-            JobKind::Activate { epoch } => {
-                self.store.activate(job.key_id, *epoch)?;
-                let outcome = Outcome::Activated { epoch: *epoch };
-                return Ok(vec![FromNode::Done { session: job.session, outcome }]);
+            JobKind::Activate { certificate } => {
+                let epoch = self.activate(&job, me, certificate)?;
+                return Ok(vec![FromNode::Done { session: job.session, outcome: Outcome::Activated { epoch } }]);
             }
             JobKind::CreateKey { scheme, threshold } => {
                 if job.participants.keys().copied().ne(threshold.party_ids()) {
@@ -208,12 +235,13 @@ impl Node {
                 (Protocol::Dkg(s), out)
             }
             JobKind::DeriveHardened { path } => {
-                let share = self.share_for(&job, me)?;
+                let share = self.share_for(&job, me, None)?;
                 let (s, out) = derive_hardened(&share, path, job.session)?;
                 (Protocol::Derive(s), out)
             }
-            JobKind::Sign { path, payload } => {
-                let share = self.share_for(&job, me)?;
+            JobKind::Sign { epoch, path, payload } => {
+                let share = self.share_for(&job, me, Some(*epoch))?;
+                self.refuse_banned(&job, me, *epoch)?;
                 let prefix = path.hardened_prefix();
                 let tweak = match prefix.components().is_empty() {
                     true => None,
@@ -229,13 +257,29 @@ impl Node {
                 let (s, out) = sign(&request, job.session)?;
                 (Protocol::Sign { session: s, signed }, out)
             }
-            JobKind::Refresh => {
-                let share = self.share_for(&job, me)?;
-                let (s, out) = refresh(&share, job.session)?;
+            JobKind::Refresh { from, to } => {
+                let share = self.share_for(&job, me, None)?;
+                if share.epoch() != *from {
+                    return Err(NodeError::Refused(format!(
+                        "refresh of epoch {from} asked, but epoch {} is active here",
+                        share.epoch()
+                    )));
+                }
+                if let Some(latest) = self.store.latest_epoch(job.key_id)?.filter(|latest| latest >= to) {
+                    return Err(NodeError::Refused(format!(
+                        "refresh to epoch {to} asked, but this node already holds epoch {latest}; refresh to a later one"
+                    )));
+                }
+                if job.participants.keys().copied().ne(share.threshold().party_ids()) {
+                    return Err(NodeError::Refused("a refresh needs every party of the key".into()));
+                }
+                let (s, out) = refresh_to(&share, *to, job.session)?;
                 (Protocol::Refresh(s), out)
             }
         };
-        let (channels, handshakes) = Channels::open(job.session, self.id, &self.secret, &self.cluster, job.nodes())?;
+        let binding = job.digest()?;
+        let (channels, handshakes) =
+            Channels::open(job.session, &binding, self.id, &self.secret, &self.cluster, job.nodes())?;
         let mut running = Running { job, channels, protocol };
         let mut out: Vec<FromNode> = handshakes.into_iter().map(FromNode::Frame).collect();
         out.extend(route(&mut running, envelopes)?);
@@ -248,13 +292,49 @@ impl Node {
         Ok(out)
     }
 
-    /// The active share for a job, checked to be this key's and this party's.
-    fn share_for(&self, job: &Job, me: PartyId) -> Result<KeyShare, NodeError> {
-        let share = self.store.active_share(job.key_id)?;
+    /// The share for a job (the active one, or that of `epoch`), checked to
+    /// be this key's and this party's.
+    fn share_for(&self, job: &Job, me: PartyId, epoch: Option<Epoch>) -> Result<KeyShare, NodeError> {
+        let share = match epoch {
+            Some(epoch) => self.store.share_at(job.key_id, epoch)?,
+            None => self.store.active_share(job.key_id)?,
+        };
         if share.party() != me {
             return Err(NodeError::Refused(format!("this node holds party {} of the key, not {me}", share.party())));
         }
         Ok(share)
+    }
+
+    /// Refuses to sign alongside a party this node banned for the key.
+    fn refuse_banned(&self, job: &Job, me: PartyId, epoch: Epoch) -> Result<(), NodeError> {
+        let mut bans = self.store.bans(job.key_id, epoch)?;
+        bans.extend(
+            self.unrecorded_bans
+                .iter()
+                .filter(|(key, _)| *key == job.key_id)
+                .map(|(_, party)| (*party, "recorded in memory only".to_string())),
+        );
+        match bans.iter().find(|(party, _)| *party != me && job.participants.contains_key(party)) {
+            Some((party, reason)) => Err(NodeError::Refused(format!(
+                "party {party} is banned for this key on this node ({reason}); sign without it, or refresh the key \
+                 (a complete refresh clears the ban)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Activates a refreshed epoch on proof that every party stored it.
+    fn activate(&mut self, job: &Job, me: PartyId, certificate: &RefreshCertificate) -> Result<Epoch, NodeError> {
+        let share = self.share_for(job, me, Some(certificate.epoch))?;
+        if job.participants.keys().copied().ne(share.threshold().party_ids()) {
+            return Err(NodeError::Refused("activation names every party of the key".into()));
+        }
+        if certificate.public_key != share.public_key() {
+            return Err(NodeError::Refused("the certificate is for another key".into()));
+        }
+        certificate.verify(job.key_id, &job.participants, &self.cluster)?;
+        self.store.activate(job.key_id, certificate.epoch)?;
+        Ok(certificate.epoch)
     }
 
     fn on_frame(&mut self, frame: Frame) -> Vec<FromNode> {
@@ -278,7 +358,10 @@ impl Node {
         let Some(running) = self.running.remove(&session) else { return Vec::new() };
         self.remember_finished(session);
         let key_id = running.job.key_id;
-        let request = Sha256::digest(postcard_job(&running.job)).to_vec();
+        let request = match running.job.digest() {
+            Ok(digest) => digest.to_vec(),
+            Err(error) => return self.fail(session, &error.into()),
+        };
         let result: Result<Outcome, NodeError> = (|| match running.protocol {
             Protocol::Dkg(mut s) => {
                 let share = s.take_output().ok_or_else(|| NodeError::Refused("no output".into()))?;
@@ -301,9 +384,12 @@ impl Node {
             }
             Protocol::Refresh(mut s) => {
                 let share = s.take_output().ok_or_else(|| NodeError::Refused("no output".into()))?;
-                self.store.discard_pending(key_id)?;
                 self.store.insert_pending(&share)?;
-                Ok(Outcome::Refreshed { epoch: share.epoch() })
+                // Signed only once the new share is durable: the certificate
+                // that lets every node delete the old epoch is made of these.
+                let statement = RefreshCertificate::statement(key_id, share.epoch(), share.public_key());
+                let stored = self.identity.sign(RefreshCertificate::DOMAIN, &statement).to_vec();
+                Ok(Outcome::Refreshed { epoch: share.epoch(), stored })
             }
         })();
         match result {
@@ -314,10 +400,6 @@ impl Node {
             Err(error) => self.fail(session, &error),
         }
     }
-}
-
-fn postcard_job(job: &Job) -> Vec<u8> {
-    shardvault_wire::ToNode::Start(job.clone()).to_bytes()
 }
 
 /// One frame through the channel and the protocol. Refused frames and

@@ -3,7 +3,12 @@
 //! - `shares`: one row per (key, epoch), sealed with AAD binding node, key,
 //!   epoch and kind. A refresh writes the new epoch as `pending` beside the
 //!   `active` one; [`Store::activate`] flips it and deletes older epochs in
-//!   one transaction, so a crash at any point leaves one consistent active epoch.
+//!   one transaction, so a crash at any point leaves one consistent active
+//!   epoch. The node calls it only on a certificate that every party stored
+//!   the new epoch; pending epochs of refreshes that never completed stay
+//!   until a later epoch is activated.
+//! - `bans`: counterparties this node will not sign with, per key (DKLs23
+//!   ban aborts), until a later epoch is activated.
 //! - `tweaks`: cached hardened-derivation tweaks per (key, path), sealed.
 //! - `sign_log`: append-only, hash-chained record of every signature.
 //! - `meta`: KDF salt and parameters, and a KEK verifier, so a wrong
@@ -13,7 +18,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
-use shardvault_mpc::{DerivationPath, Epoch, HardenedTweak, KeyId, KeyShare, ShareBinding};
+use shardvault_mpc::{DerivationPath, Epoch, HardenedTweak, KeyId, KeyShare, PartyId, ShareBinding};
 use shardvault_vault::{open, seal, KdfParams, Kek, SealContext};
 
 const SCHEMA_VERSION: i64 = 1;
@@ -40,6 +45,14 @@ pub enum StoreError {
     /// No share for this key.
     #[error("no share of key {0} on this node")]
     UnknownKey(KeyId),
+    /// No share of this key at this epoch.
+    #[error("no share of key {key_id} at epoch {epoch} on this node; finish or repeat the key's refresh")]
+    NoEpoch {
+        /// The key.
+        key_id: KeyId,
+        /// The epoch.
+        epoch: Epoch,
+    },
     /// A pending epoch to activate does not exist.
     #[error("key {key_id} has no pending epoch {epoch} to activate")]
     NoPending {
@@ -103,6 +116,8 @@ impl Store {
                  CHECK (state IN ('pending', 'active')), sealed BLOB NOT NULL, PRIMARY KEY (key_id, epoch));
              CREATE TABLE IF NOT EXISTS tweaks (key_id BLOB NOT NULL, path TEXT NOT NULL, sealed BLOB NOT NULL,
                  PRIMARY KEY (key_id, path));
+             CREATE TABLE IF NOT EXISTS bans (key_id BLOB NOT NULL, party INTEGER NOT NULL, node INTEGER NOT NULL,
+                 epoch INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (key_id, party));
              CREATE TABLE IF NOT EXISTS sign_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, key_id BLOB NOT NULL,
                  path TEXT NOT NULL, signed BLOB NOT NULL, request BLOB NOT NULL, hash BLOB NOT NULL);",
         )?;
@@ -173,34 +188,62 @@ impl Store {
         Ok(())
     }
 
-    /// Makes a pending epoch the active one and deletes every older epoch, atomically.
+    /// Makes a pending epoch the active one, deletes every older epoch
+    /// (also pending ones of refreshes that never completed) and the bans
+    /// recorded before it, atomically. Activating the epoch that is already
+    /// active does nothing, so an interrupted activation can be repeated.
+    /// The caller has checked that every party stored `epoch`.
     pub fn activate(&mut self, key_id: KeyId, epoch: Epoch) -> Result<(), StoreError> {
         let tx = self.db.transaction()?;
+        let active: Option<u32> = tx
+            .query_row("SELECT epoch FROM shares WHERE key_id = ?1 AND state = 'active'", [key_id.as_bytes()], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if active == Some(epoch.0) {
+            return Ok(());
+        }
         let updated = tx.execute(
             "UPDATE shares SET state = 'active' WHERE key_id = ?1 AND epoch = ?2 AND state = 'pending'",
             params![key_id.as_bytes(), epoch.0],
         )?;
-        if updated != 1 {
+        if updated != 1 || active.is_some_and(|a| a > epoch.0) {
             return Err(StoreError::NoPending { key_id, epoch });
         }
         tx.execute("DELETE FROM shares WHERE key_id = ?1 AND epoch < ?2", params![key_id.as_bytes(), epoch.0])?;
+        tx.execute("DELETE FROM bans WHERE key_id = ?1 AND epoch < ?2", params![key_id.as_bytes(), epoch.0])?;
         tx.commit()?;
-        Ok(())
-    }
-
-    /// Drops a pending epoch (a refresh that did not complete everywhere).
-    pub fn discard_pending(&self, key_id: KeyId) -> Result<(), StoreError> {
-        self.db.execute("DELETE FROM shares WHERE key_id = ?1 AND state = 'pending'", [key_id.as_bytes()])?;
         Ok(())
     }
 
     /// The active share of `key_id`, unsealed and checked against its binding.
     pub fn active_share(&self, key_id: KeyId) -> Result<KeyShare, StoreError> {
+        self.share_where(key_id, "state = 'active' AND ?2 = 0", 0)
+    }
+
+    /// The share of `key_id` at `epoch`, active or pending (a pending epoch
+    /// that every party confirmed is as good as the active one: the
+    /// coordinator may sign with it before every node has activated it).
+    pub fn share_at(&self, key_id: KeyId, epoch: Epoch) -> Result<KeyShare, StoreError> {
+        self.share_where(key_id, "epoch = ?2", epoch.0).map_err(|error| match error {
+            StoreError::UnknownKey(_) => StoreError::NoEpoch { key_id, epoch },
+            other => other,
+        })
+    }
+
+    /// The latest epoch of `key_id` held here, in any state.
+    pub fn latest_epoch(&self, key_id: KeyId) -> Result<Option<Epoch>, StoreError> {
+        let latest: Option<u32> =
+            self.db.query_row("SELECT MAX(epoch) FROM shares WHERE key_id = ?1", [key_id.as_bytes()], |r| r.get(0))?;
+        Ok(latest.map(Epoch))
+    }
+
+    fn share_where(&self, key_id: KeyId, condition: &str, value: u32) -> Result<KeyShare, StoreError> {
         let row: Option<(u32, rusqlite::types::Value)> = self
             .db
             .query_row(
-                "SELECT epoch, sealed FROM shares WHERE key_id = ?1 AND state = 'active'",
-                [key_id.as_bytes()],
+                &format!("SELECT epoch, sealed FROM shares WHERE key_id = ?1 AND {condition}"),
+                params![key_id.as_bytes(), value],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -257,6 +300,34 @@ impl Store {
         let bytes =
             open(&self.kek, &self.context(key_id, Epoch(0), &kind), &sealed).map_err(|e| corrupt(e.to_string()))?;
         HardenedTweak::from_bytes(&bytes).map(Some).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Records that this node will not sign with `party` (on `node`) for
+    /// `key_id` at `epoch` or earlier: DKLs23 reported a failed consistency
+    /// check by it, and continuing could leak this node's share. Only the
+    /// activation of a later epoch (a complete refresh, which renews the
+    /// state the check protects) clears it.
+    pub fn ban(&self, key_id: KeyId, party: PartyId, node: u16, epoch: Epoch, reason: &str) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT INTO bans (key_id, party, node, epoch, reason) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (key_id, party) DO UPDATE SET epoch = MAX(epoch, excluded.epoch)",
+            params![key_id.as_bytes(), party.get(), node, epoch.0, reason],
+        )?;
+        Ok(())
+    }
+
+    /// The parties banned for `key_id` when signing at `epoch`, with why.
+    pub fn bans(&self, key_id: KeyId, epoch: Epoch) -> Result<Vec<(PartyId, String)>, StoreError> {
+        let mut statement =
+            self.db.prepare("SELECT party, reason FROM bans WHERE key_id = ?1 AND epoch >= ?2 ORDER BY party")?;
+        let rows = statement.query_map(params![key_id.as_bytes(), epoch.0], |r| Ok((r.get::<_, u8>(0)?, r.get(1)?)))?;
+        let mut bans = Vec::new();
+        for row in rows {
+            let (party, reason) = row?;
+            let party = PartyId::new(party).map_err(|_| StoreError::Incompatible("bad party id in bans".into()))?;
+            bans.push((party, reason));
+        }
+        Ok(bans)
     }
 
     /// Appends to the sign log; each entry's hash covers the previous one.

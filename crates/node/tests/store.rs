@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 use shardvault_mpc::{
-    derive_hardened, dkg, local, refresh, DerivationPath, KeyId, KeyShare, PartyId, Scheme, SessionId, Threshold,
+    derive_hardened, dkg, local, refresh, DerivationPath, Epoch, KeyId, KeyShare, PartyId, Scheme, SessionId, Threshold,
 };
 use shardvault_node::{KekSource, Store, StoreError};
 use shardvault_vault::KdfParams;
@@ -126,7 +126,11 @@ fn refresh_is_two_phase_and_a_crash_keeps_the_old_epoch() {
     assert_eq!(store.active_share(key_id).unwrap().epoch().0, 0);
     store.activate(key_id, refreshed[&p1()].epoch()).unwrap();
     assert_eq!(store.active_share(key_id).unwrap().epoch().0, 1);
-    assert!(matches!(store.activate(key_id, refreshed[&p1()].epoch()), Err(StoreError::NoPending { .. })));
+    // Activation is idempotent (a repeated or resumed Activate), and never goes back.
+    store.activate(key_id, refreshed[&p1()].epoch()).unwrap();
+    assert!(matches!(store.activate(key_id, Epoch(0)), Err(StoreError::NoPending { .. })));
+    assert_eq!(store.share_at(key_id, refreshed[&p1()].epoch()).unwrap().epoch().0, 1);
+    assert!(matches!(store.share_at(key_id, Epoch(0)), Err(StoreError::NoEpoch { .. })));
     let rows: i64 =
         Connection::open(&path).unwrap().query_row("SELECT count(*) FROM shares", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 1, "the old epoch is deleted once the new one is active");

@@ -50,6 +50,7 @@ pub struct Received {
 /// This node's channels to every other node of one session.
 pub struct Channels {
     session: SessionId,
+    binding: Vec<u8>,
     me: NodeId,
     secret: NoiseSecretKey,
     links: BTreeMap<NodeId, Link>,
@@ -62,9 +63,11 @@ impl fmt::Debug for Channels {
 }
 
 /// Binds a channel to its session and to its two ends (initiator first).
-fn prologue(session: &SessionId, initiator: NodeId, responder: NodeId) -> Vec<u8> {
-    let mut prologue = b"shardvault/wire/v1".to_vec();
+fn prologue(session: &SessionId, binding: &[u8], initiator: NodeId, responder: NodeId) -> Vec<u8> {
+    let mut prologue = b"shardvault/wire/v2".to_vec();
     prologue.extend_from_slice(session.as_bytes());
+    prologue.extend_from_slice(&(binding.len() as u64).to_be_bytes());
+    prologue.extend_from_slice(binding);
     prologue.extend_from_slice(&initiator.0.to_be_bytes());
     prologue.extend_from_slice(&responder.0.to_be_bytes());
     prologue
@@ -86,8 +89,12 @@ fn builder<'a>(secret: &'a NoiseSecretKey, prologue: &'a [u8]) -> Result<snow::B
 impl Channels {
     /// Opens channels from `me` to every `peer` of `session`. The lower node id
     /// of each pair initiates; returns the initiators' handshake frames.
+    /// `binding` (e.g. the hash of the job as this node received it) enters
+    /// every channel's prologue: two nodes that were told different things
+    /// about the session fail the handshake instead of running the protocol.
     pub fn open(
         session: SessionId,
+        binding: &[u8],
         me: NodeId,
         secret: &NoiseSecretKey,
         cluster: &Cluster,
@@ -99,7 +106,7 @@ impl Channels {
         for peer in peers.into_iter().filter(|p| *p != me) {
             let peer_key = *cluster.key_of(peer)?;
             let link = if me < peer {
-                let prologue = prologue(&session, me, peer);
+                let prologue = prologue(&session, binding, me, peer);
                 let mut state = builder(secret, &prologue)?
                     .remote_public_key(&peer_key.0)
                     .map_err(noise)?
@@ -117,7 +124,7 @@ impl Channels {
                     queued: Vec::new(),
                 }
             } else {
-                let prologue = prologue(&session, peer, me);
+                let prologue = prologue(&session, binding, peer, me);
                 let state = builder(secret, &prologue)?.build_responder().map_err(noise)?;
                 Link {
                     peer_key,
@@ -129,7 +136,7 @@ impl Channels {
             };
             links.insert(peer, link);
         }
-        Ok((Channels { session, me, secret: secret.clone(), links }, frames))
+        Ok((Channels { session, binding: binding.to_vec(), me, secret: secret.clone(), links }, frames))
     }
 
     /// Encrypts `plaintext` for `to`. Before the handshake with `to` is done
@@ -178,7 +185,7 @@ impl Channels {
                 }
                 Err((error, retryable)) => {
                     if retryable {
-                        let prologue = prologue(&session, from, me);
+                        let prologue = prologue(&session, &self.binding, from, me);
                         let fresh = builder(&self.secret, &prologue)?.build_responder().map_err(noise)?;
                         link.state = LinkState::AwaitingInitiation(Box::new(fresh));
                     }

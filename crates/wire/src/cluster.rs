@@ -30,6 +30,14 @@ impl fmt::Debug for NoisePublicKey {
     }
 }
 
+impl NoisePublicKey {
+    /// The public half of a static secret key (X25519 with the key clamped,
+    /// as Noise's 25519 DH does).
+    pub fn from_secret(secret: &NoiseSecretKey) -> Result<Self, Error> {
+        Ok(Self(curve25519_dalek::MontgomeryPoint::mul_base_clamped(*secret.expose_secret()).to_bytes()))
+    }
+}
+
 impl FromStr for NoisePublicKey {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
@@ -93,6 +101,12 @@ pub struct Cluster {
     pub coordinator: NoisePublicKey,
     /// Every node's static key.
     pub nodes: BTreeMap<NodeId, NoisePublicKey>,
+    /// Every node's identity key ([`crate::NodeIdentity`]), which signs
+    /// refresh certificates and address attestations. Cluster files written
+    /// before identities existed have none; whatever needs one then fails
+    /// with a message saying how to add them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identities: BTreeMap<NodeId, crate::IdentityPublicKey>,
 }
 
 impl Cluster {
@@ -105,7 +119,20 @@ impl Cluster {
                 return Err(Error::Cluster("two members share a static key".into()));
             }
         }
+        if let Some(node) = cluster.identities.keys().find(|node| !cluster.nodes.contains_key(node)) {
+            return Err(Error::Cluster(format!("identity for node {node}, which has no static key")));
+        }
         Ok(cluster)
+    }
+
+    /// The pinned identity key of `node`.
+    pub fn identity_of(&self, node: NodeId) -> Result<&crate::IdentityPublicKey, Error> {
+        self.identities.get(&node).ok_or_else(|| {
+            Error::Cluster(format!(
+                "no identity key for node {node}: add \"identities\" to the cluster file \
+                 (`shardvault node identity --data DIR` prints a node's)"
+            ))
+        })
     }
 
     /// The pinned key of `node`.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use shardvault_chains::{Chain, MessageEncoding};
 use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Signature, Threshold};
 
-use crate::{Error, Frame, NodeId};
+use crate::{Cluster, Error, Frame, NodeId};
 
 /// One protocol run the coordinator asks a node to take part in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,20 +38,81 @@ pub enum JobKind {
         /// The path.
         path: DerivationPath,
     },
-    /// Sign what `payload` says, with the key at `path`.
+    /// Sign what `payload` says, with the key at `path`, using the shares of
+    /// `epoch` (every signer must use the same epoch; a node that does not
+    /// hold it refuses, which is not a protocol failure of anyone).
     Sign {
+        /// The shares' epoch.
+        epoch: Epoch,
         /// The key's path.
         path: DerivationPath,
         /// What to sign; each node computes the digest itself.
         payload: SignPayload,
     },
-    /// Refresh shares; the new epoch stays pending until [`JobKind::Activate`].
-    Refresh,
-    /// Make a refreshed epoch the active one (after every node reported it).
-    Activate {
-        /// The epoch.
-        epoch: Epoch,
+    /// Refresh the shares of epoch `from` (the active one) into epoch `to`,
+    /// which must be later than every epoch the node holds. The new shares
+    /// stay pending beside the old until [`JobKind::Activate`].
+    Refresh {
+        /// The epoch refreshed.
+        from: Epoch,
+        /// The new epoch.
+        to: Epoch,
     },
+    /// Make a refreshed epoch the active one and delete older ones — only on
+    /// proof, signed by every party's node, that each of them stored it.
+    Activate {
+        /// The proof.
+        certificate: RefreshCertificate,
+    },
+}
+
+/// Every party's signed statement that it stored epoch `epoch` of a key: a
+/// node deletes older shares only on this, never on the coordinator's word,
+/// so a refresh that did not reach some node cannot destroy the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshCertificate {
+    /// The new epoch.
+    pub epoch: Epoch,
+    /// The key's public key (unchanged by the refresh).
+    pub public_key: Vec<u8>,
+    /// Each party's node's [`crate::NodeIdentity`] signature over
+    /// [`RefreshCertificate::statement`].
+    pub signatures: BTreeMap<NodeId, Vec<u8>>,
+}
+
+impl RefreshCertificate {
+    /// The signing domain of the statement.
+    pub const DOMAIN: &'static str = "refresh-stored";
+
+    /// "I hold epoch `epoch` of key `key_id` (public key `public_key`)".
+    pub fn statement(key_id: KeyId, epoch: Epoch, public_key: &[u8]) -> Vec<u8> {
+        let mut statement = key_id.as_bytes().to_vec();
+        statement.extend_from_slice(&epoch.0.to_be_bytes());
+        statement.extend_from_slice(&(public_key.len() as u64).to_be_bytes());
+        statement.extend_from_slice(public_key);
+        statement
+    }
+
+    /// Checks that the node of every party in `parties` (party → node, the
+    /// key's whole membership) signed the statement, under its identity key
+    /// pinned in `cluster`.
+    pub fn verify(&self, key_id: KeyId, parties: &BTreeMap<PartyId, NodeId>, cluster: &Cluster) -> Result<(), Error> {
+        let statement = Self::statement(key_id, self.epoch, &self.public_key);
+        for node in parties.values() {
+            let signature = self
+                .signatures
+                .get(node)
+                .ok_or_else(|| Error::BadStatement(format!("node {node} has not confirmed epoch {}", self.epoch)))?;
+            let signature: &[u8; 64] = signature
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::BadStatement(format!("node {node}'s confirmation is not a signature")))?;
+            cluster.identity_of(*node)?.verify(Self::DOMAIN, &statement, signature).map_err(|_| {
+                Error::BadStatement(format!("node {node}'s confirmation of epoch {} does not verify", self.epoch))
+            })?;
+        }
+        Ok(())
+    }
 }
 
 impl JobKind {
@@ -61,7 +122,7 @@ impl JobKind {
             JobKind::CreateKey { .. } => "create-key",
             JobKind::DeriveHardened { .. } => "derive",
             JobKind::Sign { .. } => "sign",
-            JobKind::Refresh => "refresh",
+            JobKind::Refresh { .. } => "refresh",
             JobKind::Activate { .. } => "activate",
         }
     }
@@ -139,6 +200,8 @@ pub enum Outcome {
     Refreshed {
         /// The new epoch.
         epoch: Epoch,
+        /// This node's signature over [`RefreshCertificate::statement`].
+        stored: Vec<u8>,
     },
     /// The epoch is active and older shares are deleted.
     Activated {
@@ -178,10 +241,22 @@ pub enum FromNode {
         reason: String,
         /// The node to blame, when the protocol named one.
         culprit: Option<NodeId>,
+        /// This node now refuses to sign with `culprit` for this key until a
+        /// refresh (a DKLs23 ban abort: continuing could leak the key).
+        banned: bool,
     },
 }
 
 impl Job {
+    /// SHA-256 of the job's encoding: what a node was asked, exactly. It binds
+    /// the job's channels ([`crate::Channels::open`]) and names the request in
+    /// the sign log.
+    pub fn digest(&self) -> Result<[u8; 32], Error> {
+        use sha2::Digest;
+        let bytes = postcard::to_stdvec(self).map_err(|e| Error::Malformed(format!("job encoding: {e}")))?;
+        Ok(sha2::Sha256::digest(bytes).into())
+    }
+
     /// The participating nodes.
     pub fn nodes(&self) -> BTreeSet<NodeId> {
         self.participants.values().copied().collect()

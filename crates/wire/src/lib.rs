@@ -17,12 +17,14 @@ mod channel;
 mod cluster;
 mod frame;
 pub mod hop;
+mod identity;
 mod job;
 
 pub use channel::{Channels, Received};
 pub use cluster::{generate_keypair, Cluster, NodeId, NoisePublicKey, NoiseSecretKey};
 pub use frame::{Frame, FRAME_VERSION, MAX_FRAME};
-pub use job::{FromNode, Job, JobKind, Outcome, SignPayload, ToNode};
+pub use identity::{IdentityPublicKey, NodeIdentity};
+pub use job::{FromNode, Job, JobKind, Outcome, RefreshCertificate, SignPayload, ToNode};
 
 /// The Noise protocol every pair of nodes runs.
 pub const NOISE_PARAMS: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
@@ -66,6 +68,10 @@ pub enum Error {
     /// The cluster file is not valid.
     #[error("invalid cluster file: {0}")]
     Cluster(String),
+    /// A signed statement (refresh certificate, address attestation) that
+    /// does not verify against the pinned identity key.
+    #[error("statement refused: {0}")]
+    BadStatement(String),
     /// The Noise library failed in a way that is not the peer's doing.
     #[error("noise: {0}")]
     Noise(String),

@@ -22,7 +22,7 @@ fn net(n: u16) -> Net {
         nodes.insert(NodeId(id), public);
         secrets.insert(NodeId(id), secret);
     }
-    Net { cluster: Cluster { coordinator, nodes }, secrets }
+    Net { cluster: Cluster { coordinator, nodes, identities: Default::default() }, secrets }
 }
 
 fn node(party: PartyId) -> NodeId {
@@ -49,7 +49,7 @@ fn dkg_over_relay(scheme: Scheme) -> Relayed {
     let mut sessions: BTreeMap<PartyId, Session<shardvault_mpc::Dkg>> = BTreeMap::new();
     let mut plaintexts = Vec::new();
     for (id, secret) in &net.secrets {
-        let (c, frames) = Channels::open(session, *id, secret, &net.cluster, nodes.clone()).unwrap();
+        let (c, frames) = Channels::open(session, &[], *id, secret, &net.cluster, nodes.clone()).unwrap();
         relay.extend(frames);
         channels.insert(*id, c);
     }
@@ -112,8 +112,9 @@ fn pair() -> (Channels, Channels, Net, SessionId) {
     let net = net(2);
     let session = SessionId::random();
     let peers = [NodeId(1), NodeId(2)];
-    let (mut a, hello) = Channels::open(session, NodeId(1), &net.secrets[&NodeId(1)], &net.cluster, peers).unwrap();
-    let (mut b, none) = Channels::open(session, NodeId(2), &net.secrets[&NodeId(2)], &net.cluster, peers).unwrap();
+    let (mut a, hello) =
+        Channels::open(session, &[], NodeId(1), &net.secrets[&NodeId(1)], &net.cluster, peers).unwrap();
+    let (mut b, none) = Channels::open(session, &[], NodeId(2), &net.secrets[&NodeId(2)], &net.cluster, peers).unwrap();
     assert!(none.is_empty(), "the higher id responds");
     let reply = b.receive(hello.into_iter().next().unwrap()).unwrap().frames;
     a.receive(reply.into_iter().next().unwrap()).unwrap();
@@ -163,9 +164,9 @@ fn frames_from_another_session_do_not_authenticate() {
     let net = net(2);
     let peers = [NodeId(1), NodeId(2)];
     let (s1, s2) = (SessionId::random(), SessionId::random());
-    let (_, hello_for_s1) = Channels::open(s1, NodeId(1), &net.secrets[&NodeId(1)], &net.cluster, peers).unwrap();
-    let (_, hello_for_s2) = Channels::open(s2, NodeId(1), &net.secrets[&NodeId(1)], &net.cluster, peers).unwrap();
-    let (mut b, _) = Channels::open(s2, NodeId(2), &net.secrets[&NodeId(2)], &net.cluster, peers).unwrap();
+    let (_, hello_for_s1) = Channels::open(s1, &[], NodeId(1), &net.secrets[&NodeId(1)], &net.cluster, peers).unwrap();
+    let (_, hello_for_s2) = Channels::open(s2, &[], NodeId(1), &net.secrets[&NodeId(1)], &net.cluster, peers).unwrap();
+    let (mut b, _) = Channels::open(s2, &[], NodeId(2), &net.secrets[&NodeId(2)], &net.cluster, peers).unwrap();
     // The relay relabels session 1's handshake as session 2's: the prologue differs.
     let mut injected = hello_for_s1[0].clone();
     injected.session = s2;
@@ -184,13 +185,13 @@ fn an_impostor_key_is_refused() {
     let (impostor_secret, impostor_public) = generate_keypair().unwrap();
     let mut forged = net.cluster.clone();
     forged.nodes.insert(NodeId(1), impostor_public);
-    let (_, hello) = Channels::open(session, NodeId(1), &impostor_secret, &forged, peers).unwrap();
-    let (mut b, _) = Channels::open(session, NodeId(2), &net.secrets[&NodeId(2)], &net.cluster, peers).unwrap();
+    let (_, hello) = Channels::open(session, &[], NodeId(1), &impostor_secret, &forged, peers).unwrap();
+    let (mut b, _) = Channels::open(session, &[], NodeId(2), &net.secrets[&NodeId(2)], &net.cluster, peers).unwrap();
     let error = b.receive(hello[0].clone()).unwrap_err();
     assert!(matches!(error, Error::KeyMismatch { node: NodeId(1) }), "{error}");
     // Unknown nodes cannot even open channels.
     assert!(matches!(
-        Channels::open(session, NodeId(2), &net.secrets[&NodeId(2)], &net.cluster, [NodeId(9)]),
+        Channels::open(session, &[], NodeId(2), &net.secrets[&NodeId(2)], &net.cluster, [NodeId(9)]),
         Err(Error::UnknownNode(NodeId(9)))
     ));
 }
@@ -218,4 +219,21 @@ proptest! {
         let frame = Frame { session: SessionId::random(), from: NodeId(from), to: NodeId(to), seq, messages };
         prop_assert_eq!(Frame::from_bytes(&frame.to_bytes()).unwrap(), frame);
     }
+}
+
+/// A coordinator that tells two nodes different things about one session
+/// (another epoch, other signers, another payload) cannot get them to run
+/// the protocol together: the job binding is in the Noise prologue.
+#[test]
+fn nodes_with_different_views_of_the_job_do_not_get_a_channel() {
+    let net = net(2);
+    let session = SessionId::random();
+    let peers = [NodeId(1), NodeId(2)];
+    let (_a, hello) =
+        Channels::open(session, b"job as node 1 saw it", NodeId(1), &net.secrets[&NodeId(1)], &net.cluster, peers)
+            .unwrap();
+    let (mut b, _) =
+        Channels::open(session, b"job as node 2 saw it", NodeId(2), &net.secrets[&NodeId(2)], &net.cluster, peers)
+            .unwrap();
+    assert!(b.receive(hello.into_iter().next().unwrap()).is_err());
 }

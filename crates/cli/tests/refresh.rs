@@ -1,0 +1,68 @@
+//! Refresh with real processes: a node gone during a refresh of a 3-of-3
+//! key, every process restarted — the key ends at one consistent epoch and
+//! keeps signing, and `refresh --finish` reports what it did.
+
+use serde_json::Value;
+use shardvault_testkit as tk;
+
+mod common;
+use common::Devnet;
+
+fn text(value: &Value, field: &str) -> String {
+    value[field].as_str().unwrap_or_else(|| panic!("no {field} in {value}")).to_string()
+}
+
+fn sign(net: &Devnet, key_id: &str, message: &str) -> Value {
+    net.cli(&["sign", "--key", key_id, "--chain", "ethereum", "--index", "0", "--message-hex", message]).unwrap()
+}
+
+fn check(signed: &Value, address: &str) {
+    let h = |field: &str| hex::decode(text(signed, field)).unwrap();
+    let recovered = tk::recover_ecdsa(&h("digest"), &h("signature"), signed["recovery_id"].as_u64().unwrap() as u8);
+    assert_eq!(tk::eip55_address(&recovered.unwrap()).unwrap(), address, "{signed}");
+}
+
+#[test]
+fn a_refresh_that_misses_a_node_leaves_one_epoch_and_the_next_one_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path());
+    let key = net.cli(&["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "3", "--parties", "3"]).unwrap();
+    let key_id = text(&key, "key_id");
+    let address =
+        text(&net.cli(&["address", "--key", &key_id, "--chain", "ethereum", "--index", "0"]).unwrap(), "address");
+
+    // Node 3 is gone: the refresh fails, and says that nothing was deleted.
+    net.kill_node(3);
+    net.wait_connected(2);
+    let failed = net.cli(&["refresh", "--key", &key_id]).unwrap_err();
+    assert!(failed.contains("stays active everywhere"), "{failed}");
+    let mut node3 = net.restart_node(3);
+    net.wait_connected(3);
+    check(&sign(&net, &key_id, "6265666f7265"), &address);
+    let finished = net.cli(&["refresh", "--key", &key_id, "--finish"]).unwrap();
+    assert_eq!(finished["finished"], "abandoned", "{finished}");
+
+    // The next refresh goes to a later epoch than the abandoned one, and completes.
+    let refreshed = net.cli(&["refresh", "--key", &key_id]).unwrap();
+    assert_eq!(
+        (refreshed["epoch_before"].as_u64(), refreshed["epoch_after"].as_u64()),
+        (Some(0), Some(2)),
+        "{refreshed}"
+    );
+    check(&sign(&net, &key_id, "6166746572"), &address);
+    let finished = net.cli(&["refresh", "--key", &key_id, "--finish"]).unwrap();
+    assert_eq!(finished["finished"], "nothing to finish", "{finished}");
+    let shown = net.cli(&["key", "show", "--key", &key_id]).unwrap();
+    assert_eq!(
+        (shown["epoch"].as_u64(), shown["last_refresh"]["state"].as_str()),
+        (Some(2), Some("activated")),
+        "{shown}"
+    );
+
+    // Every process restarted: epoch 2 everywhere, and it signs.
+    drop(net);
+    let _ = std::process::Command::new("kill").args(["-TERM", &node3.id().to_string()]).status();
+    let _ = node3.wait();
+    let net = Devnet::start(dir.path());
+    check(&sign(&net, &key_id, "72657374617274"), &address);
+}
