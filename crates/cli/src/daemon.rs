@@ -66,6 +66,23 @@ pub struct CoordinatorArgs {
     /// Seconds a job may take before it is aborted.
     #[arg(long, default_value_t = 60)]
     pub job_timeout: u64,
+    /// PEM certificate chain (server certificate first): serve the API over
+    /// HTTPS and the relay as wss://. Needs --tls-key.
+    #[arg(long, env = "SHARDVAULT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SHARDVAULT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Another host name clients reach this coordinator by (the Host header;
+    /// e.g. its DNS name behind a proxy); repeatable. The listen address,
+    /// localhost and the loopback addresses are always allowed, others refused.
+    #[arg(long = "allowed-host", env = "SHARDVAULT_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// Serve plain HTTP on a non-loopback address. Anyone on that network can
+    /// read and change every answer (addresses, signatures): use TLS, or a TLS
+    /// proxy on the same host with --listen 127.0.0.1:PORT, instead.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
 }
 
 /// The coordinator's static key stays a plaintext hex file (it has no KEK):
@@ -83,18 +100,38 @@ pub fn coordinator(args: &CoordinatorArgs) -> Result<()> {
         check_private_if_exists(&args.dir.join(format!("coordinator.db{suffix}")))?;
     }
     let cluster = read_cluster(&args.cluster)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let chain = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let key_pem =
+                zeroize::Zeroizing::new(std::fs::read(key).with_context(|| format!("reading {}", key.display()))?);
+            Some(shardvault_coordinator::tls::server_config(&chain, &key_pem)?)
+        }
+        _ => None,
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener =
             tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-        let url = format!("http://{}", listener.local_addr()?);
-        write_atomically(&args.dir.join("api.url"), url.as_bytes())?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr()?);
         let config = shardvault_coordinator::Config {
             cluster,
             secret,
             database,
             job_timeout: Duration::from_secs(args.job_timeout),
+            tls,
+            insecure_plaintext: args.insecure_plaintext,
+            allowed_hosts: args.allowed_hosts.clone(),
         };
+        // Refuse plain HTTP off loopback before announcing the URL.
+        if config.tls.is_none() && !listener.local_addr()?.ip().is_loopback() && !config.insecure_plaintext {
+            bail!(
+                "refusing to serve plain HTTP on {}: give --tls-cert and --tls-key (or see --insecure-plaintext)",
+                args.listen
+            );
+        }
+        write_atomically(&args.dir.join("api.url"), url.as_bytes())?;
         shardvault_coordinator::serve(listener, config, shutdown_signal()).await?;
         Ok(())
     })
@@ -111,9 +148,18 @@ pub struct NodeArgs {
     /// The cluster file.
     #[arg(long, env = "SHARDVAULT_CLUSTER")]
     pub cluster: PathBuf,
-    /// The coordinator's relay, e.g. ws://127.0.0.1:8780/v1/relay.
+    /// The coordinator's relay, e.g. wss://coordinator.example:8780/v1/relay
+    /// (with --tls-ca), or ws://127.0.0.1:8780/v1/relay on loopback.
     #[arg(long, env = "SHARDVAULT_COORDINATOR")]
     pub coordinator: String,
+    /// PEM file of the CA certificate(s) the coordinator's TLS certificate
+    /// must chain to; the only trust anchors used (no system store).
+    #[arg(long, env = "SHARDVAULT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Allow a ws:// (plain) relay on a non-loopback address. The Noise hop
+    /// still authenticates the coordinator, but who talks when is visible.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
     /// A 32-byte key-encryption key file (raw or hex), mode 0600. Without it,
     /// a passphrase (stretched with Argon2id) comes from --passphrase-file or
     /// the environment variable SHARDVAULT_PASSPHRASE (removed from the
@@ -275,6 +321,7 @@ fn erase_file(path: &Path) -> Result<()> {
 
 pub fn node(args: &NodeArgs) -> Result<()> {
     let env_passphrase = take_env(PASSPHRASE_ENV);
+    let tls = node_tls(args)?;
     let cluster = read_cluster(&args.cluster)?;
     let id = NodeId(args.id);
     cluster.key_of(id).with_context(|| format!("node {id} is not in {}", args.cluster.display()))?;
@@ -311,6 +358,7 @@ pub fn node(args: &NodeArgs) -> Result<()> {
     }
     let connection = shardvault_node::service::Connection {
         url: args.coordinator.clone(),
+        tls,
         secret: secret.clone(),
         coordinator: cluster.coordinator,
     };
@@ -325,6 +373,36 @@ pub fn node(args: &NodeArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async { shardvault_node::service::run(node, connection, shutdown_signal()).await });
     Ok(())
+}
+
+/// The TLS configuration for a node's `wss://` relay, or none for a `ws://`
+/// one (loopback only, unless --insecure-plaintext).
+fn node_tls(args: &NodeArgs) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+    let url = &args.coordinator;
+    match &args.tls_ca {
+        Some(ca) if url.starts_with("wss://") => {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            let config = shardvault_node::service::tls_client_config(&pem).map_err(anyhow::Error::msg);
+            Ok(Some(config.with_context(|| ca.display().to_string())?))
+        }
+        Some(_) => bail!("--tls-ca is given but the coordinator URL {url} is not wss://"),
+        None if url.starts_with("wss://") => {
+            bail!("a wss:// coordinator needs --tls-ca FILE: the CA certificate its TLS certificate chains to")
+        }
+        None => {
+            let uri: ureq::http::Uri = url.parse().with_context(|| format!("the coordinator URL {url:?}"))?;
+            if uri.scheme_str() != Some("ws") {
+                bail!("the coordinator URL must start with wss:// or ws://");
+            }
+            if !crate::client::is_loopback(uri.host().unwrap_or_default()) {
+                if !args.insecure_plaintext {
+                    bail!("refusing a plain ws:// relay at {url}, which is not on loopback: use wss:// with --tls-ca");
+                }
+                tracing::warn!(%url, "PLAIN ws:// RELAY TO A NON-LOOPBACK ADDRESS");
+            }
+            Ok(None)
+        }
+    }
 }
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -21,12 +21,16 @@ use crate::daemon::write_atomically;
 pub struct Devnet {
     pub api: String,
     pub dir: PathBuf,
+    /// With TLS: the devnet CA that clients pin (`--tls-ca`).
+    pub tls_ca: Option<PathBuf>,
     children: Vec<(String, Child)>,
 }
 
 #[derive(Serialize)]
 pub struct DevnetFile {
     pub api: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
     pub nodes: Vec<NodeProcess>,
     pub coordinator_pid: u32,
 }
@@ -91,6 +95,34 @@ fn prepare(dir: &Path, nodes: u16) -> Result<Cluster> {
     Ok(cluster)
 }
 
+/// A devnet CA and a certificate it signed for `localhost` and 127.0.0.1,
+/// made once in `dir/tls`: (CA, certificate chain, private key) files.
+fn prepare_tls(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let tls = dir.join("tls");
+    let (ca, cert, key) = (tls.join("ca.pem"), tls.join("cert.pem"), tls.join("key.pem"));
+    if ca.exists() && cert.exists() && key.exists() {
+        return Ok((ca, cert, key));
+    }
+    std::fs::create_dir_all(&tls)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "shardvault devnet CA");
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let ca_key = rcgen::KeyPair::generate()?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "shardvault devnet coordinator");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let server_key = rcgen::KeyPair::generate()?;
+    let server_cert = params.signed_by(&server_key, &issuer)?;
+    // The CA's key is not kept: the devnet never signs another certificate.
+    write_private(&key, server_key.serialize_pem().as_bytes())?;
+    write_atomically(&cert, server_cert.pem().as_bytes())?;
+    write_atomically(&ca, ca_cert.pem().as_bytes())?;
+    Ok((ca, cert, key))
+}
+
 /// Every node's identity key, from the Noise secret sealed in its store
 /// (the devnet holds each node's KEK file).
 fn node_identities(dir: &Path, nodes: u16) -> Result<BTreeMap<NodeId, shardvault_wire::IdentityPublicKey>> {
@@ -109,6 +141,12 @@ fn node_identities(dir: &Path, nodes: u16) -> Result<BTreeMap<NodeId, shardvault
 impl Devnet {
     /// Starts (or restarts) the devnet in `dir` and waits until every node is connected.
     pub fn start(dir: &Path, nodes: u16) -> Result<Devnet> {
+        Self::launch(dir, nodes, false)
+    }
+
+    /// As [`Devnet::start`]; with `tls`, the API and the relay are served over
+    /// TLS with a certificate from a devnet CA (`dir/tls/ca.pem`).
+    pub fn launch(dir: &Path, nodes: u16, tls: bool) -> Result<Devnet> {
         if !(2..=16).contains(&nodes) {
             bail!("a devnet has 2 to 16 nodes");
         }
@@ -119,9 +157,15 @@ impl Devnet {
         let log = |name: &str| -> Result<Stdio> { Ok(std::fs::File::create(dir.join(format!("{name}.log")))?.into()) };
         let url_file = dir.join("coordinator/api.url");
         let _ = std::fs::remove_file(&url_file);
-        let mut devnet = Devnet { api: String::new(), dir: dir.clone(), children: Vec::new() };
-        let coordinator = Command::new(&exe)
-            .args(["--log", "info", "coordinator", "--listen", "127.0.0.1:0"])
+        let tls = if tls { Some(prepare_tls(&dir)?) } else { None };
+        let tls_ca = tls.as_ref().map(|(ca, _, _)| ca.clone());
+        let mut devnet = Devnet { api: String::new(), dir: dir.clone(), tls_ca: tls_ca.clone(), children: Vec::new() };
+        let mut coordinator = Command::new(&exe);
+        coordinator.args(["--log", "info", "coordinator", "--listen", "127.0.0.1:0"]);
+        if let Some((_, cert, key)) = &tls {
+            coordinator.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let coordinator = coordinator
             .arg("--dir")
             .arg(dir.join("coordinator"))
             .arg("--cluster")
@@ -132,11 +176,16 @@ impl Devnet {
             .context("starting the coordinator")?;
         devnet.children.push(("coordinator".into(), coordinator));
         devnet.api = wait_for_file(&url_file, Duration::from_secs(20))?;
-        let relay = format!("{}/v1/relay", devnet.api.replacen("http://", "ws://", 1));
+        let relay =
+            format!("{}/v1/relay", devnet.api.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1));
         for id in cluster.nodes.keys() {
             let node_dir = dir.join(format!("node-{id}"));
-            let child = Command::new(&exe)
-                .args(["--log", "info", "node", "--id", &id.to_string(), "--coordinator", &relay])
+            let mut node = Command::new(&exe);
+            node.args(["--log", "info", "node", "--id", &id.to_string(), "--coordinator", &relay]);
+            if let Some(ca) = &tls_ca {
+                node.arg("--tls-ca").arg(ca);
+            }
+            let child = node
                 .arg("--dir")
                 .arg(&node_dir)
                 .arg("--cluster")
@@ -163,13 +212,13 @@ impl Devnet {
                 None => coordinator_pid = child.id(),
             }
         }
-        let file = DevnetFile { api: self.api.clone(), nodes, coordinator_pid };
+        let file = DevnetFile { api: self.api.clone(), tls_ca: self.tls_ca.clone(), nodes, coordinator_pid };
         write_atomically(&self.dir.join("devnet.json"), serde_json::to_string_pretty(&file)?.as_bytes())
     }
 
     /// Waits until `count` nodes are connected to the coordinator.
     pub fn wait_connected(&self, count: usize, limit: Duration) -> Result<()> {
-        let api = crate::client::Api::new(&self.api);
+        let api = crate::client::Api::connect(&self.api, self.tls_ca.as_deref(), false)?;
         let start = Instant::now();
         loop {
             if let Ok(health) = api.get("/v1/health") {

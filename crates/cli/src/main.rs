@@ -102,13 +102,25 @@ struct DevnetArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 3)]
     nodes: u16,
+    /// Serve the API and the relay over TLS with a devnet CA made on first
+    /// start (DIR/tls/ca.pem; clients pass it as --tls-ca).
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Debug, Args)]
 struct ApiArgs {
-    /// The coordinator's API.
+    /// The coordinator's API: https://… (with --tls-ca), or http:// on loopback.
     #[arg(long, env = "SHARDVAULT_API", default_value = "http://127.0.0.1:8780")]
     api: String,
+    /// PEM file of the CA certificate(s) the coordinator's TLS certificate
+    /// must chain to; the only trust anchors used (no system store).
+    #[arg(long, env = "SHARDVAULT_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Allow plain http:// to a non-loopback address (answers can then be
+    /// read and changed on the network).
+    #[arg(long)]
+    insecure_plaintext: bool,
     /// Makes a retried command safe: the same key returns the first answer.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -296,7 +308,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::NodeIdentity(args) => daemon::node_identity(args, cli.json),
         Command::RotateKek(args) => daemon::rotate_kek(args),
         Command::Devnet(args) => {
-            let mut devnet = devnet::Devnet::start(&args.dir, args.nodes)?;
+            let mut devnet = devnet::Devnet::launch(&args.dir, args.nodes, args.tls)?;
             let file = std::fs::read_to_string(args.dir.join("devnet.json"))?;
             if cli.json {
                 println!("{}", file.trim());
@@ -324,18 +336,18 @@ fn run(cli: &Cli) -> Result<()> {
             let body = serde_json::json!({ "scheme": scheme, "threshold": threshold, "parties": parties });
             let progress = progress_bar(cli.json, 1);
             progress.set_message("distributed key generation on the nodes");
-            let answer = client(api).post("/v1/keys", &body, Some(&idempotency(api)));
+            let answer = client(api)?.post("/v1/keys", &body, Some(&idempotency(api)));
             progress.finish_and_clear();
             print_answer(cli.json, &answer?)
         }
-        Command::Key(KeyCommand::List { api }) => print_answer(cli.json, &client(api).get("/v1/keys")?),
+        Command::Key(KeyCommand::List { api }) => print_answer(cli.json, &client(api)?.get("/v1/keys")?),
         Command::Key(KeyCommand::Show(args)) => {
-            print_answer(cli.json, &client(&args.api).get(&format!("/v1/keys/{}", args.key))?)
+            print_answer(cli.json, &client(&args.api)?.get(&format!("/v1/keys/{}", args.key))?)
         }
         Command::Address(args) => {
             let body = target(args);
             let path = format!("/v1/keys/{}/addresses", args.key.key);
-            print_answer(cli.json, &client(&args.key.api).post(&path, &body, Some(&idempotency(&args.key.api)))?)
+            print_answer(cli.json, &client(&args.key.api)?.post(&path, &body, Some(&idempotency(&args.key.api)))?)
         }
         Command::Sign(args) if args.tx_hex.is_some() || args.tx_base64.is_some() => {
             let mut body = target(&args.address);
@@ -346,7 +358,7 @@ fn run(cli: &Cli) -> Result<()> {
             body["signers"] = serde_json::json!(args.signers);
             let api = &args.address.key.api;
             let path = format!("/v1/keys/{}/transactions", args.address.key.key);
-            print_answer(cli.json, &client(api).post(&path, &body, Some(&idempotency(api)))?)
+            print_answer(cli.json, &client(api)?.post(&path, &body, Some(&idempotency(api)))?)
         }
         Command::Sign(args) if args.psbt.is_some() => {
             let file = args.psbt.as_deref().unwrap_or(std::path::Path::new(""));
@@ -362,7 +374,7 @@ fn run(cli: &Cli) -> Result<()> {
             body["signers"] = serde_json::json!(args.signers);
             let api = &args.address.key.api;
             let path = format!("/v1/keys/{}/transactions", args.address.key.key);
-            print_answer(cli.json, &client(api).post(&path, &body, Some(&idempotency(api)))?)
+            print_answer(cli.json, &client(api)?.post(&path, &body, Some(&idempotency(api)))?)
         }
         Command::Sign(args) => {
             let mut body = target(&args.address);
@@ -378,19 +390,19 @@ fn run(cli: &Cli) -> Result<()> {
             body["signers"] = serde_json::json!(args.signers);
             let api = &args.address.key.api;
             let path = format!("/v1/keys/{}/signatures", args.address.key.key);
-            print_answer(cli.json, &client(api).post(&path, &body, Some(&idempotency(api)))?)
+            print_answer(cli.json, &client(api)?.post(&path, &body, Some(&idempotency(api)))?)
         }
         Command::Refresh(args) => {
             let finish = if args.finish { "/finish" } else { "" };
             let path = format!("/v1/keys/{}/refresh{finish}", args.key.key);
             let api = &args.key.api;
-            print_answer(cli.json, &client(api).post(&path, &serde_json::json!({}), Some(&idempotency(api)))?)
+            print_answer(cli.json, &client(api)?.post(&path, &serde_json::json!({}), Some(&idempotency(api)))?)
         }
     }
 }
 
-fn client(api: &ApiArgs) -> client::Api {
-    client::Api::new(&api.api)
+fn client(api: &ApiArgs) -> Result<client::Api> {
+    client::Api::connect(&api.api, api.tls_ca.as_deref(), api.insecure_plaintext)
 }
 
 fn idempotency(api: &ApiArgs) -> String {

@@ -36,7 +36,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError { status, code, message: message.into() }
     }
     fn bad(message: impl Into<String>) -> Self {
@@ -70,7 +70,19 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/keys/{key_id}/transactions", post(transactions::transaction))
         .route("/v1/requests/{id}", get(request))
         .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .layer(axum::middleware::from_fn(with_target))
         .with_state(state)
+}
+
+tokio::task_local! {
+    /// The request being served, `METHOD /path` (with the key id, not the
+    /// route template): what an Idempotency-Key is bound to.
+    static TARGET: String;
+}
+
+async fn with_target(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let target = format!("{} {}", request.method(), request.uri().path());
+    TARGET.scope(target, next.run(request)).await
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
@@ -82,17 +94,26 @@ fn key_id(text: &str) -> Result<KeyId, ApiError> {
 }
 
 /// Runs a creating call once per `Idempotency-Key`: a repeat with the same
-/// body gets the stored answer; with another body, 409. Each call is also a
-/// request record, readable at `/v1/requests/{id}`.
+/// method, path and body gets the stored answer; with anything else, 409.
+/// Each call is also a request record, readable at `/v1/requests/{id}`.
+///
+/// The record and the key's claim are written before the request runs: if
+/// that fails, nothing runs (503). If the answer cannot be stored afterwards,
+/// the key stays claimed with its outcome unknown, and a retry is told to look
+/// at the request record instead of signing (or creating a key) a second time.
 async fn idempotent<F>(state: &State, headers: &HeaderMap, route: &str, body: &Bytes, run: F) -> Response
 where
     F: std::future::Future<Output = Answer>,
 {
+    let Ok(target) = TARGET.try_with(String::clone) else {
+        // The router always sets it; refuse rather than bind a key to nothing.
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bug", "request target not recorded").into_response();
+    };
     let idem_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let body_hash = hex::encode(Sha256::new().chain_update(route).chain_update(body).finalize());
-    // Two requests with one key must not both run. The key is claimed before
-    // the stored answer is looked up and released after it is stored, so a
-    // second request is told to retry while the first runs, and then replays.
+    let body_hash = request_hash(&target, body);
+    // Two requests with one key must not both run. The key is claimed in
+    // memory before the stored record is looked up and released after the
+    // answer is stored, so a second request is told to retry while the first runs.
     let _claim = match &idem_key {
         Some(key) => match state.claim(key) {
             Some(claim) => Some(claim),
@@ -109,26 +130,16 @@ where
     };
     if let Some(idem_key) = &idem_key {
         match state.db().idempotent(idem_key) {
-            Ok(Some((_, hash, status, response))) => {
-                if hash != body_hash {
-                    return ApiError::new(
-                        StatusCode::CONFLICT,
-                        "idempotency_conflict",
-                        "this Idempotency-Key was used with another request",
-                    )
-                    .into_response();
-                }
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                let value: Value = serde_json::from_str(&response).unwrap_or(Value::Null);
-                return (status, [("idempotent-replay", "true")], Json(value)).into_response();
-            }
+            Ok(Some(record)) => return replay(record, &body_hash),
             Ok(None) => {}
-            Err(error) => return ApiError::storage(error).into_response(),
+            Err(error) => return unrecorded(error).into_response(),
         }
     }
-    // The id is first seen by the client in the answer, so the record is
-    // written once, when the request is done.
     let request_id = SessionId::random().to_string()[..32].to_string();
+    let claim = idem_key.as_deref().map(|key| (key, target.as_str(), body_hash.as_str()));
+    if let Err(error) = state.db().begin_request(&request_id, route, claim) {
+        return unrecorded(error).into_response();
+    }
     let (status, mut value) = match run.await {
         Ok(answer) => answer,
         Err(error) => (error.status, error.body()),
@@ -138,12 +149,56 @@ where
     }
     let text = value.to_string();
     let outcome = if status.is_success() { "succeeded" } else { "failed" };
-    let _ = state.db().put_request(&request_id, route, outcome, Some(&text));
-    // Transient failures (5xx) are not remembered, so a retry can succeed.
-    if let Some(idem_key) = idem_key.filter(|_| !status.is_server_error()) {
-        let _ = state.db().remember(&idem_key, route, &body_hash, status.as_u16(), &text);
+    // Transient failures (5xx) release the key, so a retry can succeed.
+    let answer = idem_key.as_deref().map(|key| (key, (!status.is_server_error()).then_some(status.as_u16())));
+    if let Err(error) = state.db().finish_request(&request_id, outcome, &text, answer) {
+        tracing::error!(%request_id, %error, "the request ran but its answer could not be stored; its \
+            Idempotency-Key now answers 409 idempotency_outcome_unknown");
     }
     (status, Json(value)).into_response()
+}
+
+/// What an Idempotency-Key is bound to: the request target and the body.
+fn request_hash(target: &str, body: &[u8]) -> String {
+    let length = u64::try_from(target.len()).unwrap_or(u64::MAX).to_be_bytes();
+    hex::encode(Sha256::new().chain_update(length).chain_update(target).chain_update(body).finalize())
+}
+
+/// The answer to a repeated Idempotency-Key.
+fn replay(record: crate::db::Idempotency, body_hash: &str) -> Response {
+    if record.body_hash != body_hash {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_conflict",
+            "this Idempotency-Key was used with another request (another method, path or body)",
+        )
+        .into_response();
+    }
+    let Some((status, response)) = record.answer else {
+        let request = record.request_id.unwrap_or_default();
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_outcome_unknown",
+            format!(
+                "a request with this Idempotency-Key (request {request:?}) ran but its outcome was not stored; \
+                 it may have succeeded: check GET /v1/requests/{request} (and the key's signatures) before \
+                 sending it again under a new key"
+            ),
+        )
+        .into_response();
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let value: Value = serde_json::from_str(&response).unwrap_or(Value::Null);
+    (status, [("idempotent-replay", "true")], Json(value)).into_response()
+}
+
+/// The request could not be recorded before running: refuse it.
+fn unrecorded(error: rusqlite::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage",
+        format!("the coordinator cannot record this request, so it did not run it: {error}; retry later"),
+    )
 }
 
 async fn health(Extract(state): Extract<Arc<State>>) -> Json<Value> {
@@ -656,7 +711,96 @@ async fn finish_refresh(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+    use crate::testing::fail_answer_writes;
+
+    /// One signing call with Idempotency-Key `key` to `target`; `runs` counts
+    /// how often the signing itself ran.
+    async fn sign(state: &State, key: &str, target: &str, runs: &AtomicUsize) -> (u16, Value) {
+        let mut headers = HeaderMap::new();
+        headers.insert("idempotency-key", key.parse().unwrap());
+        let body = Bytes::from_static(br#"{"chain":"ethereum","index":0,"message_hex":"00"}"#);
+        let run = async {
+            let n = runs.fetch_add(1, Ordering::SeqCst);
+            Ok((StatusCode::OK, json!({ "signature": format!("signature {n}") })))
+        };
+        let response = TARGET
+            .scope(target.to_string(), idempotent(state, &headers, "POST /v1/keys/{id}/signatures", &body, run))
+            .await;
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_idempotency_key_is_bound_to_the_key_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::testing::state(dir.path());
+        let runs = AtomicUsize::new(0);
+        let (a, b) = ("POST /v1/keys/aaaa/signatures", "POST /v1/keys/bbbb/signatures");
+        let (status, first) = sign(&state, "k", a, &runs).await;
+        assert_eq!((status, first["signature"].as_str()), (200, Some("signature 0")));
+        // The same key and body for another key id: not key a's signature.
+        let (status, other) = sign(&state, "k", b, &runs).await;
+        assert_eq!((status, other["code"].as_str()), (409, Some("idempotency_conflict")), "{other}");
+        let (status, again) = sign(&state, "k", a, &runs).await;
+        assert_eq!((status, &again), (200, &first));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_cannot_be_stored_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::testing::state(dir.path());
+        let runs = AtomicUsize::new(0);
+        let conn = rusqlite::Connection::open(dir.path().join("coordinator.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER full BEFORE INSERT ON idempotency BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+        let target = "POST /v1/keys/aaaa/signatures";
+        let (status, answer) = sign(&state, "k", target, &runs).await;
+        assert_eq!((status, answer["code"].as_str()), (503, Some("storage")), "{answer}");
+        assert_eq!(runs.load(Ordering::SeqCst), 0, "the request ran without its claim on disk");
+        // Once the disk has room, the same request runs (once).
+        conn.execute_batch("DROP TRIGGER full;").unwrap();
+        assert_eq!(sign(&state, "k", target, &runs).await.0, 200);
+        assert_eq!(sign(&state, "k", target, &runs).await.0, 200);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_cannot_be_stored_is_never_run_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("coordinator.db");
+        let state = crate::testing::state(dir.path());
+        let runs = AtomicUsize::new(0);
+        let target = "POST /v1/keys/aaaa/signatures";
+        fail_answer_writes(&database, true);
+        let (status, answer) = sign(&state, "k", target, &runs).await;
+        // The client that is still connected gets its signature...
+        assert_eq!((status, answer["signature"].as_str()), (200, Some("signature 0")));
+        let request_id = answer["request_id"].as_str().unwrap().to_string();
+        let (_, status, _) = state.db().request(&request_id).unwrap().unwrap();
+        assert_eq!(status, "unknown");
+        fail_answer_writes(&database, false);
+        // ...and a retry (its connection dropped) does not sign a second time.
+        for _ in 0..2 {
+            let (status, retry) = sign(&state, "k", target, &runs).await;
+            assert_eq!((status, retry["code"].as_str()), (409, Some("idempotency_outcome_unknown")), "{retry}");
+            assert!(retry["message"].as_str().unwrap().contains(&format!("/v1/requests/{request_id}")));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // Also after a restart.
+        drop(state);
+        let state = crate::testing::state(dir.path());
+        let (_, status, _) = state.db().request(&request_id).unwrap().unwrap();
+        assert_eq!(status, "unknown");
+        assert_eq!(sign(&state, "k", target, &runs).await.0, 409);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
 
     fn p(i: u8) -> PartyId {
         PartyId::new(i).unwrap()

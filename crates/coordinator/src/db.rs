@@ -31,12 +31,27 @@ pub(crate) struct Derived {
 
 pub(crate) struct Db {
     conn: Connection,
+    /// Requests that ran in this process but whose outcome could not be stored.
+    unrecorded: std::collections::HashSet<String>,
+}
+
+/// What an Idempotency-Key is bound to, and its answer once stored.
+#[derive(Debug)]
+pub(crate) struct Idempotency {
+    pub body_hash: String,
+    /// The request that claimed the key (none for records from before claims were stored).
+    pub request_id: Option<String>,
+    /// Status and JSON answer; `None` while it runs, or if its outcome is unknown.
+    pub answer: Option<(u16, String)>,
 }
 
 impl Db {
     pub(crate) fn open(path: &Path) -> rusqlite::Result<Self> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // A claim must be on disk before its request runs.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, record TEXT NOT NULL, created INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS derivations (key_id TEXT NOT NULL, path TEXT NOT NULL, public_key BLOB NOT NULL,
@@ -51,7 +66,22 @@ impl Db {
              CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, route TEXT NOT NULL,
                  body_hash TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL);",
         )?;
-        Ok(Db { conn })
+        // Claims: a key is recorded as `running` (with its request) before the
+        // request runs, and `done` once its answer is stored.
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('idempotency')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if !columns.iter().any(|c| c == "state") {
+            conn.execute_batch(
+                "ALTER TABLE idempotency ADD COLUMN request_id TEXT;
+                 ALTER TABLE idempotency ADD COLUMN state TEXT NOT NULL DEFAULT 'done';",
+            )?;
+        }
+        // Nothing runs before this process serves: whatever was running when
+        // the last one stopped ended without a stored outcome.
+        conn.execute("UPDATE requests SET status = 'unknown' WHERE status = 'running'", [])?;
+        Ok(Db { conn, unrecorded: std::collections::HashSet::new() })
     }
 
     pub(crate) fn put_key(&self, key: &KeyRecord) -> rusqlite::Result<()> {
@@ -175,51 +205,97 @@ impl Db {
         Ok(())
     }
 
-    pub(crate) fn put_request(
+    /// Records request `id` as running and, with an Idempotency-Key
+    /// `(key, target, body hash)`, claims the key for it, in one durable
+    /// transaction, before the request runs.
+    pub(crate) fn begin_request(
         &self,
         id: &str,
         kind: &str,
-        status: &str,
-        response: Option<&str>,
+        claim: Option<(&str, &str, &str)>,
     ) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "INSERT INTO requests (id, kind, status, response, created) VALUES (?1, ?2, ?3, ?4, unixepoch())
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, response = excluded.response",
-            params![id, kind, status, response],
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT INTO requests (id, kind, status, response, created) VALUES (?1, ?2, 'running', NULL, unixepoch())",
+            params![id, kind],
         )?;
-        Ok(())
+        if let Some((key, target, body_hash)) = claim {
+            tx.execute(
+                "INSERT INTO idempotency (idem_key, route, body_hash, status, response, request_id, state)
+                 VALUES (?1, ?2, ?3, 0, '', ?4, 'running')",
+                params![key, target, body_hash, id],
+            )?;
+        }
+        tx.commit()
     }
 
+    /// Stores request `id`'s outcome and, for its Idempotency-Key, the
+    /// answer to replay (`Some(status)`) or the key's release (`None`).
+    /// On failure everything stays as `begin_request` left it: outcome unknown.
+    pub(crate) fn finish_request(
+        &mut self,
+        id: &str,
+        outcome: &str,
+        response: &str,
+        answer: Option<(&str, Option<u16>)>,
+    ) -> rusqlite::Result<()> {
+        let stored = self.store_outcome(id, outcome, response, answer);
+        if stored.is_err() {
+            self.unrecorded.insert(id.to_string());
+        }
+        stored
+    }
+
+    fn store_outcome(
+        &self,
+        id: &str,
+        outcome: &str,
+        response: &str,
+        answer: Option<(&str, Option<u16>)>,
+    ) -> rusqlite::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("UPDATE requests SET status = ?2, response = ?3 WHERE id = ?1", params![id, outcome, response])?;
+        match answer {
+            Some((key, Some(status))) => tx.execute(
+                "UPDATE idempotency SET status = ?3, response = ?4, state = 'done' WHERE idem_key = ?1 AND request_id = ?2",
+                params![key, id, status, response],
+            )?,
+            Some((key, None)) => {
+                tx.execute("DELETE FROM idempotency WHERE idem_key = ?1 AND request_id = ?2", params![key, id])?
+            }
+            None => 0,
+        };
+        tx.commit()
+    }
+
+    /// Kind, status (`running`, `succeeded`, `failed` or `unknown`) and answer of a request.
     pub(crate) fn request(&self, id: &str) -> rusqlite::Result<Option<(String, String, Option<String>)>> {
-        self.conn
+        let row: Option<(String, String, Option<String>)> = self
+            .conn
             .query_row("SELECT kind, status, response FROM requests WHERE id = ?1", [id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
-            .optional()
+            .optional()?;
+        Ok(row.map(|(kind, status, response)| {
+            let status = if status == "running" && self.unrecorded.contains(id) { "unknown".into() } else { status };
+            (kind, status, response)
+        }))
     }
 
-    pub(crate) fn idempotent(&self, idem_key: &str) -> rusqlite::Result<Option<(String, String, u16, String)>> {
+    pub(crate) fn idempotent(&self, idem_key: &str) -> rusqlite::Result<Option<Idempotency>> {
         self.conn
             .query_row(
-                "SELECT route, body_hash, status, response FROM idempotency WHERE idem_key = ?1",
+                "SELECT body_hash, request_id, state, status, response FROM idempotency WHERE idem_key = ?1",
                 [idem_key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| {
+                    let done = r.get::<_, String>(2)? == "done";
+                    Ok(Idempotency {
+                        body_hash: r.get(0)?,
+                        request_id: r.get(1)?,
+                        answer: if done { Some((r.get(3)?, r.get(4)?)) } else { None },
+                    })
+                },
             )
             .optional()
-    }
-
-    pub(crate) fn remember(
-        &self,
-        idem_key: &str,
-        route: &str,
-        body_hash: &str,
-        status: u16,
-        response: &str,
-    ) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "INSERT OR IGNORE INTO idempotency (idem_key, route, body_hash, status, response) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![idem_key, route, body_hash, status, response],
-        )?;
-        Ok(())
     }
 }

@@ -2,20 +2,27 @@
 //! coordinator, the Noise hop inside it, reconnection with backoff, and the
 //! [`Node`] state machine on its own thread (protocol steps are CPU work).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use shardvault_wire::{hop, FromNode, NoisePublicKey, NoiseSecretKey, ToNode};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use crate::Node;
 
 /// Where and how to reach the coordinator.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    /// `ws://host:port/v1/relay`.
+    /// `wss://host:port/v1/relay` (or `ws://` on loopback).
     pub url: String,
+    /// For `wss://`: the TLS client configuration, trusting only the pinned
+    /// CA the coordinator's certificate must chain to.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// This node's Noise static key.
     pub secret: NoiseSecretKey,
     /// The coordinator's pinned static key.
@@ -67,11 +74,10 @@ async fn connected(
     outbox: &mut mpsc::UnboundedReceiver<FromNode>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
-    // TCP_NODELAY: protocol rounds are small messages; Nagle would delay each one.
-    let (mut socket, _) = match tokio_tungstenite::connect_async_with_config(connection.url.as_str(), None, true).await
-    {
-        Ok(connected) => connected,
-        Err(error) => return Ended::Disconnected(error.to_string()),
+    let mut socket = match tokio::time::timeout(Duration::from_secs(10), open(connection)).await {
+        Ok(Ok(socket)) => socket,
+        Ok(Err(why)) => return Ended::Disconnected(why),
+        Err(_) => return Ended::Disconnected("connecting timed out".into()),
     };
     let (initiator, hello) = match hop::initiate(&connection.secret, &connection.coordinator) {
         Ok(started) => started,
@@ -123,4 +129,58 @@ async fn connected(
             }
         }
     }
+}
+
+/// The byte stream under the WebSocket: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Opens the WebSocket to the relay: `wss://` with the server certificate
+/// verified against the pinned CA (never a system store), or `ws://`.
+async fn open(connection: &Connection) -> Result<WebSocketStream<Box<dyn Stream>>, String> {
+    let request = connection.url.as_str().into_client_request().map_err(|e| e.to_string())?;
+    let tls = match (request.uri().scheme_str(), &connection.tls) {
+        (Some("wss"), Some(tls)) => Some(tls.clone()),
+        (Some("wss"), None) => return Err("a wss:// coordinator needs a pinned CA certificate".into()),
+        (Some("ws"), None) => None,
+        (Some("ws"), Some(_)) => return Err("a CA certificate is pinned but the coordinator URL is ws://".into()),
+        _ => return Err("the coordinator URL must start with wss:// or ws://".into()),
+    };
+    let host = request.uri().host().ok_or("the coordinator URL has no host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = request.uri().port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| e.to_string())?;
+    // TCP_NODELAY: protocol rounds are small messages; Nagle would delay each one.
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let stream: Box<dyn Stream> = match tls {
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
+            let tls = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await;
+            Box::new(tls.map_err(|e| format!("TLS: {e}"))?)
+        }
+        None => Box::new(tcp),
+    };
+    let (socket, _) =
+        tokio_tungstenite::client_async_with_config(request, stream, None).await.map_err(|e| e.to_string())?;
+    Ok(socket)
+}
+
+/// A TLS client configuration that trusts only the CA certificates in
+/// `ca_pem` (the coordinator's own CA, or the public CA that signed it).
+pub fn tls_client_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem) {
+        let cert: rustls::pki_types::CertificateDer<'static> = cert.map_err(|e| format!("CA file: {e}"))?;
+        roots.add(cert).map_err(|e| format!("CA file: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("the CA file holds no PEM certificate".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
