@@ -103,7 +103,7 @@ fn prepare_tls(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
     if ca.exists() && cert.exists() && key.exists() {
         return Ok((ca, cert, key));
     }
-    std::fs::create_dir_all(&tls)?;
+    create_private_dir(&tls)?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::new())?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, "shardvault devnet CA");
