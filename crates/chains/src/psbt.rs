@@ -164,7 +164,11 @@ pub struct UnsignedPsbt {
 
 impl UnsignedPsbt {
     /// Parses a PSBT given as binary or base64. Every input must carry its
-    /// `witness_utxo` and be P2WPKH or P2TR; bytes beyond the PSBT are refused.
+    /// `witness_utxo` and be P2WPKH or P2TR; a P2WPKH input must also carry
+    /// its previous transaction (`non_witness_utxo`), whose txid must be the
+    /// outpoint's and whose output must equal `witness_utxo` (a SegWit v0
+    /// signature commits to its own input's amount only, so `witness_utxo`
+    /// alone cannot prove the fee). Bytes beyond the PSBT are refused.
     pub fn parse(data: &[u8], network: UtxoNetwork) -> Result<Self, Error> {
         let binary = if data.starts_with(b"psbt\xff") {
             data.to_vec()
@@ -180,9 +184,57 @@ impl UnsignedPsbt {
         }
         let parsed = UnsignedPsbt { psbt, network };
         for index in 0..parsed.psbt.inputs.len() {
-            parsed.spent(index)?;
+            parsed.check_previous_transaction(index)?;
         }
         Ok(parsed)
+    }
+
+    /// Checks input `index`'s `non_witness_utxo` where there is one (it must
+    /// be the spent transaction and agree with `witness_utxo`), and requires
+    /// it for P2WPKH. Taproot inputs may omit it: a BIP341 signature commits
+    /// to every input's amount and script, so a lie there only voids it.
+    fn check_previous_transaction(&self, index: usize) -> Result<(), Error> {
+        let (utxo, kind) = self.spent(index)?;
+        let input = self.psbt.inputs.get(index).ok_or_else(|| Error::Psbt(format!("no input {index}")))?;
+        let outpoint = self
+            .psbt
+            .unsigned_tx
+            .input
+            .get(index)
+            .map(|txin| txin.previous_output)
+            .ok_or_else(|| Error::Psbt(format!("no input {index}")))?;
+        let Some(previous) = input.non_witness_utxo.as_ref() else {
+            return match kind {
+                InputKind::P2tr => Ok(()),
+                InputKind::P2wpkh => Err(Error::Psbt(format!(
+                    "input {index} is P2WPKH: add its previous transaction {} as non_witness_utxo, so that its \
+                     amount (and the fee) can be checked; witness_utxo alone can lie about it",
+                    outpoint.txid
+                ))),
+            };
+        };
+        if previous.compute_txid() != outpoint.txid {
+            return Err(Error::Psbt(format!(
+                "input {index}: non_witness_utxo is transaction {}, not {} that the input spends",
+                previous.compute_txid(),
+                outpoint.txid
+            )));
+        }
+        let output =
+            usize::try_from(outpoint.vout).ok().and_then(|vout| previous.output.get(vout)).ok_or_else(|| {
+                Error::Psbt(format!("input {index}: previous transaction has no output {}", outpoint.vout))
+            })?;
+        if output != utxo {
+            return Err(Error::Psbt(format!(
+                "input {index}: witness_utxo ({} sat) does not match output {} of its previous transaction ({} sat{}); \
+                 refusing to sign",
+                utxo.value.to_sat(),
+                outpoint.vout,
+                output.value.to_sat(),
+                if output.script_pubkey == utxo.script_pubkey { "" } else { ", another script" }
+            )));
+        }
+        Ok(())
     }
 
     fn spent(&self, index: usize) -> Result<(&TxOut, InputKind), Error> {

@@ -91,30 +91,43 @@ pub fn transfer(chain: Chain, key: KeyType, public_key: &[u8]) -> Result<Sample,
 }
 
 /// A PSBT spending a made-up 100 000-sat output of the key (P2WPKH for ECDSA,
-/// BIP86 P2TR for BIP340) to BIP84's "abandon … about" key.
+/// BIP86 P2TR for BIP340) to BIP84's "abandon … about" key. The made-up
+/// previous transaction travels along as `non_witness_utxo` for P2WPKH, as
+/// every node requires (a SegWit v0 signature does not commit to it).
 fn utxo_psbt(key: KeyType, public_key: &[u8]) -> Result<Vec<u8>, Error> {
     use bitcoin::{absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Txid};
     let spent = crate::psbt::key_script(key, public_key)?;
     let bip84 = hex::decode("0330d54fd0dd420a6e5f8d3624f5f3482cae350f79d5f0753bf5beef9c2d91af3c").unwrap_or_default();
     let destination = crate::psbt::key_script(KeyType::EcdsaSecp256k1, &bip84)?;
+    let utxo = TxOut { value: Amount::from_sat(100_000), script_pubkey: spent.clone() };
+    let input = |previous_output| TxIn {
+        previous_output,
+        script_sig: ScriptBuf::new(),
+        sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+        witness: bitcoin::Witness::new(),
+    };
+    // A made-up previous transaction, different for every key.
+    let previous = bitcoin::Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![input(OutPoint {
+            txid: Txid::from_raw_hash(bitcoin::hashes::sha256d::Hash::hash(spent.as_bytes())),
+            vout: 0,
+        })],
+        output: vec![utxo.clone()],
+    };
     let tx = bitcoin::Transaction {
         version: transaction::Version::TWO,
         lock_time: absolute::LockTime::ZERO,
-        input: vec![TxIn {
-            // A made-up previous transaction, different for every key.
-            previous_output: OutPoint {
-                txid: Txid::from_raw_hash(bitcoin::hashes::sha256d::Hash::hash(spent.as_bytes())),
-                vout: 0,
-            },
-            script_sig: ScriptBuf::new(),
-            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-            witness: bitcoin::Witness::new(),
-        }],
+        input: vec![input(OutPoint { txid: previous.compute_txid(), vout: 0 })],
         output: vec![TxOut { value: Amount::from_sat(90_000), script_pubkey: destination }],
     };
     let mut psbt = bitcoin::Psbt::from_unsigned_tx(tx).map_err(|e| Error::Psbt(e.to_string()))?;
     if let Some(input) = psbt.inputs.first_mut() {
-        input.witness_utxo = Some(TxOut { value: Amount::from_sat(100_000), script_pubkey: spent });
+        input.witness_utxo = Some(utxo);
+        if key == KeyType::EcdsaSecp256k1 {
+            input.non_witness_utxo = Some(previous);
+        }
     }
     Ok(psbt.serialize())
 }

@@ -33,10 +33,28 @@ fn p2tr(internal: &[u8]) -> ScriptBuf {
     )
 }
 
-/// A PSBT spending `spent` to one external address, with witness_utxo set.
+/// A made-up transaction paying `amount` to `script` (the transaction an input spends).
+fn previous_transaction(i: usize, script: &ScriptBuf, amount: u64) -> Transaction {
+    Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint { txid: Txid::from_str(&format!("{:064x}", i + 1)).unwrap(), vout: 0 },
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut { value: Amount::from_sat(amount), script_pubkey: script.clone() }],
+    }
+}
+
+/// A PSBT spending `spent` to one external address, with witness_utxo set,
+/// and for P2WPKH inputs the previous transaction (non_witness_utxo) too.
 fn psbt(spent: &[(ScriptBuf, u64)], pay: u64) -> Psbt {
-    let input = |i: usize| TxIn {
-        previous_output: OutPoint { txid: Txid::from_str(&format!("{:064x}", i + 1)).unwrap(), vout: 0 },
+    let previous: Vec<Transaction> =
+        spent.iter().enumerate().map(|(i, (script, amount))| previous_transaction(i, script, *amount)).collect();
+    let input = |previous: &Transaction| TxIn {
+        previous_output: OutPoint { txid: previous.compute_txid(), vout: 0 },
         script_sig: ScriptBuf::new(),
         sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
         witness: Witness::new(),
@@ -46,12 +64,15 @@ fn psbt(spent: &[(ScriptBuf, u64)], pay: u64) -> Psbt {
     let tx = Transaction {
         version: Version::TWO,
         lock_time: LockTime::ZERO,
-        input: (0..spent.len()).map(input).collect(),
+        input: previous.iter().map(input).collect(),
         output: vec![TxOut { value: Amount::from_sat(pay), script_pubkey: destination.script_pubkey() }],
     };
     let mut psbt = Psbt::from_unsigned_tx(tx).unwrap();
-    for (input, (script, amount)) in psbt.inputs.iter_mut().zip(spent) {
+    for ((input, (script, amount)), previous) in psbt.inputs.iter_mut().zip(spent).zip(previous) {
         input.witness_utxo = Some(TxOut { value: Amount::from_sat(*amount), script_pubkey: script.clone() });
+        if script.is_p2wpkh() {
+            input.non_witness_utxo = Some(previous);
+        }
     }
     psbt
 }
@@ -127,4 +148,51 @@ fn psbts_that_must_not_be_signed_are_refused() {
     assert!(overspend.summary().is_err());
     // Unsigned inputs cannot be finalised.
     assert!(parsed.finalize().is_err());
+}
+
+/// The segwit-v0 amount lie: a BIP143 signature commits to its own input's
+/// amount only, so a witness_utxo that understates it makes the fee look
+/// smaller than it is. The previous transaction is the source of truth.
+#[test]
+fn a_p2wpkh_amount_lie_or_a_missing_previous_transaction_is_refused() {
+    let ecdsa = mpc_key(Scheme::EcdsaSecp256k1, PATH);
+    let schnorr = mpc_key(Scheme::SchnorrSecp256k1, PATH);
+    let spent = vec![(p2wpkh(&ecdsa.public_key), 60_000), (p2tr(&schnorr.public_key), 40_000)];
+    let honest = psbt(&spent, 99_000);
+    assert_eq!(UnsignedPsbt::parse(&honest.serialize(), MAINNET).unwrap().summary().unwrap().fee_sat, 1_000);
+
+    // witness_utxo says 50 000 sat, the previous transaction pays 60 000: the
+    // summary would show a 1 000 sat fee for a 11 000 sat one.
+    let mut lie = honest.clone();
+    lie.inputs[0].witness_utxo.as_mut().unwrap().value = Amount::from_sat(50_000);
+    lie.unsigned_tx.output[0].value = Amount::from_sat(89_000);
+    let error = UnsignedPsbt::parse(&lie.serialize(), MAINNET).unwrap_err().to_string();
+    assert!(error.contains("does not match output 0 of its previous transaction"), "{error}");
+
+    // No previous transaction: refused, saying what to add.
+    let mut bare = honest.clone();
+    bare.inputs[0].non_witness_utxo = None;
+    let error = UnsignedPsbt::parse(&bare.serialize(), MAINNET).unwrap_err().to_string();
+    assert!(error.contains("input 0 is P2WPKH") && error.contains("non_witness_utxo"), "{error}");
+
+    // A previous transaction that is not the one spent (another txid).
+    let mut wrong = honest.clone();
+    wrong.inputs[0].non_witness_utxo = Some(previous_transaction(7, &spent[0].0, 60_000));
+    let error = UnsignedPsbt::parse(&wrong.serialize(), MAINNET).unwrap_err().to_string();
+    assert!(error.contains("non_witness_utxo is transaction"), "{error}");
+
+    // The outpoint names an output the previous transaction does not have.
+    let mut out_of_range = honest.clone();
+    out_of_range.unsigned_tx.input[0].previous_output.vout = 3;
+    let error = UnsignedPsbt::parse(&out_of_range.serialize(), MAINNET).unwrap_err().to_string();
+    assert!(error.contains("has no output 3"), "{error}");
+
+    // Taproot needs no previous transaction (BIP341 commits to all amounts), and
+    // one that is there is checked the same way.
+    assert!(honest.inputs[1].non_witness_utxo.is_none());
+    let mut taproot_lie = honest.clone();
+    taproot_lie.inputs[1].non_witness_utxo = Some(previous_transaction(1, &spent[1].0, 45_000));
+    taproot_lie.unsigned_tx.input[1].previous_output.txid =
+        taproot_lie.inputs[1].non_witness_utxo.as_ref().unwrap().compute_txid();
+    assert!(UnsignedPsbt::parse(&taproot_lie.serialize(), MAINNET).is_err());
 }

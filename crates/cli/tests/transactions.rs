@@ -14,17 +14,27 @@ use shardvault_testkit as tk;
 mod common;
 use common::Devnet;
 
-/// An unsigned PSBT spending 100 000 sat held by `script` to an external address.
+/// An unsigned PSBT spending 100 000 sat held by `script` to an external
+/// address; a P2WPKH input carries its (made-up) previous transaction too.
 fn psbt_spending(script: &ScriptBuf) -> String {
+    let input = |previous_output| TxIn {
+        previous_output,
+        script_sig: ScriptBuf::new(),
+        sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+        witness: Witness::new(),
+    };
+    let utxo = TxOut { value: Amount::from_sat(100_000), script_pubkey: script.clone() };
+    let other = TxOut { value: Amount::from_sat(5_000), script_pubkey: ScriptBuf::new_op_return([1u8; 4]) };
+    let previous = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![input(OutPoint { txid: Txid::from_str(&"ab".repeat(32)).unwrap(), vout: 0 })],
+        output: vec![other, utxo.clone()],
+    };
     let tx = Transaction {
         version: Version::TWO,
         lock_time: LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint { txid: Txid::from_str(&"ab".repeat(32)).unwrap(), vout: 1 },
-            script_sig: ScriptBuf::new(),
-            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-            witness: Witness::new(),
-        }],
+        input: vec![input(OutPoint { txid: previous.compute_txid(), vout: 1 })],
         output: vec![TxOut {
             value: Amount::from_sat(98_500),
             script_pubkey: Address::from_str("bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu")
@@ -34,7 +44,10 @@ fn psbt_spending(script: &ScriptBuf) -> String {
         }],
     };
     let mut psbt = Psbt::from_unsigned_tx(tx).unwrap();
-    psbt.inputs[0].witness_utxo = Some(TxOut { value: Amount::from_sat(100_000), script_pubkey: script.clone() });
+    psbt.inputs[0].witness_utxo = Some(utxo);
+    if script.is_p2wpkh() {
+        psbt.inputs[0].non_witness_utxo = Some(previous);
+    }
     base64::Engine::encode(&base64::engine::general_purpose::STANDARD, psbt.serialize())
 }
 

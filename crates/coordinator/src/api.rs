@@ -16,8 +16,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shardvault_chains::{Chain, KeyType};
 use shardvault_mpc::{
-    derive_public, root_extended_public_key, DerivationPath, Epoch, ExtendedPublicKey, KeyId, PartyId, Scheme,
-    SessionId, Threshold,
+    derive_public, DerivationPath, Epoch, ExtendedPublicKey, KeyId, PartyId, Scheme, SessionId, Threshold,
 };
 use shardvault_wire::{Job, JobKind, NodeId, Outcome, SignPayload};
 
@@ -380,6 +379,8 @@ fn resolve(state: &State, id: &str, target: &Target) -> Result<Resolved, ApiErro
         (None, Some(_)) => return Err(ApiError::bad("index must be below 2^31")),
         _ => return Err(ApiError::bad("give exactly one of \"index\" or \"path\"")),
     };
+    // Nodes refuse root-based paths too; this only makes the error friendly.
+    path.require_hardened_start().map_err(|e| ApiError::bad(e.to_string()))?;
     Ok(Resolved { key, key_id, scheme, chain, key_type, path })
 }
 
@@ -387,11 +388,8 @@ fn resolve(state: &State, id: &str, target: &Target) -> Result<Resolved, ApiErro
 /// node of the key first if this is a new path (all n nodes must be online).
 async fn hardened(state: &State, r: &Resolved) -> Result<ExtendedPublicKey, ApiError> {
     let prefix = r.path.hardened_prefix();
-    let root = hex::decode(&r.key.public_key)
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", "bad key"))?;
-    if prefix.components().is_empty() {
-        return Ok(root_extended_public_key(&root));
-    }
+    // `resolve` refused root-based paths, whose chain code is public.
+    prefix.require_hardened_start().map_err(|e| ApiError::bad(e.to_string()))?;
     if let Some(derived) = state.db().derived(&r.key_id, &prefix.to_string()).map_err(ApiError::storage)? {
         return Ok(ExtendedPublicKey { public_key: derived.public_key, chain_code: derived.chain_code });
     }
@@ -670,6 +668,9 @@ fn record_bans(
 
 /// The parties to leave out of the next attempt: those that failed
 /// themselves or that others blamed — not those stopped as collateral.
+/// A node names a culprit only on proof from its own authenticated
+/// messages; an echo dispute ("one of A, B") comes with no culprit, so
+/// neither suspect is left out (or, later, banned) on its word.
 fn at_fault(participants: &BTreeMap<PartyId, NodeId>, results: &BTreeMap<NodeId, NodeResult>) -> BTreeSet<PartyId> {
     let party_of = |node: &NodeId| participants.iter().find_map(|(p, n)| (n == node).then_some(*p));
     let mut guilty = BTreeSet::new();
@@ -821,5 +822,21 @@ mod tests {
             (NodeId(2), Err(Failure::Blames(NodeId(1), "bad share".into()))),
         ]);
         assert_eq!(at_fault(&participants, &results), BTreeSet::from([p(1)]));
+    }
+
+    #[test]
+    fn an_echo_dispute_blames_neither_suspect() {
+        // Node 2 saw parties 1 and 3 disagree about party 1's broadcast: it
+        // reports no culprit, so neither 1 nor 3 is treated as proven at fault.
+        let participants = BTreeMap::from([(p(1), NodeId(1)), (p(2), NodeId(2)), (p(3), NodeId(3))]);
+        let dispute = shardvault_mpc::Error::Disputed { sender: p(1), reporter: p(3), round: 0 };
+        assert_eq!(dispute.culprit(), None);
+        let results = BTreeMap::from([
+            (NodeId(1), Err(Failure::Stopped)),
+            (NodeId(2), Err(Failure::Own(dispute.to_string()))),
+            (NodeId(3), Err(Failure::Stopped)),
+        ]);
+        let excluded = at_fault(&participants, &results);
+        assert!(!excluded.contains(&p(1)) && !excluded.contains(&p(3)), "{excluded:?}");
     }
 }

@@ -32,7 +32,9 @@ pub enum Error {
         reason: String,
     },
 
-    /// A party sent different broadcast messages to different peers.
+    /// A party sent different broadcast messages to different peers, and we
+    /// can prove it: it echoed a broadcast of its own other than the one it
+    /// sent us (both messages authenticated as its own).
     #[error(
         "party {sender} equivocated in round {round}: party {reported_by} received a different broadcast than we did"
     )]
@@ -42,6 +44,24 @@ pub enum Error {
         /// The peer whose echo revealed the difference.
         reported_by: PartyId,
         /// The protocol round.
+        round: u8,
+    },
+
+    /// A peer's echo of a third party's broadcast differs from the broadcast
+    /// we received: either `sender` showed peers different broadcasts, or
+    /// `reporter` lies about what it received. Nothing here tells which, so
+    /// this names no culprit ([`Error::culprit`] is `None`); see
+    /// [`Error::suspects`]. Never exclude or ban a party on it alone.
+    #[error(
+        "parties {sender} and {reporter} disagree about party {sender}'s round-{round} broadcast: one of them \
+         misbehaved (party {sender} equivocated, or party {reporter} echoed a broadcast it did not receive)"
+    )]
+    Disputed {
+        /// The party whose broadcast is in dispute.
+        sender: PartyId,
+        /// The peer whose echo differs from our view.
+        reporter: PartyId,
+        /// The protocol round of the broadcast.
         round: u8,
     },
 
@@ -139,11 +159,23 @@ impl Error {
         Error::Misbehaved { culprit, reason: reason.into() }
     }
 
-    /// The party to blame, when there is one.
+    /// The party to blame, when this party's own authenticated messages
+    /// prove it misbehaved. `None` when nobody is proven at fault, including
+    /// for [`Error::Disputed`].
     pub fn culprit(&self) -> Option<PartyId> {
         match self {
             Error::Misbehaved { culprit, .. } | Error::Banned { culprit, .. } => Some(*culprit),
             Error::Equivocation { sender, .. } => Some(*sender),
+            _ => None,
+        }
+    }
+
+    /// The parties one of which misbehaved, when the evidence does not say
+    /// which ([`Error::Disputed`]): the sender of the disputed broadcast and
+    /// the peer that reported it.
+    pub fn suspects(&self) -> Option<[PartyId; 2]> {
+        match self {
+            Error::Disputed { sender, reporter, .. } => Some([*sender, *reporter]),
             _ => None,
         }
     }

@@ -60,6 +60,22 @@ impl DerivationPath {
         ])
     }
 
+    /// Refuses a root-based path: `m` itself, or one whose first level is
+    /// not hardened (`m/0/…`). Its chain code is a public function of the
+    /// root public key (HD-DERIVATION.md's `cc'` of the empty path), so
+    /// anyone holding the root public key can enumerate its addresses, and
+    /// one leaked child private key gives the root private key. Nodes and
+    /// the API accept only paths that pass this check.
+    pub fn require_hardened_start(&self) -> Result<(), Error> {
+        match self.0.first() {
+            Some(first) if first & HARDENED != 0 => Ok(()),
+            _ => Err(Error::InvalidInput(format!(
+                "path {self} is root-based: its chain code is public, so a leaked child key would reveal the \
+                 root key; start the path with a hardened level, e.g. m/9'/0'/60'/0'/0/0"
+            ))),
+        }
+    }
+
     /// Every component.
     pub fn components(&self) -> &[u32] {
         &self.0
@@ -148,6 +164,18 @@ mod tests {
         assert_eq!(path.hardened_prefix().to_string(), "m/9'/0'/60'/0'");
         assert_eq!(path.normal_suffix(), &[0, 7]);
         assert_eq!("m/1h/2H".parse::<DerivationPath>().unwrap().to_string(), "m/1'/2'");
+    }
+
+    #[test]
+    fn root_based_paths_are_refused_by_the_check() {
+        for root_based in ["m", "m/0", "m/0/1", "m/44/0/0"] {
+            let path: DerivationPath = root_based.parse().unwrap();
+            let error = path.require_hardened_start().unwrap_err().to_string();
+            assert!(error.contains("root-based"), "{root_based}: {error}");
+        }
+        for hardened in ["m/0'", "m/9'/0'/60'/0'/0/7", "m/1h/2"] {
+            hardened.parse::<DerivationPath>().unwrap().require_hardened_start().unwrap();
+        }
     }
 
     #[test]

@@ -10,8 +10,12 @@
 //!   for another party, for a past round (a replay) or sent twice is refused
 //!   with a [`Rejection`], and the session goes on unharmed;
 //! - **echo-broadcast**: every message of round r+1 carries the digests of the
-//!   broadcasts its sender received in round r; a sender that showed two
-//!   peers different broadcasts is named ([`Error::Equivocation`]);
+//!   broadcasts its sender received in round r. A sender caught showing two
+//!   broadcasts (one to us, another in its own echo) is named
+//!   ([`Error::Equivocation`]), and so is a peer that misquotes our own
+//!   broadcast; a peer whose echo of a third party's broadcast differs from
+//!   ours names both as suspects and neither as culprit
+//!   ([`Error::Disputed`]): either may be the liar;
 //! - **agreement**: after the last round of a protocol that names a result to
 //!   agree on (a public key, a derived key), one more round echoes the last
 //!   broadcasts and compares the result, so no party keeps a key another party
@@ -345,8 +349,15 @@ impl<M: Machine> Session<M> {
     /// Runs the machine on the completed round and sends what it returns.
     fn complete_round(&mut self) -> Result<Vec<Envelope>, Error> {
         let Collected { inbox, echoes } = self.collected.remove(&self.round).unwrap_or_default();
+        // A provable fault wins over a dispute, whatever order messages came in.
+        let mut dispute = None;
         for (reporter, echo) in &echoes {
-            self.check_echo(*reporter, echo)?;
+            if let Some(disputed) = self.check_echo(*reporter, echo)? {
+                dispute.get_or_insert(disputed);
+            }
+        }
+        if let Some(disputed) = dispute {
+            return Err(disputed);
         }
         let digests = self.digests(&inbox);
         let state = std::mem::replace(&mut self.state, State::Failed);
@@ -385,24 +396,36 @@ impl<M: Machine> Session<M> {
     }
 
     /// Every message of this round must echo exactly our view of the last
-    /// round's broadcasts.
-    fn check_echo(&self, reporter: PartyId, echo: &[(PartyId, EchoDigest)]) -> Result<(), Error> {
+    /// round's broadcasts. A difference proves a fault only where we know
+    /// both sides: the reporter's own broadcast (it sent us one and echoes
+    /// another) or ours (we know what we sent). A difference about a third
+    /// party's broadcast is returned as a dispute (`Ok(Some)`): that party
+    /// may have equivocated, or the reporter may lie.
+    fn check_echo(&self, reporter: PartyId, echo: &[(PartyId, EchoDigest)]) -> Result<Option<Error>, Error> {
         if echo.len() != self.echo.len() {
             return Err(Error::misbehaved(reporter, "echo of the previous round is incomplete"));
         }
+        let round = self.round.saturating_sub(1);
+        let mut dispute = None;
         for ((ours_from, ours), (theirs_from, theirs)) in self.echo.iter().zip(echo) {
             if ours_from != theirs_from {
                 return Err(Error::misbehaved(reporter, "echo of the previous round is malformed"));
             }
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(&ours[..], &theirs[..])) {
-                return Err(Error::Equivocation {
-                    sender: *ours_from,
-                    reported_by: reporter,
-                    round: self.round.saturating_sub(1),
-                });
+            if bool::from(subtle::ConstantTimeEq::ct_eq(&ours[..], &theirs[..])) {
+                continue;
             }
+            if *ours_from == reporter {
+                return Err(Error::Equivocation { sender: reporter, reported_by: reporter, round });
+            }
+            if *ours_from == self.me {
+                return Err(Error::misbehaved(
+                    reporter,
+                    format!("echoed a round-{round} broadcast of ours that we did not send"),
+                ));
+            }
+            dispute.get_or_insert(Error::Disputed { sender: *ours_from, reporter, round });
         }
-        Ok(())
+        Ok(dispute)
     }
 
     fn digests(&self, inbox: &Inbox) -> Vec<(PartyId, EchoDigest)> {

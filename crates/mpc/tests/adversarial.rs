@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::collections::{BTreeMap, VecDeque};
+
 use common::*;
 use k256_dkls::elliptic_curve::Group;
 use proptest::prelude::*;
@@ -109,8 +111,45 @@ fn a_bad_secret_share_names_its_dealer() {
     assert_eq!(error.culprit(), Some(party(3)), "{error}");
 }
 
+/// Like `run_with`, but a party whose session fails is dropped and the
+/// others go on: each party's own error, to see what each one concluded.
+fn errors_per_party<M: shardvault_mpc::Machine>(
+    started: Vec<(shardvault_mpc::Session<M>, Vec<Envelope>)>,
+    mut network: impl FnMut(shardvault_mpc::PartyId, Envelope) -> Vec<Envelope>,
+) -> BTreeMap<shardvault_mpc::PartyId, Error> {
+    let mut sessions = BTreeMap::new();
+    let mut queue = VecDeque::new();
+    let fan_out = |session: &shardvault_mpc::Session<M>, out: Vec<Envelope>, queue: &mut VecDeque<_>| {
+        for envelope in out {
+            match envelope.to {
+                Some(to) => queue.push_back((to, envelope)),
+                None => queue.extend(session.peers().iter().map(|peer| (*peer, envelope.clone()))),
+            }
+        }
+    };
+    for (session, out) in started {
+        fan_out(&session, out, &mut queue);
+        sessions.insert(session.me(), session);
+    }
+    let mut errors = BTreeMap::new();
+    while let Some((to, envelope)) = queue.pop_front() {
+        for envelope in network(to, envelope) {
+            let Some(session) = sessions.get_mut(&to) else { continue };
+            match session.receive(envelope) {
+                Ok(out) => fan_out(session, out, &mut queue),
+                Err(Error::Rejected(_)) => {}
+                Err(error) => {
+                    sessions.remove(&to);
+                    errors.insert(to, error);
+                }
+            }
+        }
+    }
+    errors
+}
+
 #[test]
-fn equivocation_is_caught_by_echo_broadcast() {
+fn equivocation_is_proven_only_where_the_evidence_is_the_senders_own() {
     // Party 1 shows party 3 a different (valid) round-0 broadcast than party 2.
     let threshold = Threshold::new(2, 3).unwrap();
     let (key_id, session) = (KeyId::random(), SessionId::random());
@@ -118,15 +157,69 @@ fn equivocation_is_caught_by_echo_broadcast() {
     let twin_broadcast = twin_out.into_iter().find(|e| e.to.is_none()).unwrap();
     let started =
         threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect();
-    let error = run_with(started, |to, envelope| {
+    let errors = errors_per_party(started, |to, envelope| {
         if envelope.from == party(1) && envelope.round == 0 && envelope.to.is_none() && to == party(3) {
             vec![twin_broadcast.clone()]
         } else {
             vec![envelope]
         }
-    })
-    .unwrap_err();
-    assert!(matches!(error, Error::Equivocation { sender, .. } if sender == party(1)), "{error}");
+    });
+    // Party 3 holds party 1's broadcast and party 1's own echo of another one:
+    // proof, and party 1 is named.
+    let at_3 = &errors[&party(3)];
+    assert!(matches!(at_3, Error::Equivocation { sender, .. } if *sender == party(1)), "{at_3}");
+    assert_eq!(at_3.culprit(), Some(party(1)));
+    // Party 2 only sees party 3's echo differ from its own view: party 1
+    // equivocated or party 3 lies. Both are suspects, neither is the culprit.
+    let at_2 = &errors[&party(2)];
+    assert!(
+        matches!(at_2, Error::Disputed { sender, reporter, round: 0 } if *sender == party(1) && *reporter == party(3)),
+        "{at_2}"
+    );
+    assert_eq!(at_2.culprit(), None, "{at_2}");
+    assert_eq!(at_2.suspects(), Some([party(1), party(3)]));
+    assert!(at_2.to_string().contains("one of them"), "{at_2}");
+}
+
+#[test]
+fn a_lying_echo_does_not_frame_the_honest_sender() {
+    // Party 3 tells party 2 it received another round-0 broadcast from party 1
+    // than it did. Party 1 is honest and must not be named as the culprit.
+    let threshold = Threshold::new(2, 3).unwrap();
+    let (key_id, session) = (KeyId::random(), SessionId::random());
+    let started =
+        threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect();
+    let errors = errors_per_party(started, |to, mut envelope| {
+        if envelope.from == party(3) && to == party(2) && envelope.round == 1 {
+            for (about, digest) in envelope.echo.iter_mut() {
+                if *about == party(1) {
+                    digest[0] ^= 1;
+                }
+            }
+        }
+        vec![envelope]
+    });
+    let at_2 = &errors[&party(2)];
+    assert_eq!(at_2.culprit(), None, "{at_2}");
+    assert_eq!(at_2.suspects(), Some([party(1), party(3)]), "{at_2}");
+
+    // The same lie about party 2's own broadcast, told to party 2: party 2
+    // knows what it sent, so this one is proof against party 3.
+    let started =
+        threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect();
+    let errors = errors_per_party(started, |to, mut envelope| {
+        if envelope.from == party(3) && to == party(2) && envelope.round == 1 {
+            for (about, digest) in envelope.echo.iter_mut() {
+                if *about == party(2) {
+                    digest[0] ^= 1;
+                }
+            }
+        }
+        vec![envelope]
+    });
+    let at_2 = &errors[&party(2)];
+    assert_eq!(at_2.culprit(), Some(party(3)), "{at_2}");
+    assert!(at_2.to_string().contains("that we did not send"), "{at_2}");
 }
 
 #[test]

@@ -246,16 +246,26 @@ impl Node {
                 if job.participants.keys().copied().ne(threshold.party_ids()) {
                     return Err(NodeError::Refused("key generation needs every party of the key".into()));
                 }
+                // A second key under a known id would shadow the first one.
+                let generating = |r: &Running| r.job.key_id == job.key_id && matches!(r.protocol, Protocol::Dkg(_));
+                if self.store.knows_key(job.key_id)? || self.running.values().any(generating) {
+                    return Err(NodeError::Refused(format!(
+                        "key id {} is already known on this node; a new key needs a new id",
+                        job.key_id
+                    )));
+                }
                 let (s, out) = dkg(*scheme, job.key_id, *threshold, me, job.session)?;
                 (Protocol::Dkg(s), out)
             }
             JobKind::DeriveHardened { path } => {
                 let share = self.share_for(&job, me, None)?;
+                path.require_hardened_start().map_err(|e| NodeError::Refused(e.to_string()))?;
                 let (s, out) = derive_hardened(&share, path, job.session)?;
                 (Protocol::Derive(s), out)
             }
             JobKind::Sign { epoch, path, payload } => {
                 let share = self.share_for(&job, me, Some(*epoch))?;
+                path.require_hardened_start().map_err(|e| NodeError::Refused(e.to_string()))?;
                 self.refuse_banned(&job, me, *epoch)?;
                 let prefix = path.hardened_prefix();
                 let tweak = match prefix.components().is_empty() {
@@ -320,7 +330,8 @@ impl Node {
     }
 
     /// The share for a job (the active one, or that of `epoch`), checked to
-    /// be this key's and this party's.
+    /// be this key's and this party's, and the job's participants checked
+    /// against the key's pinned map.
     fn share_for(&self, job: &Job, me: PartyId, epoch: Option<Epoch>) -> Result<KeyShare, NodeError> {
         let share = match epoch {
             Some(epoch) => self.store.share_at(job.key_id, epoch)?,
@@ -328,6 +339,17 @@ impl Node {
         };
         if share.party() != me {
             return Err(NodeError::Refused(format!("this node holds party {} of the key, not {me}", share.party())));
+        }
+        self.check_parties(job)?;
+        if self.store.key_parties(job.key_id)?.is_none() {
+            // A key generated before maps were pinned: pin the first complete
+            // map it is used with (the share check above holds for our party).
+            if job.participants.keys().copied().eq(share.threshold().party_ids()) {
+                tracing::warn!(node = %self.id, key = %job.key_id, "pinning the party map of a key created before maps were pinned");
+                self.store.pin_key_parties(job.key_id, &job.participants)?;
+            } else {
+                tracing::warn!(node = %self.id, key = %job.key_id, "key has no pinned party map yet; derive or refresh it once to pin one");
+            }
         }
         Ok(share)
     }
@@ -352,6 +374,7 @@ impl Node {
 
     /// Activates a refreshed epoch on proof that every party stored it.
     fn activate(&mut self, job: &Job, me: PartyId, certificate: &RefreshCertificate) -> Result<Epoch, NodeError> {
+        self.check_parties(job)?;
         let share = self.share_for(job, me, Some(certificate.epoch))?;
         if job.participants.keys().copied().ne(share.threshold().party_ids()) {
             return Err(NodeError::Refused("activation names every party of the key".into()));
@@ -362,6 +385,28 @@ impl Node {
         certificate.verify(job.key_id, &job.participants, &self.cluster)?;
         self.store.activate(job.key_id, certificate.epoch)?;
         Ok(certificate.epoch)
+    }
+
+    /// Refuses a job whose participants are not a subset of the key's
+    /// party→node map pinned at its DKG, with the same assignments: the
+    /// coordinator cannot make one node play another's party.
+    fn check_parties(&self, job: &Job) -> Result<(), NodeError> {
+        let Some(pinned) = self.store.key_parties(job.key_id)? else { return Ok(()) };
+        for (party, node) in &job.participants {
+            match pinned.get(party) {
+                Some(pinned_node) if pinned_node == node => {}
+                Some(pinned_node) => {
+                    return Err(NodeError::Refused(format!(
+                        "job assigns party {party} to node {node}, but key {} pinned it to node {pinned_node} at key generation",
+                        job.key_id
+                    )))
+                }
+                None => {
+                    return Err(NodeError::Refused(format!("party {party} is not a party of key {}", job.key_id)))
+                }
+            }
+        }
+        Ok(())
     }
 
     fn on_frame(&mut self, frame: Frame) -> Vec<FromNode> {
@@ -389,7 +434,7 @@ impl Node {
         let result: Result<Outcome, NodeError> = (|| match running.protocol {
             Protocol::Dkg(mut s) => {
                 let share = s.take_output().ok_or_else(|| NodeError::Refused("no output".into()))?;
-                self.store.insert_new_key(&share)?;
+                self.store.insert_new_key_with_parties(&share, &running.job.participants)?;
                 Ok(Outcome::KeyCreated { public_key: share.public_key().to_vec() })
             }
             Protocol::Derive(mut s) => {

@@ -9,7 +9,10 @@
 //!   until a later epoch is activated.
 //! - `bans`: counterparties this node will not sign with, per key (DKLs23
 //!   ban aborts), until a later epoch is activated.
-//! - `tweaks`: cached hardened-derivation tweaks per (key, path), sealed.
+//! - `tweaks`: cached hardened-derivation tweaks per (key, path), sealed;
+//!   never replaced by a tweak for another child key.
+//! - `key_parties`: which node plays which party of each key, pinned when
+//!   the key's DKG completed; later jobs must keep to it.
 //! - `sign_log`: append-only, write-ahead record of every signing job, a
 //!   hash chain keyed by a sealed log key ([`sign_log`]).
 //! - `meta`: KDF salt and parameters, and a KEK verifier, so a wrong
@@ -21,12 +24,14 @@
 //! overwritten (`secure_delete`) and the WAL is truncated after an epoch is
 //! deleted or the KEK rotated, so old sealed blobs do not linger on disk.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use shardvault_mpc::{DerivationPath, Epoch, HardenedTweak, KeyId, KeyShare, PartyId, Secret32, ShareBinding};
 use shardvault_vault::files::{check_private_if_exists, create_private_file, FileError};
 use shardvault_vault::{open, seal, KdfParams, Kek, SealContext};
+use shardvault_wire::NodeId;
 
 mod sign_log;
 pub use sign_log::{SignIntent, SignLogEntry, SignLogStatus, SIGN_LOG_KEY_KIND, SIGN_LOG_KEY_ROW};
@@ -135,6 +140,25 @@ pub enum StoreError {
     /// The store already holds a node identity key.
     #[error("this store already holds a node identity key; it is never replaced")]
     IdentityExists,
+    /// A new key under an id this node already holds a key (or a trace of one) for.
+    #[error("key id {0} is already known on this node; a new key needs a new id")]
+    KeyExists(KeyId),
+    /// A derivation gave another child key for a path than the one cached.
+    #[error("key {key_id}: path {path} was derived before to another child key; keeping the cached one and refusing the new one")]
+    TweakMismatch {
+        /// The key.
+        key_id: KeyId,
+        /// The hardened path.
+        path: String,
+    },
+    /// A party→node map that differs from the one pinned for the key.
+    #[error("key {key_id}: {detail}")]
+    PartiesMismatch {
+        /// The key.
+        key_id: KeyId,
+        /// What differs.
+        detail: String,
+    },
 }
 
 /// Where the key-encryption key comes from.
@@ -190,6 +214,7 @@ impl Store {
                  epoch INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (key_id, party));",
         )?;
         db.execute_batch(sign_log::CREATE_TABLE)?;
+        create_key_identity_tables(&db)?;
         let meta = |name: &str| -> Result<Option<Vec<u8>>, StoreError> {
             Ok(db.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional()?)
         };
@@ -356,9 +381,79 @@ impl Store {
         SealContext { node_id: self.node_id.clone(), key_id, epoch, kind: kind.to_string() }
     }
 
-    /// Stores the share of a new key (epoch 0) as active.
+    /// Stores the share of a new key (epoch 0) as active. Refuses a key id
+    /// this node already knows, in any epoch or state: a second DKG under an
+    /// existing id would otherwise shadow the key.
     pub fn insert_new_key(&self, share: &KeyShare) -> Result<(), StoreError> {
-        self.write_share(share, "active")
+        self.insert_new_key_inner(share, None)
+    }
+
+    /// [`Store::insert_new_key`], pinning the key's party→node map (all n
+    /// parties) in the same transaction.
+    pub fn insert_new_key_with_parties(
+        &self,
+        share: &KeyShare,
+        parties: &BTreeMap<PartyId, NodeId>,
+    ) -> Result<(), StoreError> {
+        self.insert_new_key_inner(share, Some(parties))
+    }
+
+    fn insert_new_key_inner(
+        &self,
+        share: &KeyShare,
+        parties: Option<&BTreeMap<PartyId, NodeId>>,
+    ) -> Result<(), StoreError> {
+        let key_id = share.key_id();
+        let tx = rusqlite::Transaction::new_unchecked(&self.db, rusqlite::TransactionBehavior::Immediate)?;
+        if knows_key(&tx, key_id)? {
+            return Err(StoreError::KeyExists(key_id));
+        }
+        let bytes = share.to_bytes().map_err(|e| StoreError::Corrupt { key_id, detail: e.to_string() })?;
+        let sealed = seal(&self.kek, &self.context(key_id, share.epoch(), KIND_SHARE), &bytes)?;
+        tx.execute(
+            "INSERT INTO shares (key_id, epoch, state, sealed) VALUES (?1, ?2, 'active', ?3)",
+            params![key_id.as_bytes(), share.epoch().0, sealed],
+        )?;
+        if let Some(parties) = parties {
+            insert_parties(&tx, key_id, parties)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether this node holds anything under `key_id`: a share of any epoch
+    /// or state, or a pinned party map.
+    pub fn knows_key(&self, key_id: KeyId) -> Result<bool, StoreError> {
+        knows_key(&self.db, key_id)
+    }
+
+    /// The party→node map pinned for `key_id` at its DKG (`None` for keys
+    /// created before maps were pinned).
+    pub fn key_parties(&self, key_id: KeyId) -> Result<Option<BTreeMap<PartyId, NodeId>>, StoreError> {
+        let mut statement = self.db.prepare("SELECT party, node FROM key_parties WHERE key_id = ?1 ORDER BY party")?;
+        let rows = statement.query_map([key_id.as_bytes()], |r| Ok((r.get::<_, u8>(0)?, r.get::<_, u16>(1)?)))?;
+        let mut parties = BTreeMap::new();
+        for row in rows {
+            let (party, node) = row?;
+            let party = PartyId::new(party)
+                .map_err(|e| StoreError::Corrupt { key_id, detail: format!("pinned party map: {e}") })?;
+            parties.insert(party, NodeId(node));
+        }
+        Ok((!parties.is_empty()).then_some(parties))
+    }
+
+    /// Pins the party→node map of a key that has none yet (a key created
+    /// before maps were pinned). Refuses to change a pinned map.
+    pub fn pin_key_parties(&self, key_id: KeyId, parties: &BTreeMap<PartyId, NodeId>) -> Result<(), StoreError> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.db, rusqlite::TransactionBehavior::Immediate)?;
+        let pinned: i64 =
+            tx.query_row("SELECT count(*) FROM key_parties WHERE key_id = ?1", [key_id.as_bytes()], |r| r.get(0))?;
+        if pinned != 0 {
+            return Err(StoreError::PartiesMismatch { key_id, detail: "its party map is pinned already".into() });
+        }
+        insert_parties(&tx, key_id, parties)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Stores a refreshed share as pending beside the active one.
@@ -392,6 +487,9 @@ impl Store {
         if active == Some(epoch.0) {
             return Ok(());
         }
+        // Older epochs go first: at most one active row per key (unique index).
+        // Without a pending epoch the transaction is dropped, undoing the delete.
+        tx.execute("DELETE FROM shares WHERE key_id = ?1 AND epoch < ?2", params![key_id.as_bytes(), epoch.0])?;
         let updated = tx.execute(
             "UPDATE shares SET state = 'active' WHERE key_id = ?1 AND epoch = ?2 AND state = 'pending'",
             params![key_id.as_bytes(), epoch.0],
@@ -399,7 +497,6 @@ impl Store {
         if updated != 1 || active.is_some_and(|a| a > epoch.0) {
             return Err(StoreError::NoPending { key_id, epoch });
         }
-        tx.execute("DELETE FROM shares WHERE key_id = ?1 AND epoch < ?2", params![key_id.as_bytes(), epoch.0])?;
         tx.execute("DELETE FROM bans WHERE key_id = ?1 AND epoch < ?2", params![key_id.as_bytes(), epoch.0])?;
         tx.commit()?;
         // The deleted epochs were zeroed in their pages (secure_delete); old
@@ -431,15 +528,22 @@ impl Store {
     }
 
     fn share_where(&self, key_id: KeyId, condition: &str, value: u32) -> Result<KeyShare, StoreError> {
-        let row: Option<(u32, rusqlite::types::Value)> = self
-            .db
-            .query_row(
-                &format!("SELECT epoch, sealed FROM shares WHERE key_id = ?1 AND {condition}"),
-                params![key_id.as_bytes(), value],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (epoch, sealed) = row.ok_or(StoreError::UnknownKey(key_id))?;
+        // A store written before the unique index may hold two active epochs
+        // of one id (a key shadowed by a second DKG): use neither.
+        let mut statement =
+            self.db.prepare(&format!("SELECT epoch, sealed FROM shares WHERE key_id = ?1 AND {condition} LIMIT 2"))?;
+        let mut rows: Vec<(u32, rusqlite::types::Value)> = statement
+            .query_map(params![key_id.as_bytes(), value], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if rows.len() > 1 {
+            return Err(StoreError::Corrupt {
+                key_id,
+                detail: "more than one active epoch (the key id was reused by a second key generation); \
+                         delete the row that is not the key's"
+                    .into(),
+            });
+        }
+        let (epoch, sealed) = rows.pop().ok_or(StoreError::UnknownKey(key_id))?;
         let epoch = Epoch(epoch);
         let corrupt = |detail: String| StoreError::Corrupt { key_id, detail };
         let rusqlite::types::Value::Blob(sealed) = sealed else {
@@ -463,14 +567,24 @@ impl Store {
         Ok(keys)
     }
 
-    /// Caches a hardened tweak (it does not change with the epoch).
+    /// Caches a hardened tweak (it does not change with the epoch). A path
+    /// derived before keeps its cached tweak: the same child key again is a
+    /// no-op, another child key is refused ([`StoreError::TweakMismatch`]).
     pub fn put_tweak(&self, tweak: &HardenedTweak) -> Result<(), StoreError> {
+        if let Some(cached) = self.tweak(tweak.key_id, &tweak.path)? {
+            if cached.public_key != tweak.public_key || cached.chain_code != tweak.chain_code {
+                return Err(StoreError::TweakMismatch { key_id: tweak.key_id, path: tweak.path.to_string() });
+            }
+            return Ok(());
+        }
         let bytes =
             tweak.to_bytes().map_err(|e| StoreError::Corrupt { key_id: tweak.key_id, detail: e.to_string() })?;
         let kind = tweak_kind(&tweak.path.to_string());
         let sealed = seal(&self.kek, &self.context(tweak.key_id, Epoch(0), &kind), &bytes)?;
+        // A plain INSERT: if another writer cached this path meanwhile, it fails
+        // rather than replacing what is there.
         self.db.execute(
-            "INSERT OR REPLACE INTO tweaks (key_id, path, sealed) VALUES (?1, ?2, ?3)",
+            "INSERT INTO tweaks (key_id, path, sealed) VALUES (?1, ?2, ?3)",
             params![tweak.key_id.as_bytes(), tweak.path.to_string(), sealed],
         )?;
         Ok(())
@@ -545,4 +659,49 @@ impl StoreFiles {
         }
         Ok(())
     }
+}
+
+/// The tables and index that keep key ids unambiguous: the pinned
+/// party→node maps, and at most one active epoch per key. A store written
+/// before the index that already holds two active epochs of one id gets no
+/// index (that key refuses to open, see [`Store::active_share`]) until an
+/// operator removes the wrong row; new duplicates cannot appear meanwhile,
+/// because [`Store::insert_new_key`] refuses known ids.
+fn create_key_identity_tables(db: &Connection) -> Result<(), StoreError> {
+    db.execute_batch(
+        "CREATE TABLE IF NOT EXISTS key_parties (key_id BLOB NOT NULL, party INTEGER NOT NULL, node INTEGER NOT NULL,
+             PRIMARY KEY (key_id, party));",
+    )?;
+    let duplicated: i64 = db.query_row(
+        "SELECT count(*) FROM (SELECT key_id FROM shares WHERE state = 'active' GROUP BY key_id HAVING count(*) > 1)",
+        [],
+        |r| r.get(0),
+    )?;
+    if duplicated == 0 {
+        db.execute_batch(
+            "CREATE UNIQUE INDEX IF NOT EXISTS shares_one_active ON shares (key_id) WHERE state = 'active';",
+        )?;
+    } else {
+        tracing::error!(keys = duplicated, "keys with more than one active epoch: they refuse to sign until repaired");
+    }
+    Ok(())
+}
+
+fn knows_key(db: &Connection, key_id: KeyId) -> Result<bool, StoreError> {
+    Ok(db.query_row(
+        "SELECT EXISTS (SELECT 1 FROM shares WHERE key_id = ?1) OR EXISTS (SELECT 1 FROM key_parties WHERE key_id = ?1)
+             OR EXISTS (SELECT 1 FROM tweaks WHERE key_id = ?1)",
+        [key_id.as_bytes()],
+        |r| r.get(0),
+    )?)
+}
+
+fn insert_parties(db: &Connection, key_id: KeyId, parties: &BTreeMap<PartyId, NodeId>) -> Result<(), StoreError> {
+    for (party, node) in parties {
+        db.execute(
+            "INSERT INTO key_parties (key_id, party, node) VALUES (?1, ?2, ?3)",
+            params![key_id.as_bytes(), party.get(), node.0],
+        )?;
+    }
+    Ok(())
 }

@@ -240,9 +240,13 @@ fn nodes_refuse_what_they_should_not_sign() {
     let mut c = Cluster3::new();
     let (ed, _) = create(&mut c, Scheme::EddsaEd25519);
     let (ecdsa, ecdsa_key) = create(&mut c, Scheme::EcdsaSecp256k1);
+    // Every path here starts hardened (root-based paths are refused outright).
+    let hardened: DerivationPath = "m/1'".parse().unwrap();
+    derive(&mut c, ed, "m/1'");
+    derive(&mut c, ecdsa, "m/1'");
     let transaction = |chain: Chain, network: &str, unsigned: Vec<u8>| JobKind::Sign {
         epoch: Epoch(0),
-        path: DerivationPath::root(),
+        path: hardened.clone(),
         payload: SignPayload::Transaction { chain, network: network.into(), unsigned },
     };
     let someone_elses = sample::transfer(Chain::Solana, KeyType::Ed25519, &[7; 32]).unwrap().unsigned;
@@ -253,21 +257,17 @@ fn nodes_refuse_what_they_should_not_sign() {
         (ed, transaction(Chain::Cosmos, "cosmoshub-4", cosmos_hub), "no address for Ed25519"),
         (
             ed,
-            JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload: SignPayload::RawDigest([1; 32]) },
+            JobKind::Sign { epoch: Epoch(0), path: hardened.clone(), payload: SignPayload::RawDigest([1; 32]) },
             "Ed25519 signs bytes, not digests",
         ),
         (
             ecdsa,
-            JobKind::Sign {
-                epoch: Epoch(0),
-                path: DerivationPath::root(),
-                payload: SignPayload::RawBytes(b"x".to_vec()),
-            },
+            JobKind::Sign { epoch: Epoch(0), path: hardened.clone(), payload: SignPayload::RawBytes(b"x".to_vec()) },
             "signs 32-byte digests",
         ),
         (
             ecdsa,
-            JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload: SignPayload::RawDigest([9; 32]) },
+            JobKind::Sign { epoch: Epoch(0), path: hardened.clone(), payload: SignPayload::RawDigest([9; 32]) },
             "raw signing is off",
         ),
         (
@@ -295,7 +295,7 @@ fn nodes_refuse_what_they_should_not_sign() {
         c.run(job(
             ecdsa,
             &[1, 3],
-            JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload: SignPayload::RawDigest([9; 32]) },
+            JobKind::Sign { epoch: Epoch(0), path: hardened.clone(), payload: SignPayload::RawDigest([9; 32]) },
         )),
         2,
     );
@@ -338,15 +338,16 @@ fn stray_frames_never_block_new_jobs() {
         assert!(c.nodes.get_mut(&NodeId(3)).unwrap().handle(ToNode::Frame(stray)).is_empty());
     }
     // A job whose peers talk to node 3 before node 3 starts it still completes.
+    derive(&mut c, key_id, "m/1'");
     let payload = SignPayload::Message { message: b"still works".to_vec(), format: MessageFormat::SolanaOffchain };
-    all_ok(c.run(job(key_id, &[1, 3], JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload })), 2);
+    all_ok(c.run(job(key_id, &[1, 3], JobKind::Sign { epoch: Epoch(0), path: "m/1'".parse().unwrap(), payload })), 2);
     // A finished session id cannot be started again.
     let signed = job(
         key_id,
         &[1, 3],
         JobKind::Sign {
             epoch: Epoch(0),
-            path: DerivationPath::root(),
+            path: "m/1'".parse().unwrap(),
             payload: SignPayload::Message { message: b"x".to_vec(), format: MessageFormat::SolanaOffchain },
         },
     );
@@ -792,11 +793,19 @@ struct TxAttack {
     tx_signing_input: Vec<u8>,
 }
 
+/// Where the attack and raw-signing tests sign: a hardened path of no chain's shape.
+const ATTACK_PATH: &str = "m/1'";
+
 fn attacks(c: &mut Cluster3) -> Vec<(KeyId, TxAttack)> {
     use shardvault_chains::{evm, psbt, tx::UnsignedTx};
-    let (ed, ed_key) = create(c, Scheme::EddsaEd25519);
-    let (ecdsa, ecdsa_key) = create(c, Scheme::EcdsaSecp256k1);
-    let (schnorr, schnorr_key) = create(c, Scheme::SchnorrSecp256k1);
+    // Every key signs at ATTACK_PATH (root-based paths are refused), so the
+    // transactions are built for that child key.
+    let (ed, _) = create(c, Scheme::EddsaEd25519);
+    let (ecdsa, _) = create(c, Scheme::EcdsaSecp256k1);
+    let (schnorr, _) = create(c, Scheme::SchnorrSecp256k1);
+    let ed_key = derive(c, ed, ATTACK_PATH);
+    let ecdsa_key = derive(c, ecdsa, ATTACK_PATH);
+    let schnorr_key = derive(c, schnorr, ATTACK_PATH);
     let tx_input = |chain: Chain, key: KeyType, pk: &[u8]| {
         let sample = sample::transfer(chain, key, pk).unwrap();
         let input = UnsignedTx::parse(chain, Some(sample.network), &sample.unsigned).unwrap().signing_input().to_vec();
@@ -910,8 +919,11 @@ fn a_message_request_never_yields_a_transaction_signature() {
             payloads.push(("raw digest".into(), SignPayload::RawDigest(digest)));
         }
         for (name, payload) in payloads {
-            let results =
-                c.run(job(key_id, &[1, 2], JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload }));
+            let results = c.run(job(
+                key_id,
+                &[1, 2],
+                JobKind::Sign { epoch: Epoch(0), path: ATTACK_PATH.parse().unwrap(), payload },
+            ));
             assert_eq!(results.len(), 2);
             for result in results.values() {
                 if let Ok(Outcome::Signed { signature, .. }) = result {
@@ -937,6 +949,9 @@ fn raw_signing_needs_the_operator_and_formats_their_chain() {
     let (ed, _) = create(&mut c, Scheme::EddsaEd25519);
     let (ecdsa, _) = create(&mut c, Scheme::EcdsaSecp256k1);
     let (schnorr, _) = create(&mut c, Scheme::SchnorrSecp256k1);
+    for key_id in [ed, ecdsa, schnorr] {
+        derive(&mut c, key_id, ATTACK_PATH);
+    }
     let raw = [
         (ed, SignPayload::RawBytes(b"anything".to_vec())),
         (ecdsa, SignPayload::RawDigest([5; 32])),
@@ -944,7 +959,7 @@ fn raw_signing_needs_the_operator_and_formats_their_chain() {
     ];
     for (key_id, payload) in raw.clone() {
         let results =
-            c.run(job(key_id, &[1, 2], JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload }));
+            c.run(job(key_id, &[1, 2], JobKind::Sign { epoch: Epoch(0), path: ATTACK_PATH.parse().unwrap(), payload }));
         assert!(results.values().all(|r| r.as_ref().unwrap_err().contains("--allow-raw-signing")), "{results:?}");
     }
     // A format on a path of another chain (MPCVault's coin type), and a format of another key type.
@@ -984,8 +999,96 @@ fn raw_signing_needs_the_operator_and_formats_their_chain() {
     c.restart();
     for (key_id, payload) in raw {
         all_ok(
-            c.run(job(key_id, &[2, 3], JobKind::Sign { epoch: Epoch(0), path: DerivationPath::root(), payload })),
+            c.run(job(key_id, &[2, 3], JobKind::Sign { epoch: Epoch(0), path: ATTACK_PATH.parse().unwrap(), payload })),
             2,
         );
     }
+}
+
+/// The failure `node` answers to `job` on its own (before any peer talks).
+fn refusal(c: &mut Cluster3, node: u16, job: &Job) -> String {
+    let replies = c.nodes.get_mut(&NodeId(node)).unwrap().handle(ToNode::Start(job.clone()));
+    match replies.as_slice() {
+        [FromNode::Failed { reason, culprit: None, .. }] => reason.clone(),
+        other => panic!("node {node} did not refuse {}: {other:?}", job.kind.name()),
+    }
+}
+
+#[test]
+fn a_second_key_generation_under_a_known_id_is_refused() {
+    let mut c = Cluster3::new();
+    let (key_id, _) = create(&mut c, Scheme::EcdsaSecp256k1);
+    let path = "m/9'/0'/60'/0'/0'/0'";
+    let child = derive(&mut c, key_id, path);
+    // Refresh first: the original key is at epoch 1, so a new epoch-0 row
+    // would not collide with it on the primary key.
+    let certificate = refresh(&mut c, key_id, Epoch(0), Epoch(1));
+    all_ok(c.run(job(key_id, &[1, 2, 3], JobKind::Activate { certificate })), 3);
+    let again = job(
+        key_id,
+        &[1, 2, 3],
+        JobKind::CreateKey { scheme: Scheme::EcdsaSecp256k1, threshold: Threshold::new(2, 3).unwrap() },
+    );
+    for node in [1, 2, 3] {
+        let reason = refusal(&mut c, node, &again);
+        assert!(reason.contains("already known on this node"), "{reason}");
+    }
+    // The original key still signs, at its epoch, for the same address.
+    let (signed, signature) = sign_eth(&mut c, key_id, path, &[1, 2], b"still the same key");
+    tk::verify_ecdsa(&child, &signed, &signature.bytes, signature.recovery_id.unwrap()).unwrap();
+    assert!(c.nodes.values().all(|n| n.store().active_share(key_id).unwrap().epoch() == Epoch(1)));
+}
+
+#[test]
+fn the_party_map_is_pinned_at_key_generation() {
+    let mut c = Cluster3::new();
+    let (key_id, _) = create(&mut c, Scheme::EcdsaSecp256k1);
+    derive(&mut c, key_id, "m/1'");
+    let party = |p: u8| PartyId::new(p).unwrap();
+    let payload = SignPayload::Message { message: b"pinned".to_vec(), format: MessageFormat::Eip191 };
+    let sign = JobKind::Sign { epoch: Epoch(0), path: "m/1'".parse().unwrap(), payload };
+    // The coordinator (with node 3 playing along) says node 3 is party 2:
+    // node 1 checks its peer against the map pinned at the DKG and refuses.
+    let mut remapped = job(key_id, &[1, 3], sign.clone());
+    remapped.participants = BTreeMap::from([(party(1), NodeId(1)), (party(2), NodeId(3))]);
+    let reason = refusal(&mut c, 1, &remapped);
+    assert!(reason.contains("pinned it to node 2"), "{reason}");
+    // The same for derivation, refresh and activation, and for a party the key does not have.
+    let mut everyone = BTreeMap::from([(party(1), NodeId(1)), (party(2), NodeId(3)), (party(3), NodeId(2))]);
+    for kind in [
+        JobKind::DeriveHardened { path: "m/2'".parse().unwrap() },
+        JobKind::Refresh { from: Epoch(0), to: Epoch(1) },
+        JobKind::Activate {
+            certificate: RefreshCertificate { epoch: Epoch(1), public_key: Vec::new(), signatures: BTreeMap::new() },
+        },
+    ] {
+        let job = Job { session: SessionId::random(), key_id, participants: everyone.clone(), kind };
+        let reason = refusal(&mut c, 1, &job);
+        assert!(reason.contains("pinned it to node"), "{reason}");
+    }
+    everyone = BTreeMap::from([(party(1), NodeId(1)), (party(4), NodeId(2))]);
+    let reason =
+        refusal(&mut c, 1, &Job { session: SessionId::random(), key_id, participants: everyone, kind: sign.clone() });
+    assert!(reason.contains("not a party of key"), "{reason}");
+    // The pinned assignments still sign.
+    all_ok(c.run(job(key_id, &[1, 3], sign)), 2);
+}
+
+#[test]
+fn root_based_paths_are_refused_by_every_node() {
+    let mut c = Cluster3::new();
+    let (key_id, _) = create(&mut c, Scheme::EcdsaSecp256k1);
+    for path in ["m", "m/0/1"] {
+        let payload = SignPayload::Message { message: b"root".to_vec(), format: MessageFormat::Eip191 };
+        let kind = JobKind::Sign { epoch: Epoch(0), path: path.parse().unwrap(), payload };
+        let results = c.run(job(key_id, &[1, 2], kind));
+        assert_eq!(results.len(), 2);
+        for result in results.values() {
+            let reason = result.as_ref().unwrap_err();
+            assert!(reason.contains("root-based"), "{path}: {reason}");
+        }
+    }
+    let results = c.run(job(key_id, &[1, 2, 3], JobKind::DeriveHardened { path: DerivationPath::root() }));
+    assert!(results.values().all(|r| r.as_ref().unwrap_err().contains("root-based")), "{results:?}");
+    assert!(c.nodes.values().all(|n| n.store().sign_log().unwrap().is_empty()));
 }

@@ -20,8 +20,12 @@ fn open(path: &Path, passphrase: &[u8]) -> Result<Store, StoreError> {
 }
 
 fn key(scheme: Scheme) -> BTreeMap<PartyId, KeyShare> {
+    key_with_id(scheme, KeyId::random())
+}
+
+fn key_with_id(scheme: Scheme, key_id: KeyId) -> BTreeMap<PartyId, KeyShare> {
     let threshold = Threshold::new(2, 2).unwrap();
-    let (key_id, session) = (KeyId::random(), SessionId::random());
+    let session = SessionId::random();
     local::run(threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session).unwrap()).collect()).unwrap()
 }
 
@@ -724,4 +728,95 @@ fn store_files_are_private_and_looser_modes_are_refused() {
         chmod(&target, 0o600);
     }
     open(&path, PASSPHRASE).unwrap();
+}
+
+#[test]
+fn a_known_key_id_is_never_given_to_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let original = key(Scheme::EcdsaSecp256k1);
+    let key_id = original[&p1()].key_id();
+    let session = SessionId::random();
+    let refreshed = local::run(original.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap();
+    let mut store = open(&path, PASSPHRASE).unwrap();
+    store.insert_new_key(&original[&p1()]).unwrap();
+    // Pending only, then active at epoch 1 (epoch 0 deleted): a second DKG's
+    // epoch-0 share must be refused either way.
+    store.insert_pending(&refreshed[&p1()]).unwrap();
+    let shadow = key_with_id(Scheme::EcdsaSecp256k1, key_id);
+    assert!(matches!(store.insert_new_key(&shadow[&p1()]), Err(StoreError::KeyExists(id)) if id == key_id));
+    store.activate(key_id, refreshed[&p1()].epoch()).unwrap();
+    assert!(store.knows_key(key_id).unwrap());
+    assert!(matches!(store.insert_new_key(&shadow[&p1()]), Err(StoreError::KeyExists(_))));
+    let active = store.active_share(key_id).unwrap();
+    assert_eq!(active.public_key(), original[&p1()].public_key());
+    assert_eq!(active.epoch().0, 1);
+    // Below the store API, the partial unique index keeps one active row per key.
+    let db = Connection::open(&path).unwrap();
+    let second = db.execute(
+        "INSERT INTO shares (key_id, epoch, state, sealed) VALUES (?1, 0, 'active', x'00')",
+        [key_id.as_bytes()],
+    );
+    assert!(second.is_err(), "a second active row was accepted");
+}
+
+#[test]
+fn a_store_that_already_holds_a_shadowed_key_refuses_to_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let (shadowed, other) = (key(Scheme::EddsaEd25519), key(Scheme::EddsaEd25519));
+    let key_id = shadowed[&p1()].key_id();
+    let session = SessionId::random();
+    let refreshed = local::run(shadowed.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap();
+    let store = open(&path, PASSPHRASE).unwrap();
+    store.insert_new_key(&shadowed[&p1()]).unwrap();
+    store.insert_pending(&refreshed[&p1()]).unwrap();
+    store.insert_new_key(&other[&p1()]).unwrap();
+    drop(store);
+    // What an older release could leave behind: two active epochs of one id.
+    let db = Connection::open(&path).unwrap();
+    db.execute_batch("DROP INDEX shares_one_active; UPDATE shares SET state = 'active';").unwrap();
+    drop(db);
+    let store = open(&path, PASSPHRASE).unwrap();
+    let error = store.active_share(key_id).unwrap_err();
+    assert!(error.to_string().contains("more than one active epoch"), "{error}");
+    assert_eq!(store.active_share(other[&p1()].key_id()).unwrap().public_key(), other[&p1()].public_key());
+    drop(store);
+    // Once the operator removed the wrong row, the index comes back on the next start.
+    let db = Connection::open(&path).unwrap();
+    db.execute("DELETE FROM shares WHERE key_id = ?1 AND epoch = 0", [key_id.as_bytes()]).unwrap();
+    drop(db);
+    let store = open(&path, PASSPHRASE).unwrap();
+    assert_eq!(store.active_share(key_id).unwrap().epoch().0, 1);
+    let indexed: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'shares_one_active'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(indexed, 1);
+}
+
+#[test]
+fn a_cached_tweak_is_never_replaced_by_another_child_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: DerivationPath = "m/9'/0'/0'/0'".parse().unwrap();
+    let shares = key(Scheme::SchnorrSecp256k1);
+    let key_id = shares[&p1()].key_id();
+    let derive = |shares: &BTreeMap<PartyId, KeyShare>| {
+        let session = SessionId::random();
+        local::run(shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect()).unwrap()
+    };
+    let (first, again) = (derive(&shares), derive(&shares));
+    // The same path under another key that claims the same id: another child key.
+    let other = derive(&key_with_id(Scheme::SchnorrSecp256k1, key_id));
+    assert_ne!(other[&p1()].public_key, first[&p1()].public_key);
+    let store = open(&dir.path().join("node.db"), PASSPHRASE).unwrap();
+    store.put_tweak(&first[&p1()]).unwrap();
+    store.put_tweak(&again[&p1()]).unwrap();
+    let error = store.put_tweak(&other[&p1()]).unwrap_err();
+    assert!(matches!(error, StoreError::TweakMismatch { .. }), "{error}");
+    let cached = store.tweak(key_id, &path).unwrap().unwrap();
+    assert_eq!(cached.public_key, first[&p1()].public_key);
+    assert_eq!(cached.expose_tau(), first[&p1()].expose_tau());
 }
