@@ -51,9 +51,27 @@ pub struct CoordinatorArgs {
     /// Address to listen on (port 0 picks one; the URL is written to DIR/api.url).
     #[arg(long, env = "SHARDVAULT_LISTEN", default_value = "127.0.0.1:8780")]
     pub listen: String,
-    /// Seconds a job may take before it is aborted.
+    /// Seconds a job (key generation, derivation, refresh) may take before it is aborted.
     #[arg(long, default_value_t = 60)]
     pub job_timeout: u64,
+    /// Seconds one signing attempt may take before it is aborted and retried
+    /// with other signers (keep it well under the client's timeout).
+    #[arg(long, default_value_t = 15)]
+    pub sign_timeout: u64,
+    #[command(flatten)]
+    pub liveness: LivenessArgs,
+}
+
+/// Hop liveness: both ends ping; a silent peer is given up on.
+#[derive(Debug, Args)]
+pub struct LivenessArgs {
+    /// Milliseconds between pings over the node↔coordinator hop.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ping_interval_ms: u64,
+    /// Milliseconds of silence (not even a pong) after which the other end is
+    /// taken for gone: the coordinator drops a node, a node reconnects.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub silence_timeout_ms: u64,
 }
 
 pub fn coordinator(args: &CoordinatorArgs) -> Result<()> {
@@ -70,6 +88,9 @@ pub fn coordinator(args: &CoordinatorArgs) -> Result<()> {
             secret,
             database: args.dir.join("coordinator.db"),
             job_timeout: Duration::from_secs(args.job_timeout),
+            sign_timeout: Duration::from_secs(args.sign_timeout),
+            ping_interval: Duration::from_millis(args.liveness.ping_interval_ms),
+            silence_timeout: Duration::from_millis(args.liveness.silence_timeout_ms),
         };
         shardvault_coordinator::serve(listener, config, shutdown_signal()).await?;
         Ok(())
@@ -98,6 +119,8 @@ pub struct NodeArgs {
     /// A file holding the passphrase (first line).
     #[arg(long, env = "SHARDVAULT_PASSPHRASE_FILE")]
     pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub liveness: LivenessArgs,
 }
 
 pub fn node(args: &NodeArgs) -> Result<()> {
@@ -142,10 +165,13 @@ pub fn node(args: &NodeArgs) -> Result<()> {
         url: args.coordinator.clone(),
         secret: secret.clone(),
         coordinator: cluster.coordinator,
+        ping_interval: Duration::from_millis(args.liveness.ping_interval_ms),
+        silence_timeout: Duration::from_millis(args.liveness.silence_timeout_ms),
     };
     let node = Node::new(id, secret, cluster, store);
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async { shardvault_node::service::run(node, connection, shutdown_signal()).await });
+    // A dead worker is an error: the process exits non-zero, so `Restart=on-failure` restarts it.
+    runtime.block_on(async { shardvault_node::service::run(node, connection, shutdown_signal()).await })?;
     Ok(())
 }
 

@@ -506,7 +506,8 @@ async fn sign_with_retry(
 }
 
 /// The parties to leave out of the next attempt: those that failed
-/// themselves or that others blamed — not those stopped as collateral.
+/// themselves (a disconnect, silence on pings, no answer to an abort) or that
+/// others blamed or were waiting on — not those stopped as collateral.
 fn at_fault(participants: &BTreeMap<PartyId, NodeId>, results: &BTreeMap<NodeId, NodeResult>) -> BTreeSet<PartyId> {
     let party_of = |node: &NodeId| participants.iter().find_map(|(p, n)| (n == node).then_some(*p));
     let mut guilty = BTreeSet::new();
@@ -514,6 +515,8 @@ fn at_fault(participants: &BTreeMap<PartyId, NodeId>, results: &BTreeMap<NodeId,
         match result {
             Err(Failure::Own(_)) => guilty.extend(party_of(node)),
             Err(Failure::Blames(culprit, _)) => guilty.extend(party_of(culprit)),
+            // A node that timed out waiting is not at fault; the ones it waited on are.
+            Err(Failure::Waiting(on)) => guilty.extend(on.iter().filter_map(party_of)),
             _ => {}
         }
     }
@@ -574,6 +577,17 @@ mod tests {
         let results = BTreeMap::from([
             (NodeId(1), Err(Failure::Stopped)),
             (NodeId(2), Err(Failure::Blames(NodeId(1), "bad share".into()))),
+        ]);
+        assert_eq!(at_fault(&participants, &results), BTreeSet::from([p(1)]));
+    }
+
+    #[test]
+    fn a_timed_out_node_blames_only_the_one_it_waited_on() {
+        // Node 1 froze mid-protocol: node 2 says it was waiting on 1; 1 said nothing.
+        let participants = BTreeMap::from([(p(1), NodeId(1)), (p(2), NodeId(2))]);
+        let results = BTreeMap::from([
+            (NodeId(1), Err(Failure::Own("node 1 did not answer in time".into()))),
+            (NodeId(2), Err(Failure::Waiting(vec![NodeId(1)]))),
         ]);
         assert_eq!(at_fault(&participants, &results), BTreeSet::from([p(1)]));
     }

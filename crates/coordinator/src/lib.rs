@@ -35,6 +35,14 @@ pub struct Config {
     pub database: PathBuf,
     /// How long a job may take before it is aborted.
     pub job_timeout: Duration,
+    /// How long one signing attempt may take before it is aborted (and
+    /// retried with other signers): short, so a stuck signer costs little.
+    pub sign_timeout: Duration,
+    /// How often the relay pings each node over its hop.
+    pub ping_interval: Duration,
+    /// A node that sent nothing (not even a pong) for this long is
+    /// disconnected, its jobs fail, and it is not chosen until it reconnects.
+    pub silence_timeout: Duration,
 }
 
 /// Serves the API and the relay on `listener` until `shutdown` fires.

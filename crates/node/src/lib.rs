@@ -12,5 +12,5 @@ mod runner;
 pub mod service;
 mod store;
 
-pub use runner::{Node, NodeError};
+pub use runner::{Limits, Node, NodeError};
 pub use store::{KekSource, SignLogEntry, Store, StoreError};

@@ -71,6 +71,7 @@ impl Cluster3 {
                     FromNode::Failed { reason, .. } => {
                         results.insert(to, Err(reason));
                     }
+                    FromNode::Ping(_) | FromNode::Pong(_) | FromNode::Waiting { .. } => {}
                 }
             }
         }
