@@ -63,7 +63,7 @@ pub struct CoordinatorArgs {
     /// Address to listen on (port 0 picks one; the URL is written to DIR/api.url).
     #[arg(long, env = "SHARDVAULT_LISTEN", default_value = "127.0.0.1:8780")]
     pub listen: String,
-    /// Seconds a job may take before it is aborted.
+    /// Seconds a job (key generation, derivation, refresh) may take before it is aborted.
     #[arg(long, default_value_t = 60)]
     pub job_timeout: u64,
     /// PEM certificate chain (server certificate first): serve the API over
@@ -83,6 +83,24 @@ pub struct CoordinatorArgs {
     /// proxy on the same host with --listen 127.0.0.1:PORT, instead.
     #[arg(long)]
     pub insecure_plaintext: bool,
+    /// Seconds one signing attempt may take before it is aborted and retried
+    /// with other signers (keep it well under the client's timeout).
+    #[arg(long, default_value_t = 15)]
+    pub sign_timeout: u64,
+    #[command(flatten)]
+    pub liveness: LivenessArgs,
+}
+
+/// Hop liveness: both ends ping; a silent peer is given up on.
+#[derive(Debug, Args)]
+pub struct LivenessArgs {
+    /// Milliseconds between pings over the node↔coordinator hop.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ping_interval_ms: u64,
+    /// Milliseconds of silence (not even a pong) after which the other end is
+    /// taken for gone: the coordinator drops a node, a node reconnects.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub silence_timeout_ms: u64,
 }
 
 /// The coordinator's static key stays a plaintext hex file (it has no KEK):
@@ -123,6 +141,9 @@ pub fn coordinator(args: &CoordinatorArgs) -> Result<()> {
             tls,
             insecure_plaintext: args.insecure_plaintext,
             allowed_hosts: args.allowed_hosts.clone(),
+            sign_timeout: Duration::from_secs(args.sign_timeout),
+            ping_interval: Duration::from_millis(args.liveness.ping_interval_ms),
+            silence_timeout: Duration::from_millis(args.liveness.silence_timeout_ms),
         };
         // Refuse plain HTTP off loopback before announcing the URL.
         if config.tls.is_none() && !listener.local_addr()?.ip().is_loopback() && !config.insecure_plaintext {
@@ -174,6 +195,8 @@ pub struct NodeArgs {
     /// makes on transactions and messages.
     #[arg(long, env = "SHARDVAULT_ALLOW_RAW_SIGNING")]
     pub allow_raw_signing: bool,
+    #[command(flatten)]
+    pub liveness: LivenessArgs,
 }
 
 #[derive(Debug, Args)]
@@ -361,6 +384,8 @@ pub fn node(args: &NodeArgs) -> Result<()> {
         tls,
         secret: secret.clone(),
         coordinator: cluster.coordinator,
+        ping_interval: Duration::from_millis(args.liveness.ping_interval_ms),
+        silence_timeout: Duration::from_millis(args.liveness.silence_timeout_ms),
     };
     let raw_signing = match args.allow_raw_signing {
         true => {
@@ -371,7 +396,8 @@ pub fn node(args: &NodeArgs) -> Result<()> {
     };
     let node = Node::new(id, secret, cluster, store).with_raw_signing(raw_signing);
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async { shardvault_node::service::run(node, connection, shutdown_signal()).await });
+    // A dead worker is an error: the process exits non-zero, so `Restart=on-failure` restarts it.
+    runtime.block_on(async { shardvault_node::service::run(node, connection, shutdown_signal()).await })?;
     Ok(())
 }
 

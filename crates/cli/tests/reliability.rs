@@ -292,3 +292,205 @@ fn creating_calls_are_idempotent_and_the_api_is_described() {
     assert_eq!(openapi["openapi"], "3.1.0");
     assert!(openapi["paths"]["/v1/keys/{key_id}/signatures"]["post"].is_object());
 }
+
+/// Sends `signal` (e.g. `-STOP`, `-CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    assert!(Command::new("/bin/kill").args([signal, &pid.to_string()]).status().unwrap().success());
+}
+
+/// Resumes a stopped node when dropped, so a failing test leaves no frozen process.
+struct Stopped(u32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("/bin/kill").args(["-CONT", &self.0.to_string()]).status();
+    }
+}
+
+#[test]
+fn a_stopped_node_with_its_connection_open_does_not_fail_signing_for_the_healthy_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path());
+    let key = net.cli(&["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "2", "--parties", "3"]).unwrap();
+    let key_id = text(&key, "key_id");
+    let address = net.cli(&["address", "--key", &key_id, "--chain", "ethereum", "--index", "0"]).unwrap();
+    // A frozen VM: the process stops, its TCP connection stays open.
+    let pid = net.node_pid(1);
+    signal(pid, "-STOP");
+    let stopped = Stopped(pid);
+    // No wait: the coordinator may still count node 1 in; it must notice the
+    // silence and complete with nodes 2 and 3.
+    let signed =
+        net.cli(&["sign", "--key", &key_id, "--chain", "ethereum", "--index", "0", "--message-hex", MESSAGE]).unwrap();
+    let signers: Vec<u64> = signed["signers"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
+    assert_eq!(signers, vec![2, 3], "{signed}");
+    let recovered = tk::recover_ecdsa(
+        &h(&signed, "digest"),
+        &h(&signed, "signature"),
+        signed["recovery_id"].as_u64().unwrap() as u8,
+    )
+    .unwrap();
+    assert_eq!(tk::eip55_address(&recovered).unwrap(), text(&address, "address"));
+    // Only the stopped node is blamed (or it was never chosen).
+    let attempts = signed["failed_attempts"].as_array().unwrap();
+    assert!(attempts.len() <= 1, "{signed}");
+    for attempt in attempts {
+        let error = attempt["error"].as_str().unwrap();
+        assert!(attempt["signers"].as_array().unwrap().contains(&Value::from(1)), "{attempt}");
+        assert!(error.contains("node 1"), "{attempt}");
+        for healthy in [2, 3] {
+            for blame in ["did not answer", "disconnected", "is not connected"] {
+                assert!(!error.contains(&format!("node {healthy} {blame}")), "{attempt}");
+            }
+            assert!(!error.contains(&format!("waiting for node {healthy}")), "{attempt}");
+        }
+    }
+    // Resumed, node 1 notices the coordinator dropped it, reconnects and signs again.
+    drop(stopped);
+    net.wait_connected(3);
+    let again = net
+        .cli(&[
+            "sign",
+            "--key",
+            &key_id,
+            "--chain",
+            "ethereum",
+            "--index",
+            "0",
+            "--message-hex",
+            MESSAGE,
+            "--signers",
+            "1,3",
+        ])
+        .unwrap();
+    let recovered =
+        tk::recover_ecdsa(&h(&again, "digest"), &h(&again, "signature"), again["recovery_id"].as_u64().unwrap() as u8)
+            .unwrap();
+    assert_eq!(tk::eip55_address(&recovered).unwrap(), text(&address, "address"));
+}
+
+/// A WebSocket proxy in front of the relay that records the first binary
+/// message a node sends through it (its Noise IK handshake): what a passive
+/// attacker on the plain `ws://` link sees.
+fn recording_proxy(
+    runtime: &tokio::runtime::Runtime,
+    upstream: String,
+) -> (String, std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>) {
+    use futures_util::{SinkExt, StreamExt};
+    let captured = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<u8>>));
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("ws://{}/v1/relay", listener.local_addr().unwrap());
+    let record = captured.clone();
+    runtime.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (upstream, record) = (upstream.clone(), record.clone());
+            tokio::spawn(async move {
+                let Ok(down) = tokio_tungstenite::accept_async(tcp).await else { return };
+                let Ok((up, _)) = tokio_tungstenite::connect_async(upstream.as_str()).await else { return };
+                let (mut down_tx, mut down_rx) = down.split();
+                let (mut up_tx, mut up_rx) = up.split();
+                let node_to_relay = async {
+                    while let Some(Ok(message)) = down_rx.next().await {
+                        if message.is_binary() {
+                            record.lock().unwrap().get_or_insert_with(|| message.clone().into_data().to_vec());
+                        }
+                        if up_tx.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let relay_to_node = async {
+                    while let Some(Ok(message)) = up_rx.next().await {
+                        if down_tx.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! { _ = node_to_relay => {}, _ = relay_to_node => {} }
+            });
+        }
+    });
+    (url, captured)
+}
+
+#[test]
+fn a_replayed_hop_handshake_does_not_take_over_a_nodes_route() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path());
+    let key = net.cli(&["key", "create", "--scheme", "eddsa-ed25519", "--threshold", "2", "--parties", "3"]).unwrap();
+    let key_id = text(&key, "key_id");
+    let address = net.cli(&["address", "--key", &key_id, "--chain", "solana", "--index", "0"]).unwrap();
+    // Node 1 now reaches the relay through a recording proxy.
+    let relay = format!("{}/v1/relay", net.api.replacen("http://", "ws://", 1));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (proxy, captured) = recording_proxy(&runtime, relay.clone());
+    net.kill_node(1);
+    let node_dir = net.dir.join("node-1");
+    let _node = KilledOnDrop(
+        Command::new(EXE)
+            .args(["node", "--id", "1", "--coordinator", &proxy])
+            .arg("--dir")
+            .arg(&node_dir)
+            .arg("--cluster")
+            .arg(net.dir.join("cluster.json"))
+            .arg("--key-file")
+            .arg(node_dir.join("kek.key"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let sign = || {
+        net.cli(&[
+            "sign",
+            "--key",
+            &key_id,
+            "--chain",
+            "solana",
+            "--index",
+            "0",
+            "--message-hex",
+            MESSAGE,
+            "--signers",
+            "1,2",
+        ])
+    };
+    let solana_key = tk::solana_key(&text(&address, "address")).unwrap();
+    let verify = |signed: &Value| {
+        tk::verify_ed25519(&solana_key, &hex::decode(MESSAGE).unwrap(), &h(signed, "signature")).unwrap();
+    };
+    // Wait for node 1's connection through the proxy (the recorded handshake).
+    while captured.lock().unwrap().is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    net.wait_connected(3);
+    verify(&sign().unwrap());
+    let hello = captured.lock().unwrap().clone().unwrap();
+    // The attacker replays the recorded handshake on a new WebSocket, gets the
+    // coordinator's reply, and keeps the socket open without a word.
+    let mut replayed = runtime.block_on(async {
+        let (mut socket, _) = tokio_tungstenite::connect_async(relay.as_str()).await.unwrap();
+        socket.send(Message::Binary(hello.into())).await.unwrap();
+        let reply = socket.next().await;
+        assert!(matches!(reply, Some(Ok(Message::Binary(_)))), "the coordinator answers the handshake: {reply:?}");
+        socket
+    });
+    // The live connection survives: jobs still reach the real node 1.
+    verify(&sign().unwrap());
+    // The attacker hangs up (which, when it had taken the route, made node 1 look gone).
+    runtime.block_on(async {
+        let _ = replayed.close(None).await;
+    });
+    net.wait_connected(3);
+    verify(&sign().unwrap());
+}
+
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

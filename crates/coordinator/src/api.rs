@@ -667,7 +667,8 @@ fn record_bans(
 }
 
 /// The parties to leave out of the next attempt: those that failed
-/// themselves or that others blamed — not those stopped as collateral.
+/// themselves (a disconnect, silence on pings, no answer to an abort) or that
+/// others blamed or were waiting on — not those stopped as collateral.
 /// A node names a culprit only on proof from its own authenticated
 /// messages; an echo dispute ("one of A, B") comes with no culprit, so
 /// neither suspect is left out (or, later, banned) on its word.
@@ -678,6 +679,8 @@ fn at_fault(participants: &BTreeMap<PartyId, NodeId>, results: &BTreeMap<NodeId,
         match result {
             Err(Failure::Own(_)) => guilty.extend(party_of(node)),
             Err(Failure::Blames(culprit, _) | Failure::Bans(culprit, _)) => guilty.extend(party_of(culprit)),
+            // A node that timed out waiting is not at fault; the ones it waited on are.
+            Err(Failure::Waiting(on)) => guilty.extend(on.iter().filter_map(party_of)),
             _ => {}
         }
     }
@@ -838,5 +841,16 @@ mod tests {
         ]);
         let excluded = at_fault(&participants, &results);
         assert!(!excluded.contains(&p(1)) && !excluded.contains(&p(3)), "{excluded:?}");
+    }
+
+    #[test]
+    fn a_timed_out_node_blames_only_the_one_it_waited_on() {
+        // Node 1 froze mid-protocol: node 2 says it was waiting on 1; 1 said nothing.
+        let participants = BTreeMap::from([(p(1), NodeId(1)), (p(2), NodeId(2))]);
+        let results = BTreeMap::from([
+            (NodeId(1), Err(Failure::Own("node 1 did not answer in time".into()))),
+            (NodeId(2), Err(Failure::Waiting(vec![NodeId(1)]))),
+        ]);
+        assert_eq!(at_fault(&participants, &results), BTreeSet::from([p(1)]));
     }
 }

@@ -52,6 +52,14 @@ pub struct Config {
     /// `localhost` and the loopback addresses; any other is refused, which
     /// stops DNS rebinding.
     pub allowed_hosts: Vec<String>,
+    /// How long one signing attempt may take before it is aborted (and
+    /// retried with other signers): short, so a stuck signer costs little.
+    pub sign_timeout: Duration,
+    /// How often the relay pings each node over its hop.
+    pub ping_interval: Duration,
+    /// A node that sent nothing (not even a pong) for this long is
+    /// disconnected, its jobs fail, and it is not chosen until it reconnects.
+    pub silence_timeout: Duration,
 }
 
 /// Serves the API and the relay on `listener` until `shutdown` fires: over
@@ -163,6 +171,9 @@ mod tests {
             secret,
             database: dir.path().join("coordinator.db"),
             job_timeout: std::time::Duration::from_secs(5),
+            sign_timeout: std::time::Duration::from_secs(5),
+            ping_interval: std::time::Duration::from_secs(1),
+            silence_timeout: std::time::Duration::from_secs(5),
             tls: None,
             insecure_plaintext: false,
             allowed_hosts: Vec::new(),

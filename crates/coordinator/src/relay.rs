@@ -1,9 +1,12 @@
 //! `/v1/relay`: nodes connect here (outbound from their side), prove their
 //! static key over a Noise hop, then exchange encrypted messages. Garbage is
-//! dropped and logged; a hop that fails to authenticate is closed.
+//! dropped and logged; a hop that fails to authenticate is closed. A hop is
+//! registered only once the node proved it is fresh (the handshake reply's
+//! challenge, echoed), and each side pings the other: a node silent for
+//! `silence_timeout` is disconnected.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State as Extract;
@@ -11,10 +14,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
-use shardvault_wire::{hop, FromNode, MAX_FRAME};
-use tokio::sync::mpsc;
+use shardvault_wire::{hop, FromNode, NodeId, ToNode, MAX_FRAME};
 
-use crate::jobs::State;
+use crate::jobs::{Outbox, State};
 
 pub(crate) fn router(state: Arc<State>) -> Router {
     Router::new().route("/v1/relay", get(upgrade)).with_state(state)
@@ -24,15 +26,23 @@ async fn upgrade(ws: WebSocketUpgrade, Extract(state): Extract<Arc<State>>) -> R
     ws.max_message_size(MAX_FRAME).max_frame_size(MAX_FRAME).on_upgrade(move |socket| connection(socket, state))
 }
 
+/// How long a connection has to show its handshake, and then to prove the
+/// handshake is fresh.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn binary(socket: &mut WebSocket) -> Option<axum::body::Bytes> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Binary(bytes)))) => Some(bytes),
+        _ => None,
+    }
+}
+
 async fn connection(mut socket: WebSocket, state: Arc<State>) {
-    let first = match tokio::time::timeout(Duration::from_secs(10), socket.recv()).await {
-        Ok(Some(Ok(Message::Binary(bytes)))) => bytes,
-        _ => {
-            tracing::warn!("relay connection without a handshake closed");
-            return;
-        }
+    let Some(first) = binary(&mut socket).await else {
+        tracing::warn!("relay connection without a handshake closed");
+        return;
     };
-    let (mut hop, node, reply) = match hop::respond(&state.config.secret, &state.config.cluster, &first) {
+    let (responder, node, reply) = match hop::respond(&state.config.secret, &state.config.cluster, &first) {
         Ok(established) => established,
         Err(error) => {
             tracing::warn!(%error, "relay handshake refused");
@@ -42,18 +52,67 @@ async fn connection(mut socket: WebSocket, state: Arc<State>) {
     if socket.send(Message::Binary(reply.into())).await.is_err() {
         return;
     }
-    let (sender, mut outbox) = mpsc::unbounded_channel();
-    let connection = state.connect(node, sender);
+    // The IK first message may be a replay: only a node that proves it holds
+    // the handshake's keys is registered, so a live connection is never
+    // replaced by a recorded one.
+    let hop = match binary(&mut socket).await.map(|proof| responder.confirm(&proof)) {
+        Some(Ok(hop)) => hop,
+        Some(Err(error)) => {
+            tracing::warn!(%node, %error, "hop not confirmed (a replayed handshake?); closing");
+            return;
+        }
+        None => {
+            tracing::warn!(%node, "hop not confirmed in time (a replayed handshake?); closing");
+            return;
+        }
+    };
+    let (connection, outbox) = state.connect(node);
+    serve(socket, hop, node, outbox, &state).await;
+    state.disconnect(node, connection);
+}
+
+/// Seals and sends one message; false if the connection is gone or stuck.
+async fn send(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    hop: &mut hop::Hop,
+    message: &ToNode,
+    limit: Duration,
+) -> bool {
+    let sealed = match hop.seal(&message.to_bytes()) {
+        Ok(sealed) => sealed,
+        Err(error) => {
+            tracing::warn!(%error, "cannot encrypt for node; closing");
+            return false;
+        }
+    };
+    matches!(tokio::time::timeout(limit, sink.send(Message::Binary(sealed.into()))).await, Ok(Ok(())))
+}
+
+/// Relays for one confirmed node until it goes away, falls silent, or shutdown.
+async fn serve(socket: WebSocket, mut hop: hop::Hop, node: NodeId, mut outbox: Outbox, state: &State) {
+    let silence = state.config.silence_timeout;
     let (mut sink, mut stream) = socket.split();
     let mut shutdown = state.shutdown.clone();
+    let mut ping = tokio::time::interval(state.config.ping_interval.max(Duration::from_millis(1)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let mut pings = 0u64;
     loop {
         tokio::select! {
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Binary(bytes))) => match hop.open(&bytes) {
-                    Ok(plaintext) => match FromNode::from_bytes(&plaintext) {
-                        Ok(message) => state.on_node_message(node, message),
-                        Err(error) => tracing::warn!(%node, %error, "undecodable message dropped"),
-                    },
+                    Ok(plaintext) => {
+                        last_heard = Instant::now();
+                        match FromNode::from_bytes(&plaintext) {
+                            Ok(FromNode::Ping(n)) => {
+                                if !send(&mut sink, &mut hop, &ToNode::Pong(n), silence).await {
+                                    break;
+                                }
+                            }
+                            Ok(message) => state.on_node_message(node, message),
+                            Err(error) => tracing::warn!(%node, %error, "undecodable message dropped"),
+                        }
+                    }
                     Err(error) => {
                         tracing::warn!(%node, %error, "hop message does not authenticate; closing");
                         break;
@@ -64,20 +123,22 @@ async fn connection(mut socket: WebSocket, state: Arc<State>) {
             },
             outgoing = outbox.recv() => {
                 let Some(message) = outgoing else { break };
-                let sealed = match hop.seal(&message.to_bytes()) {
-                    Ok(sealed) => sealed,
-                    Err(error) => {
-                        tracing::warn!(%node, %error, "cannot encrypt for node; closing");
-                        break;
-                    }
-                };
-                if sink.send(Message::Binary(sealed.into())).await.is_err() {
+                if !send(&mut sink, &mut hop, &message, silence).await {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > silence {
+                    tracing::warn!(%node, silent_for = ?last_heard.elapsed(), "node stopped answering pings; disconnecting it");
+                    break;
+                }
+                pings += 1;
+                if !send(&mut sink, &mut hop, &ToNode::Ping(pings), silence).await {
                     break;
                 }
             }
             _ = shutdown.changed() => break,
         }
     }
-    let _ = sink.close().await;
-    state.disconnect(node, connection);
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }

@@ -13,7 +13,7 @@ pub mod service;
 mod signing;
 mod store;
 
-pub use runner::{Node, NodeError};
+pub use runner::{Limits, Node, NodeError};
 pub use signing::RawSigning;
 pub use store::{
     KekSource, SignIntent, SignLogEntry, SignLogStatus, Store, StoreError, SIGN_LOG_KEY_KIND, SIGN_LOG_KEY_ROW,

@@ -18,10 +18,34 @@ use shardvault_wire::{
 use crate::signing::{what_to_sign, RawSigning};
 use crate::store::{SignIntent, Store, StoreError};
 
-/// Frames kept for a session whose `Start` has not arrived yet (a peer that
-/// started first may already be talking); the oldest session is evicted first.
-const EARLY_FRAMES_PER_SESSION: usize = 64;
-const EARLY_SESSIONS: usize = 64;
+/// What one node takes on at once. Frames for a session whose `Start` has not
+/// arrived yet (a peer that started first may already be talking) are kept,
+/// within these bounds; the oldest session is evicted first when there are
+/// too many sessions, and a frame that would exceed the byte budget is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Jobs running at once; a `Start` beyond is refused (the job fails here
+    /// with a reason saying so).
+    pub running: usize,
+    /// Sessions with buffered early frames.
+    pub early_sessions: usize,
+    /// Early frames kept per session.
+    pub early_frames_per_session: usize,
+    /// Bytes of early frames kept in all, over every session.
+    pub early_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { running: 32, early_sessions: 64, early_frames_per_session: 64, early_bytes: 32 << 20 }
+    }
+}
+
+/// What a buffered frame costs: its ciphertext plus the header, roughly.
+fn frame_cost(frame: &Frame) -> usize {
+    frame.ciphertext_len().saturating_add(frame.messages.len().saturating_mul(16)).saturating_add(64)
+}
+
 /// Sessions remembered as finished here, so late frames for them are dropped.
 const FINISHED_SESSIONS: usize = 1024;
 
@@ -79,6 +103,25 @@ struct Running {
     job: Job,
     channels: Channels,
     protocol: Protocol,
+    /// Frames accepted from each peer, to tell whom this node waits on.
+    heard: HashMap<NodeId, u64>,
+}
+
+impl Running {
+    /// The peers this node is waiting for, by count: every peer sends the
+    /// same messages each round, so those behind the others are the ones
+    /// missing; when none is behind, all of them.
+    fn waiting_on(&self, me: NodeId) -> Vec<NodeId> {
+        let peers: Vec<NodeId> = self.job.nodes().into_iter().filter(|n| *n != me).collect();
+        let count = |n: &NodeId| self.heard.get(n).copied().unwrap_or(0);
+        let most = peers.iter().map(count).max().unwrap_or(0);
+        let behind: Vec<NodeId> = peers.iter().copied().filter(|n| count(n) < most).collect();
+        if behind.is_empty() {
+            peers
+        } else {
+            behind
+        }
+    }
 }
 
 /// One participant node.
@@ -91,6 +134,8 @@ pub struct Node {
     running: HashMap<shardvault_mpc::SessionId, Running>,
     early: HashMap<shardvault_mpc::SessionId, Vec<Frame>>,
     early_order: VecDeque<shardvault_mpc::SessionId>,
+    early_bytes: usize,
+    limits: Limits,
     finished: HashSet<shardvault_mpc::SessionId>,
     finished_order: VecDeque<shardvault_mpc::SessionId>,
     /// Bans the store failed to record, enforced until the process ends.
@@ -116,6 +161,8 @@ impl Node {
             running: HashMap::new(),
             early: HashMap::new(),
             early_order: VecDeque::new(),
+            early_bytes: 0,
+            limits: Limits::default(),
             finished: HashSet::new(),
             finished_order: VecDeque::new(),
             unrecorded_bans: HashSet::new(),
@@ -146,6 +193,16 @@ impl Node {
         self.running.len()
     }
 
+    /// Sets what this node takes on at once.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Bytes of early frames (for sessions not started here yet) held now.
+    pub fn early_bytes(&self) -> usize {
+        self.early_bytes
+    }
+
     /// Handles one message from the coordinator.
     pub fn handle(&mut self, message: ToNode) -> Vec<FromNode> {
         match message {
@@ -155,12 +212,29 @@ impl Node {
             }
             ToNode::Frame(frame) => self.on_frame(frame),
             ToNode::Abort(session) => {
-                self.running.remove(&session);
-                self.early.remove(&session);
+                let running = self.running.remove(&session);
+                self.take_early(session);
                 self.remember_finished(session);
-                Vec::new()
+                match running {
+                    Some(running) => {
+                        let on = running.waiting_on(self.id);
+                        tracing::warn!(node = %self.id, %session, waiting_on = ?on, "job aborted");
+                        vec![FromNode::Waiting { session, on }]
+                    }
+                    None => Vec::new(),
+                }
             }
+            // The network shell answers pings; nothing to do here.
+            ToNode::Ping(_) | ToNode::Pong(_) => Vec::new(),
         }
+    }
+
+    /// Removes a session's early frames, releasing their bytes.
+    fn take_early(&mut self, session: shardvault_mpc::SessionId) -> Vec<Frame> {
+        let frames = self.early.remove(&session).unwrap_or_default();
+        let bytes: usize = frames.iter().map(frame_cost).sum();
+        self.early_bytes = self.early_bytes.saturating_sub(bytes);
+        frames
     }
 
     /// Remembers a session as over here, so that late frames for it are dropped.
@@ -175,23 +249,31 @@ impl Node {
         }
     }
 
-    /// Keeps a frame for a session not started yet (bounded; oldest evicted).
+    /// Keeps a frame for a session not started yet, within [`Limits`]: the
+    /// oldest session is evicted for a new one; a frame over the per-session
+    /// count or the byte budget is dropped.
     fn buffer_early(&mut self, frame: Frame) {
         let session = frame.session;
         if self.finished.contains(&session) {
             return;
         }
+        let cost = frame_cost(&frame);
+        if self.early_bytes.saturating_add(cost) > self.limits.early_bytes {
+            tracing::warn!(node = %self.id, %session, from = %frame.from, "early-frame buffer full (bytes); frame dropped");
+            return;
+        }
         if !self.early.contains_key(&session) {
-            if self.early_order.len() >= EARLY_SESSIONS {
+            if self.early_order.len() >= self.limits.early_sessions {
                 if let Some(oldest) = self.early_order.pop_front() {
-                    self.early.remove(&oldest);
+                    self.take_early(oldest);
                 }
             }
             self.early_order.push_back(session);
         }
         let queue = self.early.entry(session).or_default();
-        if queue.len() < EARLY_FRAMES_PER_SESSION {
+        if queue.len() < self.limits.early_frames_per_session {
             queue.push(frame);
+            self.early_bytes = self.early_bytes.saturating_add(cost);
         }
     }
 
@@ -236,6 +318,12 @@ impl Node {
             return Err(NodeError::Refused("session id already used".into()));
         }
         let me = job.party_of(self.id)?;
+        if !matches!(job.kind, JobKind::Activate { .. }) && self.running.len() >= self.limits.running {
+            return Err(NodeError::Refused(format!(
+                "this node is already running {} jobs, its limit; try again when they finish",
+                self.running.len()
+            )));
+        }
         tracing::info!(node = %self.id, session = %job.session, key = %job.key_id, job = job.kind.name(), "job started");
         let (protocol, envelopes) = match &job.kind {
             JobKind::Activate { certificate } => {
@@ -317,13 +405,13 @@ impl Node {
         let binding = job.digest()?;
         let (channels, handshakes) =
             Channels::open(job.session, &binding, self.id, &self.secret, &self.cluster, job.nodes())?;
-        let mut running = Running { job, channels, protocol };
+        let mut running = Running { job, channels, protocol, heard: HashMap::new() };
         let mut out: Vec<FromNode> = handshakes.into_iter().map(FromNode::Frame).collect();
         out.extend(route(&mut running, envelopes)?);
         let session = running.job.session;
         self.running.insert(session, running);
         self.early_order.retain(|s| *s != session);
-        for frame in self.early.remove(&session).unwrap_or_default() {
+        for frame in self.take_early(session) {
             out.extend(self.on_frame(frame));
         }
         Ok(out)
@@ -475,8 +563,12 @@ impl Node {
 /// One frame through the channel and the protocol. Refused frames and
 /// refused protocol messages are logged and dropped: they cannot end a run.
 fn step(running: &mut Running, frame: Frame) -> Result<Vec<FromNode>, NodeError> {
+    let from = frame.from;
     let received = match running.channels.receive(frame) {
-        Ok(received) => received,
+        Ok(received) => {
+            *running.heard.entry(from).or_default() += 1;
+            received
+        }
         Err(error) => {
             tracing::warn!(session = %running.job.session, %error, "frame dropped");
             return Ok(Vec::new());

@@ -1,9 +1,19 @@
 //! The node process's network shell: an outbound WebSocket to the
-//! coordinator, the Noise hop inside it, reconnection with backoff, and the
-//! [`Node`] state machine on its own thread (protocol steps are CPU work).
+//! coordinator, the Noise hop inside it, pings both ways, reconnection with
+//! backoff, and the [`Node`] state machine on its own thread (protocol steps
+//! are CPU work).
+//!
+//! Bounds: the worker's inbox holds at most [`INBOX_MESSAGES`] messages and
+//! [`INBOX_FRAME_BYTES`] of frames; when it is full the node drops its
+//! connection (the coordinator fails its jobs) and reconnects, rather than
+//! buffering without limit. The outbox (worker → network) is bounded too; the
+//! worker waits for room (back-pressure), the network task always drains it.
+//! A worker that panics ends [`run`] with an error, so the process exits
+//! non-zero and a supervisor restarts it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use shardvault_wire::{hop, FromNode, NoisePublicKey, NoiseSecretKey, ToNode};
@@ -14,6 +24,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::Node;
+
+/// Messages queued for the worker, at most.
+pub const INBOX_MESSAGES: usize = 256;
+/// Frame bytes queued for the worker, at most.
+pub const INBOX_FRAME_BYTES: usize = 64 << 20;
+/// Messages queued from the worker to the network, at most.
+pub const OUTBOX_MESSAGES: usize = 256;
 
 /// Where and how to reach the coordinator.
 #[derive(Debug, Clone)]
@@ -27,33 +44,84 @@ pub struct Connection {
     pub secret: NoiseSecretKey,
     /// The coordinator's pinned static key.
     pub coordinator: NoisePublicKey,
+    /// How often to ping the coordinator over the hop.
+    pub ping_interval: Duration,
+    /// A coordinator silent (not even a pong) for this long is given up on:
+    /// the node reconnects.
+    pub silence_timeout: Duration,
+}
+
+/// Why the node service stopped other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The thread that runs jobs died; the process should exit non-zero.
+    #[error("the node's worker thread stopped ({0}); exiting so that the supervisor restarts the node")]
+    WorkerStopped(String),
 }
 
 enum Ended {
     Shutdown,
+    WorkerGone,
     Disconnected(String),
 }
 
-/// Runs `node` until `shutdown` turns true, staying connected to the coordinator.
-pub async fn run(mut node: Node, connection: Connection, mut shutdown: watch::Receiver<bool>) {
-    let (to_worker, inbox) = std::sync::mpsc::channel::<ToNode>();
-    let (to_network, mut outbox) = mpsc::unbounded_channel::<FromNode>();
-    let worker = std::thread::spawn(move || {
-        while let Ok(message) = inbox.recv() {
-            for reply in node.handle(message) {
-                if to_network.send(reply).is_err() {
-                    return;
+/// The worker's inbox, with its frame-byte count.
+struct Inbox {
+    sender: mpsc::Sender<ToNode>,
+    queued: Arc<AtomicUsize>,
+}
+
+fn frame_bytes(message: &ToNode) -> usize {
+    match message {
+        ToNode::Frame(frame) => frame.ciphertext_len(),
+        _ => 0,
+    }
+}
+
+/// Runs `node` until `shutdown` turns true, staying connected to the
+/// coordinator. An error means the worker died (a bug): exit non-zero.
+pub async fn run(mut node: Node, connection: Connection, shutdown: watch::Receiver<bool>) -> Result<(), ServiceError> {
+    serve(move |message| node.handle(message), connection, shutdown).await
+}
+
+async fn serve<H>(
+    mut handle: H,
+    connection: Connection,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServiceError>
+where
+    H: FnMut(ToNode) -> Vec<FromNode> + Send + 'static,
+{
+    let (sender, mut inbox) = mpsc::channel::<ToNode>(INBOX_MESSAGES);
+    let (to_network, mut outbox) = mpsc::channel::<FromNode>(OUTBOX_MESSAGES);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let to_worker = Inbox { sender, queued: queued.clone() };
+    let worker = std::thread::Builder::new()
+        .name("node-worker".into())
+        .spawn(move || {
+            while let Some(message) = inbox.blocking_recv() {
+                queued.fetch_sub(frame_bytes(&message), Ordering::Relaxed);
+                for reply in handle(message) {
+                    if to_network.blocking_send(reply).is_err() {
+                        return;
+                    }
                 }
             }
-        }
-    });
+        })
+        .map_err(|error| ServiceError::WorkerStopped(format!("cannot start it: {error}")))?;
     let mut backoff = Duration::from_millis(100);
+    let mut worker_gone = false;
     loop {
         if *shutdown.borrow() {
             break;
         }
         match connected(&connection, &to_worker, &mut outbox, &mut shutdown).await {
             Ended::Shutdown => break,
+            Ended::WorkerGone => {
+                worker_gone = true;
+                break;
+            }
             Ended::Disconnected(why) => {
                 tracing::warn!(url = %connection.url, %why, retry_in = ?backoff, "not connected to the coordinator");
                 tokio::select! {
@@ -65,48 +133,105 @@ pub async fn run(mut node: Node, connection: Connection, mut shutdown: watch::Re
         }
     }
     drop(to_worker);
-    let _ = worker.join();
+    // Unblocks a worker waiting for room in the outbox.
+    drop(outbox);
+    let joined = tokio::task::spawn_blocking(move || worker.join()).await;
+    match joined {
+        Ok(Ok(())) if !worker_gone => Ok(()),
+        Ok(Ok(())) => Err(ServiceError::WorkerStopped("it ended".into())),
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            tracing::error!(panic = %what, "the node's worker thread panicked");
+            Err(ServiceError::WorkerStopped(format!("it panicked: {what}")))
+        }
+        Err(error) => Err(ServiceError::WorkerStopped(error.to_string())),
+    }
+}
+
+type Socket = WebSocketStream<Box<dyn Stream>>;
+
+/// Seals and sends one message within `limit`.
+async fn send(socket: &mut Socket, hop: &mut hop::Hop, message: &FromNode, limit: Duration) -> Result<(), String> {
+    let sealed = hop.seal(&message.to_bytes()).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(limit, socket.send(Message::Binary(sealed.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("the coordinator does not take messages".into()),
+    }
+}
+
+async fn handshake(connection: &Connection) -> Result<(Socket, hop::Hop), String> {
+    // TCP_NODELAY: protocol rounds are small messages; Nagle would delay each one.
+    let mut socket = match tokio::time::timeout(Duration::from_secs(10), open(connection)).await {
+        Ok(socket) => socket?,
+        Err(_) => return Err("connecting timed out".into()),
+    };
+    let (initiator, hello) = hop::initiate(&connection.secret, &connection.coordinator).map_err(|e| e.to_string())?;
+    socket.send(Message::Binary(hello.into())).await.map_err(|e| e.to_string())?;
+    let reply = match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+        Ok(Some(Ok(Message::Binary(reply)))) => reply,
+        _ => return Err("no handshake reply".into()),
+    };
+    let (hop, proof) = initiator.finish(&reply).map_err(|e| e.to_string())?;
+    // The first transport message proves to the coordinator that this hop is live.
+    socket.send(Message::Binary(proof.into())).await.map_err(|e| e.to_string())?;
+    Ok((socket, hop))
 }
 
 async fn connected(
     connection: &Connection,
-    to_worker: &std::sync::mpsc::Sender<ToNode>,
-    outbox: &mut mpsc::UnboundedReceiver<FromNode>,
+    to_worker: &Inbox,
+    outbox: &mut mpsc::Receiver<FromNode>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
-    let mut socket = match tokio::time::timeout(Duration::from_secs(10), open(connection)).await {
-        Ok(Ok(socket)) => socket,
-        Ok(Err(why)) => return Ended::Disconnected(why),
-        Err(_) => return Ended::Disconnected("connecting timed out".into()),
-    };
-    let (initiator, hello) = match hop::initiate(&connection.secret, &connection.coordinator) {
-        Ok(started) => started,
-        Err(error) => return Ended::Disconnected(error.to_string()),
-    };
-    if let Err(error) = socket.send(Message::Binary(hello.into())).await {
-        return Ended::Disconnected(error.to_string());
+    if to_worker.sender.is_closed() {
+        return Ended::WorkerGone;
     }
-    let reply = match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
-        Ok(Some(Ok(Message::Binary(reply)))) => reply,
-        _ => return Ended::Disconnected("no handshake reply".into()),
-    };
-    let mut hop = match initiator.finish(&reply) {
-        Ok(hop) => hop,
-        Err(error) => return Ended::Disconnected(error.to_string()),
+    let (mut socket, mut hop) = match handshake(connection).await {
+        Ok(established) => established,
+        Err(why) => return Ended::Disconnected(why),
     };
     tracing::info!(url = %connection.url, "connected to the coordinator");
+    let silence = connection.silence_timeout;
+    let mut ping = tokio::time::interval(connection.ping_interval.max(Duration::from_millis(1)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let mut pings = 0u64;
     loop {
         tokio::select! {
             incoming = socket.next() => match incoming {
                 Some(Ok(Message::Binary(bytes))) => {
-                    let message = hop.open(&bytes).and_then(|plain| ToNode::from_bytes(&plain));
+                    let message = match hop.open(&bytes).and_then(|plain| ToNode::from_bytes(&plain)) {
+                        Ok(message) => message,
+                        Err(error) => return Ended::Disconnected(format!("bad message from the coordinator: {error}")),
+                    };
+                    last_heard = Instant::now();
                     match message {
-                        Ok(message) => {
-                            if to_worker.send(message).is_err() {
-                                return Ended::Shutdown;
+                        ToNode::Ping(n) => {
+                            if let Err(why) = send(&mut socket, &mut hop, &FromNode::Pong(n), silence).await {
+                                return Ended::Disconnected(why);
                             }
                         }
-                        Err(error) => return Ended::Disconnected(format!("bad message from the coordinator: {error}")),
+                        ToNode::Pong(_) => {}
+                        message => {
+                            let bytes = frame_bytes(&message);
+                            if to_worker.queued.load(Ordering::Relaxed).saturating_add(bytes) > INBOX_FRAME_BYTES {
+                                return Ended::Disconnected("the worker's queue holds too many frame bytes".into());
+                            }
+                            to_worker.queued.fetch_add(bytes, Ordering::Relaxed);
+                            match to_worker.sender.try_send(message) {
+                                Ok(()) => {}
+                                Err(mpsc::error::TrySendError::Full(_)) => {
+                                    to_worker.queued.fetch_sub(bytes, Ordering::Relaxed);
+                                    return Ended::Disconnected("the worker's queue is full".into());
+                                }
+                                Err(mpsc::error::TrySendError::Closed(_)) => return Ended::WorkerGone,
+                            }
+                        }
                     }
                 }
                 Some(Ok(Message::Close(_))) | None => return Ended::Disconnected("closed".into()),
@@ -114,13 +239,18 @@ async fn connected(
                 Some(Ok(_)) => {}
             },
             outgoing = outbox.recv() => {
-                let Some(message) = outgoing else { return Ended::Shutdown };
-                let sealed = match hop.seal(&message.to_bytes()) {
-                    Ok(sealed) => sealed,
-                    Err(error) => return Ended::Disconnected(error.to_string()),
-                };
-                if let Err(error) = socket.send(Message::Binary(sealed.into())).await {
-                    return Ended::Disconnected(error.to_string());
+                let Some(message) = outgoing else { return Ended::WorkerGone };
+                if let Err(why) = send(&mut socket, &mut hop, &message, silence).await {
+                    return Ended::Disconnected(why);
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > silence {
+                    return Ended::Disconnected(format!("the coordinator was silent for {:?}", last_heard.elapsed()));
+                }
+                pings += 1;
+                if let Err(why) = send(&mut socket, &mut hop, &FromNode::Ping(pings), silence).await {
+                    return Ended::Disconnected(why);
                 }
             }
             _ = shutdown.changed() => {
@@ -183,4 +313,66 @@ pub fn tls_client_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, Str
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use shardvault_mpc::SessionId;
+    use shardvault_wire::{generate_keypair, Cluster, NodeId};
+
+    use super::*;
+
+    /// A coordinator that completes the hop, sends one `Abort`, and stays connected.
+    async fn coordinator(cluster: Cluster, secret: NoiseSecretKey) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/v1/relay", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let Some(Ok(Message::Binary(first))) = ws.next().await else { panic!("no handshake") };
+            let (responder, _, reply) = hop::respond(&secret, &cluster, &first).unwrap();
+            ws.send(Message::Binary(reply.into())).await.unwrap();
+            let Some(Ok(Message::Binary(proof))) = ws.next().await else { panic!("no proof") };
+            let mut hop = responder.confirm(&proof).unwrap();
+            let abort = hop.seal(&ToNode::Abort(SessionId::random()).to_bytes()).unwrap();
+            ws.send(Message::Binary(abort.into())).await.unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+        url
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panic_in_the_worker_ends_the_service_with_an_error() {
+        let (coordinator_secret, coordinator_key) = generate_keypair().unwrap();
+        let (secret, public) = generate_keypair().unwrap();
+        let cluster = Cluster {
+            coordinator: coordinator_key,
+            nodes: BTreeMap::from([(NodeId(1), public)]),
+            identities: BTreeMap::new(),
+        };
+        let url = coordinator(cluster, coordinator_secret).await;
+        let connection = Connection {
+            tls: None,
+            url,
+            secret,
+            coordinator: coordinator_key,
+            ping_interval: Duration::from_secs(1),
+            silence_timeout: Duration::from_secs(30),
+        };
+        let (_stop, shutdown) = watch::channel(false);
+        // Stands in for a bug in a protocol step (no remote input can trigger a panic in `Node`).
+        let handle = |message: ToNode| -> Vec<FromNode> {
+            if matches!(message, ToNode::Abort(_)) {
+                panic!("a bug in a protocol step");
+            }
+            Vec::new()
+        };
+        let result = serve(handle, connection, shutdown).await;
+        assert!(
+            matches!(&result, Err(ServiceError::WorkerStopped(why)) if why.contains("a bug in a protocol step")),
+            "{result:?}"
+        );
+    }
 }

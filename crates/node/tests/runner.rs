@@ -94,6 +94,7 @@ impl Cluster3 {
                     FromNode::Failed { reason, .. } => {
                         results.insert(to, Err(reason));
                     }
+                    FromNode::Ping(_) | FromNode::Pong(_) | FromNode::Waiting { .. } => {}
                 }
             }
         }
@@ -386,6 +387,7 @@ impl Cluster3 {
                     FromNode::Failed { reason, .. } => {
                         results.insert(to, Err(reason));
                     }
+                    _ => {}
                 }
             }
         }
@@ -686,6 +688,7 @@ fn relay(
                 FromNode::Failed { reason, .. } => {
                     results.insert(node, Err(reason));
                 }
+                _ => {}
             }
         }
     }

@@ -225,8 +225,13 @@ pub enum ToNode {
     Start(Job),
     /// A relayed frame from another node.
     Frame(Frame),
-    /// Give up a session (timeout, another signer set chosen).
+    /// Give up a session (timeout, another signer set chosen). A node that
+    /// was running it answers [`FromNode::Waiting`].
     Abort(SessionId),
+    /// Liveness check on the hop; answered with [`FromNode::Pong`] (same number).
+    Ping(u64),
+    /// The answer to a [`FromNode::Ping`].
+    Pong(u64),
 }
 
 /// Node → coordinator.
@@ -252,6 +257,18 @@ pub enum FromNode {
         /// This node now refuses to sign with `culprit` for this key until a
         /// refresh (a DKLs23 ban abort: continuing could leak the key).
         banned: bool,
+    },
+    /// Liveness check on the hop; answered with [`ToNode::Pong`] (same number).
+    Ping(u64),
+    /// The answer to a [`ToNode::Ping`].
+    Pong(u64),
+    /// The answer to [`ToNode::Abort`] for a session that was still running
+    /// here: the participants this node was still waiting for.
+    Waiting {
+        /// The session.
+        session: SessionId,
+        /// The peers whose messages had not arrived (by this node's count).
+        on: Vec<NodeId>,
     },
 }
 
