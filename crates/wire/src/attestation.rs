@@ -173,11 +173,14 @@ impl AddressStatement {
         if nodes.len() < required {
             let why: BTreeMap<NodeId, &String> = rejected.iter().map(|(n, why)| (*n, why)).collect();
             let why: Vec<String> = why.iter().map(|(n, why)| format!("node {n}: {why}")).collect();
+            let by = match nodes.is_empty() {
+                true => String::new(),
+                false => format!(" (node {})", nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+            };
             return Err(Error::BadStatement(format!(
-                "the address {} is attested by {} distinct pinned node(s) ({}); {required} are needed{}",
+                "the address {} is attested by {} distinct pinned node(s){by}; {required} are needed{}",
                 self.address,
                 nodes.len(),
-                nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
                 if why.is_empty() { String::new() } else { format!("; not counted: {}", why.join("; ")) }
             )));
         }
