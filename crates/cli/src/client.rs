@@ -129,3 +129,121 @@ mod tests {
         assert!(Api::connect("ftp://127.0.0.1", None, false).is_err());
     }
 }
+
+/// What `shardvault address` asked for: the answer must be about exactly this.
+#[derive(Debug, Clone)]
+pub struct AddressRequest {
+    pub key_id: shardvault_mpc::KeyId,
+    pub chain: shardvault_chains::Chain,
+    /// The path asked for, or the MPCVault path of the index asked for.
+    pub path: shardvault_mpc::DerivationPath,
+    pub bech32_prefix: Option<String>,
+}
+
+impl AddressRequest {
+    /// The request for `key`, `chain` and either an explicit `path` or an `index`
+    /// (MPCVault's all-hardened `m/9'/0'/coin'/0'/0'/index'`, as the API uses).
+    pub fn new(
+        key: &str,
+        chain: &str,
+        index: Option<u32>,
+        path: Option<&str>,
+        bech32_prefix: Option<&str>,
+    ) -> Result<Self> {
+        let key_id = key.parse().map_err(|e| anyhow!("--key: {e}"))?;
+        let chain: shardvault_chains::Chain = chain.parse()?;
+        let path = match (path, index) {
+            (Some(path), None) => path.parse()?,
+            (None, Some(index)) => format!("m/9'/0'/{}'/0'/0'/{index}'", chain.coin_type()).parse()?,
+            _ => return Err(anyhow!("give exactly one of --index or --path")),
+        };
+        Ok(AddressRequest { key_id, chain, path, bech32_prefix: bech32_prefix.map(str::to_string) })
+    }
+}
+
+/// An address whose attestations checked out.
+#[derive(Debug)]
+pub struct VerifiedAddress {
+    /// The statement the nodes signed (recomputed from the answer's fields).
+    pub statement: shardvault_wire::AddressStatement,
+    /// Who signed it.
+    pub check: shardvault_wire::AttestationCheck,
+}
+
+impl VerifiedAddress {
+    /// The verification result, for `--json` and the text output.
+    pub fn to_json(&self, cluster_file: &std::path::Path) -> Value {
+        serde_json::json!({
+            "verified": true,
+            "attested_by": self.check.nodes.iter().map(|n| n.0).collect::<Vec<_>>(),
+            "required": self.check.required,
+            "not_counted": self.check.rejected.iter()
+                .map(|(node, why)| serde_json::json!({ "node": node.0, "reason": why })).collect::<Vec<_>>(),
+            "address_recomputed": true,
+            "cluster": cluster_file.display().to_string(),
+        })
+    }
+}
+
+/// Checks an address answer of the API against the pinned `cluster`: the
+/// answer must be for what was asked; the statement is rebuilt from the
+/// answer's fields; the address is recomputed here from the attested child
+/// public key; and at least max(2, t) distinct nodes pinned in `cluster` must
+/// have signed that statement with their identity keys. With at most one
+/// hostile node, one honest node then derived this very address itself.
+pub fn verify_address(
+    answer: &Value,
+    request: &AddressRequest,
+    cluster: &shardvault_wire::Cluster,
+) -> Result<VerifiedAddress> {
+    let text = |field: &str| answer[field].as_str().ok_or_else(|| anyhow!("the answer has no {field:?}"));
+    let small = |field: &str| {
+        answer[field].as_u64().and_then(|v| u8::try_from(v).ok()).ok_or_else(|| anyhow!("the answer has no {field:?}"))
+    };
+    match answer.get("attestation_version").and_then(Value::as_u64) {
+        Some(v) if v == u64::from(shardvault_wire::ADDRESS_ATTESTATION_VERSION) => {}
+        Some(v) => return Err(anyhow!("attestation version {v} is not supported by this shardvault")),
+        None => return Err(anyhow!("the coordinator returned no address attestations (is it older than this CLI?)")),
+    }
+    let key_id: shardvault_mpc::KeyId = text("key_id")?.parse().map_err(|e| anyhow!("key_id: {e}"))?;
+    let chain: shardvault_chains::Chain = text("chain")?.parse()?;
+    let path: shardvault_mpc::DerivationPath = text("path")?.parse()?;
+    let bech32_prefix = match &answer["bech32_prefix"] {
+        Value::Null => None,
+        Value::String(prefix) => Some(prefix.clone()),
+        other => return Err(anyhow!("bech32_prefix: {other} is not a string")),
+    };
+    if key_id != request.key_id {
+        return Err(anyhow!("the answer is about key {key_id}, not the key asked for ({})", request.key_id));
+    }
+    if chain != request.chain || path != request.path || bech32_prefix != request.bech32_prefix {
+        return Err(anyhow!(
+            "the answer is about {chain} {path} (prefix {bech32_prefix:?}), not what was asked ({} {}, prefix {:?})",
+            request.chain,
+            request.path,
+            request.bech32_prefix
+        ));
+    }
+    let statement = shardvault_wire::AddressStatement {
+        key_id,
+        scheme: text("scheme")?.parse()?,
+        threshold: shardvault_mpc::Threshold::new(small("threshold")?, small("parties")?)?,
+        path,
+        chain,
+        bech32_prefix,
+        public_key: hex::decode(text("public_key")?).map_err(|_| anyhow!("public_key is not hex"))?,
+        address: text("address")?.to_string(),
+    };
+    let mut attestations = Vec::new();
+    for entry in answer["attestations"].as_array().ok_or_else(|| anyhow!("the answer has no attestations"))? {
+        let node = entry["node"].as_u64().and_then(|n| u16::try_from(n).ok());
+        let signature = entry["signature"].as_str().and_then(|s| hex::decode(s).ok()).and_then(|s| s.try_into().ok());
+        match (node, signature) {
+            (Some(node), Some(signature)) => attestations
+                .push(shardvault_wire::AddressAttestation { node: shardvault_wire::NodeId(node), signature }),
+            _ => return Err(anyhow!("malformed attestation {entry}")),
+        }
+    }
+    let check = statement.verify_attestations(cluster, &attestations)?;
+    Ok(VerifiedAddress { statement, check })
+}

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use shardvault_chains::Chain;
 use shardvault_mpc::{Scheme, SessionId};
 
-use crate::client::Api;
+use crate::client::{verify_address, AddressRequest, Api};
 use crate::devnet::Devnet;
 use crate::lifecycle::{chain_message, paths, KEYS, STEPS_PER_KEY};
 use crate::report::{DerivationReport, KeyReport, RefreshReport, Report, SignatureReport, TransactionReport, SCHEMA};
@@ -28,9 +28,11 @@ pub fn run(message: &str, progress: &ProgressBar) -> Result<Report> {
         let devnet = Devnet::start(&dir, 3)?;
         progress.inc(1);
         let api = Api::new(&devnet.api);
+        // Every address is checked against the devnet's pinned identities, as `shardvault address` does.
+        let cluster = crate::daemon::read_cluster(&devnet.dir.join("cluster.json"))?;
         let mut keys = Vec::new();
         for (scheme, t, n) in KEYS {
-            keys.push(key_lifecycle(&api, scheme, t, n, message.as_bytes(), progress)?);
+            keys.push(key_lifecycle(&api, &cluster, scheme, t, n, message.as_bytes(), progress)?);
         }
         Ok(Report { schema: SCHEMA.into(), transport: "devnet".into(), keys })
     })();
@@ -46,7 +48,15 @@ fn text(value: &Value, field: &str) -> Result<String> {
     value[field].as_str().map(str::to_string).with_context(|| format!("response without {field}: {value}"))
 }
 
-fn key_lifecycle(api: &Api, scheme: Scheme, t: u8, n: u8, message: &[u8], progress: &ProgressBar) -> Result<KeyReport> {
+fn key_lifecycle(
+    api: &Api,
+    cluster: &shardvault_wire::Cluster,
+    scheme: Scheme,
+    t: u8,
+    n: u8,
+    message: &[u8],
+    progress: &ProgressBar,
+) -> Result<KeyReport> {
     let label = format!("{scheme} {t}-of-{n}");
     progress.set_message(format!("{label}: distributed key generation on the nodes"));
     let key =
@@ -62,11 +72,14 @@ fn key_lifecycle(api: &Api, scheme: Scheme, t: u8, n: u8, message: &[u8], progre
         for path in paths(*chain)? {
             let body = json!({ "chain": chain.name(), "path": path.to_string() });
             let a = api.post(&format!("/v1/keys/{key_id}/addresses"), &body, Some(&idem()))?;
+            let request = AddressRequest::new(&key_id, chain.name(), None, Some(&path.to_string()), None)?;
+            let verified = verify_address(&a, &request, cluster)
+                .with_context(|| format!("the {chain} address at {path} is not attested by the nodes"))?;
             derivations.push(DerivationReport {
-                path: text(&a, "path")?,
+                path: verified.statement.path.to_string(),
                 chain: chain.to_string(),
-                public_key: text(&a, "public_key")?,
-                address: text(&a, "address")?,
+                public_key: hex::encode(&verified.statement.public_key),
+                address: verified.statement.address,
             });
         }
     }

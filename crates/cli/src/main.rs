@@ -65,8 +65,9 @@ enum Command {
     /// Keys: create, list.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Derive an address (MPCVault path m/9'/0'/coin'/0'/0'/index').
-    Address(AddressArgs),
+    /// Derive an address (MPCVault path m/9'/0'/coin'/0'/0'/index'), shown
+    /// only once the key's nodes attested it under the pinned cluster file.
+    Address(AddressCommand),
     /// Sign a message (in the chain's message format), or (raw signing, off on nodes by default) a named digest or raw bytes.
     Sign(Box<SignArgs>),
     /// Refresh every share of a key (key and addresses unchanged).
@@ -177,6 +178,21 @@ struct AddressArgs {
     /// Cosmos SDK chains: the address's bech32 prefix (default cosmos), e.g. osmo, juno.
     #[arg(long)]
     bech32_prefix: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct AddressCommand {
+    #[command(flatten)]
+    target: AddressArgs,
+    /// The pinned cluster file (a devnet writes DIR/cluster.json): the address
+    /// is shown only if at least max(2, t) of the nodes whose identity keys it
+    /// pins signed it.
+    #[arg(long, env = "SHARDVAULT_CLUSTER")]
+    cluster: Option<std::path::PathBuf>,
+    /// Print the address even if it is not attested (with a warning). Never
+    /// pay to an address you have not verified.
+    #[arg(long)]
+    unverified: bool,
 }
 
 #[derive(Debug, Args)]
@@ -344,11 +360,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Key(KeyCommand::Show(args)) => {
             print_answer(cli.json, &client(&args.api)?.get(&format!("/v1/keys/{}", args.key))?)
         }
-        Command::Address(args) => {
-            let body = target(args);
-            let path = format!("/v1/keys/{}/addresses", args.key.key);
-            print_answer(cli.json, &client(&args.key.api)?.post(&path, &body, Some(&idempotency(&args.key.api)))?)
-        }
+        Command::Address(args) => address(cli.json, args),
         Command::Sign(args) if args.tx_hex.is_some() || args.tx_base64.is_some() => {
             let mut body = target(&args.address);
             body["tx_hex"] = serde_json::json!(args.tx_hex);
@@ -403,6 +415,46 @@ fn run(cli: &Cli) -> Result<()> {
 
 fn client(api: &ApiArgs) -> Result<client::Api> {
     client::Api::connect(&api.api, api.tls_ca.as_deref(), api.insecure_plaintext)
+}
+
+/// `shardvault address`: asks the API, then shows the address only if the
+/// nodes' attestations verify against the pinned cluster file.
+fn address(json: bool, args: &AddressCommand) -> Result<()> {
+    let t = &args.target;
+    // Refuse a bad request before asking anything.
+    let request =
+        client::AddressRequest::new(&t.key.key, &t.chain, t.index, t.path.as_deref(), t.bech32_prefix.as_deref())?;
+    let cluster = args.cluster.as_deref().map(|file| daemon::read_cluster(file).map(|c| (file, c))).transpose()?;
+    if cluster.is_none() && !args.unverified {
+        anyhow::bail!(
+            "refusing to show an address without checking its attestations: give the pinned cluster file with \
+             --cluster FILE or SHARDVAULT_CLUSTER (a devnet writes DIR/cluster.json), or --unverified to print it \
+             unchecked"
+        );
+    }
+    let path = format!("/v1/keys/{}/addresses", t.key.key);
+    let mut answer = client(&t.key.api)?.post(&path, &target(t), Some(&idempotency(&t.key.api)))?;
+    let verified = match &cluster {
+        Some((file, cluster)) => client::verify_address(&answer, &request, cluster).map(|v| v.to_json(file)),
+        None => Err(anyhow::anyhow!("no cluster file given")),
+    };
+    let verification = match verified {
+        Ok(verification) => verification,
+        Err(error) if args.unverified => {
+            eprintln!(
+                "WARNING: THIS ADDRESS IS NOT VERIFIED ({error:#}). The coordinator or the network may have \
+                 replaced it; do not send funds to it."
+            );
+            serde_json::json!({ "verified": false, "error": format!("{error:#}") })
+        }
+        Err(error) => {
+            return Err(
+                error.context("refusing to show the address: it is not attested by enough nodes of the pinned cluster")
+            )
+        }
+    };
+    answer["verification"] = verification;
+    print_answer(json, &answer)
 }
 
 fn idempotency(api: &ApiArgs) -> String {

@@ -20,6 +20,7 @@ use shardvault_mpc::{
 };
 use shardvault_wire::{Job, JobKind, NodeId, Outcome, SignPayload};
 
+mod addresses;
 mod refresh;
 mod transactions;
 
@@ -62,7 +63,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{key_id}", get(get_key))
-        .route("/v1/keys/{key_id}/addresses", post(address))
+        .route("/v1/keys/{key_id}/addresses", post(addresses::address))
         .route("/v1/keys/{key_id}/signatures", post(sign))
         .route("/v1/keys/{key_id}/refresh", post(refresh))
         .route("/v1/keys/{key_id}/refresh/finish", post(finish_refresh))
@@ -406,34 +407,6 @@ async fn hardened(state: &State, r: &Resolved) -> Result<ExtendedPublicKey, ApiE
     let derived = Derived { public_key, chain_code };
     state.db().put_derived(&r.key_id, &prefix.to_string(), &derived).map_err(ApiError::storage)?;
     Ok(ExtendedPublicKey { public_key: derived.public_key, chain_code: derived.chain_code })
-}
-
-async fn address(
-    Extract(state): Extract<Arc<State>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    idempotent(&state, &headers, "POST /v1/keys/{id}/addresses", &body, async {
-        let target: Target = parse(&body)?;
-        let r = resolve(&state, &id, &target)?;
-        let base = hardened(&state, &r).await?;
-        let child = derive_public(r.scheme, &base, r.path.normal_suffix()).map_err(|e| ApiError::bad(e.to_string()))?;
-        let address = match (r.chain, target.bech32_prefix.as_deref()) {
-            (_, None) => r.chain.address(r.key_type, &child.public_key),
-            (Chain::Cosmos, Some(prefix)) => shardvault_chains::cosmos_address(&child.public_key, prefix),
-            (chain, Some(_)) => {
-                return Err(ApiError::bad(format!("{chain} addresses have no bech32 prefix to choose")))
-            }
-        }
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-        Ok((
-            StatusCode::OK,
-            json!({ "key_id": r.key.key_id, "chain": r.chain, "path": r.path.to_string(),
-                                   "public_key": hex::encode(child.public_key), "address": address }),
-        ))
-    })
-    .await
 }
 
 #[derive(Deserialize)]

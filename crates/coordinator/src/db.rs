@@ -58,6 +58,9 @@ impl Db {
                  chain_code BLOB NOT NULL, PRIMARY KEY (key_id, path));
              CREATE TABLE IF NOT EXISTS requests (id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
                  response TEXT, created INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS attestations (key_id TEXT NOT NULL, path TEXT NOT NULL, chain TEXT NOT NULL,
+                 statement BLOB NOT NULL, node INTEGER NOT NULL, signature BLOB NOT NULL,
+                 PRIMARY KEY (key_id, statement, node));
              CREATE TABLE IF NOT EXISTS refreshes (key_id TEXT NOT NULL, epoch INTEGER NOT NULL, state TEXT NOT NULL
                  CHECK (state IN ('started', 'failed', 'certified', 'activated', 'abandoned')), certificate TEXT,
                  PRIMARY KEY (key_id, epoch));
@@ -131,6 +134,34 @@ impl Db {
             )
             .optional()?;
         Ok(row.and_then(|(public_key, cc)| Some(Derived { public_key, chain_code: cc.try_into().ok()? })))
+    }
+
+    /// Stores node `node`'s signature over an address statement (its
+    /// canonical bytes; `path` and `chain` are for people reading the table).
+    pub(crate) fn put_attestation(
+        &self,
+        key_id: &KeyId,
+        path: &str,
+        chain: &str,
+        statement: &[u8],
+        node: NodeId,
+        signature: &[u8],
+    ) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO attestations (key_id, path, chain, statement, node, signature)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![key_id.to_string(), path, chain, statement, node.0, signature],
+        )?;
+        Ok(())
+    }
+
+    /// Every stored node signature over exactly `statement`, by node.
+    pub(crate) fn attestations(&self, key_id: &KeyId, statement: &[u8]) -> rusqlite::Result<Vec<(NodeId, Vec<u8>)>> {
+        let mut query = self
+            .conn
+            .prepare("SELECT node, signature FROM attestations WHERE key_id = ?1 AND statement = ?2 ORDER BY node")?;
+        let rows = query.query_map(params![key_id.to_string(), statement], |r| Ok((NodeId(r.get(0)?), r.get(1)?)))?;
+        rows.collect()
     }
 
     /// Records a refresh attempt's state (and, once certified, its certificate).

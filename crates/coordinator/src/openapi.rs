@@ -78,6 +78,15 @@ pub(crate) fn document() -> Value {
         "/v1/keys/{key_id}/refresh/finish": creating("Finish the key's last refresh: activate a confirmed epoch on every node, or record an unconfirmed attempt as abandoned (nothing was deleted for it)", json!({ "type": "object" }), "200"),
         "/v1/requests/{id}": { "get": { "summary": "A request's status and result", "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": { "200": { "description": "the request" }, "404": { "description": "unknown request" } } } }
     });
+    paths["/v1/keys/{key_id}/addresses"]["post"]["responses"]["200"]["content"]["application/json"]["schema"] =
+        json!({ "$ref": "#/components/schemas/AttestedAddress" });
+    paths["/v1/keys/{key_id}/addresses"]["post"]["description"] = json!(
+        "The coordinator derives the address, then every connected node of the key derives it from its own share \
+         and signs the statement (docs/FORMATS.md \"Address attestation\"). Clients must check the signatures \
+         against the identity keys of their pinned cluster file (at least max(2, threshold) distinct nodes) and \
+         recompute the address from `public_key`; `shardvault address` does. 503 `not_enough_attestations` \
+         when fewer nodes attest; 502 `disagreement` when a node attests another address."
+    );
     paths["/v1/keys"]["get"] = json!({ "summary": "List keys", "responses": { "200": { "description": "keys" } } });
     for route in [
         "/v1/keys/{key_id}/addresses",
@@ -98,7 +107,26 @@ pub(crate) fn document() -> Value {
             "parameters": { "IdempotencyKey": { "name": "Idempotency-Key", "in": "header", "required": false, "schema": { "type": "string" },
                 "description": "repeat a creating call safely: the same key and body return the first answer" } },
             "schemas": { "Error": { "type": "object", "required": ["code", "message"], "properties": {
-                "code": { "type": "string" }, "message": { "type": "string" } } } }
+                "code": { "type": "string" }, "message": { "type": "string" } } },
+                "AttestedAddress": { "type": "object",
+                    "required": ["key_id", "scheme", "threshold", "parties", "chain", "path", "public_key", "address",
+                                 "attestation_domain", "attestation_version", "attestations"],
+                    "description": "the fields of the attested statement, and the node signatures over it",
+                    "properties": {
+                        "key_id": { "type": "string" },
+                        "scheme": { "type": "string", "enum": ["ecdsa-secp256k1", "eddsa-ed25519", "schnorr-secp256k1"] },
+                        "threshold": { "type": "integer" }, "parties": { "type": "integer" },
+                        "chain": { "type": "string", "enum": Chain::ALL.iter().map(|c| c.name()).collect::<Vec<_>>() },
+                        "bech32_prefix": { "type": ["string", "null"] },
+                        "path": { "type": "string" },
+                        "public_key": { "type": "string", "description": "child public key, hex" },
+                        "address": { "type": "string" },
+                        "attestation_domain": { "type": "string", "const": "address-attestation" },
+                        "attestation_version": { "type": "integer", "const": 1 },
+                        "attestations": { "type": "array", "items": { "type": "object", "required": ["node", "signature"],
+                            "properties": { "node": { "type": "integer" },
+                                            "signature": { "type": "string", "description": "Ed25519 under the node's identity key, hex (64 bytes)" } } } },
+                        "request_id": { "type": "string" } } } }
         }
     })
 }

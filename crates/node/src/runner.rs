@@ -11,7 +11,7 @@ use shardvault_mpc::{
     SignRequest,
 };
 use shardvault_wire::{
-    Channels, Cluster, Frame, FromNode, Job, JobKind, NodeId, NodeIdentity, NoiseSecretKey, Outcome,
+    AddressStatement, Channels, Cluster, Frame, FromNode, Job, JobKind, NodeId, NodeIdentity, NoiseSecretKey, Outcome,
     RefreshCertificate, ToNode,
 };
 
@@ -128,6 +128,7 @@ impl Running {
 pub struct Node {
     id: NodeId,
     secret: NoiseSecretKey,
+    /// Signs this node's statements (refresh confirmations, address attestations).
     identity: NodeIdentity,
     cluster: Cluster,
     store: Store,
@@ -330,6 +331,11 @@ impl Node {
                 let epoch = self.activate(&job, me, certificate)?;
                 return Ok(vec![FromNode::Done { session: job.session, outcome: Outcome::Activated { epoch } }]);
             }
+            JobKind::Attest { path, chain, bech32_prefix } => {
+                let outcome = self.attest(&job, me, path, *chain, bech32_prefix.as_deref())?;
+                self.remember_finished(job.session);
+                return Ok(vec![FromNode::Done { session: job.session, outcome }]);
+            }
             JobKind::CreateKey { scheme, threshold } => {
                 if job.participants.keys().copied().ne(threshold.party_ids()) {
                     return Err(NodeError::Refused("key generation needs every party of the key".into()));
@@ -440,6 +446,44 @@ impl Node {
             }
         }
         Ok(share)
+    }
+
+    /// Signs what this node itself derives for `path`: the child public key
+    /// from its own active share and cached hardened tweak (refused if the
+    /// hardened prefix was never derived here), and the address it computes.
+    fn attest(
+        &self,
+        job: &Job,
+        me: PartyId,
+        path: &shardvault_mpc::DerivationPath,
+        chain: shardvault_chains::Chain,
+        bech32_prefix: Option<&str>,
+    ) -> Result<Outcome, NodeError> {
+        let share = self.share_for(job, me, None)?;
+        path.require_hardened_start().map_err(|e| NodeError::Refused(e.to_string()))?;
+        let prefix = path.hardened_prefix();
+        let tweak = match prefix.components().is_empty() {
+            true => None,
+            false => Some(self.store.tweak(job.key_id, &prefix)?.ok_or_else(|| {
+                NodeError::Refused(format!("path {prefix} has not been derived on this node; not attesting it"))
+            })?),
+        };
+        let child = shardvault_mpc::extended_public_key(&share, tweak.as_ref(), path)?;
+        let address = shardvault_wire::address_for(chain, share.scheme(), &child.public_key, bech32_prefix)
+            .map_err(|e| NodeError::Refused(e.to_string()))?;
+        let statement = AddressStatement {
+            key_id: share.key_id(),
+            scheme: share.scheme(),
+            threshold: share.threshold(),
+            path: path.clone(),
+            chain,
+            bech32_prefix: bech32_prefix.map(str::to_string),
+            public_key: child.public_key,
+            address,
+        };
+        let signature = statement.sign(&self.identity).to_vec();
+        tracing::info!(node = %self.id, key = %job.key_id, %path, %chain, address = %statement.address, "address attested");
+        Ok(Outcome::Attested { statement, signature })
     }
 
     /// Refuses to sign alongside a party this node banned for the key.

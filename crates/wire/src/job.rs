@@ -64,6 +64,17 @@ pub enum JobKind {
         /// The proof.
         certificate: RefreshCertificate,
     },
+    /// Attest an address: the node derives the child public key at `path`
+    /// from its own share and cached hardened tweak, computes the address
+    /// itself and signs an [`crate::AddressStatement`]. No protocol runs.
+    Attest {
+        /// The full path; its hardened prefix must have been derived on the node.
+        path: DerivationPath,
+        /// The chain family.
+        chain: Chain,
+        /// Cosmos SDK chains: the bech32 prefix (none: `cosmos`).
+        bech32_prefix: Option<String>,
+    },
 }
 
 /// Every party's signed statement that it stored epoch `epoch` of a key: a
@@ -124,6 +135,7 @@ impl JobKind {
             JobKind::Sign { .. } => "sign",
             JobKind::Refresh { .. } => "refresh",
             JobKind::Activate { .. } => "activate",
+            JobKind::Attest { .. } => "attest",
         }
     }
 }
@@ -215,6 +227,13 @@ pub enum Outcome {
     Activated {
         /// The epoch.
         epoch: Epoch,
+    },
+    /// The node's signed statement about an address.
+    Attested {
+        /// What the node computed itself.
+        statement: crate::AddressStatement,
+        /// Its identity signature over the statement (64 bytes).
+        signature: Vec<u8>,
     },
 }
 

@@ -13,6 +13,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 #![warn(missing_docs)]
 
+mod attestation;
 mod channel;
 mod cluster;
 mod frame;
@@ -20,6 +21,10 @@ pub mod hop;
 mod identity;
 mod job;
 
+pub use attestation::{
+    address_for, AddressAttestation, AddressStatement, AttestationCheck, ADDRESS_ATTESTATION_DOMAIN,
+    ADDRESS_ATTESTATION_VERSION,
+};
 pub use channel::{Channels, Received};
 pub use cluster::{generate_keypair, Cluster, NodeId, NoisePublicKey, NoiseSecretKey};
 pub use frame::{Frame, FRAME_VERSION, MAX_FRAME};

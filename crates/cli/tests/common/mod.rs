@@ -82,7 +82,14 @@ impl Devnet {
 
     /// Runs a client command against this devnet: Ok(JSON) or Err(stderr).
     pub fn cli(&self, args: &[&str]) -> Result<Value, String> {
-        let output = Command::new(EXE).arg("--json").args(args).args(["--api", &self.api]).output().unwrap();
+        // `address` verifies attestations against the devnet's pinned cluster file.
+        let output = Command::new(EXE)
+            .arg("--json")
+            .args(args)
+            .args(["--api", &self.api])
+            .env("SHARDVAULT_CLUSTER", self.dir.join("cluster.json"))
+            .output()
+            .unwrap();
         if output.status.success() {
             Ok(serde_json::from_slice(&output.stdout).unwrap())
         } else {
