@@ -458,7 +458,8 @@ fn a_replayed_hop_handshake_does_not_take_over_a_nodes_route() {
     };
     let solana_key = tk::solana_key(&text(&address, "address")).unwrap();
     let verify = |signed: &Value| {
-        tk::verify_ed25519(&solana_key, &hex::decode(MESSAGE).unwrap(), &h(signed, "signature")).unwrap();
+        let signed_bytes = tk::solana_offchain_message(&solana_key, &hex::decode(MESSAGE).unwrap());
+        tk::verify_ed25519(&solana_key, &signed_bytes, &h(signed, "signature")).unwrap();
     };
     // Wait for node 1's connection through the proxy (the recorded handshake).
     while captured.lock().unwrap().is_none() {
