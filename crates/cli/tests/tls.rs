@@ -17,6 +17,7 @@ struct TlsDevnet {
     process: Child,
     api: String,
     ca: PathBuf,
+    cluster: PathBuf,
 }
 
 impl TlsDevnet {
@@ -39,12 +40,18 @@ impl TlsDevnet {
         let info: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("devnet did not start: {e}: {text:?}"));
         let api = info["api"].as_str().unwrap().to_string();
         let ca = PathBuf::from(info["tls_ca"].as_str().expect("devnet.json names the CA"));
-        TlsDevnet { process, api, ca }
+        TlsDevnet { process, api, ca, cluster: dir.join("cluster.json") }
     }
 
     /// A client command with `extra` connection flags: Ok(JSON) or Err(stderr).
     fn cli(&self, args: &[&str], extra: &[&str]) -> Result<Value, String> {
-        let output = Command::new(EXE).arg("--json").args(args).args(extra).output().unwrap();
+        let output = Command::new(EXE)
+            .env("SHARDVAULT_CLUSTER", &self.cluster)
+            .arg("--json")
+            .args(args)
+            .args(extra)
+            .output()
+            .unwrap();
         if output.status.success() {
             Ok(serde_json::from_slice(&output.stdout).unwrap())
         } else {
@@ -107,9 +114,13 @@ fn a_tls_devnet_signs_through_https_and_wss() {
 
 #[test]
 fn plain_http_off_loopback_and_wss_without_a_pinned_ca_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let (secret, coordinator) = shardvault_wire::generate_keypair().unwrap();
-    std::fs::write(dir.path().join("noise.key"), hex::encode(secret.expose_secret())).unwrap();
+    let key_file = dir.path().join("noise.key");
+    std::fs::write(&key_file, hex::encode(secret.expose_secret())).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let cluster = shardvault_wire::Cluster { coordinator, nodes: Default::default(), identities: Default::default() };
     let cluster_file = dir.path().join("cluster.json");
     std::fs::write(&cluster_file, serde_json::to_string(&cluster).unwrap()).unwrap();
