@@ -401,6 +401,10 @@ fn v1_store(path: &Path, entries: u8) -> KeyId {
         .unwrap();
         previous = hash;
     }
+    drop(db);
+    // Old releases wrote the file with the umask; an operator makes it private before upgrading.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     key_id
 }
 
