@@ -360,7 +360,7 @@ impl Node {
             JobKind::Sign { epoch, path, payload } => {
                 let share = self.share_for(&job, me, Some(*epoch))?;
                 path.require_hardened_start().map_err(|e| NodeError::Refused(e.to_string()))?;
-                self.refuse_banned(&job, me, *epoch)?;
+                self.refuse_banned(&job, me)?;
                 let prefix = path.hardened_prefix();
                 let tweak = match prefix.components().is_empty() {
                     true => None,
@@ -487,8 +487,8 @@ impl Node {
     }
 
     /// Refuses to sign alongside a party this node banned for the key.
-    fn refuse_banned(&self, job: &Job, me: PartyId, epoch: Epoch) -> Result<(), NodeError> {
-        let mut bans = self.store.bans(job.key_id, epoch)?;
+    fn refuse_banned(&self, job: &Job, me: PartyId) -> Result<(), NodeError> {
+        let mut bans = self.store.bans(job.key_id)?;
         bans.extend(
             self.unrecorded_bans
                 .iter()

@@ -622,11 +622,12 @@ impl Store {
         Ok(())
     }
 
-    /// The parties banned for `key_id` when signing at `epoch`, with why.
-    pub fn bans(&self, key_id: KeyId, epoch: Epoch) -> Result<Vec<(PartyId, String)>, StoreError> {
-        let mut statement =
-            self.db.prepare("SELECT party, reason FROM bans WHERE key_id = ?1 AND epoch >= ?2 ORDER BY party")?;
-        let rows = statement.query_map(params![key_id.as_bytes(), epoch.0], |r| Ok((r.get::<_, u8>(0)?, r.get(1)?)))?;
+    /// The parties banned for `key_id`, with why, whatever epoch a job names:
+    /// a refreshed epoch that is only pending clears nothing (the coordinator
+    /// could refresh and never activate), only [`Store::activate`] does.
+    pub fn bans(&self, key_id: KeyId) -> Result<Vec<(PartyId, String)>, StoreError> {
+        let mut statement = self.db.prepare("SELECT party, reason FROM bans WHERE key_id = ?1 ORDER BY party")?;
+        let rows = statement.query_map(params![key_id.as_bytes()], |r| Ok((r.get::<_, u8>(0)?, r.get(1)?)))?;
         let mut bans = Vec::new();
         for row in rows {
             let (party, reason) = row?;

@@ -591,7 +591,11 @@ fn a_dkls23_ban_is_kept_and_enforced_until_a_refresh() {
     assert!(refused.contains("banned"), "{refused}");
     sign_eip191(&mut c, key_id, Epoch(0), &[2, 3], &child).unwrap();
 
+    // A refresh that is never activated clears nothing, also when a job
+    // names the pending epoch.
     let certificate = refresh(&mut c, key_id, Epoch(0), Epoch(1));
+    let refused = sign_eip191(&mut c, key_id, Epoch(1), &[1, 2], &child).unwrap_err();
+    assert!(refused.contains("banned"), "{refused}");
     all_ok(c.run(job(key_id, &[1, 2, 3], JobKind::Activate { certificate })), 3);
     sign_eip191(&mut c, key_id, Epoch(1), &[1, 2], &child).unwrap();
 }
