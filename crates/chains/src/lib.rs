@@ -80,36 +80,7 @@ pub enum Error {
     },
 }
 
-/// The kind of key an address is made from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeyType {
-    /// secp256k1, signing with ECDSA (33-byte SEC1 compressed key).
-    EcdsaSecp256k1,
-    /// secp256k1, signing with BIP340 Schnorr (33-byte internal key).
-    SchnorrSecp256k1,
-    /// Ed25519 (32-byte key).
-    Ed25519,
-}
-
-impl From<shardvault_mpc::Scheme> for KeyType {
-    fn from(scheme: shardvault_mpc::Scheme) -> Self {
-        match scheme {
-            shardvault_mpc::Scheme::EcdsaSecp256k1 => KeyType::EcdsaSecp256k1,
-            shardvault_mpc::Scheme::EddsaEd25519 => KeyType::Ed25519,
-            shardvault_mpc::Scheme::SchnorrSecp256k1 => KeyType::SchnorrSecp256k1,
-        }
-    }
-}
-
-impl fmt::Display for KeyType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            KeyType::EcdsaSecp256k1 => "ECDSA secp256k1",
-            KeyType::SchnorrSecp256k1 => "BIP340 secp256k1",
-            KeyType::Ed25519 => "Ed25519",
-        })
-    }
-}
+pub use shardvault_types::KeyType;
 
 /// A chain family shardvault derives addresses for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

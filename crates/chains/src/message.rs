@@ -14,7 +14,7 @@
 //! ("Message formats") specifies each format with its vectors.
 
 use bitcoin::hashes::{sha256, sha256d, Hash};
-use shardvault_mpc::{DerivationPath, HARDENED};
+use shardvault_types::{DerivationPath, HARDENED};
 
 use crate::{Chain, Error, KeyType};
 

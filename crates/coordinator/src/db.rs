@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use shardvault_mpc::{Epoch, KeyId, PartyId};
+use shardvault_types::{Epoch, KeyId, PartyId};
 use shardvault_wire::{NodeId, RefreshCertificate};
 
 /// A key as the coordinator knows it.

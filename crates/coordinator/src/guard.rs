@@ -227,7 +227,7 @@ mod tests {
     async fn a_body_less_post_refuses_a_body_that_is_not_json() {
         let c = start(None).await;
         let host = c.address.to_string();
-        let path = format!("/v1/keys/{}/refresh", shardvault_mpc::KeyId::random());
+        let path = format!("/v1/keys/{}/refresh", shardvault_types::KeyId::random());
         let headers = [("Host", host.as_str()), ("Content-Type", "application/json")];
         let (status, _, body) = http(&c, "POST", &path, &headers, "scheme=x&threshold=2").await;
         assert_eq!((status, code(&body).as_str()), (400, "invalid_request"), "{body}");

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use shardvault_mpc::SessionId;
+use shardvault_types::SessionId;
 use shardvault_wire::{Frame, FromNode, Job, JobKind, NodeId, Outcome, ToNode};
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -358,7 +358,7 @@ impl State {
 mod tests {
     use std::time::Duration;
 
-    use shardvault_mpc::{Epoch, KeyId, PartyId};
+    use shardvault_types::{Epoch, KeyId, PartyId};
     use shardvault_wire::{generate_keypair, Cluster};
 
     use super::*;

@@ -1,29 +1,20 @@
 //! From a root share to the share of any path: the cached hardened tweak
-//! (HD-DERIVATION.md) for the hardened prefix, then BIP32 public derivation
-//! (CKDpub) for the non-hardened levels below. Every party adds the same
-//! public tweaks, so the child shares stay a sharing of the child key.
+//! (docs/HD-DERIVATION.md) for the hardened prefix, then BIP32 public
+//! derivation (CKDpub, in `shardvault-types`) for the non-hardened levels
+//! below. Every party adds the same public tweaks, so the child shares stay a
+//! sharing of the child key.
 
 use std::collections::BTreeMap;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha512;
+use shardvault_types::derive::ckd_pub;
 use zeroize::Zeroize;
 
 use crate::error::Error;
-use crate::group::{Ed25519, Group, Secp256k1};
-use crate::hd::{child_chain_code, HardenedTweak};
-use crate::path::{DerivationPath, HARDENED};
+use crate::group::Group;
+use crate::hd::HardenedTweak;
 use crate::share::KeyShare;
-use crate::types::{PartyId, Scheme};
-
-/// A public child key and its chain code: an extended public key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExtendedPublicKey {
-    /// The key (SEC1 compressed for secp256k1, 32 bytes for ed25519).
-    pub public_key: Vec<u8>,
-    /// The chain code for non-hardened children.
-    pub chain_code: [u8; 32],
-}
+use crate::PartyId;
+use crate::{derive_public, root_extended_public_key, DerivationPath, ExtendedPublicKey};
 
 /// A party's share moved to a derived path, ready to sign: parsed values,
 /// so the signing libraries need not decode (and re-validate) them again.
@@ -36,73 +27,6 @@ pub(crate) struct ChildShare<G: Group> {
 impl<G: Group> Drop for ChildShare<G> {
     fn drop(&mut self) {
         self.secret.zeroize();
-    }
-}
-
-/// One BIP32 public derivation step.
-pub(crate) struct Child<G: Group> {
-    /// `I_L`, added to every share.
-    pub(crate) tweak: G::Scalar,
-    /// `P + I_L·B`.
-    pub(crate) point: G::Point,
-    /// `I_R`.
-    pub(crate) chain_code: [u8; 32],
-}
-
-/// BIP32 CKDpub: `I = HMAC-SHA512(cc, enc(P) ‖ ser32(i))`, tweak `I_L`,
-/// `P_child = P + I_L·B`, `cc_child = I_R`.
-pub(crate) fn ckd_pub<G: Group>(parent: &G::Point, chain_code: &[u8; 32], index: u32) -> Result<Child<G>, Error> {
-    if index & HARDENED != 0 {
-        return Err(Error::InvalidInput(format!(
-            "index {index} is hardened; public derivation needs an index below 2^31"
-        )));
-    }
-    let mut mac =
-        Hmac::<Sha512>::new_from_slice(chain_code).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    mac.update(&G::point_to_bytes(parent));
-    mac.update(&index.to_be_bytes());
-    let out: [u8; 64] = mac.finalize().into_bytes().into();
-    let (il, ir) = out.split_at(32);
-    let il: [u8; 32] = il.try_into().unwrap_or_default();
-    let cc: [u8; 32] = ir.try_into().unwrap_or_default();
-    let invalid =
-        || Error::InvalidInput(format!("BIP32 index {index} gives an invalid child here; use the next index"));
-    let tweak = G::bip32_tweak(&il).ok_or_else(invalid)?;
-    let child = *parent + G::mul_base(&tweak);
-    if child == G::identity() {
-        return Err(invalid());
-    }
-    Ok(Child { tweak, point: child, chain_code: cc })
-}
-
-/// Public derivation of non-hardened levels from an extended public key:
-/// what a watch-only wallet or the coordinator computes. For secp256k1 this
-/// is exactly BIP32; for ed25519 the same formula over edwards25519.
-pub fn derive_public(scheme: Scheme, parent: &ExtendedPublicKey, suffix: &[u32]) -> Result<ExtendedPublicKey, Error> {
-    match scheme {
-        Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => derive_public_in::<Secp256k1>(parent, suffix),
-        Scheme::EddsaEd25519 => derive_public_in::<Ed25519>(parent, suffix),
-    }
-}
-
-fn derive_public_in<G: Group>(parent: &ExtendedPublicKey, suffix: &[u32]) -> Result<ExtendedPublicKey, Error> {
-    let mut point = G::point_from_bytes(&parent.public_key)
-        .ok_or_else(|| Error::InvalidInput("public key is not a valid point".into()))?;
-    let mut chain_code = parent.chain_code;
-    for index in suffix {
-        let child = ckd_pub::<G>(&point, &chain_code, *index)?;
-        point = child.point;
-        chain_code = child.chain_code;
-    }
-    Ok(ExtendedPublicKey { public_key: G::point_to_bytes(&point), chain_code })
-}
-
-/// The extended public key of a root key (`m`), from public data only: the
-/// chain code is HD-DERIVATION.md's `cc'` formula applied to the empty path.
-pub fn root_extended_public_key(public_key: &[u8]) -> ExtendedPublicKey {
-    ExtendedPublicKey {
-        public_key: public_key.to_vec(),
-        chain_code: child_chain_code(public_key, &DerivationPath::root()),
     }
 }
 
@@ -147,7 +71,7 @@ pub fn extended_public_key(
     path: &DerivationPath,
 ) -> Result<ExtendedPublicKey, Error> {
     let base = hardened_base(share, tweak, path)?;
-    derive_public(share.scheme(), &base, path.normal_suffix())
+    Ok(derive_public(share.scheme(), &base, path.normal_suffix())?)
 }
 
 /// This party's share of the key at `path`. The stored points it reads were

@@ -27,8 +27,8 @@ use crate::group::{Group, Secp256k1};
 use crate::secret::ChainSeed;
 use crate::session::{decode, encode, Inbox, Machine, Outbox, Step};
 use crate::share::{KeyShare, SecretShare};
-use crate::signature::Signature;
-use crate::types::{Epoch, KeyId, PartyId, Scheme, SessionId, Threshold};
+use crate::Signature;
+use crate::{Epoch, KeyId, PartyId, Scheme, SessionId, Threshold};
 
 type Party = dkls23::secp256k1::Party;
 type Scalar = k256_dkls::Scalar;

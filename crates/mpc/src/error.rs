@@ -2,7 +2,7 @@
 //! caller's input, a peer's misbehaviour (naming the culprit), a message the
 //! session refused without harm, stored data that does not decode, and bugs.
 
-use crate::types::PartyId;
+use crate::PartyId;
 
 /// Everything that can go wrong in a protocol run or with a stored share.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +177,14 @@ impl Error {
         match self {
             Error::Disputed { sender, reporter, .. } => Some([*sender, *reporter]),
             _ => None,
+        }
+    }
+}
+
+impl From<shardvault_types::Error> for Error {
+    fn from(error: shardvault_types::Error) -> Self {
+        match error {
+            shardvault_types::Error::InvalidInput(detail) => Error::InvalidInput(detail),
         }
     }
 }

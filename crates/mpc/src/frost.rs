@@ -21,8 +21,8 @@ use crate::group::{Ed25519, Group, Secp256k1};
 use crate::secret::ChainSeed;
 use crate::session::{decode, encode, Inbox, Machine, Outbox, Step};
 use crate::share::{KeyShare, SecretShare};
-use crate::signature::Signature;
-use crate::types::{Epoch, KeyId, PartyId, Scheme, Threshold};
+use crate::Signature;
+use crate::{Epoch, KeyId, PartyId, Scheme, Threshold};
 
 /// What differs between the two FROST ciphersuites.
 pub(crate) trait Suite: Ciphersuite {

@@ -13,17 +13,17 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::child_chain_code;
 use crate::error::Error;
 use crate::group::{eval_commitment, lagrange_at_zero, Ed25519, Group, Secp256k1};
-use crate::path::DerivationPath;
-use crate::secret::{ChainSeed, Secret32};
 use crate::session::{decode, encode, Inbox, Machine, Outbox, Step};
 use crate::share::KeyShare;
-use crate::types::{KeyId, PartyId, Scheme, Threshold};
+use crate::DerivationPath;
+use crate::{ChainSeed, Secret32};
+use crate::{KeyId, PartyId, Scheme, Threshold};
 
 const CONTEXT_TAG: &[u8] = b"shardvault/hd/v1";
 const POK_TAG: &[u8] = b"shardvault/hd/v1/pok";
-const CHAIN_CODE_KEY: &[u8] = b"shardvault/hd/v1/chaincode";
 
 /// One party's result of hardened derivation for one path: its tweak share
 /// `τ_k` (secret) and the public data every party agreed on. Cache it per
@@ -208,18 +208,6 @@ pub(crate) fn context(scheme: Scheme, key_id: &KeyId, root: &[u8], path: &Deriva
         ctx.extend_from_slice(field);
     }
     ctx
-}
-
-/// `cc' = HMAC-SHA512(key = "shardvault/hd/v1/chaincode", enc(X') ‖ enc(path))[0..32]`.
-pub(crate) fn child_chain_code(public_key: &[u8], path: &DerivationPath) -> [u8; 32] {
-    let mut mac =
-        Hmac::<Sha512>::new_from_slice(CHAIN_CODE_KEY).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    mac.update(public_key);
-    mac.update(&path.encode());
-    let out = mac.finalize().into_bytes();
-    let mut cc = [0u8; 32];
-    cc.copy_from_slice(out.get(..32).unwrap_or_default());
-    cc
 }
 
 fn parse_point<G: Group>(from: PartyId, bytes: &[u8]) -> Result<G::Point, Error> {

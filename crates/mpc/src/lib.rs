@@ -35,33 +35,32 @@ mod frost;
 mod group;
 mod hd;
 pub mod local;
-mod path;
 mod recover;
 mod secret;
 mod session;
 mod share;
-mod signature;
-mod types;
 
 use std::collections::BTreeSet;
 
 use frost_ed25519::Ed25519Sha512;
 use frost_secp256k1_tr::Secp256K1Sha256TR;
 
-pub use derive::{derive_public, extended_public_key, root_extended_public_key, ExtendedPublicKey};
+pub use derive::extended_public_key;
 use ecdsa::{EcdsaDkg, EcdsaRefresh, EcdsaSign};
 pub use error::{Error, Rejection};
 use frost::{FrostDkg, FrostRefresh, FrostSign};
 pub use hd::{HardenedTweak, HdMachine};
-pub use path::{DerivationPath, HARDENED};
 pub use recover::{recover_key, RecoveredKey};
-pub use secret::{ChainSeed, Secret32};
+pub use secret::ChainSeed;
 pub use session::{
     EchoDigest, Envelope, Inbox, Machine, Outbox, Payload, Session, Step, ENVELOPE_VERSION, MAX_PAYLOAD,
 };
 pub use share::{KeyShare, ShareBinding, SHARE_FORMAT_VERSION};
-pub use signature::Signature;
-pub use types::{Epoch, KeyId, PartyId, Scheme, SessionId, Threshold, MAX_PARTIES};
+// The share-free vocabulary, re-exported so protocol callers need one import.
+pub use shardvault_types::{
+    child_chain_code, derive_public, root_extended_public_key, DerivationPath, Epoch, ExtendedPublicKey, KeyId,
+    PartyId, Scheme, Secret32, SessionId, Signature, Threshold, HARDENED, MAX_PARTIES,
+};
 
 /// A started session and its first envelopes.
 pub type Started<M> = (Session<M>, Vec<Envelope>);

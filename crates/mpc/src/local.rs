@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::error::{Error, Rejection};
 use crate::session::{Envelope, Machine, Session};
-use crate::types::PartyId;
+use crate::PartyId;
 
 /// The result of a run: every party's output, and every message a party
 /// refused (and dropped) on the way.

@@ -9,14 +9,15 @@ use std::fmt;
 
 use zeroize::Zeroize;
 
-use crate::derive::ckd_pub;
+use crate::child_chain_code;
 use crate::error::Error;
 use crate::group::{lagrange_at_zero, Ed25519, Group, Secp256k1};
-use crate::hd::{child_chain_code, coefficients, context};
-use crate::path::DerivationPath;
-use crate::secret::Secret32;
+use crate::hd::{coefficients, context};
 use crate::share::KeyShare;
-use crate::types::{PartyId, Scheme};
+use crate::DerivationPath;
+use crate::Secret32;
+use crate::{PartyId, Scheme};
+use shardvault_types::derive::ckd_pub;
 
 /// A whole private key. It exists only in the recovery tool.
 #[derive(Clone)]

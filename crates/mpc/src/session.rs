@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use crate::error::{Error, Rejection};
-use crate::types::{PartyId, SessionId};
+use crate::{PartyId, SessionId};
 
 /// Version of the envelope encoding.
 pub const ENVELOPE_VERSION: u8 = 1;

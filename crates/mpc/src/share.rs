@@ -12,8 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::group::{Ed25519, Group, Secp256k1};
-use crate::secret::{ChainSeed, Secret32};
-use crate::types::{Epoch, KeyId, PartyId, Scheme, Threshold};
+use crate::{ChainSeed, Secret32};
+use crate::{Epoch, KeyId, PartyId, Scheme, Threshold};
 
 const MAGIC: &[u8; 4] = b"SVKS";
 

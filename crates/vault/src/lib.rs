@@ -19,7 +19,7 @@ pub mod files;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, RngCore};
-use shardvault_mpc::{Epoch, KeyId, Secret32};
+use shardvault_types::{Epoch, KeyId, Secret32};
 use zeroize::{Zeroize, Zeroizing};
 
 const MAGIC: &[u8; 4] = b"SVSL";

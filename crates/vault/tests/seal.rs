@@ -1,7 +1,7 @@
 //! Sealed blobs open only with the right KEK and for what they were sealed as.
 
 use proptest::prelude::*;
-use shardvault_mpc::{Epoch, KeyId};
+use shardvault_types::{Epoch, KeyId};
 use shardvault_vault::{open, seal, Error, KdfParams, Kek, SealContext};
 
 fn context() -> SealContext {

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use shardvault_chains::{Chain, KeyType};
-use shardvault_mpc::{DerivationPath, KeyId, Scheme, Threshold};
+use shardvault_types::{DerivationPath, KeyId, Scheme, Threshold};
 
 use crate::{Cluster, Error, NodeId, NodeIdentity};
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use shardvault_mpc::SessionId;
+use shardvault_types::SessionId;
 use snow::{HandshakeState, TransportState};
 use zeroize::Zeroizing;
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use shardvault_mpc::Secret32;
+use shardvault_types::Secret32;
 
 use crate::{Error, NOISE_PARAMS};
 

@@ -1,7 +1,7 @@
 //! The relay's unit: a routing header in the clear and Noise ciphertext.
 
 use serde::{Deserialize, Serialize};
-use shardvault_mpc::SessionId;
+use shardvault_types::SessionId;
 
 use crate::{Error, NodeId};
 

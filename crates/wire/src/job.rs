@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use shardvault_chains::{Chain, MessageFormat};
-use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Signature, Threshold};
+use shardvault_types::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Signature, Threshold};
 
 use crate::{Cluster, Error, Frame, NodeId};
 

@@ -15,7 +15,7 @@ use axum::extract::{Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
-use shardvault_mpc::{derive_public, SessionId};
+use shardvault_types::{derive_public, SessionId};
 use shardvault_wire::{
     address_for, AddressStatement, Job, JobKind, NodeId, Outcome, ADDRESS_ATTESTATION_DOMAIN,
     ADDRESS_ATTESTATION_VERSION,
@@ -38,7 +38,7 @@ pub(super) async fn address(
         let prefix = target.bech32_prefix.as_deref();
         let address =
             address_for(r.chain, r.scheme, &child.public_key, prefix).map_err(|e| ApiError::bad(e.to_string()))?;
-        let threshold = shardvault_mpc::Threshold::new(r.key.threshold, r.key.parties)
+        let threshold = shardvault_types::Threshold::new(r.key.threshold, r.key.parties)
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", "bad threshold"))?;
         let statement = AddressStatement {
             key_id: r.key_id,

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use shardvault_mpc::{Epoch, KeyId, SessionId};
+use shardvault_types::{Epoch, KeyId, SessionId};
 use shardvault_wire::{Job, JobKind, NodeId, Outcome, RefreshCertificate};
 
 use super::{agree, Answer, ApiError};

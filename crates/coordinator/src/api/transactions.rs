@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 use shardvault_chains::tx::UnsignedTx;
 use shardvault_chains::Chain;
-use shardvault_mpc::PartyId;
+use shardvault_types::PartyId;
 use shardvault_wire::SignPayload;
 
 use super::{
@@ -201,7 +201,7 @@ async fn chain_transaction(
 /// nodes first if new): the key whose address must be the sender.
 async fn signing_key(state: &State, r: &Resolved) -> Result<Vec<u8>, ApiError> {
     let base = hardened(state, r).await?;
-    let child = shardvault_mpc::derive_public(r.scheme, &base, r.path.normal_suffix())
+    let child = shardvault_types::derive_public(r.scheme, &base, r.path.normal_suffix())
         .map_err(|e| ApiError::bad(e.to_string()))?;
     Ok(child.public_key)
 }

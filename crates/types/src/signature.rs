@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{PartyId, Scheme};
+use crate::{PartyId, Scheme};
 
 /// A threshold signature.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
