@@ -13,9 +13,17 @@
 //! ```
 //! use shardvault_types::{derive_public, root_extended_public_key, DerivationPath, Scheme};
 //!
-//! let root = root_extended_public_key(&[2; 33]);
-//! let path: DerivationPath = "m/0/1".parse()?;
-//! # let _ = (root, path, Scheme::EcdsaSecp256k1);
+//! // A watch-only derivation: the public key at m/9'/0'/60'/0'/0/7 from the
+//! // extended public key its hardened prefix was given (here, a made-up one).
+//! let path: DerivationPath = "m/9'/0'/60'/0'/0/7".parse()?;
+//! assert_eq!(path.hardened_prefix().to_string(), "m/9'/0'/60'/0'");
+//! let generator = hex::decode("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798").unwrap();
+//! let base = root_extended_public_key(&generator);
+//! let child = derive_public(Scheme::EcdsaSecp256k1, &base, path.normal_suffix())?;
+//! assert_eq!(child.public_key.len(), 33);
+//! assert_ne!(child.public_key, generator);
+//! // Hardened indices need the threshold protocol, never public derivation.
+//! assert!(derive_public(Scheme::EcdsaSecp256k1, &base, &[1 << 31]).is_err());
 //! # Ok::<(), shardvault_types::Error>(())
 //! ```
 #![forbid(unsafe_code)]
