@@ -1,0 +1,97 @@
+//! A member's own key pair, in an OpenSSH private key file: what `shardvault
+//! identity new` writes and what `ssh-keygen -t ed25519` makes.
+
+use std::fmt;
+use std::path::Path;
+
+use shardvault_vault::files;
+use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
+
+use crate::{Approval, Error, MemberKey, NAMESPACE};
+
+/// An ed25519 private key that approves requests. `Debug` shows only its
+/// fingerprint; the key is zeroized when dropped (by `ssh-key`).
+pub struct Identity(PrivateKey);
+
+impl Identity {
+    /// A new random key from the operating system's RNG.
+    pub fn generate(comment: &str) -> Result<Self, Error> {
+        let mut key = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519)
+            .map_err(|e| Error::Identity(format!("cannot make a key: {e}")))?;
+        key.set_comment(comment);
+        Ok(Self(key))
+    }
+
+    /// Parses an OpenSSH private key (`-----BEGIN OPENSSH PRIVATE KEY-----`),
+    /// decrypting it with `passphrase` when it is protected.
+    pub fn from_openssh(text: &str, passphrase: Option<&[u8]>) -> Result<Self, Error> {
+        let key = PrivateKey::from_openssh(text.trim())
+            .map_err(|e| Error::Identity(format!("not an OpenSSH private key: {e}")))?;
+        let key = match (key.is_encrypted(), passphrase) {
+            (false, _) => key,
+            (true, None) => {
+                return Err(Error::Identity("the key is passphrase-protected and no passphrase was given".into()))
+            }
+            (true, Some(passphrase)) => {
+                key.decrypt(passphrase).map_err(|_| Error::Identity("wrong passphrase for the key".into()))?
+            }
+        };
+        if key.algorithm() != Algorithm::Ed25519 {
+            return Err(Error::Identity(format!(
+                "{} keys are not accepted; use an ssh-ed25519 key (ssh-keygen -t ed25519)",
+                key.algorithm()
+            )));
+        }
+        Ok(Self(key))
+    }
+
+    /// Reads a key file, refusing one that group or others can read (as
+    /// ssh does).
+    pub fn read(path: &Path, passphrase: Option<&[u8]>) -> Result<Self, Error> {
+        let bytes = files::read_private(path).map_err(|e| Error::Identity(e.to_string()))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::Identity(format!("{} is not an OpenSSH private key file", path.display())))?;
+        Self::from_openssh(text, passphrase)
+    }
+
+    /// Writes the key as an OpenSSH private key file (mode 0600), encrypted
+    /// under `passphrase` when one is given (bcrypt-pbkdf and AES-256-CTR,
+    /// as `ssh-keygen` does).
+    pub fn write(&self, path: &Path, passphrase: Option<&[u8]>) -> Result<(), Error> {
+        let encrypted;
+        let key = match passphrase {
+            None => &self.0,
+            Some(passphrase) => {
+                encrypted = self
+                    .0
+                    .encrypt(&mut rand_core::OsRng, passphrase)
+                    .map_err(|e| Error::Identity(format!("cannot encrypt the key: {e}")))?;
+                &encrypted
+            }
+        };
+        let text =
+            key.to_openssh(LineEnding::LF).map_err(|e| Error::Identity(format!("cannot encode the key: {e}")))?;
+        files::write_private(path, text.as_bytes()).map_err(|e| Error::Identity(e.to_string()))
+    }
+
+    /// The public half, as members and policies name it.
+    pub fn member_key(&self) -> Result<MemberKey, Error> {
+        MemberKey::from_public(self.0.public_key().clone())
+    }
+
+    /// Approves `message`: an SSHSIG under [`NAMESPACE`] with SHA-512, as
+    /// `ssh-keygen -Y sign -n shardvault-request` makes.
+    pub fn approve(&self, message: &[u8]) -> Result<Approval, Error> {
+        let signature = self
+            .0
+            .sign(NAMESPACE, HashAlg::Sha512, message)
+            .map_err(|e| Error::Identity(format!("cannot sign: {e}")))?;
+        Ok(Approval::new(signature))
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Identity({}, <redacted>)", self.0.fingerprint(HashAlg::Sha256))
+    }
+}

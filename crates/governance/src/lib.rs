@@ -1,0 +1,26 @@
+//! Who may approve, and how an approval is checked.
+//!
+//! A member of an organisation is known by an OpenSSH `ssh-ed25519` public
+//! key ([`MemberKey`]), so a key made by `ssh-keygen -t ed25519`, with or
+//! without a passphrase, works as is. An approval ([`Approval`]) is that
+//! key's signature over the exact bytes of a request in OpenSSH's SSHSIG
+//! format under the namespace [`NAMESPACE`]: `ssh-keygen -Y sign -n
+//! shardvault-request` makes one, `ssh-keygen -Y verify` checks one this
+//! crate made, and [`MemberKey::verify`] checks either. A signature under
+//! another namespace (a git commit, a file signature) never counts.
+//!
+//! Pure: no I/O apart from reading and writing a member's own key file
+//! ([`Identity`]).
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+#![warn(missing_docs)]
+
+mod approval;
+mod error;
+mod identity;
+mod member_key;
+
+pub use approval::{Approval, NAMESPACE};
+pub use error::Error;
+pub use identity::Identity;
+pub use member_key::MemberKey;
