@@ -19,10 +19,12 @@ pub mod psbt;
 pub mod sample;
 pub mod solana;
 pub mod sui;
+pub mod transaction;
 pub mod tron;
 pub mod tx;
 
 pub use message::MessageFormat;
+pub use transaction::{Transaction, Unsigned};
 
 use std::fmt;
 use std::str::FromStr;

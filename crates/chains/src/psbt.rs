@@ -155,6 +155,18 @@ impl InputDigest {
     }
 }
 
+thread_local! {
+    /// PSBTs decoded on this thread, for tests that count decodes.
+    static DECODES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many PSBTs [`UnsignedPsbt::parse`] has decoded on the calling thread:
+/// lets a test show that one signing job decodes its PSBT once.
+#[doc(hidden)]
+pub fn decodes_on_this_thread() -> u64 {
+    DECODES.with(|count| count.get())
+}
+
 /// A parsed unsigned PSBT on a given network.
 #[derive(Clone, Debug)]
 pub struct UnsignedPsbt {
@@ -178,6 +190,7 @@ impl UnsignedPsbt {
                 .decode(text.trim())
                 .map_err(|e| Error::Psbt(format!("base64: {e}")))?
         };
+        DECODES.with(|count| count.set(count.get().saturating_add(1)));
         let psbt = Psbt::deserialize(&binary).map_err(|e| Error::Psbt(e.to_string()))?;
         if psbt.serialize().len() != binary.len() {
             return Err(Error::Psbt("trailing or non-canonical bytes".into()));
@@ -292,8 +305,27 @@ impl UnsignedPsbt {
 
     /// The signature hash of input `index`.
     pub fn input_digest(&self, index: usize) -> Result<InputDigest, Error> {
-        let (utxo, kind) = self.spent(index)?;
+        self.digest_with(&mut SighashCache::new(&self.psbt.unsigned_tx), &mut None, index)
+    }
+
+    /// The signature hash of every input, in order, through one sighash
+    /// cache: the hashes BIP143 and BIP341 share between inputs (of the
+    /// prevouts, sequences, outputs) are computed once, not once per input.
+    pub fn input_digests(&self) -> Result<Vec<InputDigest>, Error> {
         let mut cache = SighashCache::new(&self.psbt.unsigned_tx);
+        let mut prevouts = None;
+        (0..self.psbt.inputs.len()).map(|index| self.digest_with(&mut cache, &mut prevouts, index)).collect()
+    }
+
+    /// Input `index`'s sighash through `cache`; `prevouts` (every spent
+    /// output, which BIP341 commits to) is filled on the first P2TR input.
+    fn digest_with(
+        &self,
+        cache: &mut SighashCache<&bitcoin::Transaction>,
+        prevouts: &mut Option<Vec<TxOut>>,
+        index: usize,
+    ) -> Result<InputDigest, Error> {
+        let (utxo, kind) = self.spent(index)?;
         let digest: [u8; 32] = match kind {
             InputKind::P2wpkh => {
                 let hash = cache
@@ -302,11 +334,16 @@ impl UnsignedPsbt {
                 *hash.as_ref()
             }
             InputKind::P2tr => {
-                let prevouts: Vec<TxOut> = (0..self.psbt.inputs.len())
-                    .map(|i| self.spent(i).map(|(u, _)| u.clone()))
-                    .collect::<Result<_, _>>()?;
+                let prevouts = match prevouts {
+                    Some(prevouts) => prevouts,
+                    None => prevouts.insert(
+                        (0..self.psbt.inputs.len())
+                            .map(|i| self.spent(i).map(|(u, _)| u.clone()))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                };
                 let hash = cache
-                    .taproot_key_spend_signature_hash(index, &Prevouts::All(&prevouts), TapSighashType::Default)
+                    .taproot_key_spend_signature_hash(index, &Prevouts::All(prevouts), TapSighashType::Default)
                     .map_err(|e| Error::Psbt(e.to_string()))?;
                 *hash.as_ref()
             }

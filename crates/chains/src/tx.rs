@@ -3,7 +3,8 @@
 //! signer is the key being used and the network is the named one, give a
 //! review summary and exactly what the key signs, and assemble the signed
 //! transaction in the chain's wire format with its id. Bitcoin PSBTs and EVM
-//! transactions have their own modules ([`crate::psbt`], [`crate::evm`]).
+//! transactions have their own modules ([`crate::psbt`], [`crate::evm`]);
+//! [`crate::transaction`] puts all three behind one interface.
 
 use serde::Serialize;
 

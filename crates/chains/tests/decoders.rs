@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 use shardvault_chains::tx::UnsignedTx;
-use shardvault_chains::{psbt, sample, Chain, KeyType};
+use shardvault_chains::{psbt, sample, Chain, KeyType, Transaction, Unsigned};
 
 const ED: [u8; 32] = [0x3b; 32];
 const EC: &str = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
@@ -32,6 +32,20 @@ proptest! {
             let _ = psbt::UnsignedPsbt::parse(&bytes, network).map(|p| p.summary());
         }
         let _ = shardvault_chains::evm::UnsignedEvmTx::parse(&bytes, 1);
+        // The same bytes through the one transaction interface, every step.
+        let ec = hex::decode(EC).unwrap();
+        let mut requests = vec![Unsigned::Evm { chain_id: 1, preimage: &bytes }];
+        for chain in [Chain::Bitcoin, Chain::Litecoin] {
+            requests.push(Unsigned::Psbt { chain, network: chain.default_network(), psbt: &bytes });
+        }
+        for (chain, _, _) in families() {
+            requests.push(Unsigned::SingleSigner { chain, network: chain.default_network(), bytes: &bytes });
+        }
+        for request in requests {
+            if let Ok(tx) = Transaction::parse(request) {
+                let _ = (tx.summary(), tx.signing_inputs(KeyType::EcdsaSecp256k1, &ec), tx.check_key(KeyType::Ed25519, &ED));
+            }
+        }
     }
 
     #[test]

@@ -196,3 +196,77 @@ fn a_p2wpkh_amount_lie_or_a_missing_previous_transaction_is_refused() {
         taproot_lie.inputs[1].non_witness_utxo.as_ref().unwrap().compute_txid();
     assert!(UnsignedPsbt::parse(&taproot_lie.serialize(), MAINNET).is_err());
 }
+
+/// Through the one transaction interface: a PSBT is decoded once, however
+/// many inputs are then checked, hashed and signed; the sighashes through one
+/// cache are each input's own; the assembled spend passes Bitcoin Core.
+#[test]
+fn the_transaction_interface_decodes_a_psbt_once_and_signs_every_input() {
+    use shardvault_chains::transaction::{Signed, Summary};
+    use shardvault_chains::{Transaction, Unsigned};
+    let ecdsa = mpc_key(Scheme::EcdsaSecp256k1, PATH);
+    let spent: Vec<(ScriptBuf, u64)> = [20_000, 30_000, 40_000].map(|a| (p2wpkh(&ecdsa.public_key), a)).to_vec();
+    let base64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, psbt(&spent, 88_000).serialize());
+    let before = shardvault_chains::psbt::decodes_on_this_thread();
+    let tx = Transaction::parse(Unsigned::Psbt { chain: Chain::Bitcoin, network: "bitcoin", psbt: base64.as_bytes() })
+        .unwrap();
+    let Summary::Psbt(summary) = tx.summary().unwrap() else { panic!("not a PSBT summary") };
+    assert_eq!(summary.fee_sat, 2_000);
+    assert_eq!(tx.signature_count(), 3);
+    let inputs = tx.signing_inputs(KeyType::EcdsaSecp256k1, &ecdsa.public_key).unwrap();
+    let mut signatures = Vec::new();
+    for (index, input) in inputs.iter().enumerate() {
+        assert_eq!(&tx.signing_input(index, KeyType::EcdsaSecp256k1, &ecdsa.public_key).unwrap(), input);
+        signatures.push(ecdsa.sign(&<[u8; 32]>::try_from(input.as_slice()).unwrap(), [2, 3]));
+    }
+    // What the nodes are handed is the binary PSBT.
+    let Unsigned::Psbt { psbt: binary, .. } = tx.unsigned() else { panic!("not a PSBT") };
+    assert!(binary.starts_with(b"psbt\xff"));
+    let Signed::Psbt(signed) = tx.assemble(&ecdsa.public_key, &signatures).unwrap() else { panic!("not a PSBT") };
+    assert_eq!(shardvault_chains::psbt::decodes_on_this_thread() - before, 1, "one decode for three inputs");
+    let tx = hex::decode(&signed.tx_hex).unwrap();
+    let spent_raw: Vec<(Vec<u8>, u64)> = spent.iter().map(|(s, a)| (s.to_bytes(), *a)).collect();
+    for index in 0..3 {
+        tk::bitcoin_core_verifies(&tx, index, &spent_raw).unwrap_or_else(|e| panic!("input {index}: {e}"));
+    }
+}
+
+/// One sighash cache for all inputs gives each input's own sighash, for
+/// P2WPKH and P2TR inputs mixed; a key may sign only the inputs that pay to it.
+#[test]
+fn sighashes_through_one_cache_are_each_inputs_own_and_keys_sign_only_their_inputs() {
+    use shardvault_chains::{Transaction, Unsigned};
+    let ecdsa = mpc_key(Scheme::EcdsaSecp256k1, PATH);
+    let schnorr = mpc_key(Scheme::SchnorrSecp256k1, PATH);
+    let spent = vec![
+        (p2tr(&schnorr.public_key), 10_000),
+        (p2wpkh(&ecdsa.public_key), 20_000),
+        (p2tr(&schnorr.public_key), 30_000),
+        (p2wpkh(&ecdsa.public_key), 40_000),
+    ];
+    let bytes = psbt(&spent, 99_000).serialize();
+    let parsed = UnsignedPsbt::parse(&bytes, MAINNET).unwrap();
+    let all = parsed.input_digests().unwrap();
+    assert_eq!(all, (0..4).map(|i| parsed.input_digest(i).unwrap()).collect::<Vec<_>>());
+
+    let tx = Transaction::parse(Unsigned::Psbt { chain: Chain::Bitcoin, network: "mainnet", psbt: &bytes }).unwrap();
+    for (index, (key, key_type)) in [
+        (&schnorr, KeyType::SchnorrSecp256k1),
+        (&ecdsa, KeyType::EcdsaSecp256k1),
+        (&schnorr, KeyType::SchnorrSecp256k1),
+        (&ecdsa, KeyType::EcdsaSecp256k1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(tx.signing_input(index, key_type, &key.public_key).unwrap(), all[index].digest.to_vec());
+    }
+    let error = tx.check_key(KeyType::EcdsaSecp256k1, &ecdsa.public_key).unwrap_err().to_string();
+    assert!(error.contains("input 0") && error.contains("cannot be signed by"), "{error}");
+    let error = tx.signing_input(0, KeyType::SchnorrSecp256k1, &ecdsa.public_key).unwrap_err().to_string();
+    assert!(error.contains("does not pay to this key"), "{error}");
+    assert!(tx.signing_input(4, KeyType::EcdsaSecp256k1, &ecdsa.public_key).is_err());
+    // A PSBT for a chain without PSBTs, or a network of another chain, is refused.
+    assert!(Transaction::parse(Unsigned::Psbt { chain: Chain::Ethereum, network: "mainnet", psbt: &bytes }).is_err());
+    assert!(Transaction::parse(Unsigned::Psbt { chain: Chain::Litecoin, network: "signet", psbt: &bytes }).is_err());
+}

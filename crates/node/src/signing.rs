@@ -1,8 +1,9 @@
 //! What a node signs for a [`SignPayload`]: it decodes the request itself,
 //! computes what is signed itself, and refuses what does not fit the key.
 //!
-//! - Transactions are decoded, their signer checked to be the key in use and
-//!   their network the one named.
+//! - Transactions of every family go through one [`Transaction`] path:
+//!   decoded once per job, their signer (a PSBT input's script) checked to be
+//!   the key in use, their network or chain id the one named.
 //! - Messages are signed only in a chain's domain-separated message format
 //!   ([`MessageFormat`]), refused for a key of another type or a path of
 //!   another chain (MPCVault's `m/9'/0'/coin'/…`).
@@ -10,7 +11,7 @@
 //!   they are refused unless the operator started the node with
 //!   `--allow-raw-signing` ([`RawSigning::Allowed`]).
 
-use shardvault_chains::{KeyType, MessageFormat};
+use shardvault_chains::{KeyType, MessageFormat, Transaction};
 use shardvault_mpc::{DerivationPath, Scheme};
 use shardvault_wire::SignPayload;
 
@@ -34,28 +35,12 @@ pub(crate) fn what_to_sign(
     payload: &SignPayload,
     raw: RawSigning,
 ) -> Result<Vec<u8>, NodeError> {
-    let refused = |e: shardvault_chains::Error| NodeError::Refused(e.to_string());
     let key = KeyType::from(scheme);
     match (scheme, payload) {
-        (_, SignPayload::BitcoinInput { chain, psbt, index, network }) => {
-            let network = shardvault_chains::psbt::network(*chain, network).map_err(refused)?;
-            let psbt = shardvault_chains::psbt::UnsignedPsbt::parse(psbt, network).map_err(refused)?;
-            let index = usize::try_from(*index).map_err(|_| NodeError::Refused("input index".into()))?;
-            let input = psbt.input_digest(index).map_err(refused)?;
-            input.check_key(key, public_key).map_err(refused)?;
-            Ok(input.digest.to_vec())
-        }
-        (Scheme::EcdsaSecp256k1, SignPayload::EvmTransaction { preimage, chain_id }) => {
-            Ok(shardvault_chains::evm::UnsignedEvmTx::parse(preimage, *chain_id).map_err(refused)?.digest().to_vec())
-        }
-        (_, SignPayload::Transaction { chain, network, unsigned }) => {
-            let tx = shardvault_chains::tx::UnsignedTx::parse(*chain, Some(network), unsigned).map_err(refused)?;
-            tx.check_key(key, public_key).map_err(refused)?;
-            Ok(tx.signing_input().to_vec())
-        }
-        (_, SignPayload::EvmTransaction { .. }) => {
-            Err(NodeError::Refused(format!("EVM transactions are signed by ECDSA keys, not {scheme}")))
-        }
+        (
+            _,
+            SignPayload::BitcoinInput { .. } | SignPayload::EvmTransaction { .. } | SignPayload::Transaction { .. },
+        ) => transaction_input(key, public_key, payload),
         (_, SignPayload::Message { message, format }) => message_input(key, public_key, path, message, format),
         (Scheme::EddsaEd25519, SignPayload::RawDigest(_)) => {
             Err(NodeError::Refused("Ed25519 signs bytes, not digests: name raw bytes or a message format".into()))
@@ -66,6 +51,16 @@ pub(crate) fn what_to_sign(
         (_, SignPayload::RawDigest(digest)) => raw_allowed(raw, "raw digests").map(|()| digest.to_vec()),
         (_, SignPayload::RawBytes(bytes)) => raw_allowed(raw, "raw bytes").map(|()| bytes.clone()),
     }
+}
+
+/// Every transaction family, one path: the transaction is decoded once, here,
+/// from the job's own bytes, and what is signed comes only with the key check.
+fn transaction_input(key: KeyType, public_key: &[u8], payload: &SignPayload) -> Result<Vec<u8>, NodeError> {
+    let refused = |e: shardvault_chains::Error| NodeError::Refused(e.to_string());
+    let (unsigned, index) = payload.unsigned().ok_or_else(|| NodeError::Refused("not a transaction".into()))?;
+    let tx = Transaction::parse(unsigned).map_err(refused)?;
+    let index = usize::try_from(index).map_err(|_| NodeError::Refused("input index".into()))?;
+    tx.signing_input(index, key, public_key).map_err(refused)
 }
 
 fn message_input(

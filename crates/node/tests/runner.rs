@@ -1099,3 +1099,89 @@ fn root_based_paths_are_refused_by_every_node() {
     assert!(results.values().all(|r| r.as_ref().unwrap_err().contains("root-based")), "{results:?}");
     assert!(c.nodes.values().all(|n| n.store().sign_log().unwrap().is_empty()));
 }
+
+/// An unsigned PSBT spending two made-up P2WPKH outputs of `public_key`,
+/// each with its (made-up) previous transaction.
+fn two_input_psbt(public_key: &[u8]) -> Vec<u8> {
+    use bitcoin::{absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Txid, Witness};
+    let script = shardvault_chains::psbt::key_script(KeyType::EcdsaSecp256k1, public_key).unwrap();
+    let input = |previous_output| TxIn {
+        previous_output,
+        script_sig: ScriptBuf::new(),
+        sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+        witness: Witness::new(),
+    };
+    let previous: Vec<bitcoin::Transaction> = [30_000u64, 50_000]
+        .iter()
+        .enumerate()
+        .map(|(i, amount)| bitcoin::Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![input(OutPoint { txid: format!("{:064x}", i + 1).parse::<Txid>().unwrap(), vout: 0 })],
+            output: vec![TxOut { value: Amount::from_sat(*amount), script_pubkey: script.clone() }],
+        })
+        .collect();
+    let tx = bitcoin::Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: previous.iter().map(|p| input(OutPoint { txid: p.compute_txid(), vout: 0 })).collect(),
+        output: vec![TxOut { value: Amount::from_sat(79_000), script_pubkey: ScriptBuf::new_op_return([7u8; 4]) }],
+    };
+    let mut psbt = bitcoin::Psbt::from_unsigned_tx(tx).unwrap();
+    for (input, previous) in psbt.inputs.iter_mut().zip(previous) {
+        input.witness_utxo = previous.output.first().cloned();
+        input.non_witness_utxo = Some(previous);
+    }
+    psbt.serialize()
+}
+
+/// Each node decodes a PSBT once per sign job (one job per input), signs the
+/// sighash it computed itself, and refuses an input that is not its key's;
+/// an EVM preimage is refused for a key that is not ECDSA.
+#[test]
+fn a_psbt_is_decoded_once_per_node_and_job() {
+    let mut c = Cluster3::new();
+    let (key_id, _) = create(&mut c, Scheme::EcdsaSecp256k1);
+    let child = derive(&mut c, key_id, "m/84'/0'/0'");
+    let psbt = two_input_psbt(&child);
+    let network = shardvault_chains::psbt::network(Chain::Bitcoin, "bitcoin").unwrap();
+    let parsed = shardvault_chains::psbt::UnsignedPsbt::parse(&psbt, network).unwrap();
+    let sign = |index: u32, psbt: &[u8]| JobKind::Sign {
+        epoch: Epoch(0),
+        path: "m/84'/0'/0'".parse().unwrap(),
+        payload: SignPayload::BitcoinInput {
+            chain: Chain::Bitcoin,
+            psbt: psbt.to_vec(),
+            index,
+            network: "bitcoin".into(),
+        },
+    };
+    for index in 0..2 {
+        let before = shardvault_chains::psbt::decodes_on_this_thread();
+        let outcomes = all_ok(c.run(job(key_id, &[1, 3], sign(index, &psbt))), 2);
+        assert_eq!(shardvault_chains::psbt::decodes_on_this_thread() - before, 2, "one decode on each of two nodes");
+        let Outcome::Signed { signed, signature } = &outcomes[0] else { panic!() };
+        let digest = parsed.input_digest(usize::try_from(index).unwrap()).unwrap().digest;
+        assert_eq!(signed, &digest.to_vec());
+        tk::verify_ecdsa(&child, signed, &signature.bytes, signature.recovery_id.unwrap()).unwrap();
+    }
+    // Another key's coins: every node refuses (and decoded once to find out).
+    let (other_key, _) = create(&mut c, Scheme::EcdsaSecp256k1);
+    derive(&mut c, other_key, "m/84'/0'/0'");
+    for result in c.run(job(other_key, &[1, 2], sign(1, &psbt))).values() {
+        let reason = result.as_ref().unwrap_err();
+        assert!(reason.contains("input 1 does not pay to this key"), "{reason}");
+    }
+    let (ed, _) = create(&mut c, Scheme::EddsaEd25519);
+    derive(&mut c, ed, "m/1'");
+    let preimage = sample::transfer(Chain::Ethereum, KeyType::EcdsaSecp256k1, &child).unwrap().unsigned;
+    let evm = JobKind::Sign {
+        epoch: Epoch(0),
+        path: "m/1'".parse().unwrap(),
+        payload: SignPayload::EvmTransaction { preimage, chain_id: 1 },
+    };
+    for result in c.run(job(ed, &[2, 3], evm)).values() {
+        let reason = result.as_ref().unwrap_err();
+        assert!(reason.contains("signed by ECDSA secp256k1 keys, not Ed25519"), "{reason}");
+    }
+}

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use shardvault_chains::{Chain, MessageFormat};
+use shardvault_chains::{Chain, MessageFormat, Unsigned};
 use shardvault_types::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Signature, Threshold};
 
 use crate::{Cluster, Error, Frame, NodeId};
@@ -194,6 +194,54 @@ pub enum SignPayload {
     },
 }
 
+impl SignPayload {
+    /// The payload asking for signature `index` of `unsigned`: input `index`
+    /// of a PSBT (one job per input), `0` for the other families.
+    pub fn transaction(unsigned: Unsigned<'_>, index: usize) -> Result<Self, shardvault_chains::Error> {
+        Ok(match unsigned {
+            Unsigned::Psbt { chain, network, psbt } => SignPayload::BitcoinInput {
+                chain,
+                psbt: psbt.to_vec(),
+                index: u32::try_from(index).map_err(|_| shardvault_chains::Error::Psbt("too many inputs".into()))?,
+                network: network.to_string(),
+            },
+            _ if index != 0 => {
+                let detail = format!("a transaction has one signature, not number {index}");
+                return Err(match unsigned {
+                    Unsigned::SingleSigner { chain, .. } => {
+                        shardvault_chains::Error::Transaction { chain: chain.name(), detail }
+                    }
+                    _ => shardvault_chains::Error::Evm(detail),
+                });
+            }
+            Unsigned::Evm { chain_id, preimage } => {
+                SignPayload::EvmTransaction { preimage: preimage.to_vec(), chain_id }
+            }
+            Unsigned::SingleSigner { chain, network, bytes } => {
+                SignPayload::Transaction { chain, network: network.to_string(), unsigned: bytes.to_vec() }
+            }
+        })
+    }
+
+    /// The transaction this payload carries, and which of its signatures it
+    /// asks for (a PSBT's input index; `0` for the other families); `None`
+    /// for messages and the raw kinds.
+    pub fn unsigned(&self) -> Option<(Unsigned<'_>, u32)> {
+        match self {
+            SignPayload::BitcoinInput { chain, psbt, index, network } => {
+                Some((Unsigned::Psbt { chain: *chain, network, psbt }, *index))
+            }
+            SignPayload::EvmTransaction { preimage, chain_id } => {
+                Some((Unsigned::Evm { chain_id: *chain_id, preimage }, 0))
+            }
+            SignPayload::Transaction { chain, network, unsigned } => {
+                Some((Unsigned::SingleSigner { chain: *chain, network, bytes: unsigned }, 0))
+            }
+            SignPayload::Message { .. } | SignPayload::RawDigest(_) | SignPayload::RawBytes(_) => None,
+        }
+    }
+}
+
 /// A node's result of a job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
@@ -340,3 +388,33 @@ macro_rules! postcard_codec {
 
 postcard_codec!(ToNode);
 postcard_codec!(FromNode);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transaction's payloads are the three variants nodes have always
+    /// been sent, byte for byte (postcard: variant index, then the fields in
+    /// order), and read back as the same transaction and signature number.
+    #[test]
+    fn transaction_payloads_keep_their_encoding_and_read_back() {
+        let cases = [
+            (
+                Unsigned::Psbt { chain: Chain::Litecoin, network: "mainnet", psbt: b"psbt\xff" },
+                2,
+                "03010570736274ff02076d61696e6e6574",
+            ),
+            (Unsigned::Evm { chain_id: 137, preimage: &[0x02, 0xc0] }, 0, "040202c08901"),
+            (Unsigned::SingleSigner { chain: Chain::Sui, network: "devnet", bytes: &[9] }, 0, "0507066465766e65740109"),
+        ];
+        for (unsigned, index, encoding) in cases {
+            let payload = SignPayload::transaction(unsigned, index).unwrap();
+            let bytes = postcard::to_stdvec(&payload).unwrap();
+            assert_eq!(hex::encode(bytes), encoding, "{payload:?}");
+            assert_eq!(payload.unsigned(), Some((unsigned, u32::try_from(index).unwrap())));
+        }
+        // One signature for the families other than PSBTs; none for messages.
+        assert!(SignPayload::transaction(Unsigned::Evm { chain_id: 1, preimage: &[] }, 1).is_err());
+        assert_eq!(SignPayload::RawDigest([0; 32]).unsigned(), None);
+    }
+}

@@ -15,8 +15,8 @@ use axum::response::Response;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
-use shardvault_chains::tx::UnsignedTx;
-use shardvault_chains::Chain;
+use shardvault_chains::transaction::Signed;
+use shardvault_chains::{Chain, Transaction, Unsigned};
 use shardvault_types::PartyId;
 use shardvault_wire::SignPayload;
 
@@ -44,44 +44,6 @@ struct TransactionBody {
     signers: Option<Vec<u8>>,
 }
 
-/// Signs an EVM transaction preimage (each node decodes it, checks the chain
-/// id and hashes it itself) and returns the raw signed transaction.
-async fn evm_transaction(
-    state: &State,
-    r: &Resolved,
-    request: &TransactionBody,
-    requested: Option<&BTreeSet<PartyId>>,
-) -> Answer {
-    let text = request.tx_hex.as_deref().ok_or_else(|| ApiError::bad("EVM transactions need \"tx_hex\""))?;
-    let preimage = hex::decode(text.trim_start_matches("0x")).map_err(|_| ApiError::bad("tx_hex is not hex"))?;
-    // `"chain": "polygon"` names the EVM chain as well as `"evm_chain"` does.
-    let named = shardvault_chains::EVM_CHAINS.contains(&request.target.chain.as_str());
-    let evm_chain = request.evm_chain.as_deref().unwrap_or(if named { &request.target.chain } else { "ethereum" });
-    let chain_id = shardvault_chains::evm::chain_id(evm_chain, request.network.as_deref())
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    let unsigned =
-        shardvault_chains::evm::UnsignedEvmTx::parse(&preimage, chain_id).map_err(|e| ApiError::bad(e.to_string()))?;
-    let (summary, digest) = (unsigned.summary(), unsigned.digest());
-    hardened(state, r).await?;
-    let payload = SignPayload::EvmTransaction { preimage, chain_id };
-    let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
-    let recovery_id = signature
-        .recovery_id
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", "no recovery id"))?;
-    let signed = unsigned
-        .assemble(&signature.bytes, recovery_id)
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-    Ok((
-        StatusCode::OK,
-        json!({
-        "key_id": r.key.key_id, "chain": evm_chain, "chain_id": chain_id, "path": r.path.to_string(), "summary": summary,
-        "digest": hex::encode(digest), "signature": hex::encode(&signature.bytes), "recovery_id": recovery_id,
-        "raw": signed.raw, "hash": signed.hash,
-        "transaction": signed.raw.trim_start_matches("0x"), "id": signed.hash,
-        "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "failed_attempts": attempts }),
-    ))
-}
-
 /// `POST /v1/keys/{id}/transactions`: by the key's chain, a PSBT, an EVM
 /// preimage or a single-signer transaction.
 pub(super) async fn transaction(
@@ -94,107 +56,130 @@ pub(super) async fn transaction(
         let request: TransactionBody = parse(&body)?;
         let r = resolve(&state, &id, &request.target)?;
         let requested = requested_signers(request.signers.as_deref())?;
-        match r.chain {
-            Chain::Bitcoin | Chain::Litecoin => utxo_transaction(&state, &r, &request, requested.as_ref()).await,
-            Chain::Ethereum => evm_transaction(&state, &r, &request, requested.as_ref()).await,
-            _ => chain_transaction(&state, &r, &request, requested.as_ref()).await,
-        }
+        let named = Named::from_request(&r, &request)?;
+        sign_transaction(&state, &r, named, requested.as_ref()).await
     })
     .await
 }
 
-/// Signs every input of a Bitcoin or Litecoin PSBT with the key at the given
-/// path (each node decodes the PSBT and computes the input's sighash itself)
-/// and returns the finalised transaction.
-async fn utxo_transaction(
-    state: &State,
-    r: &Resolved,
-    request: &TransactionBody,
-    requested: Option<&BTreeSet<PartyId>>,
-) -> Answer {
-    let psbt_text = request
-        .psbt
-        .as_deref()
-        .ok_or_else(|| ApiError::bad("bitcoin and litecoin transactions need \"psbt\" (base64)"))?;
-    let network_name = request.network.clone().unwrap_or_else(|| r.chain.default_network().into());
-    let network = shardvault_chains::psbt::network(r.chain, &network_name).map_err(|e| ApiError::bad(e.to_string()))?;
-    let mut unsigned = shardvault_chains::psbt::UnsignedPsbt::parse(psbt_text.as_bytes(), network)
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    let summary = unsigned.summary().map_err(|e| ApiError::bad(e.to_string()))?;
-    // Refused here already (each node checks again) when an input is not this key's.
-    let public_key = signing_key(state, r).await?;
-    for index in 0..unsigned.input_count() {
-        let input = unsigned.input_digest(index).map_err(|e| ApiError::bad(e.to_string()))?;
-        input.check_key(r.key_type, &public_key).map_err(|e| ApiError::bad(e.to_string()))?;
-    }
-    let psbt = unsigned.to_bytes();
-    let mut signed_by = Vec::new();
-    for index in 0..unsigned.input_count() {
-        let input = u32::try_from(index).map_err(|_| ApiError::bad("too many inputs"))?;
-        let payload = SignPayload::BitcoinInput {
-            chain: r.chain,
-            psbt: psbt.clone(),
-            index: input,
-            network: network_name.clone(),
-        };
-        let (_, signature, _) = sign_with_retry(state, r, &payload, requested).await?;
-        unsigned
-            .add_signature(index, &signature.bytes, &signature.public_key)
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-        signed_by.push(signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>());
-    }
-    let signed =
-        unsigned.finalize().map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-    Ok((
-        StatusCode::OK,
-        json!({
-        "key_id": r.key.key_id, "chain": r.chain, "network": network_name, "path": r.path.to_string(),
-        "summary": summary, "txid": signed.txid, "tx_hex": signed.tx_hex, "psbt": signed.psbt_base64,
-        "transaction": signed.tx_hex, "id": signed.txid,
-        "signers": signed_by }),
-    ))
+/// The unsigned transaction a request names, by the key's chain, and the
+/// names the answer repeats.
+enum Named {
+    /// A Bitcoin or Litecoin PSBT (base64 text) on `network`.
+    Psbt { network: String, psbt: Vec<u8> },
+    /// An EVM preimage for the chain id of `evm_chain` on the request's network.
+    Evm { evm_chain: String, chain_id: u64, preimage: Vec<u8> },
+    /// A Solana, Aptos, Sui, Tron or Cosmos transaction on `network`.
+    SingleSigner { network: String, bytes: Vec<u8> },
 }
 
-/// Signs a Solana, Aptos, Sui, Tron or Cosmos transaction and returns it
-/// in the chain's wire format with its id.
-async fn chain_transaction(
-    state: &State,
-    r: &Resolved,
-    request: &TransactionBody,
-    requested: Option<&BTreeSet<PartyId>>,
-) -> Answer {
-    let unsigned = match (&request.tx_hex, &request.tx_base64) {
-        (Some(text), None) => {
-            hex::decode(text.trim_start_matches("0x")).map_err(|_| ApiError::bad("tx_hex is not hex"))?
+impl Named {
+    fn from_request(r: &Resolved, request: &TransactionBody) -> Result<Self, ApiError> {
+        let network = || request.network.clone().unwrap_or_else(|| r.chain.default_network().to_string());
+        match r.chain {
+            Chain::Bitcoin | Chain::Litecoin => {
+                let psbt = request
+                    .psbt
+                    .as_deref()
+                    .ok_or_else(|| ApiError::bad("bitcoin and litecoin transactions need \"psbt\" (base64)"))?;
+                Ok(Named::Psbt { network: network(), psbt: psbt.as_bytes().to_vec() })
+            }
+            Chain::Ethereum => {
+                let text =
+                    request.tx_hex.as_deref().ok_or_else(|| ApiError::bad("EVM transactions need \"tx_hex\""))?;
+                let preimage =
+                    hex::decode(text.trim_start_matches("0x")).map_err(|_| ApiError::bad("tx_hex is not hex"))?;
+                // `"chain": "polygon"` names the EVM chain as well as `"evm_chain"` does.
+                let named = shardvault_chains::EVM_CHAINS.contains(&request.target.chain.as_str());
+                let evm_chain = request.evm_chain.clone().unwrap_or(if named {
+                    request.target.chain.clone()
+                } else {
+                    "ethereum".into()
+                });
+                let chain_id = shardvault_chains::evm::chain_id(&evm_chain, request.network.as_deref())
+                    .map_err(|e| ApiError::bad(e.to_string()))?;
+                Ok(Named::Evm { evm_chain, chain_id, preimage })
+            }
+            _ => {
+                let bytes = match (&request.tx_hex, &request.tx_base64) {
+                    (Some(text), None) => {
+                        hex::decode(text.trim_start_matches("0x")).map_err(|_| ApiError::bad("tx_hex is not hex"))?
+                    }
+                    (None, Some(text)) => base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .map_err(|_| ApiError::bad("tx_base64 is not base64"))?,
+                    _ => return Err(ApiError::bad("give exactly one of \"tx_hex\" or \"tx_base64\"")),
+                };
+                Ok(Named::SingleSigner { network: network(), bytes })
+            }
         }
-        (None, Some(text)) => base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|_| ApiError::bad("tx_base64 is not base64"))?,
-        _ => return Err(ApiError::bad("give exactly one of \"tx_hex\" or \"tx_base64\"")),
-    };
-    let network = request.network.clone().unwrap_or_else(|| r.chain.default_network().to_string());
-    let tx = UnsignedTx::parse(r.chain, Some(&network), &unsigned).map_err(|e| ApiError::bad(e.to_string()))?;
-    let summary = tx.summary();
-    // Refused here already (each node checks again) when the signer is not this key.
+    }
+
+    fn unsigned(&self, chain: Chain) -> Unsigned<'_> {
+        match self {
+            Named::Psbt { network, psbt } => Unsigned::Psbt { chain, network, psbt },
+            Named::Evm { chain_id, preimage, .. } => Unsigned::Evm { chain_id: *chain_id, preimage },
+            Named::SingleSigner { network, bytes } => Unsigned::SingleSigner { chain, network, bytes },
+        }
+    }
+}
+
+/// Every family, one path: decode and review the transaction, refuse it
+/// unless the key may sign it (each node checks again on bytes it decodes
+/// itself), run one sign job per signature it takes (a PSBT: one per input;
+/// each node computes the input's sighash itself), assemble, answer.
+async fn sign_transaction(state: &State, r: &Resolved, named: Named, requested: Option<&BTreeSet<PartyId>>) -> Answer {
+    let bad = |e: shardvault_chains::Error| ApiError::bad(e.to_string());
+    let node_failure =
+        |e: shardvault_chains::Error| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string());
+    let tx = Transaction::parse(named.unsigned(r.chain)).map_err(bad)?;
+    let summary = tx.summary().map_err(bad)?;
+    // Refused here already (each node checks again) when an input or the signer is not this key.
     let public_key = signing_key(state, r).await?;
-    tx.check_key(r.key_type, &public_key).map_err(|e| ApiError::bad(e.to_string()))?;
-    let payload = SignPayload::Transaction { chain: r.chain, network: network.clone(), unsigned };
-    let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
-    let signed = tx
-        .assemble(&public_key, &signature.bytes, signature.recovery_id)
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-    // Solana and Sui SDKs speak base64: the transaction, and Sui's serialized signature.
-    let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let transaction_base64 = matches!(r.chain, Chain::Solana | Chain::Sui).then(|| base64(&signed.transaction));
-    let signature_base64 = (r.chain == Chain::Sui).then(|| base64(&signed.signature));
-    Ok((
-        StatusCode::OK,
-        json!({
-        "key_id": r.key.key_id, "chain": r.chain, "network": network, "path": r.path.to_string(), "summary": summary,
-        "signing_input": hex::encode(tx.signing_input()), "signature": hex::encode(&signed.signature),
-        "transaction": hex::encode(&signed.transaction), "transaction_base64": transaction_base64, "signature_base64": signature_base64, "id": signed.id,
-        "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "failed_attempts": attempts }),
-    ))
+    let signing_inputs = tx.signing_inputs(r.key_type, &public_key).map_err(bad)?;
+    let (mut signatures, mut failed_attempts) = (Vec::new(), Vec::new());
+    for index in 0..tx.signature_count() {
+        let payload = SignPayload::transaction(tx.unsigned(), index).map_err(bad)?;
+        let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
+        signatures.push(signature);
+        failed_attempts.extend(attempts);
+    }
+    let signers: Vec<Vec<u8>> = signatures.iter().map(|s| s.signers.iter().map(|p| p.get()).collect()).collect();
+    let signed = tx.assemble(&public_key, &signatures).map_err(node_failure)?;
+    let (key_id, path) = (&r.key.key_id, r.path.to_string());
+    let (transaction, id) = (signed.transaction_hex(), signed.id().to_string());
+    let answer = match (named, signed, signatures.as_slice(), signers.as_slice(), signing_inputs.as_slice()) {
+        (Named::Psbt { network, .. }, Signed::Psbt(signed), _, signers, _) => json!({
+            "key_id": key_id, "chain": r.chain, "network": network, "path": path,
+            "summary": summary, "txid": signed.txid, "tx_hex": signed.tx_hex, "psbt": signed.psbt_base64,
+            "transaction": transaction, "id": id,
+            "signers": signers }),
+        (Named::Evm { evm_chain, chain_id, .. }, Signed::Evm(signed), [signature], [signers], [digest]) => json!({
+            "key_id": key_id, "chain": evm_chain, "chain_id": chain_id, "path": path, "summary": summary,
+            "digest": hex::encode(digest), "signature": hex::encode(&signature.bytes), "recovery_id": signature.recovery_id,
+            "raw": signed.raw, "hash": signed.hash,
+            "transaction": transaction, "id": id,
+            "signers": signers, "failed_attempts": failed_attempts }),
+        (Named::SingleSigner { network, .. }, Signed::SingleSigner(signed), _, [signers], [signing_input]) => {
+            // Solana and Sui SDKs speak base64: the transaction, and Sui's serialized signature.
+            let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+            let transaction_base64 = matches!(r.chain, Chain::Solana | Chain::Sui).then(|| base64(&signed.transaction));
+            let signature_base64 = (r.chain == Chain::Sui).then(|| base64(&signed.signature));
+            json!({
+            "key_id": key_id, "chain": r.chain, "network": network, "path": path, "summary": summary,
+            "signing_input": hex::encode(signing_input), "signature": hex::encode(&signed.signature),
+            "transaction": transaction, "transaction_base64": transaction_base64, "signature_base64": signature_base64, "id": id,
+            "signers": signers, "failed_attempts": failed_attempts })
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the signed transaction is not of the request's family",
+            ))
+        }
+    };
+    Ok((StatusCode::OK, answer))
 }
 
 /// The public key at the request's path (its hardened prefix derived on the
