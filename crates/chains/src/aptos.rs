@@ -204,7 +204,13 @@ impl RawTransaction {
 }
 
 /// A `RawTransaction` calling `0x1::aptos_account::transfer(to, octas)`.
-pub fn transfer(sender: [u8; 32], sequence_number: u64, to: [u8; 32], octas: u64, chain_id: u8) -> Vec<u8> {
+pub fn transfer(
+    sender: [u8; 32],
+    sequence_number: u64,
+    to: [u8; 32],
+    octas: u64,
+    chain_id: u8,
+) -> Result<Vec<u8>, TxError> {
     let mut framework = [0u8; 32];
     framework[31] = 1;
     let raw = RawTransaction {
@@ -221,7 +227,7 @@ pub fn transfer(sender: [u8; 32], sequence_number: u64, to: [u8; 32], octas: u64
         expiration_timestamp_secs: 1_900_000_000,
         chain_id,
     };
-    bcs::to_bytes(&raw).unwrap_or_default()
+    bcs::to_bytes(&raw).map_err(|e| TxError::new(format!("the transfer does not encode: {e}")))
 }
 
 /// `SignedTransaction` = raw ‖ Ed25519 authenticator (variant 0, pk, sig), and its hash.
@@ -245,7 +251,7 @@ mod tests {
     use super::*;
 
     fn transfer() -> Vec<u8> {
-        super::transfer([7; 32], 3, [9; 32], 1_000, 2)
+        super::transfer([7; 32], 3, [9; 32], 1_000, 2).unwrap()
     }
 
     #[test]

@@ -146,16 +146,16 @@ fn only_list(buf: &[u8]) -> Result<&[u8], Error> {
 impl UnsignedEvmTx {
     /// Decodes a signing preimage and refuses it unless its chain id is `expected_chain_id`.
     pub fn parse(preimage: &[u8], expected_chain_id: u64) -> Result<Self, Error> {
-        let tx = match preimage.first() {
-            Some(0x02) => {
-                let mut fields = only_list(preimage.get(1..).unwrap_or_default())?;
+        let tx = match preimage.split_first() {
+            Some((0x02, body)) => {
+                let mut fields = only_list(body)?;
                 let tx = TxEip1559::rlp_decode_fields(&mut fields).map_err(evm)?;
                 if !fields.is_empty() {
                     return Err(evm("extra fields in the EIP-1559 transaction"));
                 }
                 Tx::Eip1559(tx)
             }
-            Some(first) if *first >= 0xc0 => {
+            Some((first, _)) if *first >= 0xc0 => {
                 let mut fields = only_list(preimage)?;
                 let mut tx = TxLegacy::rlp_decode_fields(&mut fields).map_err(evm)?;
                 let chain_id = u64::decode(&mut fields).map_err(evm)?;

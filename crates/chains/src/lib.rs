@@ -182,10 +182,7 @@ impl Chain {
             (Chain::Aptos, _) => aptos(public_key),
             (Chain::Tron, _) => tron_address(public_key),
             (Chain::Cosmos, _) => cosmos_address(public_key, "cosmos"),
-            (Chain::Sui, _) => {
-                let key = <[u8; 32]>::try_from(ed25519_key(public_key)?).unwrap_or_default();
-                Ok(sui::address(&key))
-            }
+            (Chain::Sui, _) => Ok(sui::address(ed25519_key(public_key)?)),
         }
     }
 }
@@ -221,14 +218,11 @@ fn secp_key(key: KeyType, bytes: &[u8]) -> Result<PublicKey, Error> {
     PublicKey::from_slice(bytes).map_err(|e| Error::InvalidKey { key, detail: e.to_string() })
 }
 
-fn ed25519_key(bytes: &[u8]) -> Result<&[u8], Error> {
-    if bytes.len() != 32 {
-        return Err(Error::InvalidKey {
-            key: KeyType::Ed25519,
-            detail: format!("expected 32 bytes, got {}", bytes.len()),
-        });
-    }
-    Ok(bytes)
+fn ed25519_key(bytes: &[u8]) -> Result<&[u8; 32], Error> {
+    bytes.try_into().map_err(|_| Error::InvalidKey {
+        key: KeyType::Ed25519,
+        detail: format!("expected 32 bytes, got {}", bytes.len()),
+    })
 }
 
 /// BIP84 native SegWit v0 address of a compressed key.
@@ -246,8 +240,8 @@ pub fn p2tr(internal_key: &[u8], network: bitcoin::Network) -> Result<String, Er
 /// EIP-55 checksummed Ethereum address: last 20 bytes of keccak256 of the uncompressed key.
 pub fn eip55(public_key: &[u8]) -> Result<String, Error> {
     let key = secp_key(KeyType::EcdsaSecp256k1, public_key)?;
-    let uncompressed = key.serialize_uncompressed();
-    let address = alloy_primitives::Address::from_raw_public_key(uncompressed.get(1..).unwrap_or_default());
+    let [_, xy @ ..] = key.serialize_uncompressed();
+    let address = alloy_primitives::Address::from_raw_public_key(&xy);
     Ok(address.to_checksum(None))
 }
 
@@ -260,8 +254,8 @@ pub fn litecoin(key: KeyType, public_key: &[u8]) -> Result<String, Error> {
 /// Tron address: base58check of 0x41 ‖ the last 20 bytes of keccak256 of the uncompressed key.
 pub fn tron_address(public_key: &[u8]) -> Result<String, Error> {
     let key = secp_key(KeyType::EcdsaSecp256k1, public_key)?;
-    let uncompressed = key.serialize_uncompressed();
-    let evm = alloy_primitives::Address::from_raw_public_key(uncompressed.get(1..).unwrap_or_default());
+    let [_, xy @ ..] = key.serialize_uncompressed();
+    let evm = alloy_primitives::Address::from_raw_public_key(&xy);
     let mut payload = vec![0x41];
     payload.extend_from_slice(evm.as_slice());
     Ok(bitcoin::base58::encode_check(&payload))

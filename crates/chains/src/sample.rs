@@ -5,10 +5,8 @@
 //! (UTXOs, gas coins, block references) are made up, so they are valid
 //! transactions that no network would accept as they stand.
 
-use std::str::FromStr;
-
 use alloy_consensus::{SignableTransaction, TxEip1559};
-use alloy_primitives::{Address, TxKind, U256};
+use alloy_primitives::{TxKind, U256};
 use bitcoin::hashes::Hash;
 use sui_sdk_types::{
     Argument, Command, GasPayment, Input, ObjectReference, ProgrammableTransaction, SplitCoins, TransactionExpiration,
@@ -47,7 +45,7 @@ pub fn transfer(chain: Chain, key: KeyType, public_key: &[u8]) -> Result<Sample,
                 gas_limit: 21_000,
                 max_fee_per_gas: 30_000_000_000,
                 max_priority_fee_per_gas: 1_000_000_000,
-                to: TxKind::Call(Address::from_str("0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf").unwrap_or_default()),
+                to: TxKind::Call(alloy_primitives::address!("0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf")),
                 value: U256::from(10_000_000_000_000_000u64),
                 access_list: Default::default(),
                 input: Default::default(),
@@ -60,9 +58,11 @@ pub fn transfer(chain: Chain, key: KeyType, public_key: &[u8]) -> Result<Sample,
             Sample { network: "mainnet", unsigned: solana::transfer(&key32()?, &RECIPIENT, 1_000_000, &[0x0b; 32]) }
         }
         Chain::Aptos => {
-            let sender = hex::decode(address.trim_start_matches("0x")).unwrap_or_default();
+            let sender = hex::decode(address.trim_start_matches("0x")).map_err(|_| bad_key("address"))?;
             let sender = <[u8; 32]>::try_from(sender.as_slice()).map_err(|_| bad_key("address"))?;
-            Sample { network: "testnet", unsigned: aptos::transfer(sender, 0, RECIPIENT, 100_000, 2) }
+            let unsigned = aptos::transfer(sender, 0, RECIPIENT, 100_000, 2)
+                .map_err(|e| Error::Transaction { chain: chain.name(), detail: e.0 })?;
+            Sample { network: "testnet", unsigned }
         }
         Chain::Sui => Sample { network: "mainnet", unsigned: sui_payment(&key32()?)? },
         Chain::Tron => {
@@ -74,7 +74,7 @@ pub fn transfer(chain: Chain, key: KeyType, public_key: &[u8]) -> Result<Sample,
             Sample { network: "mainnet", unsigned }
         }
         Chain::Cosmos => {
-            let to = cosmos_address(&[&[2u8][..], &RECIPIENT[..]].concat(), "cosmos").unwrap_or_default();
+            let to = cosmos_address(&[&[2u8][..], &RECIPIENT[..]].concat(), "cosmos")?;
             let send = cosmos::Send {
                 public_key,
                 from: &address,
@@ -97,7 +97,8 @@ pub fn transfer(chain: Chain, key: KeyType, public_key: &[u8]) -> Result<Sample,
 fn utxo_psbt(key: KeyType, public_key: &[u8]) -> Result<Vec<u8>, Error> {
     use bitcoin::{absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Txid};
     let spent = crate::psbt::key_script(key, public_key)?;
-    let bip84 = hex::decode("0330d54fd0dd420a6e5f8d3624f5f3482cae350f79d5f0753bf5beef9c2d91af3c").unwrap_or_default();
+    let bip84 = hex::decode("0330d54fd0dd420a6e5f8d3624f5f3482cae350f79d5f0753bf5beef9c2d91af3c")
+        .map_err(|_| Error::InvalidKey { key: KeyType::EcdsaSecp256k1, detail: "BIP84 recipient".into() })?;
     let destination = crate::psbt::key_script(KeyType::EcdsaSecp256k1, &bip84)?;
     let utxo = TxOut { value: Amount::from_sat(100_000), script_pubkey: spent.clone() };
     let input = |previous_output| TxIn {

@@ -61,7 +61,10 @@ impl<'a> Reader<'a> {
     }
 
     fn byte(&mut self, what: &str) -> Result<u8, TxError> {
-        Ok(self.take(1, what)?.first().copied().unwrap_or_default())
+        match self.take(1, what)? {
+            [byte] => Ok(*byte),
+            _ => Err(TxError::new(format!("message ends inside {what}"))),
+        }
     }
 
     /// Solana's compact-u16 ("shortvec"): 1–3 bytes, 7 bits each, canonical.

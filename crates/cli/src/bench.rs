@@ -12,7 +12,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use serde_json::json;
 use shardvault_mpc::{
-    derive_hardened, dkg, local, sign, DerivationPath, KeyId, PartyId, Scheme, SessionId, SignRequest, Threshold,
+    derive_hardened, dkg, local, sign, DerivationPath, KeyId, OsRng, PartyId, Scheme, SessionId, SignRequest, Threshold,
 };
 
 use crate::client::Api;
@@ -137,11 +137,15 @@ fn floor_p50(scheme: Scheme, samples: usize) -> Result<f64> {
     let threshold = Threshold::new(2, 3)?;
     let (key_id, session) = (KeyId::random(), SessionId::random());
     let shares = local::run(
-        threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session)).collect::<Result<_, _>>()?,
+        threshold
+            .party_ids()
+            .map(|me| dkg(scheme, key_id, threshold, me, session, &mut OsRng))
+            .collect::<Result<_, _>>()?,
     )?;
     let path: DerivationPath = "m/9'/0'/60'/0'/0'/0'".parse()?;
     let session = SessionId::random();
-    let tweaks = local::run(shares.values().map(|s| derive_hardened(s, &path, session)).collect::<Result<_, _>>()?)?;
+    let tweaks =
+        local::run(shares.values().map(|s| derive_hardened(s, &path, session, &mut OsRng)).collect::<Result<_, _>>()?)?;
     let signers: BTreeSet<PartyId> = threshold.party_ids().take(2).collect();
     let message = [7u8; 32];
     let mut times = Vec::with_capacity(samples);
@@ -160,6 +164,7 @@ fn floor_p50(scheme: Scheme, samples: usize) -> Result<f64> {
                         message: &message,
                     },
                     session,
+                    &mut OsRng,
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -279,11 +279,18 @@ impl KekInput {
 /// 2021 but must not race other threads' environment access). The initial
 /// environment block of the process (`/proc/PID/environ`, readable by the same
 /// user) is not rewritten by this; a passphrase file avoids that exposure.
-fn take_env(name: &str) -> Option<Zeroizing<String>> {
-    let value = std::env::var_os(name)?;
+/// A value that is not UTF-8 is an error (it is removed and zeroized all the
+/// same), never an empty passphrase.
+fn take_env(name: &str) -> Result<Option<Zeroizing<String>>> {
+    let Some(value) = std::env::var_os(name) else { return Ok(None) };
     std::env::remove_var(name);
-    let value = Zeroizing::new(value.into_string().unwrap_or_default());
-    Some(value)
+    match String::from_utf8(value.into_encoded_bytes()) {
+        Ok(text) => Ok(Some(Zeroizing::new(text))),
+        Err(error) => {
+            drop(Zeroizing::new(error.into_bytes()));
+            bail!("{name} is not valid UTF-8")
+        }
+    }
 }
 
 /// The node's Noise identity, kept sealed in its store under the KEK (AAD
@@ -336,14 +343,15 @@ fn erase_file(path: &Path) -> Result<()> {
     let length = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
     let mut file =
         std::fs::OpenOptions::new().write(true).open(path).with_context(|| format!("erasing {}", path.display()))?;
-    file.write_all(&vec![0u8; usize::try_from(length).unwrap_or(0)])?;
+    let length = usize::try_from(length).with_context(|| format!("{} is too large to erase", path.display()))?;
+    file.write_all(&vec![0u8; length])?;
     file.sync_all()?;
     drop(file);
     std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))
 }
 
 pub fn node(args: &NodeArgs) -> Result<()> {
-    let env_passphrase = take_env(PASSPHRASE_ENV);
+    let env_passphrase = take_env(PASSPHRASE_ENV)?;
     let tls = node_tls(args)?;
     let cluster = read_cluster(&args.cluster)?;
     let id = NodeId(args.id);
@@ -468,7 +476,9 @@ pub struct RotateKekArgs {
 /// old blobs. Also the way to move an old store to stronger KDF parameters
 /// (rotate to the same passphrase).
 pub fn rotate_kek(args: &RotateKekArgs) -> Result<()> {
+    // Both are taken out of the environment before either error is reported.
     let (old_env, new_env) = (take_env(PASSPHRASE_ENV), take_env(NEW_PASSPHRASE_ENV));
+    let (old_env, new_env) = (old_env?, new_env?);
     let old = KekInput::read(args.key_file.as_deref(), args.passphrase_file.as_deref(), old_env, PASSPHRASE_ENV)?;
     let new =
         KekInput::read(args.new_key_file.as_deref(), args.new_passphrase_file.as_deref(), new_env, NEW_PASSPHRASE_ENV)?;
@@ -480,4 +490,21 @@ pub fn rotate_kek(args: &RotateKekArgs) -> Result<()> {
     let mut store = Store::open(&path, &format!("node-{}", NodeId(args.id)), old.source())?;
     store.rotate_kek(new.source())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn a_passphrase_that_is_not_utf8_is_an_error_not_an_empty_passphrase() {
+        use std::os::unix::ffi::OsStrExt;
+        let name = "SHARDVAULT_TEST_TAKE_ENV_NOT_UTF8";
+        std::env::set_var(name, std::ffi::OsStr::from_bytes(b"pass\xffword"));
+        let error = super::take_env(name).unwrap_err();
+        assert_eq!(error.to_string(), format!("{name} is not valid UTF-8"));
+        assert!(std::env::var_os(name).is_none(), "removed from the environment all the same");
+        std::env::set_var(name, "a passphrase");
+        assert_eq!(super::take_env(name).unwrap().as_deref().map(String::as_str), Some("a passphrase"));
+        assert!(super::take_env(name).unwrap().is_none());
+    }
 }

@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 use shardvault_chains::{Chain, KeyType};
 use shardvault_mpc::{
     derive_hardened, dkg, extended_public_key, local, refresh, sign, DerivationPath, HardenedTweak, KeyId, KeyShare,
-    PartyId, Scheme, SessionId, SignRequest, Threshold,
+    OsRng, PartyId, Scheme, SessionId, SignRequest, Threshold,
 };
 
 use crate::report::{DerivationReport, KeyReport, RefreshReport, Report, SignatureReport, SCHEMA};
@@ -51,7 +51,10 @@ fn key_lifecycle(scheme: Scheme, threshold: Threshold, message: &[u8], progress:
     let key_id = KeyId::random();
     let session = SessionId::random();
     let shares: Shares = local::run(
-        threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session)).collect::<Result<_, _>>()?,
+        threshold
+            .party_ids()
+            .map(|me| dkg(scheme, key_id, threshold, me, session, &mut OsRng))
+            .collect::<Result<_, _>>()?,
     )?;
     progress.inc(1);
     let root = first(&shares)?.public_key().to_vec();
@@ -93,7 +96,8 @@ fn key_lifecycle(scheme: Scheme, threshold: Threshold, message: &[u8], progress:
 
     progress.set_message(format!("{label}: refresh"));
     let session = SessionId::random();
-    let refreshed: Shares = local::run(shares.values().map(|s| refresh(s, session)).collect::<Result<_, _>>()?)?;
+    let refreshed: Shares =
+        local::run(shares.values().map(|s| refresh(s, session, &mut OsRng)).collect::<Result<_, _>>()?)?;
     let epoch_before = first(&shares)?.epoch().0;
     let epoch_after = first(&refreshed)?.epoch().0;
     ensure!(refreshed.values().all(|s| s.public_key() == root), "refresh changed the public key");
@@ -129,7 +133,9 @@ fn derived_key(shares: &Shares, tweaks: &mut Tweaks, path: &DerivationPath) -> R
     let prefix = path.hardened_prefix();
     if !tweaks.contains_key(&prefix) {
         let session = SessionId::random();
-        let run = local::run(shares.values().map(|s| derive_hardened(s, &prefix, session)).collect::<Result<_, _>>()?)?;
+        let run = local::run(
+            shares.values().map(|s| derive_hardened(s, &prefix, session, &mut OsRng)).collect::<Result<_, _>>()?,
+        )?;
         tweaks.insert(prefix.clone(), run);
     }
     let share = first(shares)?;
@@ -175,7 +181,7 @@ fn sign_message(
     for signer in signers {
         let share = shares.get(signer).context("signer has no share")?;
         let hardened = tweaks_for_path.and_then(|t| t.get(signer));
-        started.push(sign(&SignRequest { share, hardened, path, signers, message: signed }, session)?);
+        started.push(sign(&SignRequest { share, hardened, path, signers, message: signed }, session, &mut OsRng)?);
     }
     let outputs = local::run(started)?;
     let signature = outputs.into_values().next().context("no signature")?;

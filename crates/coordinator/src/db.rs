@@ -45,6 +45,11 @@ pub(crate) struct Idempotency {
     pub answer: Option<(u16, String)>,
 }
 
+/// A stored key record that does not decode (column 0 of its query).
+fn record_corrupt(error: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
+}
+
 impl Db {
     pub(crate) fn open(path: &Path) -> rusqlite::Result<Self> {
         let conn = Connection::open(path)?;
@@ -88,7 +93,8 @@ impl Db {
     }
 
     pub(crate) fn put_key(&self, key: &KeyRecord) -> rusqlite::Result<()> {
-        let record = serde_json::to_string(key).unwrap_or_default();
+        // An unencodable record is an error, never an empty row.
+        let record = serde_json::to_string(key).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         self.conn.execute(
             "INSERT OR REPLACE INTO keys (key_id, record, created) VALUES (?1, ?2, COALESCE((SELECT created FROM keys WHERE key_id = ?1), unixepoch()))",
             params![key.key_id, record],
@@ -101,7 +107,8 @@ impl Db {
             .conn
             .query_row("SELECT record FROM keys WHERE key_id = ?1", [key_id.to_string()], |r| r.get(0))
             .optional()?;
-        Ok(record.and_then(|r| serde_json::from_str(&r).ok()))
+        // A record that does not decode is an error, not "no such key".
+        record.map(|r| serde_json::from_str(&r).map_err(record_corrupt)).transpose()
     }
 
     pub(crate) fn keys(&self) -> rusqlite::Result<Vec<KeyRecord>> {
@@ -109,9 +116,8 @@ impl Db {
         let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
         let mut keys = Vec::new();
         for row in rows {
-            if let Ok(key) = serde_json::from_str(&row?) {
-                keys.push(key);
-            }
+            // A record that does not decode is an error, not left out of the list.
+            keys.push(serde_json::from_str(&row?).map_err(record_corrupt)?);
         }
         Ok(keys)
     }
@@ -133,7 +139,13 @@ impl Db {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        Ok(row.and_then(|(public_key, cc)| Some(Derived { public_key, chain_code: cc.try_into().ok()? })))
+        row.map(|(public_key, cc)| {
+            // A stored chain code of another length is corrupt, not "not derived yet".
+            let chain_code = <[u8; 32]>::try_from(cc.as_slice())
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(e)))?;
+            Ok(Derived { public_key, chain_code })
+        })
+        .transpose()
     }
 
     /// Stores node `node`'s signature over an address statement (its
@@ -328,5 +340,41 @@ impl Db {
                 },
             )
             .optional()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (Db, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (Db::open(&dir.path().join("coordinator.db")).unwrap(), dir)
+    }
+
+    #[test]
+    fn a_key_record_that_does_not_decode_is_an_error_not_a_missing_key() {
+        let (db, _dir) = db();
+        let key_id = KeyId::random();
+        db.conn
+            .execute("INSERT INTO keys (key_id, record, created) VALUES (?1, '', unixepoch())", [key_id.to_string()])
+            .unwrap();
+        assert!(db.key(&key_id).is_err(), "an empty record read as no key");
+        assert!(db.keys().is_err(), "an empty record left out of the list");
+        assert!(db.key(&KeyId::random()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_stored_chain_code_of_another_length_is_an_error_not_underived() {
+        let (db, _dir) = db();
+        let key_id = KeyId::random();
+        db.conn
+            .execute(
+                "INSERT INTO derivations (key_id, path, public_key, chain_code) VALUES (?1, 'm/1h', x'02', x'0102')",
+                [key_id.to_string()],
+            )
+            .unwrap();
+        assert!(db.derived(&key_id, "m/1h").is_err());
+        assert!(db.derived(&key_id, "m/2h").unwrap().is_none());
     }
 }

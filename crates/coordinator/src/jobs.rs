@@ -328,16 +328,19 @@ impl State {
         let deadline = tokio::time::Instant::now() + timeout;
         let timed_out = !self.wait_for(session, deadline, Pending::settled).await;
         if timed_out {
+            // `begin` inserted the job and only this function removes it; were
+            // it gone, no participant would have an answer we know of.
             let silent: Vec<NodeId> = lock(&self.jobs)
                 .get(&session)
                 .map(|p| expected.iter().copied().filter(|n| !p.results.contains_key(n)).collect())
-                .unwrap_or_default();
+                .unwrap_or_else(|| expected.iter().copied().collect());
             for node in &silent {
                 self.send(*node, ToNode::Abort(session));
             }
             let grace = tokio::time::Instant::now() + self.config.ping_interval.saturating_mul(2);
             self.wait_for(session, grace, |p| p.results.len() == p.expected.len()).await;
         }
+        // No entry would mean no answers: every participant then gets a failure below.
         let mut results = lock(&self.jobs).remove(&session).map(|p| p.results).unwrap_or_default();
         for node in &expected {
             if !results.contains_key(node) {

@@ -42,16 +42,26 @@ async fn connection(mut socket: WebSocket, state: Arc<State>) {
         tracing::warn!("relay connection without a handshake closed");
         return;
     };
-    let (responder, node, reply) = match hop::respond(&state.config.secret, &state.config.cluster, &first) {
-        Ok(established) => established,
+    let response = match hop::respond(&state.config.secret, &state.config.cluster, &first) {
+        Ok(response) => response,
         Err(error) => {
             tracing::warn!(%error, "relay handshake refused");
             return;
         }
     };
-    if socket.send(Message::Binary(reply.into())).await.is_err() {
+    let node = response.node;
+    // Sent also to a node that is refused: it names our version, so the node can say what is wrong.
+    if socket.send(Message::Binary(response.reply.into())).await.is_err() {
         return;
     }
+    let responder = match response.responder {
+        Ok(responder) => responder,
+        Err(error) => {
+            tracing::error!(%node, %error, "node refused");
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
+            return;
+        }
+    };
     // The IK first message may be a replay: only a node that proves it holds
     // the handshake's keys is registered, so a live connection is never
     // replaced by a recorded one.
@@ -78,7 +88,7 @@ async fn send(
     message: &ToNode,
     limit: Duration,
 ) -> bool {
-    let sealed = match hop.seal(&message.to_bytes()) {
+    let sealed = match message.to_bytes().and_then(|bytes| hop.seal(&bytes)) {
         Ok(sealed) => sealed,
         Err(error) => {
             tracing::warn!(%error, "cannot encrypt for node; closing");

@@ -21,7 +21,10 @@ const DIGEST: [u8; 32] = [7u8; 32];
 fn shares(scheme: Scheme, t: u8, n: u8) -> BTreeMap<PartyId, KeyShare> {
     let threshold = Threshold::new(t, n).unwrap();
     let (key_id, session) = (KeyId::random(), SessionId::random());
-    local::run(threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session).unwrap()).collect()).unwrap()
+    local::run(
+        threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session, &mut OsRng).unwrap()).collect(),
+    )
+    .unwrap()
 }
 
 fn ours_sign(shares: &BTreeMap<PartyId, KeyShare>, signers: &BTreeSet<PartyId>) {
@@ -30,8 +33,12 @@ fn ours_sign(shares: &BTreeMap<PartyId, KeyShare>, signers: &BTreeSet<PartyId>) 
     let started = signers
         .iter()
         .map(|p| {
-            sign(&SignRequest { share: &shares[p], hardened: None, path: &path, signers, message: &DIGEST }, session)
-                .unwrap()
+            sign(
+                &SignRequest { share: &shares[p], hardened: None, path: &path, signers, message: &DIGEST },
+                session,
+                &mut OsRng,
+            )
+            .unwrap()
         })
         .collect();
     local::run(started).unwrap();
@@ -260,7 +267,7 @@ fn refresh_and_derive(c: &mut Criterion) {
         group.bench_function(format!("{scheme} refresh"), |b| {
             b.iter_batched(
                 SessionId::random,
-                |session| local::run(key.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap(),
+                |session| local::run(key.values().map(|s| refresh(s, session, &mut OsRng).unwrap()).collect()).unwrap(),
                 BatchSize::SmallInput,
             )
         });
@@ -268,7 +275,8 @@ fn refresh_and_derive(c: &mut Criterion) {
             b.iter_batched(
                 SessionId::random,
                 |session| {
-                    local::run(key.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect()).unwrap()
+                    local::run(key.values().map(|s| derive_hardened(s, &path, session, &mut OsRng).unwrap()).collect())
+                        .unwrap()
                 },
                 BatchSize::SmallInput,
             )

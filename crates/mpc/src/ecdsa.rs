@@ -19,6 +19,7 @@ use dkls23::DkgSession;
 use k256_dkls::elliptic_curve::group::GroupEncoding;
 use k256_dkls::elliptic_curve::PrimeField;
 use k256_dkls::Secp256k1 as Curve;
+use rand_core::{CryptoRng, RngCore};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::derive::ChildShare;
@@ -227,7 +228,10 @@ impl EcdsaDkg {
         threshold: Threshold,
         me: PartyId,
         session_id: SessionId,
+        rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(Self, Outbox), Error> {
+        // DKLs23 0.6 draws its own randomness (its thread RNG; it takes no
+        // RNG parameter): only the chain seed comes from `rng`.
         let session = DkgSession::<Curve>::new(parameters(threshold)?, index(me)?, session_id.as_bytes().to_vec());
         let fragments = Zeroizing::new(session.phase1());
         let mut outbox = Outbox::default();
@@ -239,8 +243,8 @@ impl EcdsaDkg {
                 outbox.direct.insert(party, encode(fragment)?);
             }
         }
-        let machine =
-            EcdsaDkg { key_id, threshold, me, seed: ChainSeed::random(), state: DkgState::Fragments { session, own } };
+        let seed = ChainSeed::random(rng);
+        let machine = EcdsaDkg { key_id, threshold, me, seed, state: DkgState::Fragments { session, own } };
         Ok((machine, outbox))
     }
 }

@@ -88,6 +88,13 @@ pub enum Error {
     /// A library reported a failure that is not attributable to a peer.
     #[error("protocol failure: {0}")]
     Protocol(String),
+
+    /// An invariant of this crate does not hold: a bug in shardvault, never
+    /// the doing of a peer or of the caller. Returned where a value "cannot"
+    /// be missing or an encoding "cannot" fail, instead of a default (an empty
+    /// encoding, a zero scalar), so that nothing wrong is sent or stored.
+    #[error("internal error, a bug in shardvault (please report it): {0}")]
+    Bug(&'static str),
 }
 
 /// Why a session refused one message. Refusals leave the session intact, so

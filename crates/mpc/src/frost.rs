@@ -13,7 +13,7 @@ use frost_core::keys::{dkg, refresh, KeyPackage, PublicKeyPackage, SigningShare,
 use frost_core::round1::{SigningCommitments, SigningNonces};
 use frost_core::round2::SignatureShare;
 use frost_core::{Ciphersuite, Identifier, SigningPackage, VerifyingKey};
-use rand_core::OsRng;
+use rand_core::{CryptoRng, RngCore};
 
 use crate::derive::ChildShare;
 use crate::error::Error;
@@ -39,7 +39,7 @@ pub(crate) trait Suite: Ciphersuite {
     /// The public package to aggregate with (Taproot: BIP86-tweaked).
     fn signing_public(package: PublicKeyPackage<Self>) -> PublicKeyPackage<Self>;
     /// The key a verifier uses (Taproot: x-only).
-    fn verifier_key(serialized: Vec<u8>) -> Vec<u8>;
+    fn verifier_key(serialized: Vec<u8>) -> Result<Vec<u8>, Error>;
 }
 
 impl Suite for frost_ed25519::Ed25519Sha512 {
@@ -60,8 +60,8 @@ impl Suite for frost_ed25519::Ed25519Sha512 {
     fn signing_public(package: PublicKeyPackage<Self>) -> PublicKeyPackage<Self> {
         package
     }
-    fn verifier_key(serialized: Vec<u8>) -> Vec<u8> {
-        serialized
+    fn verifier_key(serialized: Vec<u8>) -> Result<Vec<u8>, Error> {
+        Ok(serialized)
     }
 }
 
@@ -83,8 +83,12 @@ impl Suite for frost_secp256k1_tr::Secp256K1Sha256TR {
     fn signing_public(package: PublicKeyPackage<Self>) -> PublicKeyPackage<Self> {
         frost_secp256k1_tr::keys::Tweak::tweak::<&[u8]>(package, None)
     }
-    fn verifier_key(serialized: Vec<u8>) -> Vec<u8> {
-        serialized.get(1..).unwrap_or_default().to_vec()
+    fn verifier_key(serialized: Vec<u8>) -> Result<Vec<u8>, Error> {
+        // The library serializes a point SEC1-compressed: 33 bytes, x after the parity byte.
+        match serialized.split_first() {
+            Some((_, x)) if x.len() == 32 => Ok(x.to_vec()),
+            _ => Err(Error::Bug("a BIP340 verifying key is not a 33-byte compressed point")),
+        }
     }
 }
 
@@ -166,19 +170,22 @@ enum FrostDkgState<S: Suite> {
 }
 
 impl<S: Suite> FrostDkg<S> {
-    pub(crate) fn start(key_id: KeyId, threshold: Threshold, me: PartyId) -> Result<(Self, Outbox), Error> {
+    pub(crate) fn start(
+        key_id: KeyId,
+        threshold: Threshold,
+        me: PartyId,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(Self, Outbox), Error> {
         let (secret, package) = dkg::part1::<S, _>(
             identifier::<S>(me)?,
             u16::from(threshold.parties()),
             u16::from(threshold.threshold()),
-            OsRng,
+            &mut *rng,
         )
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
         let outbox = Outbox { broadcast: Some(encode(&package)?), direct: BTreeMap::new() };
-        Ok((
-            FrostDkg { key_id, threshold, me, seed: ChainSeed::random(), state: FrostDkgState::Round1(secret) },
-            outbox,
-        ))
+        let seed = ChainSeed::random(rng);
+        Ok((FrostDkg { key_id, threshold, me, seed, state: FrostDkgState::Round1(secret) }, outbox))
     }
 }
 
@@ -263,13 +270,17 @@ enum FrostRefreshState<S: Suite> {
 }
 
 impl<S: Suite> FrostRefresh<S> {
-    pub(crate) fn start(share: &KeyShare, to: Epoch) -> Result<(Self, Outbox), Error> {
+    pub(crate) fn start(
+        share: &KeyShare,
+        to: Epoch,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(Self, Outbox), Error> {
         let threshold = share.threshold();
         let (secret, package) = refresh::refresh_dkg_part1::<S, _>(
             identifier::<S>(share.party())?,
             u16::from(threshold.parties()),
             u16::from(threshold.threshold()),
-            OsRng,
+            rng,
         )
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
         let outbox = Outbox { broadcast: Some(encode(&package)?), direct: BTreeMap::new() };
@@ -352,6 +363,7 @@ impl<S: Suite> FrostSign<S> {
         child: ChildShare<S::Arith>,
         signers: &BTreeSet<PartyId>,
         message: &[u8],
+        rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(Self, Outbox), Error> {
         let me = share.party();
         let threshold = share.threshold();
@@ -371,7 +383,7 @@ impl<S: Suite> FrostSign<S> {
         let public = PublicKeyPackage::new(shares, verifying_key, Some(u16::from(threshold.threshold())));
         let key = S::signing_key(key);
         let public = S::signing_public(public);
-        let (nonces, commitments) = frost_core::round1::commit(key.signing_share(), &mut OsRng);
+        let (nonces, commitments) = frost_core::round1::commit(key.signing_share(), rng);
         let outbox = Outbox { broadcast: Some(encode(&commitments)?), direct: BTreeMap::new() };
         let machine = FrostSign {
             me,
@@ -419,7 +431,7 @@ impl<S: Suite> Machine for FrostSign<S> {
                     scheme: S::SCHEME,
                     bytes: signature.serialize().map_err(serialize_err)?,
                     recovery_id: None,
-                    public_key: S::verifier_key(public.verifying_key().serialize().map_err(serialize_err)?),
+                    public_key: S::verifier_key(public.verifying_key().serialize().map_err(serialize_err)?)?,
                     signers: signers.iter().copied().collect(),
                 };
                 Ok(Step::Done { output: signature, agree_on: None })

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use hmac::{Hmac, Mac};
+use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -168,7 +169,13 @@ struct TweakShareMessage {
 
 /// Starts hardened derivation of `path` (hardened components only) for one
 /// party holding `share`. Every party of the key must take part.
-pub fn start(share: &KeyShare, path: &DerivationPath) -> Result<(HdMachine, Outbox), Error> {
+/// `rng` draws only the nonce of the proof of knowledge: the tweak itself is
+/// deterministic.
+pub fn start(
+    share: &KeyShare,
+    path: &DerivationPath,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<(HdMachine, Outbox), Error> {
     if path.components().is_empty() || !path.normal_suffix().is_empty() {
         return Err(Error::InvalidInput(format!(
             "hardened derivation takes a non-empty, all-hardened path; got {path}"
@@ -176,11 +183,11 @@ pub fn start(share: &KeyShare, path: &DerivationPath) -> Result<(HdMachine, Outb
     }
     Ok(match share.scheme() {
         Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => {
-            let (state, out) = HdState::<Secp256k1>::start(share, path)?;
+            let (state, out) = HdState::<Secp256k1>::start(share, path, rng)?;
             (HdMachine(HdInner::Secp(state)), out)
         }
         Scheme::EddsaEd25519 => {
-            let (state, out) = HdState::<Ed25519>::start(share, path)?;
+            let (state, out) = HdState::<Ed25519>::start(share, path, rng)?;
             (HdMachine(HdInner::Ed(state)), out)
         }
     })
@@ -215,7 +222,11 @@ fn parse_point<G: Group>(from: PartyId, bytes: &[u8]) -> Result<G::Point, Error>
 }
 
 impl<G: Group> HdState<G> {
-    fn start(share: &KeyShare, path: &DerivationPath) -> Result<(Self, Outbox), Error> {
+    fn start(
+        share: &KeyShare,
+        path: &DerivationPath,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(Self, Outbox), Error> {
         let threshold = share.threshold();
         let me = share.party();
         let root_bytes = share.public_key();
@@ -231,7 +242,7 @@ impl<G: Group> HdState<G> {
         let mut coefficients = coefficients::<G>(share.chain_seed(), &ctx, threshold.threshold());
         let commitments: Vec<G::Point> = coefficients.iter().map(G::mul_base).collect();
         let a0 = coefficients.first().copied().ok_or_else(|| Error::Protocol("threshold below 1".into()))?;
-        let (proof_r, proof_z) = prove::<G>(&ctx, me, &commitments, &a0);
+        let (proof_r, proof_z) = prove::<G>(&ctx, me, &commitments, &a0, rng);
         let commit = Commit {
             commitments: commitments.iter().map(G::point_to_bytes).collect(),
             proof_r: G::point_to_bytes(&proof_r),
@@ -344,7 +355,8 @@ impl<G: Group> HdState<G> {
 
 /// `X'` must be what the child verifying shares interpolate to (any t of them).
 fn check_interpolation<G: Group>(shares: &[(u8, G::Point)], t: usize, expected: &G::Point) -> Result<(), Error> {
-    let subset = shares.get(..t).unwrap_or(shares);
+    // One verifying share per party: n ≥ t of them.
+    let subset = shares.get(..t).ok_or(Error::Bug("fewer verifying shares than the threshold"))?;
     let xs: Vec<u8> = subset.iter().map(|(x, _)| *x).collect();
     let mut sum = G::identity();
     for (x, point) in subset {
@@ -360,20 +372,21 @@ fn check_interpolation<G: Group>(shares: &[(u8, G::Point)], t: usize, expected: 
     Ok(())
 }
 
-/// `a_{k,j} = HashToScalar(HMAC-SHA512(c_k, ctx ‖ u8(j)))`.
+/// `a_{k,j} = HashToScalar(HMAC-SHA512(c_k, ctx ‖ u8(j)))` for j < t.
 pub(crate) fn coefficients<G: Group>(seed: &ChainSeed, ctx: &[u8], t: u8) -> Vec<G::Scalar> {
-    (0..t)
-        .map(|j| {
-            let mut mac = Hmac::<Sha512>::new_from_slice(seed.expose_secret())
-                .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-            mac.update(ctx);
-            mac.update(&[j]);
-            let mut wide: [u8; 64] = mac.finalize().into_bytes().into();
-            let scalar = G::scalar_from_wide(&wide);
-            wide.zeroize();
-            scalar
-        })
-        .collect()
+    (0..t).map(|j| coefficient::<G>(seed, ctx, j)).collect()
+}
+
+/// `a_{k,j} = HashToScalar(HMAC-SHA512(c_k, ctx ‖ u8(j)))`.
+pub(crate) fn coefficient<G: Group>(seed: &ChainSeed, ctx: &[u8], j: u8) -> G::Scalar {
+    let mut mac = Hmac::<Sha512>::new_from_slice(seed.expose_secret())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(ctx);
+    mac.update(&[j]);
+    let mut wide: [u8; 64] = mac.finalize().into_bytes().into();
+    let scalar = G::scalar_from_wide(&wide);
+    wide.zeroize();
+    scalar
 }
 
 fn eval_polynomial<G: Group>(coefficients: &[G::Scalar], x: u8) -> G::Scalar {
@@ -394,9 +407,15 @@ fn challenge<G: Group>(ctx: &[u8], party: PartyId, commitments: &[G::Point], r: 
     G::scalar_from_wide(&hash.finalize().into())
 }
 
-fn prove<G: Group>(ctx: &[u8], party: PartyId, commitments: &[G::Point], secret: &G::Scalar) -> (G::Point, G::Scalar) {
+fn prove<G: Group>(
+    ctx: &[u8],
+    party: PartyId,
+    commitments: &[G::Point],
+    secret: &G::Scalar,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> (G::Point, G::Scalar) {
     let mut wide = [0u8; 64];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut wide);
+    rng.fill_bytes(&mut wide);
     let mut nonce = G::scalar_from_wide(&wide);
     wide.zeroize();
     let r = G::mul_base(&nonce);

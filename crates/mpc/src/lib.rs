@@ -9,17 +9,17 @@
 //!
 //! ```
 //! use std::collections::BTreeSet;
-//! use shardvault_mpc::{dkg, local, sign, DerivationPath, KeyId, Scheme, SessionId, SignRequest, Threshold};
+//! use shardvault_mpc::{dkg, local, sign, DerivationPath, KeyId, OsRng, Scheme, SessionId, SignRequest, Threshold};
 //!
 //! let threshold = Threshold::new(2, 3)?;
 //! let (key_id, session) = (KeyId::random(), SessionId::random());
 //! let shares = local::run(threshold.party_ids()
-//!     .map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session))
+//!     .map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session, &mut OsRng))
 //!     .collect::<Result<Vec<_>, _>>()?)?;
 //! let signers: BTreeSet<_> = threshold.party_ids().take(2).collect();
 //! let session = SessionId::random();
 //! let signatures = local::run(signers.iter()
-//!     .map(|me| sign(&SignRequest { share: &shares[me], hardened: None, path: &DerivationPath::root(), signers: &signers, message: b"hello" }, session))
+//!     .map(|me| sign(&SignRequest { share: &shares[me], hardened: None, path: &DerivationPath::root(), signers: &signers, message: b"hello" }, session, &mut OsRng))
 //!     .collect::<Result<Vec<_>, _>>()?)?;
 //! assert!(signatures.values().all(|s| s.bytes.len() == 64));
 //! # Ok::<(), shardvault_mpc::Error>(())
@@ -44,6 +44,9 @@ use std::collections::BTreeSet;
 
 use frost_ed25519::Ed25519Sha512;
 use frost_secp256k1_tr::Secp256K1Sha256TR;
+// The randomness every protocol constructor takes, and the operating
+// system's generator to pass outside tests.
+pub use rand_core::{CryptoRng, OsRng, RngCore};
 
 pub use derive::extended_public_key;
 use ecdsa::{EcdsaDkg, EcdsaRefresh, EcdsaSign};
@@ -126,27 +129,32 @@ per_scheme!(
 
 /// Starts distributed key generation for party `me` of a new `threshold` key.
 /// All n parties take part; each ends with its [`KeyShare`] at epoch 0.
+///
+/// `rng` is [`OsRng`] outside tests. It draws the party's chain seed and, for
+/// FROST, every secret of the protocol; DKLs23 draws its own (see "Injected
+/// randomness" in docs/DESIGN.md).
 pub fn dkg(
     scheme: Scheme,
     key_id: KeyId,
     threshold: Threshold,
     me: PartyId,
     session: SessionId,
+    rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<Started<Dkg>, Error> {
     if !threshold.contains(me) {
         return Err(Error::InvalidInput(format!("party {me} is not one of the key's {} parties", threshold.parties())));
     }
     let (machine, first) = match scheme {
         Scheme::EcdsaSecp256k1 => {
-            let (m, out) = EcdsaDkg::start(key_id, threshold, me, session)?;
+            let (m, out) = EcdsaDkg::start(key_id, threshold, me, session, rng)?;
             (Dkg::ecdsa(m), out)
         }
         Scheme::EddsaEd25519 => {
-            let (m, out) = FrostDkg::start(key_id, threshold, me)?;
+            let (m, out) = FrostDkg::start(key_id, threshold, me, rng)?;
             (Dkg::ed25519(m), out)
         }
         Scheme::SchnorrSecp256k1 => {
-            let (m, out) = FrostDkg::start(key_id, threshold, me)?;
+            let (m, out) = FrostDkg::start(key_id, threshold, me, rng)?;
             (Dkg::schnorr(m), out)
         }
     };
@@ -169,8 +177,13 @@ pub struct SignRequest<'a> {
     pub message: &'a [u8],
 }
 
-/// Starts signing for one signer of `request.signers`.
-pub fn sign(request: &SignRequest<'_>, session: SessionId) -> Result<Started<Sign>, Error> {
+/// Starts signing for one signer of `request.signers`. `rng` ([`OsRng`]
+/// outside tests) draws the FROST nonces; DKLs23 draws its own.
+pub fn sign(
+    request: &SignRequest<'_>,
+    session: SessionId,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<Started<Sign>, Error> {
     let share = request.share;
     let threshold = share.threshold();
     if request.signers.len() != usize::from(threshold.threshold()) {
@@ -196,12 +209,12 @@ pub fn sign(request: &SignRequest<'_>, session: SessionId) -> Result<Started<Sig
         }
         Scheme::EddsaEd25519 => {
             let child = derive::child_share::<group::Ed25519>(share, request.hardened, request.path)?;
-            let (m, out) = FrostSign::start(share, child, request.signers, request.message)?;
+            let (m, out) = FrostSign::start(share, child, request.signers, request.message, rng)?;
             (Sign::ed25519(m), out)
         }
         Scheme::SchnorrSecp256k1 => {
             let child = derive::child_share::<group::Secp256k1>(share, request.hardened, request.path)?;
-            let (m, out) = FrostSign::start(share, child, request.signers, request.message)?;
+            let (m, out) = FrostSign::start(share, child, request.signers, request.message, rng)?;
             (Sign::schnorr(m), out)
         }
     };
@@ -210,14 +223,25 @@ pub fn sign(request: &SignRequest<'_>, session: SessionId) -> Result<Started<Sig
 
 /// Starts a share refresh: all n parties take part and end with shares of
 /// the same key at the next epoch; old shares no longer combine with new.
-pub fn refresh(share: &KeyShare, session: SessionId) -> Result<Started<Refresh>, Error> {
-    refresh_to(share, share.epoch().next()?, session)
+/// `rng` ([`OsRng`] outside tests) draws the FROST refresh polynomial;
+/// DKLs23 draws its own.
+pub fn refresh(
+    share: &KeyShare,
+    session: SessionId,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<Started<Refresh>, Error> {
+    refresh_to(share, share.epoch().next()?, session, rng)
 }
 
 /// [`refresh`] to a chosen epoch `to`, which must be later than the share's:
 /// a node that keeps an unfinished refresh's shares (so that it can still
 /// be finished) gives the next attempt an epoch of its own.
-pub fn refresh_to(share: &KeyShare, to: Epoch, session: SessionId) -> Result<Started<Refresh>, Error> {
+pub fn refresh_to(
+    share: &KeyShare,
+    to: Epoch,
+    session: SessionId,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<Started<Refresh>, Error> {
     if to <= share.epoch() {
         return Err(Error::InvalidInput(format!(
             "a refresh of epoch {} must go to a later epoch, not {to}",
@@ -230,11 +254,11 @@ pub fn refresh_to(share: &KeyShare, to: Epoch, session: SessionId) -> Result<Sta
             (Refresh::ecdsa(m), out)
         }
         Scheme::EddsaEd25519 => {
-            let (m, out) = FrostRefresh::start(share, to)?;
+            let (m, out) = FrostRefresh::start(share, to, rng)?;
             (Refresh::ed25519(m), out)
         }
         Scheme::SchnorrSecp256k1 => {
-            let (m, out) = FrostRefresh::start(share, to)?;
+            let (m, out) = FrostRefresh::start(share, to, rng)?;
             (Refresh::schnorr(m), out)
         }
     };
@@ -243,12 +267,14 @@ pub fn refresh_to(share: &KeyShare, to: Epoch, session: SessionId) -> Result<Sta
 
 /// Starts hardened derivation (HD-DERIVATION.md) of an all-hardened `path`;
 /// all n parties take part. Deterministic: the same path always gives the
-/// same key, also after refresh.
+/// same key, also after refresh. `rng` ([`OsRng`] outside tests) draws only
+/// the nonce of each party's proof of knowledge.
 pub fn derive_hardened(
     share: &KeyShare,
     path: &DerivationPath,
     session: SessionId,
+    rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<Started<HdMachine>, Error> {
-    let (machine, first) = hd::start(share, path)?;
+    let (machine, first) = hd::start(share, path, rng)?;
     Session::start(session, share.party(), &share.threshold().party_ids().collect(), machine, first)
 }

@@ -12,11 +12,11 @@ use zeroize::Zeroize;
 use crate::child_chain_code;
 use crate::error::Error;
 use crate::group::{lagrange_at_zero, Ed25519, Group, Secp256k1};
-use crate::hd::{coefficients, context};
+use crate::hd::{coefficient, context};
 use crate::share::KeyShare;
 use crate::DerivationPath;
 use crate::Secret32;
-use crate::{PartyId, Scheme};
+use crate::{Epoch, PartyId, Scheme};
 use shardvault_types::derive::ckd_pub;
 
 /// A whole private key. It exists only in the recovery tool.
@@ -76,7 +76,7 @@ fn recover_in<G: Group>(shares: &[KeyShare], path: &DerivationPath) -> Result<Re
         by_party.insert(share.party(), share);
     }
     // x from t shares of one epoch (the newest we have).
-    let epoch = by_party.values().map(|s| s.epoch()).max().unwrap_or(first.epoch());
+    let epoch = by_party.values().map(|s| s.epoch()).fold(first.epoch(), Epoch::max);
     let current: Vec<&KeyShare> =
         by_party.values().copied().filter(|s| s.epoch() == epoch).take(usize::from(threshold.threshold())).collect();
     if current.len() < usize::from(threshold.threshold()) {
@@ -107,9 +107,9 @@ fn recover_in<G: Group>(shares: &[KeyShare], path: &DerivationPath) -> Result<Re
             let share = by_party.get(&party).ok_or_else(|| {
                 Error::InvalidInput(format!("hardened path {prefix} needs party {party}'s chain seed"))
             })?;
-            let mut a = coefficients::<G>(share.chain_seed(), &ctx, 1);
-            secret = secret + a.first().copied().unwrap_or_else(|| G::scalar_from_u64(0));
-            a.zeroize();
+            let mut a0 = coefficient::<G>(share.chain_seed(), &ctx, 0);
+            secret = secret + a0;
+            a0.zeroize();
         }
     }
     let mut point = G::mul_base(&secret);

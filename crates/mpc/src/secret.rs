@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -14,10 +15,10 @@ use crate::Secret32;
 pub struct ChainSeed(Secret32);
 
 impl ChainSeed {
-    /// A fresh seed from the operating system's RNG.
-    pub fn random() -> Self {
+    /// A fresh seed from `rng` (`OsRng` outside tests).
+    pub fn random(rng: &mut (impl RngCore + CryptoRng)) -> Self {
         let mut bytes = [0u8; 32];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        rng.fill_bytes(&mut bytes);
         let seed = Self(Secret32::new(bytes));
         bytes.zeroize();
         seed

@@ -88,12 +88,13 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// The wire encoding: version byte, then postcard.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// The wire encoding: version byte, then postcard. Postcard does not
+    /// fail on these plain types; if it ever did, that is [`Error::Bug`],
+    /// never an empty message on the wire.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
         let mut out = vec![ENVELOPE_VERSION];
-        // postcard into a Vec cannot fail for these plain types.
-        out.extend(postcard::to_stdvec(self).unwrap_or_default());
-        out
+        out.extend(postcard::to_stdvec(self).map_err(|_| Error::Bug("an envelope does not encode"))?);
+        Ok(out)
     }
 
     /// Parses the wire encoding; rejects unknown versions, oversized
@@ -348,7 +349,9 @@ impl<M: Machine> Session<M> {
 
     /// Runs the machine on the completed round and sends what it returns.
     fn complete_round(&mut self) -> Result<Vec<Envelope>, Error> {
-        let Collected { inbox, echoes } = self.collected.remove(&self.round).unwrap_or_default();
+        // Called only once `round_complete` found this round's messages.
+        let Collected { inbox, echoes } =
+            self.collected.remove(&self.round).ok_or(Error::Bug("a completed round has no messages"))?;
         // A provable fault wins over a dispute, whatever order messages came in.
         let mut dispute = None;
         for (reporter, echo) in &echoes {

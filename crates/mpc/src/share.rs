@@ -165,8 +165,8 @@ impl KeyShare {
         let rest = bytes
             .strip_prefix(MAGIC.as_slice())
             .ok_or_else(|| Error::decode("key share", "not a shardvault key share (bad magic)"))?;
-        let (version, body) = rest.split_at_checked(2).ok_or_else(|| Error::decode("key share", "truncated"))?;
-        let version = u16::from_be_bytes([version.first().copied().unwrap_or(0), version.get(1).copied().unwrap_or(0)]);
+        let (version, body) = rest.split_first_chunk::<2>().ok_or_else(|| Error::decode("key share", "truncated"))?;
+        let version = u16::from_be_bytes(*version);
         if version != SHARE_FORMAT_VERSION {
             return Err(Error::decode(
                 "key share",
@@ -229,7 +229,12 @@ impl KeyShare {
         {
             return bad("library share does not match its metadata".into());
         }
-        let own = self.verifying_shares.get(&self.party).cloned().unwrap_or_default();
+        // Present: the verifying shares cover exactly the parties, this one included.
+        let own = self
+            .verifying_shares
+            .get(&self.party)
+            .cloned()
+            .ok_or(Error::Bug("a checked share has no verifying share of its own"))?;
         let secret = self.secret_scalar()?;
         let matches = match self.scheme {
             Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => public_of::<Secp256k1>(&secret) == Some(own),
@@ -266,15 +271,16 @@ impl KeyShare {
             }
             SecretShare::Ed25519(p) => {
                 let key = p.verifying_key().serialize().map_err(|e| Error::decode("key share", e))?;
-                id_of(p.identifier().serialize(), true).map(|id| (id, u8::try_from(*p.min_signers()).unwrap_or(0), key))
+                let threshold = u8::try_from(*p.min_signers()).ok();
+                id_of(p.identifier().serialize(), true).zip(threshold).map(|(id, t)| (id, t, key))
             }
             SecretShare::Schnorr(p) => {
                 let key = p.verifying_key().serialize().map_err(|e| Error::decode("key share", e))?;
-                id_of(p.identifier().serialize(), false)
-                    .map(|id| (id, u8::try_from(*p.min_signers()).unwrap_or(0), key))
+                let threshold = u8::try_from(*p.min_signers()).ok();
+                id_of(p.identifier().serialize(), false).zip(threshold).map(|(id, t)| (id, t, key))
             }
         };
-        view.ok_or_else(|| Error::decode("key share", "library identifier is not a small party id"))
+        view.ok_or_else(|| Error::decode("key share", "library identifier or threshold is not a small number"))
     }
 }
 

@@ -9,6 +9,7 @@ use common::*;
 use k256_dkls::elliptic_curve::Group;
 use proptest::prelude::*;
 use shardvault_mpc::local::{run_with, Run};
+use shardvault_mpc::OsRng;
 use shardvault_mpc::{
     dkg, sign, DerivationPath, Envelope, Error, KeyId, Payload, Rejection, Scheme, SessionId, SignRequest, Threshold,
 };
@@ -20,7 +21,10 @@ where
     let threshold = Threshold::new(2, 3).unwrap();
     let (key_id, session) = (KeyId::random(), SessionId::random());
     run_with(
-        threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect(),
+        threshold
+            .party_ids()
+            .map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session, &mut OsRng).unwrap())
+            .collect(),
         network,
     )
 }
@@ -153,10 +157,12 @@ fn equivocation_is_proven_only_where_the_evidence_is_the_senders_own() {
     // Party 1 shows party 3 a different (valid) round-0 broadcast than party 2.
     let threshold = Threshold::new(2, 3).unwrap();
     let (key_id, session) = (KeyId::random(), SessionId::random());
-    let (_, twin_out) = dkg(Scheme::EddsaEd25519, key_id, threshold, party(1), session).unwrap();
+    let (_, twin_out) = dkg(Scheme::EddsaEd25519, key_id, threshold, party(1), session, &mut OsRng).unwrap();
     let twin_broadcast = twin_out.into_iter().find(|e| e.to.is_none()).unwrap();
-    let started =
-        threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect();
+    let started = threshold
+        .party_ids()
+        .map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session, &mut OsRng).unwrap())
+        .collect();
     let errors = errors_per_party(started, |to, envelope| {
         if envelope.from == party(1) && envelope.round == 0 && envelope.to.is_none() && to == party(3) {
             vec![twin_broadcast.clone()]
@@ -187,8 +193,10 @@ fn a_lying_echo_does_not_frame_the_honest_sender() {
     // than it did. Party 1 is honest and must not be named as the culprit.
     let threshold = Threshold::new(2, 3).unwrap();
     let (key_id, session) = (KeyId::random(), SessionId::random());
-    let started =
-        threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect();
+    let started = threshold
+        .party_ids()
+        .map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session, &mut OsRng).unwrap())
+        .collect();
     let errors = errors_per_party(started, |to, mut envelope| {
         if envelope.from == party(3) && to == party(2) && envelope.round == 1 {
             for (about, digest) in envelope.echo.iter_mut() {
@@ -205,8 +213,10 @@ fn a_lying_echo_does_not_frame_the_honest_sender() {
 
     // The same lie about party 2's own broadcast, told to party 2: party 2
     // knows what it sent, so this one is proof against party 3.
-    let started =
-        threshold.party_ids().map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session).unwrap()).collect();
+    let started = threshold
+        .party_ids()
+        .map(|me| dkg(Scheme::EddsaEd25519, key_id, threshold, me, session, &mut OsRng).unwrap())
+        .collect();
     let errors = errors_per_party(started, |to, mut envelope| {
         if envelope.from == party(3) && to == party(2) && envelope.round == 1 {
             for (about, digest) in envelope.echo.iter_mut() {
@@ -238,6 +248,7 @@ fn dkls_consistency_failure_is_a_ban() {
             sign(
                 &SignRequest { share: &shares[p], hardened: None, path: &path, signers: &signers, message: &message },
                 session,
+                &mut OsRng,
             )
             .unwrap()
         })
@@ -264,7 +275,7 @@ fn a_signer_outside_the_key_or_a_wrong_count_is_refused() {
     for signers in [set(&[1]), set(&[1, 2, 3]), set(&[1, 4])] {
         let request =
             SignRequest { share: &shares[&party(1)], hardened: None, path: &path, signers: &signers, message: b"m" };
-        assert!(matches!(sign(&request, SessionId::random()), Err(Error::InvalidInput(_))));
+        assert!(matches!(sign(&request, SessionId::random(), &mut OsRng), Err(Error::InvalidInput(_))));
     }
     let ecdsa = run_dkg(Scheme::EcdsaSecp256k1, 2, 2);
     let signers = set(&[1, 2]);
@@ -275,7 +286,7 @@ fn a_signer_outside_the_key_or_a_wrong_count_is_refused() {
         signers: &signers,
         message: b"not a digest",
     };
-    assert!(matches!(sign(&request, SessionId::random()), Err(Error::InvalidInput(_))));
+    assert!(matches!(sign(&request, SessionId::random(), &mut OsRng), Err(Error::InvalidInput(_))));
 }
 
 proptest! {
@@ -295,7 +306,7 @@ proptest! {
             echo: (0..echo_len).map(|i| (party(i as u8 + 1), [i as u8; 32])).collect(),
             payload: Payload::new(payload),
         };
-        let bytes = envelope.to_bytes();
+        let bytes = envelope.to_bytes().unwrap();
         prop_assert_eq!(Envelope::from_bytes(&bytes).unwrap(), envelope);
         let mut longer = bytes.clone();
         longer.push(0);

@@ -10,6 +10,7 @@ use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use common::*;
 use proptest::prelude::*;
 use shardvault_mpc::local::run_with;
+use shardvault_mpc::OsRng;
 use shardvault_mpc::{derive_hardened, derive_public, DerivationPath, ExtendedPublicKey, Payload, Scheme, SessionId};
 
 #[test]
@@ -39,7 +40,7 @@ fn an_inconsistent_tweak_share_names_its_dealer() {
     let shares = run_dkg(Scheme::SchnorrSecp256k1, 2, 3);
     let path: DerivationPath = "m/1'".parse().unwrap();
     let session = SessionId::random();
-    let started = shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect();
+    let started = shares.values().map(|s| derive_hardened(s, &path, session, &mut OsRng).unwrap()).collect();
     let error = run_with(started, |to, mut envelope| {
         if envelope.from == party(2) && to == party(3) && envelope.to.is_some() {
             let mut bytes = envelope.payload.as_bytes().to_vec();
@@ -58,10 +59,10 @@ fn an_inconsistent_commitment_names_its_dealer() {
     let shares = run_dkg(Scheme::EddsaEd25519, 3, 3);
     let path: DerivationPath = "m/2'".parse().unwrap();
     let session = SessionId::random();
-    let started = shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect();
+    let started = shares.values().map(|s| derive_hardened(s, &path, session, &mut OsRng).unwrap()).collect();
     // Party 3 sends everyone commitments from a different seed (another run with another key's share).
     let other = run_dkg(Scheme::EddsaEd25519, 3, 3);
-    let (_, forged) = derive_hardened(&other[&party(3)], &path, session).unwrap();
+    let (_, forged) = derive_hardened(&other[&party(3)], &path, session, &mut OsRng).unwrap();
     let forged_broadcast = forged.into_iter().find(|e| e.to.is_none()).unwrap();
     let error = run_with(started, |_, envelope| {
         if envelope.from == party(3) && envelope.to.is_none() && envelope.round == 0 {
@@ -78,7 +79,7 @@ fn an_inconsistent_commitment_names_its_dealer() {
 fn derivation_needs_an_all_hardened_path() {
     let shares = run_dkg(Scheme::EddsaEd25519, 2, 2);
     for bad in ["m", "m/1'/2"] {
-        assert!(derive_hardened(&shares[&party(1)], &bad.parse().unwrap(), SessionId::random()).is_err());
+        assert!(derive_hardened(&shares[&party(1)], &bad.parse().unwrap(), SessionId::random(), &mut OsRng).is_err());
     }
 }
 

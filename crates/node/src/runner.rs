@@ -7,8 +7,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use shardvault_mpc::{
-    derive_hardened, dkg, refresh_to, sign, Dkg, Envelope, Epoch, HdMachine, KeyShare, PartyId, Refresh, Session, Sign,
-    SignRequest,
+    derive_hardened, dkg, refresh_to, sign, Dkg, Envelope, Epoch, HdMachine, KeyShare, OsRng, PartyId, Refresh,
+    Session, Sign, SignRequest,
 };
 use shardvault_wire::{
     AddressStatement, Channels, Cluster, Frame, FromNode, Job, JobKind, NodeId, NodeIdentity, NoiseSecretKey, Outcome,
@@ -348,13 +348,13 @@ impl Node {
                         job.key_id
                     )));
                 }
-                let (s, out) = dkg(*scheme, job.key_id, *threshold, me, job.session)?;
+                let (s, out) = dkg(*scheme, job.key_id, *threshold, me, job.session, &mut OsRng)?;
                 (Protocol::Dkg(s), out)
             }
             JobKind::DeriveHardened { path } => {
                 let share = self.share_for(&job, me, None)?;
                 path.require_hardened_start().map_err(|e| NodeError::Refused(e.to_string()))?;
-                let (s, out) = derive_hardened(&share, path, job.session)?;
+                let (s, out) = derive_hardened(&share, path, job.session, &mut OsRng)?;
                 (Protocol::Derive(s), out)
             }
             JobKind::Sign { epoch, path, payload } => {
@@ -373,7 +373,7 @@ impl Node {
                 let signers = job.participants.keys().copied().collect();
                 let request =
                     SignRequest { share: &share, hardened: tweak.as_ref(), path, signers: &signers, message: &signed };
-                let (s, out) = sign(&request, job.session)?;
+                let (s, out) = sign(&request, job.session, &mut OsRng)?;
                 // Write-ahead: the entry is durable before any message of this
                 // job leaves the node (they are only returned below), so a
                 // co-signer that withholds its last message, or a full disk,
@@ -404,7 +404,7 @@ impl Node {
                 if job.participants.keys().copied().ne(share.threshold().party_ids()) {
                     return Err(NodeError::Refused("a refresh needs every party of the key".into()));
                 }
-                let (s, out) = refresh_to(&share, *to, job.session)?;
+                let (s, out) = refresh_to(&share, *to, job.session, &mut OsRng)?;
                 (Protocol::Refresh(s), out)
             }
         };
@@ -641,7 +641,7 @@ fn step(running: &mut Running, frame: Frame) -> Result<Vec<FromNode>, NodeError>
 fn route(running: &mut Running, envelopes: Vec<Envelope>) -> Result<Vec<FromNode>, NodeError> {
     let mut out = Vec::new();
     for envelope in envelopes {
-        let bytes = envelope.to_bytes();
+        let bytes = envelope.to_bytes()?;
         let sender = running.job.participants.get(&envelope.from).copied();
         let recipients: Vec<NodeId> = match envelope.to {
             Some(party) => running.job.participants.get(&party).copied().into_iter().collect(),

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use shardvault_wire::{hop, FromNode, NoisePublicKey, NoiseSecretKey, ToNode};
+use shardvault_wire::{hop, FromNode, NoisePublicKey, NoiseSecretKey, ToNode, MAX_FRAME};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -156,7 +157,7 @@ type Socket = WebSocketStream<Box<dyn Stream>>;
 
 /// Seals and sends one message within `limit`.
 async fn send(socket: &mut Socket, hop: &mut hop::Hop, message: &FromNode, limit: Duration) -> Result<(), String> {
-    let sealed = hop.seal(&message.to_bytes()).map_err(|e| e.to_string())?;
+    let sealed = message.to_bytes().and_then(|bytes| hop.seal(&bytes)).map_err(|e| e.to_string())?;
     match tokio::time::timeout(limit, socket.send(Message::Binary(sealed.into()))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error.to_string()),
@@ -290,9 +291,17 @@ async fn open(connection: &Connection) -> Result<WebSocketStream<Box<dyn Stream>
         }
         None => Box::new(tcp),
     };
-    let (socket, _) =
-        tokio_tungstenite::client_async_with_config(request, stream, None).await.map_err(|e| e.to_string())?;
+    let (socket, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(websocket_limits()))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(socket)
+}
+
+/// The coordinator's messages are bounded as the relay bounds the nodes':
+/// none larger than a hop message may be ([`MAX_FRAME`]), so the WebSocket
+/// reader never buffers more (its default would be 64 MiB).
+fn websocket_limits() -> WebSocketConfig {
+    WebSocketConfig::default().max_message_size(Some(MAX_FRAME)).max_frame_size(Some(MAX_FRAME))
 }
 
 /// A TLS client configuration that trusts only the CA certificates in
@@ -332,15 +341,48 @@ mod tests {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
             let Some(Ok(Message::Binary(first))) = ws.next().await else { panic!("no handshake") };
-            let (responder, _, reply) = hop::respond(&secret, &cluster, &first).unwrap();
-            ws.send(Message::Binary(reply.into())).await.unwrap();
+            let response = hop::respond(&secret, &cluster, &first).unwrap();
+            ws.send(Message::Binary(response.reply.into())).await.unwrap();
             let Some(Ok(Message::Binary(proof))) = ws.next().await else { panic!("no proof") };
-            let mut hop = responder.confirm(&proof).unwrap();
-            let abort = hop.seal(&ToNode::Abort(SessionId::random()).to_bytes()).unwrap();
+            let mut hop = response.responder.unwrap().confirm(&proof).unwrap();
+            let abort = hop.seal(&ToNode::Abort(SessionId::random()).to_bytes().unwrap()).unwrap();
             ws.send(Message::Binary(abort.into())).await.unwrap();
             while let Some(Ok(_)) = ws.next().await {}
         });
         url
+    }
+
+    #[tokio::test]
+    async fn the_socket_refuses_a_message_larger_than_a_hop_message() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/v1/relay", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            ws.send(Message::Binary(vec![0u8; MAX_FRAME + 1].into())).await.unwrap();
+            ws.send(Message::Binary(vec![0u8; MAX_FRAME].into())).await.unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+        let (secret, coordinator) = generate_keypair().unwrap();
+        let connection = Connection {
+            url,
+            tls: None,
+            secret,
+            coordinator,
+            ping_interval: Duration::from_secs(1),
+            silence_timeout: Duration::from_secs(30),
+        };
+        let mut socket = open(&connection).await.unwrap();
+        let first = socket.next().await.unwrap();
+        assert!(
+            matches!(
+                first,
+                Err(tokio_tungstenite::tungstenite::Error::Capacity(
+                    tokio_tungstenite::tungstenite::error::CapacityError::MessageTooLong { .. }
+                ))
+            ),
+            "{first:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
 use shardvault_chains::{sample, Chain, KeyType, MessageFormat};
+use shardvault_mpc::OsRng;
 use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Threshold};
 use shardvault_node::{KekSource, Node, RawSigning, SignLogStatus, Store};
 use shardvault_testkit as tk;
@@ -524,7 +525,7 @@ fn sign_with_a_cheating_node_1(c: &mut Cluster3, key_id: KeyId, epoch: Epoch) ->
         signers: &signers,
         message: &digest,
     };
-    let (mut session, first) = shardvault_mpc::sign(&request, job.session).unwrap();
+    let (mut session, first) = shardvault_mpc::sign(&request, job.session, &mut OsRng).unwrap();
     let (mut channels, mut to_victim) = shardvault_wire::Channels::open(
         job.session,
         &job.digest().unwrap(),
@@ -545,7 +546,7 @@ fn sign_with_a_cheating_node_1(c: &mut Cluster3, key_id: KeyId, epoch: Epoch) ->
                 .to_affine();
                 envelope.payload = Payload::new(postcard::to_stdvec(&m).unwrap());
             }
-            frames.extend(channels.send(NodeId(2), &envelope.to_bytes()).unwrap());
+            frames.extend(channels.send(NodeId(2), &envelope.to_bytes().unwrap()).unwrap());
         }
         frames
     };

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
+use shardvault_mpc::OsRng;
 use shardvault_mpc::{
     derive_hardened, dkg, local, refresh, DerivationPath, Epoch, KeyId, KeyShare, PartyId, Scheme, SessionId, Threshold,
 };
@@ -26,7 +27,10 @@ fn key(scheme: Scheme) -> BTreeMap<PartyId, KeyShare> {
 fn key_with_id(scheme: Scheme, key_id: KeyId) -> BTreeMap<PartyId, KeyShare> {
     let threshold = Threshold::new(2, 2).unwrap();
     let session = SessionId::random();
-    local::run(threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session).unwrap()).collect()).unwrap()
+    local::run(
+        threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session, &mut OsRng).unwrap()).collect(),
+    )
+    .unwrap()
 }
 
 fn p1() -> PartyId {
@@ -123,7 +127,7 @@ fn refresh_is_two_phase_and_a_crash_keeps_the_old_epoch() {
     let shares = key(Scheme::EddsaEd25519);
     let key_id = shares[&p1()].key_id();
     let session = SessionId::random();
-    let refreshed = local::run(shares.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap();
+    let refreshed = local::run(shares.values().map(|s| refresh(s, session, &mut OsRng).unwrap()).collect()).unwrap();
     let store = open(&path, PASSPHRASE).unwrap();
     store.insert_new_key(&shares[&p1()]).unwrap();
     store.insert_pending(&refreshed[&p1()]).unwrap();
@@ -148,7 +152,8 @@ fn hardened_tweaks_are_cached_sealed() {
     let shares = key(Scheme::EcdsaSecp256k1);
     let path: DerivationPath = "m/9'/0'/60'/0'".parse().unwrap();
     let session = SessionId::random();
-    let tweaks = local::run(shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect()).unwrap();
+    let tweaks =
+        local::run(shares.values().map(|s| derive_hardened(s, &path, session, &mut OsRng).unwrap()).collect()).unwrap();
     let store = open(&dir.path().join("node.db"), PASSPHRASE).unwrap();
     let key_id = shares[&p1()].key_id();
     assert!(store.tweak(key_id, &path).unwrap().is_none());
@@ -519,7 +524,7 @@ fn an_activated_refresh_leaves_no_copy_of_the_old_epoch_on_disk() {
     let shares = key(Scheme::EddsaEd25519);
     let key_id = shares[&p1()].key_id();
     let session = SessionId::random();
-    let refreshed = local::run(shares.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap();
+    let refreshed = local::run(shares.values().map(|s| refresh(s, session, &mut OsRng).unwrap()).collect()).unwrap();
     let mut store = open(&path, PASSPHRASE).unwrap();
     store.insert_new_key(&shares[&p1()]).unwrap();
     store.insert_pending(&refreshed[&p1()]).unwrap();
@@ -636,9 +641,11 @@ fn rotating_the_kek_reseals_everything_and_the_old_one_is_refused() {
     let ecdsa = key(Scheme::EcdsaSecp256k1);
     let hd_path: DerivationPath = "m/9'/0'/60'/0'".parse().unwrap();
     let session = SessionId::random();
-    let tweaks = local::run(ecdsa.values().map(|s| derive_hardened(s, &hd_path, session).unwrap()).collect()).unwrap();
+    let tweaks =
+        local::run(ecdsa.values().map(|s| derive_hardened(s, &hd_path, session, &mut OsRng).unwrap()).collect())
+            .unwrap();
     let session = SessionId::random();
-    let refreshed = local::run(ed.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap();
+    let refreshed = local::run(ed.values().map(|s| refresh(s, session, &mut OsRng).unwrap()).collect()).unwrap();
     let identity = shardvault_mpc::Secret32::new([0x33; 32]);
     let mut store = open(&path, PASSPHRASE).unwrap();
     store.insert_new_key(&ed[&p1()]).unwrap();
@@ -685,6 +692,7 @@ fn rotating_the_kek_reseals_everything_and_the_old_one_is_refused() {
         shardvault_mpc::sign(
             &shardvault_mpc::SignRequest { share: &share, hardened: None, path: &root, signers: &signers, message },
             session,
+            &mut OsRng,
         )
         .unwrap(),
         shardvault_mpc::sign(
@@ -696,6 +704,7 @@ fn rotating_the_kek_reseals_everything_and_the_old_one_is_refused() {
                 message,
             },
             session,
+            &mut OsRng,
         )
         .unwrap(),
     ];
@@ -741,7 +750,7 @@ fn a_known_key_id_is_never_given_to_a_new_key() {
     let original = key(Scheme::EcdsaSecp256k1);
     let key_id = original[&p1()].key_id();
     let session = SessionId::random();
-    let refreshed = local::run(original.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap();
+    let refreshed = local::run(original.values().map(|s| refresh(s, session, &mut OsRng).unwrap()).collect()).unwrap();
     let mut store = open(&path, PASSPHRASE).unwrap();
     store.insert_new_key(&original[&p1()]).unwrap();
     // Pending only, then active at epoch 1 (epoch 0 deleted): a second DKG's
@@ -771,7 +780,7 @@ fn a_store_that_already_holds_a_shadowed_key_refuses_to_use_it() {
     let (shadowed, other) = (key(Scheme::EddsaEd25519), key(Scheme::EddsaEd25519));
     let key_id = shadowed[&p1()].key_id();
     let session = SessionId::random();
-    let refreshed = local::run(shadowed.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap();
+    let refreshed = local::run(shadowed.values().map(|s| refresh(s, session, &mut OsRng).unwrap()).collect()).unwrap();
     let store = open(&path, PASSPHRASE).unwrap();
     store.insert_new_key(&shadowed[&p1()]).unwrap();
     store.insert_pending(&refreshed[&p1()]).unwrap();
@@ -809,7 +818,7 @@ fn a_cached_tweak_is_never_replaced_by_another_child_key() {
     let key_id = shares[&p1()].key_id();
     let derive = |shares: &BTreeMap<PartyId, KeyShare>| {
         let session = SessionId::random();
-        local::run(shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect()).unwrap()
+        local::run(shares.values().map(|s| derive_hardened(s, &path, session, &mut OsRng).unwrap()).collect()).unwrap()
     };
     let (first, again) = (derive(&shares), derive(&shares));
     // The same path under another key that claims the same id: another child key.

@@ -88,8 +88,14 @@ impl DerivationPath {
 
     /// The non-hardened components after the prefix.
     pub fn normal_suffix(&self) -> &[u32] {
-        let start = self.0.iter().take_while(|c| *c & HARDENED != 0).count();
-        self.0.get(start..).unwrap_or_default()
+        let mut rest = self.0.as_slice();
+        while let Some((first, tail)) = rest.split_first() {
+            if first & HARDENED == 0 {
+                break;
+            }
+            rest = tail;
+        }
+        rest
     }
 
     /// Big-endian u32 per component: the `enc(path)` of HD-DERIVATION.md.

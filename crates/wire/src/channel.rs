@@ -306,9 +306,11 @@ pub(crate) fn open_chunks(transport: &mut TransportState, messages: &[Vec<u8>]) 
     let mut plaintext = Zeroizing::new(Vec::new());
     for message in messages {
         let mut chunk = Zeroizing::new(vec![0u8; message.len()]);
-        match transport.read_message(message, &mut chunk) {
-            Ok(len) => plaintext.extend_from_slice(chunk.get(..len).unwrap_or_default()),
-            Err(_) => {
+        // snow reports at most the buffer's length; anything else is refused, never read as empty.
+        let opened = transport.read_message(message, &mut chunk).ok().and_then(|len| chunk.get(..len));
+        match opened {
+            Some(opened) => plaintext.extend_from_slice(opened),
+            None => {
                 transport.set_receiving_nonce(nonce);
                 return Err(());
             }

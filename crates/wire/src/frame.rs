@@ -30,11 +30,13 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// Wire encoding: version byte, then postcard.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// Wire encoding: version byte, then postcard. Postcard does not fail
+    /// on these plain types; if it ever did, that is [`Error::Bug`], never an
+    /// empty frame.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
         let mut out = vec![FRAME_VERSION];
-        out.extend(postcard::to_stdvec(self).unwrap_or_default());
-        out
+        out.extend(postcard::to_stdvec(self).map_err(|_| Error::Bug("a frame does not encode"))?);
+        Ok(out)
     }
 
     /// Parses the wire encoding; refuses other versions, oversized input and trailing bytes.

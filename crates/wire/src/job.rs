@@ -285,6 +285,17 @@ pub enum Outcome {
     },
 }
 
+/// The version of the node↔coordinator protocol: [`ToNode`], [`FromNode`]
+/// and everything inside them ([`Job`], [`Outcome`], [`Frame`]'s header). It
+/// is exchanged in the hop handshake ([`crate::hop`]), and a node and a
+/// coordinator of different versions refuse each other there, each naming
+/// both versions, before either decodes a message of the other's version.
+/// Bump it with any change to these types' encoding. 2 stands for the
+/// releases that exchanged none (hop prologue `shardvault/hop/v2`, which
+/// stays); their handshakes still authenticate, so they are refused by
+/// version too. Releases of prologue v1 fail the handshake itself.
+pub const PROTOCOL_VERSION: u16 = 3;
+
 /// Coordinator → node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToNode {
@@ -366,9 +377,11 @@ impl Job {
 macro_rules! postcard_codec {
     ($t:ty) => {
         impl $t {
-            /// Encodes for the node↔coordinator hop.
-            pub fn to_bytes(&self) -> Vec<u8> {
-                postcard::to_stdvec(self).unwrap_or_default()
+            /// Encodes for the node↔coordinator hop. Postcard does not fail
+            /// on these types; if it ever did, that is [`Error::Bug`], never
+            /// an empty message on the hop.
+            pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+                postcard::to_stdvec(self).map_err(|_| Error::Bug("a node↔coordinator message does not encode"))
             }
 
             /// Decodes from the hop; refuses trailing bytes.

@@ -29,7 +29,7 @@ pub use channel::{Channels, Received};
 pub use cluster::{generate_keypair, Cluster, NodeId, NoisePublicKey, NoiseSecretKey};
 pub use frame::{Frame, FRAME_VERSION, MAX_FRAME};
 pub use identity::{IdentityPublicKey, NodeIdentity};
-pub use job::{FromNode, Job, JobKind, Outcome, RefreshCertificate, SignPayload, ToNode};
+pub use job::{FromNode, Job, JobKind, Outcome, RefreshCertificate, SignPayload, ToNode, PROTOCOL_VERSION};
 
 /// The Noise protocol every pair of nodes runs.
 pub const NOISE_PARAMS: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
@@ -80,4 +80,26 @@ pub enum Error {
     /// The Noise library failed in a way that is not the peer's doing.
     #[error("noise: {0}")]
     Noise(String),
+    /// The other end of the node↔coordinator hop speaks another version of
+    /// the protocol ([`PROTOCOL_VERSION`]); the hop is refused before any
+    /// message of either version is exchanged.
+    #[error(
+        "{peer} speaks node↔coordinator protocol version {theirs}, this {us} speaks version {ours}: \
+         run the same shardvault release on the nodes and the coordinator"
+    )]
+    Version {
+        /// Who is refused: `node 3`, `the coordinator`.
+        peer: String,
+        /// Who refuses: `node`, `coordinator`.
+        us: &'static str,
+        /// The peer's version (2: a release from before versions were exchanged).
+        theirs: u16,
+        /// This end's version.
+        ours: u16,
+    },
+    /// An invariant of this crate does not hold: a bug in shardvault, never
+    /// the doing of a peer. Returned where an encoding "cannot" fail, instead
+    /// of an empty message on the wire.
+    #[error("internal error, a bug in shardvault (please report it): {0}")]
+    Bug(&'static str),
 }

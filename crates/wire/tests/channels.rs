@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use proptest::prelude::*;
+use shardvault_mpc::OsRng;
 use shardvault_mpc::{dkg, Envelope, KeyId, KeyShare, PartyId, Scheme, Session, SessionId, Threshold};
 use shardvault_wire::{generate_keypair, Channels, Cluster, Error, Frame, NodeId, NoiseSecretKey};
 
@@ -55,7 +56,7 @@ fn dkg_over_relay(scheme: Scheme) -> Relayed {
     }
     let mut outgoing: Vec<Envelope> = Vec::new();
     for me in threshold.party_ids() {
-        let (s, out) = dkg(scheme, key_id, threshold, me, session).unwrap();
+        let (s, out) = dkg(scheme, key_id, threshold, me, session, &mut OsRng).unwrap();
         outgoing.extend(out);
         sessions.insert(me, s);
     }
@@ -63,7 +64,7 @@ fn dkg_over_relay(scheme: Scheme) -> Relayed {
     loop {
         for envelope in outgoing.drain(..) {
             plaintexts.push(envelope.payload.as_bytes().to_vec());
-            let bytes = envelope.to_bytes();
+            let bytes = envelope.to_bytes().unwrap();
             let from = node(envelope.from);
             let recipients: Vec<NodeId> = match envelope.to {
                 Some(to) => vec![node(to)],
@@ -74,7 +75,7 @@ fn dkg_over_relay(scheme: Scheme) -> Relayed {
             }
         }
         let Some(frame) = relay.pop_front() else { break };
-        let wire_bytes = frame.to_bytes();
+        let wire_bytes = frame.to_bytes().unwrap();
         seen_by_relay.push(wire_bytes.clone());
         let frame = Frame::from_bytes(&wire_bytes).unwrap();
         let to = frame.to;
@@ -230,7 +231,7 @@ proptest! {
     fn frames_round_trip(seq in any::<u64>(), from in any::<u16>(), to in any::<u16>(),
                          messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..4)) {
         let frame = Frame { session: SessionId::random(), from: NodeId(from), to: NodeId(to), seq, messages };
-        prop_assert_eq!(Frame::from_bytes(&frame.to_bytes()).unwrap(), frame);
+        prop_assert_eq!(Frame::from_bytes(&frame.to_bytes().unwrap()).unwrap(), frame);
     }
 }
 

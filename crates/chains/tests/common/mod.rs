@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use shardvault_mpc::OsRng;
 use shardvault_mpc::{
     derive_hardened, dkg, extended_public_key, local, sign, DerivationPath, HardenedTweak, KeyId, KeyShare, PartyId,
     Scheme, SessionId, SignRequest, Signature, Threshold,
@@ -21,14 +22,15 @@ pub fn mpc_key(scheme: Scheme, path: &str) -> MpcKey {
     let t = Threshold::new(2, 3).unwrap();
     let (key_id, session) = (KeyId::random(), SessionId::random());
     let shares: BTreeMap<_, _> =
-        local::run(t.party_ids().map(|me| dkg(scheme, key_id, t, me, session).unwrap()).collect()).unwrap();
+        local::run(t.party_ids().map(|me| dkg(scheme, key_id, t, me, session, &mut OsRng).unwrap()).collect()).unwrap();
     let path: DerivationPath = path.parse().unwrap();
     let prefix = path.hardened_prefix();
     let tweaks = if prefix.components().is_empty() {
         BTreeMap::new()
     } else {
         let session = SessionId::random();
-        local::run(shares.values().map(|s| derive_hardened(s, &prefix, session).unwrap()).collect()).unwrap()
+        local::run(shares.values().map(|s| derive_hardened(s, &prefix, session, &mut OsRng).unwrap()).collect())
+            .unwrap()
     };
     let p1 = PartyId::new(1).unwrap();
     let public_key = extended_public_key(&shares[&p1], tweaks.get(&p1), &path).unwrap().public_key;
@@ -55,7 +57,7 @@ impl MpcKey {
                     signers: &signers,
                     message,
                 };
-                sign(&request, session).unwrap()
+                sign(&request, session, &mut OsRng).unwrap()
             })
             .collect();
         local::run(started).unwrap().into_values().next().unwrap()

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use shardvault_mpc::OsRng;
 use shardvault_mpc::{
     derive_hardened, dkg, local, refresh, sign, DerivationPath, HardenedTweak, KeyId, KeyShare, PartyId, Scheme,
     SessionId, SignRequest, Signature, Threshold,
@@ -23,18 +24,21 @@ pub type Shares = BTreeMap<PartyId, KeyShare>;
 pub fn run_dkg(scheme: Scheme, t: u8, n: u8) -> Shares {
     let threshold = Threshold::new(t, n).unwrap();
     let (key_id, session) = (KeyId::random(), SessionId::random());
-    local::run(threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session).unwrap()).collect()).unwrap()
+    local::run(
+        threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session, &mut OsRng).unwrap()).collect(),
+    )
+    .unwrap()
 }
 
 pub fn run_refresh(shares: &Shares) -> Shares {
     let session = SessionId::random();
-    local::run(shares.values().map(|s| refresh(s, session).unwrap()).collect()).unwrap()
+    local::run(shares.values().map(|s| refresh(s, session, &mut OsRng).unwrap()).collect()).unwrap()
 }
 
 pub fn run_derive(shares: &Shares, path: &str) -> BTreeMap<PartyId, HardenedTweak> {
     let path: DerivationPath = path.parse().unwrap();
     let session = SessionId::random();
-    local::run(shares.values().map(|s| derive_hardened(s, &path, session).unwrap()).collect()).unwrap()
+    local::run(shares.values().map(|s| derive_hardened(s, &path, session, &mut OsRng).unwrap()).collect()).unwrap()
 }
 
 /// The message each scheme signs in tests: a 32-byte digest for the secp256k1 schemes.
@@ -62,7 +66,7 @@ pub fn try_sign(
         .map(|p| {
             let request =
                 SignRequest { share: &shares[p], hardened: tweaks.map(|t| &t[p]), path: &path, signers, message };
-            sign(&request, session)
+            sign(&request, session, &mut OsRng)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let signatures = local::run(started)?;
