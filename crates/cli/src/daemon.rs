@@ -64,7 +64,7 @@ pub struct CoordinatorArgs {
     #[arg(long, env = "SHARDVAULT_LISTEN", default_value = "127.0.0.1:8780")]
     pub listen: String,
     /// Seconds a job (key generation, derivation, refresh) may take before it is aborted.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, env = "SHARDVAULT_JOB_TIMEOUT", default_value_t = 60)]
     pub job_timeout: u64,
     /// PEM certificate chain (server certificate first): serve the API over
     /// HTTPS and the relay as wss://. Needs --tls-key.
@@ -81,11 +81,11 @@ pub struct CoordinatorArgs {
     /// Serve plain HTTP on a non-loopback address. Anyone on that network can
     /// read and change every answer (addresses, signatures): use TLS, or a TLS
     /// proxy on the same host with --listen 127.0.0.1:PORT, instead.
-    #[arg(long)]
+    #[arg(long, env = "SHARDVAULT_INSECURE_PLAINTEXT")]
     pub insecure_plaintext: bool,
     /// Seconds one signing attempt may take before it is aborted and retried
     /// with other signers (keep it well under the client's timeout).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, env = "SHARDVAULT_SIGN_TIMEOUT", default_value_t = 15)]
     pub sign_timeout: u64,
     #[command(flatten)]
     pub liveness: LivenessArgs,
@@ -95,11 +95,11 @@ pub struct CoordinatorArgs {
 #[derive(Debug, Args)]
 pub struct LivenessArgs {
     /// Milliseconds between pings over the node↔coordinator hop.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SHARDVAULT_PING_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub ping_interval_ms: u64,
     /// Milliseconds of silence (not even a pong) after which the other end is
     /// taken for gone: the coordinator drops a node, a node reconnects.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SHARDVAULT_SILENCE_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     pub silence_timeout_ms: u64,
 }
 
@@ -179,7 +179,7 @@ pub struct NodeArgs {
     pub tls_ca: Option<PathBuf>,
     /// Allow a ws:// (plain) relay on a non-loopback address. The Noise hop
     /// still authenticates the coordinator, but who talks when is visible.
-    #[arg(long)]
+    #[arg(long, env = "SHARDVAULT_INSECURE_PLAINTEXT")]
     pub insecure_plaintext: bool,
     /// A 32-byte key-encryption key file (raw or hex), mode 0600. Without it,
     /// a passphrase (stretched with Argon2id) comes from --passphrase-file or
@@ -456,17 +456,17 @@ pub struct RotateKekArgs {
     pub dir: PathBuf,
     /// The current key file. Without it, the current passphrase comes from
     /// --passphrase-file or SHARDVAULT_PASSPHRASE.
-    #[arg(long, conflicts_with = "passphrase_file")]
+    #[arg(long, env = "SHARDVAULT_KEY_FILE", conflicts_with = "passphrase_file")]
     pub key_file: Option<PathBuf>,
     /// A file holding the current passphrase (first line).
-    #[arg(long)]
+    #[arg(long, env = "SHARDVAULT_PASSPHRASE_FILE")]
     pub passphrase_file: Option<PathBuf>,
     /// The new key file (32 bytes, raw or hex, mode 0600). Without it, the
     /// new passphrase comes from --new-passphrase-file or SHARDVAULT_NEW_PASSPHRASE.
-    #[arg(long, conflicts_with = "new_passphrase_file")]
+    #[arg(long, env = "SHARDVAULT_NEW_KEY_FILE", conflicts_with = "new_passphrase_file")]
     pub new_key_file: Option<PathBuf>,
     /// A file holding the new passphrase (first line).
-    #[arg(long)]
+    #[arg(long, env = "SHARDVAULT_NEW_PASSPHRASE_FILE")]
     pub new_passphrase_file: Option<PathBuf>,
 }
 

@@ -24,7 +24,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[command(name = "shardvault", version, propagate_version = true)]
 struct Cli {
     /// Print machine-readable JSON on stdout (errors as {"code", "message"} on stderr).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "SHARDVAULT_JSON")]
     json: bool,
     /// Log filter (tracing syntax), e.g. `info` or `shardvault_mpc=debug`.
     #[arg(long, global = true, env = "SHARDVAULT_LOG", default_value = "warn")]
@@ -91,21 +91,21 @@ struct RefreshArgs {
 #[derive(Debug, Args)]
 struct BenchArgs {
     /// Signatures per scheme and concurrency level.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, env = "SHARDVAULT_BENCH_SIGNATURES", default_value_t = 200)]
     signatures: usize,
 }
 
 #[derive(Debug, Args)]
 struct DevnetArgs {
     /// Directory for keys, databases, logs and devnet.json.
-    #[arg(long)]
+    #[arg(long, env = "SHARDVAULT_DEVNET_DIR")]
     dir: std::path::PathBuf,
     /// Number of nodes.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "SHARDVAULT_DEVNET_NODES", default_value_t = 3)]
     nodes: u16,
     /// Serve the API and the relay over TLS with a devnet CA made on first
     /// start (DIR/tls/ca.pem; clients pass it as --tls-ca).
-    #[arg(long)]
+    #[arg(long, env = "SHARDVAULT_DEVNET_TLS")]
     tls: bool,
 }
 
@@ -120,7 +120,7 @@ struct ApiArgs {
     tls_ca: Option<std::path::PathBuf>,
     /// Allow plain http:// to a non-loopback address (answers can then be
     /// read and changed on the network).
-    #[arg(long)]
+    #[arg(long, env = "SHARDVAULT_INSECURE_PLAINTEXT")]
     insecure_plaintext: bool,
     /// Makes a retried command safe: the same key returns the first answer.
     #[arg(long)]
@@ -546,4 +546,69 @@ fn print_summary(report: &report::Report) {
         }
     }
     println!("\nUse --json for the full report.");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The flags that say what one command does — which key, chain, path,
+    /// message or transaction, which signers, which idempotency key, whether
+    /// to show an unattested address — read no environment variable: one
+    /// left exported must not change what a later command signs or shows.
+    const PER_REQUEST: &[&str] = &[
+        "scheme",
+        "threshold",
+        "parties",
+        "key",
+        "chain",
+        "index",
+        "path",
+        "bech32_prefix",
+        "unverified",
+        "message_hex",
+        "format",
+        "nonce",
+        "psbt",
+        "tx_hex",
+        "tx_base64",
+        "evm_chain",
+        "network",
+        "digest_hex",
+        "raw_hex",
+        "typed_data",
+        "signers",
+        "finish",
+        "idempotency_key",
+    ];
+
+    /// README: "every configuration flag also reads an environment variable".
+    #[test]
+    fn every_configuration_flag_has_an_environment_variable_and_no_per_request_flag_does() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>, extra: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_long().is_none() || matches!(id, "help" | "version") {
+                    continue;
+                }
+                let per_request = PER_REQUEST.contains(&id);
+                match (arg.get_env().is_some(), per_request) {
+                    (false, false) => missing.push(format!("{path} --{}", arg.get_long().unwrap_or(id))),
+                    (true, true) => extra.push(format!("{path} --{}", arg.get_long().unwrap_or(id))),
+                    _ => {}
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing, extra);
+            }
+        }
+        let (mut missing, mut extra) = (Vec::new(), Vec::new());
+        let mut command = Cli::command();
+        command.build();
+        walk(&command, "shardvault", &mut missing, &mut extra);
+        assert!(missing.is_empty(), "configuration flags without an environment variable: {missing:?}");
+        assert!(extra.is_empty(), "per-request flags that read an environment variable: {extra:?}");
+    }
 }

@@ -278,7 +278,7 @@ fn check_signatures_independently(shown: &Value, cluster: &Value) -> usize {
 #[test]
 fn on_the_devnet_the_shown_address_is_the_one_the_nodes_attested() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let cluster_file = dir.path().join("cluster.json");
     let cluster: Value = serde_json::from_str(&std::fs::read_to_string(&cluster_file).unwrap()).unwrap();
     let key = net.cli(&["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "2", "--parties", "3"]).unwrap();

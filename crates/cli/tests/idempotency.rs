@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 mod common;
-use common::Devnet;
+use common::{Devnet, EXE};
 
 const MESSAGE: &str = "70617920312045544820746f20426f62"; // "pay 1 ETH to Bob"
 
@@ -48,7 +48,7 @@ fn new_key(net: &Devnet, scheme: &str) -> String {
 #[test]
 fn a_full_disk_never_makes_a_retried_sign_sign_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let key = new_key(&net, "ecdsa-secp256k1");
     let path = format!("/v1/keys/{key}/signatures");
     let body = json!({ "chain": "ethereum", "index": 0, "message_hex": MESSAGE });
@@ -93,7 +93,7 @@ fn a_full_disk_never_makes_a_retried_sign_sign_twice() {
 #[test]
 fn an_idempotency_key_sent_to_another_key_is_a_conflict_not_a_replay() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let (a, b) = (new_key(&net, "eddsa-ed25519"), new_key(&net, "eddsa-ed25519"));
     let body = json!({ "chain": "solana", "index": 0 });
     let (status, first) = post(&net.api, &format!("/v1/keys/{a}/addresses"), "same", &body);

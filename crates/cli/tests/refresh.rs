@@ -6,7 +6,7 @@ use serde_json::Value;
 use shardvault_testkit as tk;
 
 mod common;
-use common::Devnet;
+use common::{Devnet, EXE};
 
 fn text(value: &Value, field: &str) -> String {
     value[field].as_str().unwrap_or_else(|| panic!("no {field} in {value}")).to_string()
@@ -25,7 +25,7 @@ fn check(signed: &Value, address: &str) {
 #[test]
 fn a_refresh_that_misses_a_node_leaves_one_epoch_and_the_next_one_completes() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let key = net.cli(&["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "3", "--parties", "3"]).unwrap();
     let key_id = text(&key, "key_id");
     let address =
@@ -63,6 +63,6 @@ fn a_refresh_that_misses_a_node_leaves_one_epoch_and_the_next_one_completes() {
     drop(net);
     let _ = std::process::Command::new("kill").args(["-TERM", &node3.id().to_string()]).status();
     let _ = node3.wait();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     check(&sign(&net, &key_id, "72657374617274"), &address);
 }

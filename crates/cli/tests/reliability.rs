@@ -41,7 +41,7 @@ const MESSAGE: &str = "70617920312045544820746f20426f62"; // "pay 1 ETH to Bob"
 #[test]
 fn a_2_of_3_key_signs_while_a_node_is_killed() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let key = net.cli(&["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "2", "--parties", "3"]).unwrap();
     let key_id = text(&key, "key_id");
     let address = net.cli(&["address", "--key", &key_id, "--chain", "ethereum", "--index", "0"]).unwrap();
@@ -64,7 +64,7 @@ fn a_2_of_3_key_signs_while_a_node_is_killed() {
 #[test]
 fn a_3_of_3_key_fails_naming_the_missing_node_then_succeeds_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let key = net.cli(&["key", "create", "--scheme", "eddsa-ed25519", "--threshold", "3", "--parties", "3"]).unwrap();
     let key_id = text(&key, "key_id");
     let address = net.cli(&["address", "--key", &key_id, "--chain", "solana", "--index", "0"]).unwrap();
@@ -94,14 +94,14 @@ fn a_3_of_3_key_fails_naming_the_missing_node_then_succeeds_after_restart() {
 fn every_key_survives_a_restart_of_every_process() {
     let dir = tempfile::tempdir().unwrap();
     let (key_id, address) = {
-        let net = Devnet::start(dir.path());
+        let net = Devnet::start(EXE, dir.path());
         let key =
             net.cli(&["key", "create", "--scheme", "schnorr-secp256k1", "--threshold", "2", "--parties", "3"]).unwrap();
         let key_id = text(&key, "key_id");
         let address = net.cli(&["address", "--key", &key_id, "--chain", "bitcoin", "--index", "0"]).unwrap();
         (key_id, text(&address, "address"))
     };
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let keys = net.cli(&["key", "list"]).unwrap();
     assert!(keys["keys"].as_array().unwrap().iter().any(|k| k["key_id"] == key_id.as_str()));
     let again = net.cli(&["address", "--key", &key_id, "--chain", "bitcoin", "--index", "0"]).unwrap();
@@ -118,7 +118,7 @@ fn every_key_survives_a_restart_of_every_process() {
 fn a_corrupted_share_disables_only_its_key_and_a_wrong_key_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = {
-        let net = Devnet::start(dir.path());
+        let net = Devnet::start(EXE, dir.path());
         let create = || {
             let key_id = text(
                 &net.cli(&["key", "create", "--scheme", "eddsa-ed25519", "--threshold", "2", "--parties", "3"])
@@ -160,7 +160,7 @@ fn a_corrupted_share_disables_only_its_key_and_a_wrong_key_file_is_refused() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("passphrase or key file does not match"));
 
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let sign = |key: &str, signers: &str| {
         net.cli(&[
             "sign",
@@ -186,7 +186,7 @@ fn a_corrupted_share_disables_only_its_key_and_a_wrong_key_file_is_refused() {
 #[test]
 fn garbage_on_the_relay_is_dropped_and_the_service_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let address = net.api.trim_start_matches("http://").to_string();
     // Raw garbage on the port, then a WebSocket whose handshake is garbage, then an oversized one.
     let mut raw = std::net::TcpStream::connect(&address).unwrap();
@@ -217,7 +217,7 @@ fn garbage_on_the_relay_is_dropped_and_the_service_goes_on() {
 #[test]
 fn creating_calls_are_idempotent_and_the_api_is_described() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let create = |key: &str| {
         net.cli(&[
             "key",
@@ -310,7 +310,7 @@ impl Drop for Stopped {
 #[test]
 fn a_stopped_node_with_its_connection_open_does_not_fail_signing_for_the_healthy_pair() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let key = net.cli(&["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "2", "--parties", "3"]).unwrap();
     let key_id = text(&key, "key_id");
     let address = net.cli(&["address", "--key", &key_id, "--chain", "ethereum", "--index", "0"]).unwrap();
@@ -418,29 +418,16 @@ fn a_replayed_hop_handshake_does_not_take_over_a_nodes_route() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let key = net.cli(&["key", "create", "--scheme", "eddsa-ed25519", "--threshold", "2", "--parties", "3"]).unwrap();
     let key_id = text(&key, "key_id");
     let address = net.cli(&["address", "--key", &key_id, "--chain", "solana", "--index", "0"]).unwrap();
     // Node 1 now reaches the relay through a recording proxy.
-    let relay = format!("{}/v1/relay", net.api.replacen("http://", "ws://", 1));
+    let relay = net.relay();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (proxy, captured) = recording_proxy(&runtime, relay.clone());
     net.kill_node(1);
-    let node_dir = net.dir.join("node-1");
-    let _node = KilledOnDrop(
-        Command::new(EXE)
-            .args(["node", "--id", "1", "--coordinator", &proxy])
-            .arg("--dir")
-            .arg(&node_dir)
-            .arg("--cluster")
-            .arg(net.dir.join("cluster.json"))
-            .arg("--key-file")
-            .arg(node_dir.join("kek.key"))
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _node = KilledOnDrop(net.node_command(1, &proxy).spawn().unwrap());
     let sign = || {
         net.cli(&[
             "sign",

@@ -61,7 +61,7 @@ fn sign(net: &Devnet, key: &str, signers: &str) -> Result<serde_json::Value, Str
 #[test]
 fn devnet_secrets_are_private_and_looser_modes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let d = dir.path();
     for private_dir in ["coordinator", "node-1", "node-2", "node-3"] {
         assert_eq!(mode(&d.join(private_dir)), 0o700, "{private_dir}");
@@ -104,14 +104,14 @@ fn devnet_secrets_are_private_and_looser_modes_are_refused() {
     assert!(error.contains(&format!("chmod 600 {}", key.display())), "{error}");
     chmod(&key, 0o600);
     // Everything private again: the devnet comes back.
-    let net = Devnet::start(d);
+    let net = Devnet::start(EXE, d);
     net.wait_connected(3);
 }
 
 #[test]
 fn a_plaintext_identity_key_is_sealed_on_first_start_and_then_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(Devnet::start(dir.path()));
+    drop(Devnet::start(EXE, dir.path()));
     // A node directory as releases before this one laid it out: a plaintext
     // noise.key and a store without the identity.
     let old = dir.path().join("old-node");
@@ -158,7 +158,7 @@ fn a_plaintext_identity_key_is_sealed_on_first_start_and_then_refused() {
 fn after_rotate_kek_the_node_signs_with_the_new_key_file_and_refuses_the_old() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let net = Devnet::start(d);
+    let net = Devnet::start(EXE, d);
     let key = net.cli(&["key", "create", "--scheme", "eddsa-ed25519", "--threshold", "2", "--parties", "3"]).unwrap()
         ["key_id"]
         .as_str()
@@ -188,7 +188,7 @@ fn after_rotate_kek_the_node_signs_with_the_new_key_file_and_refuses_the_old() {
     assert!(!output.status.success() && error.contains("passphrase or key file does not match"), "{error}");
     // With the new one in place, node 1 signs (its share and identity key were re-sealed).
     std::fs::copy(&new, node.join("kek.key")).unwrap();
-    let net = Devnet::start(d);
+    let net = Devnet::start(EXE, d);
     let signed = sign(&net, &key, "1,2").unwrap();
     assert_eq!(signed["signers"], serde_json::json!([1, 2]), "{signed}");
 }

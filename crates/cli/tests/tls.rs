@@ -2,70 +2,13 @@
 //! (certificate from a devnet CA), nodes that reach it over wss:// pinning
 //! that CA, and the CLI signing through it; and what is refused.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use shardvault_testkit as tk;
 
 mod common;
-use common::EXE;
-
-/// `shardvault devnet --tls`; stopped when dropped.
-struct TlsDevnet {
-    process: Child,
-    api: String,
-    ca: PathBuf,
-    cluster: PathBuf,
-}
-
-impl TlsDevnet {
-    fn start(dir: &Path) -> TlsDevnet {
-        let mut process = Command::new(EXE)
-            .args(["--json", "devnet", "--tls", "--nodes", "3", "--dir"])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut text = String::new();
-        let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
-        while let Some(Ok(line)) = lines.next() {
-            text.push_str(&line);
-            if line == "}" {
-                break;
-            }
-        }
-        let info: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("devnet did not start: {e}: {text:?}"));
-        let api = info["api"].as_str().unwrap().to_string();
-        let ca = PathBuf::from(info["tls_ca"].as_str().expect("devnet.json names the CA"));
-        TlsDevnet { process, api, ca, cluster: dir.join("cluster.json") }
-    }
-
-    /// A client command with `extra` connection flags: Ok(JSON) or Err(stderr).
-    fn cli(&self, args: &[&str], extra: &[&str]) -> Result<Value, String> {
-        let output = Command::new(EXE)
-            .env("SHARDVAULT_CLUSTER", &self.cluster)
-            .arg("--json")
-            .args(args)
-            .args(extra)
-            .output()
-            .unwrap();
-        if output.status.success() {
-            Ok(serde_json::from_slice(&output.stdout).unwrap())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).to_string())
-        }
-    }
-}
-
-impl Drop for TlsDevnet {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.process.id().to_string()]).status();
-        let _ = self.process.wait();
-    }
-}
+use common::{Devnet, DevnetOptions, EXE};
 
 fn text(value: &Value, field: &str) -> String {
     value[field].as_str().unwrap_or_else(|| panic!("no {field} in {value}")).to_string()
@@ -76,17 +19,18 @@ const MESSAGE: &str = "70617920312045544820746f20426f62"; // "pay 1 ETH to Bob"
 #[test]
 fn a_tls_devnet_signs_through_https_and_wss() {
     let dir = tempfile::tempdir().unwrap();
-    let net = TlsDevnet::start(dir.path());
+    let net = Devnet::start_with(EXE, dir.path(), DevnetOptions { tls: true, ..DevnetOptions::default() });
     assert!(net.api.starts_with("https://127.0.0.1:"), "{}", net.api);
-    let ca = net.ca.to_str().unwrap();
+    let ca = net.ca.as_ref().unwrap().to_str().unwrap();
     let pinned = ["--api", net.api.as_str(), "--tls-ca", ca];
     // The devnet is up only once all three nodes are connected: over wss://,
     // since the coordinator speaks nothing else.
-    let key = net.cli(&["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "2", "--parties", "3"], &pinned);
+    let key =
+        net.cli_with(&["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "2", "--parties", "3"], &pinned);
     let key = text(&key.unwrap(), "key_id");
     let at = ["--key", key.as_str(), "--chain", "ethereum", "--index", "0"];
-    let address = net.cli(&[&["address"][..], &at].concat(), &pinned).unwrap();
-    let signed = net.cli(&[&["sign"][..], &at, &["--message-hex", MESSAGE]].concat(), &pinned).unwrap();
+    let address = net.cli_with(&[&["address"][..], &at].concat(), &pinned).unwrap();
+    let signed = net.cli_with(&[&["sign"][..], &at, &["--message-hex", MESSAGE]].concat(), &pinned).unwrap();
     // Checked with another library: the signature is by the address's key.
     let public_key = hex::decode(text(&signed, "public_key")).unwrap();
     assert_eq!(tk::eip55_address(&public_key).unwrap(), text(&address, "address"));
@@ -96,19 +40,20 @@ fn a_tls_devnet_signs_through_https_and_wss() {
     tk::verify_ecdsa(&public_key, &digest, &signature, recovery_id).unwrap();
 
     // Without the pinned CA the CLI refuses to talk to it.
-    let refused = net.cli(&["key", "list"], &["--api", &net.api]).unwrap_err();
+    let refused = net.cli_with(&["key", "list"], &["--api", &net.api]).unwrap_err();
     assert!(refused.contains("--tls-ca"), "{refused}");
     // A certificate from another CA is refused.
     let other = dir.path().join("other-ca.pem");
     let other_ca = rcgen::CertificateParams::new(Vec::new()).unwrap();
     std::fs::write(&other, other_ca.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap().pem()).unwrap();
-    let refused = net.cli(&["key", "list"], &["--api", &net.api, "--tls-ca", other.to_str().unwrap()]).unwrap_err();
+    let refused =
+        net.cli_with(&["key", "list"], &["--api", &net.api, "--tls-ca", other.to_str().unwrap()]).unwrap_err();
     assert!(refused.to_lowercase().contains("certificate"), "{refused}");
     // Plain HTTP to the TLS port gets no answer.
     let plain = net.api.replacen("https://", "http://", 1);
-    assert!(net.cli(&["key", "list"], &["--api", &plain]).is_err());
+    assert!(net.cli_with(&["key", "list"], &["--api", &plain]).is_err());
     // With the CA, it answers.
-    let keys = net.cli(&["key", "list"], &pinned).unwrap();
+    let keys = net.cli_with(&["key", "list"], &pinned).unwrap();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
 }
 

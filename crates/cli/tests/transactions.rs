@@ -12,7 +12,7 @@ use bitcoin::{Address, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn,
 use shardvault_testkit as tk;
 
 mod common;
-use common::Devnet;
+use common::{Devnet, EXE};
 
 /// An unsigned PSBT spending 100 000 sat held by `script` to an external
 /// address; a P2WPKH input carries its (made-up) previous transaction too.
@@ -54,7 +54,7 @@ fn psbt_spending(script: &ScriptBuf) -> String {
 #[test]
 fn psbts_signed_by_the_cluster_pass_bitcoin_core_script_checks() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     for scheme in ["ecdsa-secp256k1", "schnorr-secp256k1"] {
         let key = net.cli(&["key", "create", "--scheme", scheme, "--threshold", "2", "--parties", "3"]).unwrap();
         let key_id = key["key_id"].as_str().unwrap().to_string();
@@ -102,7 +102,7 @@ fn psbts_signed_by_the_cluster_pass_bitcoin_core_script_checks() {
 fn evm_transactions_signed_by_the_cluster_recover_to_the_wallet() {
     use alloy_consensus::{SignableTransaction, TxEip1559};
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let key = net.cli(&["key", "create", "--scheme", "ecdsa-secp256k1", "--threshold", "2", "--parties", "3"]).unwrap();
     let key_id = key["key_id"].as_str().unwrap().to_string();
     let address = net.cli(&["address", "--key", &key_id, "--chain", "ethereum", "--index", "0"]).unwrap();
@@ -165,7 +165,7 @@ fn evm_transactions_signed_by_the_cluster_recover_to_the_wallet() {
 fn single_signer_chains_sign_only_their_own_transactions() {
     use shardvault_chains::{sample, Chain, KeyType};
     let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(dir.path());
+    let net = Devnet::start(EXE, dir.path());
     let create = |scheme: &str| {
         let key = net.cli(&["key", "create", "--scheme", scheme, "--threshold", "2", "--parties", "3"]).unwrap();
         key["key_id"].as_str().unwrap().to_string()

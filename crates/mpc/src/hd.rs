@@ -1,4 +1,4 @@
-//! Hardened derivation under MPC, exactly as HD-DERIVATION.md (v1) specifies:
+//! Hardened derivation under MPC, exactly as docs/HD-DERIVATION.md (v1) specifies:
 //! each party deals a deterministic verifiable secret sharing of a tweak from
 //! its chain seed; the sum of the dealt secrets is added to the root key.
 //!
@@ -28,7 +28,7 @@ const POK_TAG: &[u8] = b"shardvault/hd/v1/pok";
 
 /// One party's result of hardened derivation for one path: its tweak share
 /// `τ_k` (secret) and the public data every party agreed on. Cache it per
-/// (key, path), sealed like a share; it survives refresh (HD-DERIVATION.md,
+/// (key, path), sealed like a share; it survives refresh (docs/HD-DERIVATION.md,
 /// "Properties"). Encoded by [`HardenedTweak::to_bytes`], which
 /// [`HardenedTweak::from_bytes`] validates.
 #[derive(Clone, Serialize, Deserialize)]

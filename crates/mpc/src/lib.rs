@@ -265,7 +265,7 @@ pub fn refresh_to(
     Session::start(session, share.party(), &share.threshold().party_ids().collect(), machine, first)
 }
 
-/// Starts hardened derivation (HD-DERIVATION.md) of an all-hardened `path`;
+/// Starts hardened derivation (docs/HD-DERIVATION.md) of an all-hardened `path`;
 /// all n parties take part. Deterministic: the same path always gives the
 /// same key, also after refresh. `rng` ([`OsRng`] outside tests) draws only
 /// the nonce of each party's proof of knowledge.

@@ -1,6 +1,6 @@
 //! Offline recovery (break-glass): rebuild a root or child private key from
 //! key shares and chain seeds, as the recovery tool does from a backup.
-//! HD-DERIVATION.md, "Recovery": t shares interpolate `x`; every party's
+//! docs/HD-DERIVATION.md, "Recovery": t shares interpolate `x`; every party's
 //! chain seed gives `τ = Σ_k a_{k,0}`; the public tweaks of the non-hardened
 //! levels follow.
 

@@ -10,7 +10,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use crate::Secret32;
 
 /// A party's per-key chain seed `c_k` for hardened derivation
-/// (HD-DERIVATION.md): drawn at DKG, never sent, never refreshed.
+/// (docs/HD-DERIVATION.md): drawn at DKG, never sent, never refreshed.
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
 pub struct ChainSeed(Secret32);
 

@@ -1,4 +1,4 @@
-//! HD-DERIVATION.md's required tests, plus BIP32 conformance of the
+//! docs/HD-DERIVATION.md's required tests, plus BIP32 conformance of the
 //! non-hardened levels against the published vectors and rust-bitcoin.
 
 mod common;

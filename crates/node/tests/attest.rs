@@ -2,69 +2,32 @@
 //! itself from its own share and cached tweak, and refuses a path whose
 //! hardened prefix it never derived.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use shardvault_chains::Chain;
 use shardvault_mpc::{DerivationPath, KeyId, PartyId, Scheme, SessionId, Threshold};
-use shardvault_node::{KekSource, Node, Store};
 use shardvault_testkit as tk;
-use shardvault_vault::KdfParams;
-use shardvault_wire::{
-    generate_keypair, AddressAttestation, Cluster, FromNode, Job, JobKind, NodeId, NodeIdentity, Outcome, ToNode,
-};
+use shardvault_wire::{AddressAttestation, Job, JobKind, NodeId, Outcome};
 
-struct Nodes {
-    _dir: tempfile::TempDir,
-    cluster: Cluster,
-    nodes: BTreeMap<NodeId, Node>,
-}
+/// Three nodes in this process (the shared harness); `run` relays a job
+/// until every participant answered.
+struct Nodes(shardvault_harness::Nodes);
 
 fn three_nodes() -> Nodes {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, coordinator) = generate_keypair().unwrap();
-    let mut keys = BTreeMap::new();
-    let mut secrets = BTreeMap::new();
-    for i in 1..=3 {
-        let (secret, public) = generate_keypair().unwrap();
-        keys.insert(NodeId(i), public);
-        secrets.insert(NodeId(i), secret);
+    Nodes(shardvault_harness::Nodes::new())
+}
+
+impl std::ops::Deref for Nodes {
+    type Target = shardvault_harness::Nodes;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
-    let identities = secrets.iter().map(|(id, s)| (*id, NodeIdentity::derive(s).public())).collect();
-    let cluster = Cluster { coordinator, nodes: keys, identities };
-    let nodes = secrets
-        .into_iter()
-        .map(|(id, secret)| {
-            let path = dir.path().join(format!("node-{id}.db"));
-            let store =
-                Store::open(&path, &format!("node-{id}"), KekSource::Passphrase(b"pw", KdfParams::INSECURE_FOR_TESTS))
-                    .unwrap();
-            (id, Node::new(id, secret, cluster.clone(), store))
-        })
-        .collect();
-    Nodes { _dir: dir, cluster, nodes }
 }
 
 impl Nodes {
     /// Starts `job` on its participants and relays frames until all answered.
     fn run(&mut self, job: Job) -> BTreeMap<NodeId, Result<Outcome, String>> {
-        let mut queue: VecDeque<(NodeId, ToNode)> =
-            job.nodes().into_iter().map(|n| (n, ToNode::Start(job.clone()))).collect();
-        let mut results = BTreeMap::new();
-        while let Some((to, message)) = queue.pop_front() {
-            for reply in self.nodes.get_mut(&to).unwrap().handle(message) {
-                match reply {
-                    FromNode::Frame(frame) => queue.push_back((frame.to, ToNode::Frame(frame))),
-                    FromNode::Done { outcome, .. } => {
-                        results.insert(to, Ok(outcome));
-                    }
-                    FromNode::Failed { reason, .. } => {
-                        results.insert(to, Err(reason));
-                    }
-                    FromNode::Ping(_) | FromNode::Pong(_) | FromNode::Waiting { .. } => {}
-                }
-            }
-        }
-        results
+        self.0.relay(&job)
     }
 }
 

@@ -1,31 +1,15 @@
 //! A node bounds what others can make it hold or run: bytes of early frames,
 //! concurrent jobs; and when a job is aborted it says whom it was waiting on.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use shardvault_mpc::{KeyId, PartyId, Scheme, SessionId, Threshold};
-use shardvault_node::{KekSource, Limits, Node, Store};
-use shardvault_vault::KdfParams;
-use shardvault_wire::{generate_keypair, Cluster, Frame, FromNode, Job, JobKind, NodeId, ToNode};
+use shardvault_node::Limits;
+use shardvault_wire::{Frame, FromNode, Job, JobKind, NodeId, ToNode};
 
-fn nodes(dir: &std::path::Path) -> BTreeMap<NodeId, Node> {
-    let (_, coordinator) = generate_keypair().unwrap();
-    let pairs: BTreeMap<NodeId, _> = (1..=3).map(|i| (NodeId(i), generate_keypair().unwrap())).collect();
-    let cluster = Cluster {
-        coordinator,
-        nodes: pairs.iter().map(|(id, (_, public))| (*id, *public)).collect(),
-        identities: Default::default(),
-    };
-    pairs
-        .into_iter()
-        .map(|(id, (secret, _))| {
-            let path = dir.join(format!("node-{id}.db"));
-            let store =
-                Store::open(&path, &format!("node-{id}"), KekSource::Passphrase(b"pw", KdfParams::INSECURE_FOR_TESTS))
-                    .unwrap();
-            (id, Node::new(id, secret, cluster.clone(), store))
-        })
-        .collect()
+/// Three nodes in this process (the shared harness).
+fn nodes() -> shardvault_harness::Nodes {
+    shardvault_harness::Nodes::new()
 }
 
 fn create_key(nodes: &[u16]) -> Job {
@@ -40,8 +24,8 @@ fn create_key(nodes: &[u16]) -> Job {
 
 #[test]
 fn early_frames_are_bounded_in_bytes_not_only_in_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut node = nodes(dir.path()).remove(&NodeId(1)).unwrap();
+    let mut c = nodes();
+    let node = c.node(1);
     // A peer (or the coordinator) sends 1 MiB frames for sessions that never start:
     // 4 sessions x 50 frames is within the count limits (64 x 64) but is 200 MiB.
     let sessions: Vec<SessionId> = (0..4).map(|_| SessionId::random()).collect();
@@ -64,8 +48,8 @@ fn early_frames_are_bounded_in_bytes_not_only_in_count() {
 
 #[test]
 fn a_job_over_the_concurrency_limit_is_refused_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut node = nodes(dir.path()).remove(&NodeId(1)).unwrap();
+    let mut c = nodes();
+    let node = c.node(1);
     node.set_limits(Limits { running: 2, ..Limits::default() });
     for _ in 0..2 {
         let out = node.handle(ToNode::Start(create_key(&[1, 2, 3])));
@@ -81,26 +65,18 @@ fn a_job_over_the_concurrency_limit_is_refused_with_the_reason() {
 
 #[test]
 fn an_aborted_job_names_the_peer_it_was_waiting_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut nodes = nodes(dir.path());
+    let mut nodes = nodes();
     // Node 3 is frozen: it never starts and nothing reaches it or comes from it.
     let job = create_key(&[1, 2, 3]);
-    let mut queue: VecDeque<(NodeId, ToNode)> =
+    let starts: VecDeque<(NodeId, ToNode)> =
         [NodeId(1), NodeId(2)].into_iter().map(|n| (n, ToNode::Start(job.clone()))).collect();
-    while let Some((to, message)) = queue.pop_front() {
-        for reply in nodes.get_mut(&to).unwrap().handle(message) {
-            match reply {
-                FromNode::Frame(frame) if frame.to != NodeId(3) => queue.push_back((frame.to, ToNode::Frame(frame))),
-                FromNode::Frame(_) => {}
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-    }
+    let unexpected = nodes.deliver(starts, |frame| frame.to != NodeId(3));
+    assert!(unexpected.is_empty(), "unexpected {unexpected:?}");
     for me in [1, 2] {
-        let out = nodes.get_mut(&NodeId(me)).unwrap().handle(ToNode::Abort(job.session));
+        let out = nodes.node(me).handle(ToNode::Abort(job.session));
         assert_eq!(out, vec![FromNode::Waiting { session: job.session, on: vec![NodeId(3)] }], "node {me}");
-        assert_eq!(nodes[&NodeId(me)].running(), 0);
+        assert_eq!(nodes.nodes[&NodeId(me)].running(), 0);
     }
     // An abort for a session not running here says nothing.
-    assert!(nodes.get_mut(&NodeId(3)).unwrap().handle(ToNode::Abort(job.session)).is_empty());
+    assert!(nodes.node(3).handle(ToNode::Abort(job.session)).is_empty());
 }

@@ -3,105 +3,16 @@
 //! independent verifiers), refresh with activation, and restarts.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
 
 use shardvault_chains::{sample, Chain, KeyType, MessageFormat};
 use shardvault_mpc::OsRng;
 use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Threshold};
-use shardvault_node::{KekSource, Node, RawSigning, SignLogStatus, Store};
+use shardvault_node::{RawSigning, SignLogStatus};
 use shardvault_testkit as tk;
-use shardvault_vault::KdfParams;
-use shardvault_wire::{
-    generate_keypair, Cluster, FromNode, Job, JobKind, NodeId, NoiseSecretKey, Outcome, RefreshCertificate,
-    SignPayload, ToNode,
-};
+use shardvault_wire::{FromNode, Job, JobKind, NodeId, Outcome, RefreshCertificate, SignPayload, ToNode};
 
-struct Cluster3 {
-    _dir: tempfile::TempDir,
-    paths: BTreeMap<NodeId, PathBuf>,
-    secrets: BTreeMap<NodeId, NoiseSecretKey>,
-    cluster: Cluster,
-    nodes: BTreeMap<NodeId, Node>,
-    raw_signing: RawSigning,
-}
-
-fn store(path: &std::path::Path, id: NodeId) -> Store {
-    Store::open(path, &format!("node-{id}"), KekSource::Passphrase(b"pw", KdfParams::INSECURE_FOR_TESTS)).unwrap()
-}
-
-impl Cluster3 {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (_, coordinator) = generate_keypair().unwrap();
-        let mut keys = BTreeMap::new();
-        let mut secrets = BTreeMap::new();
-        let mut paths = BTreeMap::new();
-        for i in 1..=3 {
-            let (secret, public) = generate_keypair().unwrap();
-            keys.insert(NodeId(i), public);
-            secrets.insert(NodeId(i), secret);
-            paths.insert(NodeId(i), dir.path().join(format!("node-{i}.db")));
-        }
-        let identities =
-            secrets.iter().map(|(id, s)| (*id, shardvault_wire::NodeIdentity::derive(s).public())).collect();
-        let cluster = Cluster { coordinator, nodes: keys, identities };
-        let mut c =
-            Cluster3 { _dir: dir, paths, secrets, cluster, nodes: BTreeMap::new(), raw_signing: RawSigning::Denied };
-        c.restart();
-        c
-    }
-
-    /// Drops every node and reopens it from its store, as after a crash.
-    fn restart(&mut self) {
-        self.nodes.clear();
-        for (id, path) in &self.paths {
-            let node = Node::new(*id, self.secrets[id].clone(), self.cluster.clone(), store(path, *id))
-                .with_raw_signing(self.raw_signing);
-            self.nodes.insert(*id, node);
-        }
-    }
-
-    /// Starts `job` on its participants, lowest id first (initiators talk to
-    /// nodes that have not started yet, so their early frames get buffered),
-    /// and relays until every participant answered.
-    fn run(&mut self, job: Job) -> BTreeMap<NodeId, Result<Outcome, String>> {
-        let results = self.relay(&job);
-        let left: Vec<_> = self.nodes.values().filter(|n| n.running() > 0).map(|n| n.id()).collect();
-        assert!(left.is_empty(), "jobs left behind on {left:?} after {} ({results:?})", job.kind.name());
-        results
-    }
-
-    /// Runs a job that may fail, and aborts it everywhere afterwards, as the
-    /// coordinator does after the first failure.
-    fn run_or_abort(&mut self, job: Job) -> BTreeMap<NodeId, Result<Outcome, String>> {
-        let results = self.relay(&job);
-        for node in job.nodes() {
-            self.nodes.get_mut(&node).unwrap().handle(ToNode::Abort(job.session));
-        }
-        results
-    }
-
-    fn relay(&mut self, job: &Job) -> BTreeMap<NodeId, Result<Outcome, String>> {
-        let mut queue: VecDeque<(NodeId, ToNode)> =
-            job.nodes().into_iter().map(|n| (n, ToNode::Start(job.clone()))).collect();
-        let mut results = BTreeMap::new();
-        while let Some((to, message)) = queue.pop_front() {
-            for reply in self.nodes.get_mut(&to).unwrap().handle(message) {
-                match reply {
-                    FromNode::Frame(frame) => queue.push_back((frame.to, ToNode::Frame(frame))),
-                    FromNode::Done { outcome, .. } => {
-                        results.insert(to, Ok(outcome));
-                    }
-                    FromNode::Failed { reason, .. } => {
-                        results.insert(to, Err(reason));
-                    }
-                    FromNode::Ping(_) | FromNode::Pong(_) | FromNode::Waiting { .. } => {}
-                }
-            }
-        }
-        results
-    }
-}
+/// Three nodes in this process (the shared harness), relayed synchronously.
+type Cluster3 = shardvault_harness::Nodes;
 
 /// Keys here are created on nodes 1, 2, 3 as parties 1, 2, 3.
 fn job(key_id: KeyId, nodes: &[u16], kind: JobKind) -> Job {
@@ -356,53 +267,6 @@ fn stray_frames_never_block_new_jobs() {
     all_ok(c.run(signed.clone()), 2);
     let replayed = c.run(signed);
     assert!(replayed.values().all(|r| r.as_ref().unwrap_err().contains("session id already used")), "{replayed:?}");
-}
-
-impl Cluster3 {
-    /// Runs `job` like [`Cluster3::run`], but as a coordinator that cuts
-    /// `victim` off at the end: frames to it are held back while anything
-    /// else can be delivered, and once every other participant is done, the
-    /// ones still held (its last messages) are dropped and it is aborted.
-    fn run_withholding_last(&mut self, job: Job, victim: NodeId) -> BTreeMap<NodeId, Result<Outcome, String>> {
-        let mut queue: VecDeque<(NodeId, ToNode)> =
-            job.nodes().into_iter().map(|n| (n, ToNode::Start(job.clone()))).collect();
-        let mut results = BTreeMap::new();
-        let others = job.nodes().len() - 1;
-        let to_victim = |(n, m): &(NodeId, ToNode)| *n == victim && matches!(m, ToNode::Frame(_));
-        loop {
-            let next = match queue.iter().position(|m| !to_victim(m)) {
-                Some(i) => queue.remove(i).unwrap(),
-                None if results.keys().filter(|n| **n != victim).count() == others => break,
-                None => match queue.pop_front() {
-                    Some(next) => next,
-                    None => break,
-                },
-            };
-            let (to, message) = next;
-            for reply in self.nodes.get_mut(&to).unwrap().handle(message) {
-                match reply {
-                    FromNode::Frame(frame) => queue.push_back((frame.to, ToNode::Frame(frame))),
-                    FromNode::Done { outcome, .. } => {
-                        results.insert(to, Ok(outcome));
-                    }
-                    FromNode::Failed { reason, .. } => {
-                        results.insert(to, Err(reason));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        assert!(queue.iter().any(to_victim), "the victim's last messages were withheld");
-        self.nodes.get_mut(&victim).unwrap().handle(ToNode::Abort(job.session));
-        results
-    }
-
-    fn epochs(&self, key_id: KeyId) -> Vec<u32> {
-        let mut epochs: Vec<u32> =
-            self.nodes.values().map(|n| n.store().active_share(key_id).unwrap().epoch().0).collect();
-        epochs.dedup();
-        epochs
-    }
 }
 
 fn create_3_of_3(c: &mut Cluster3, scheme: Scheme) -> (KeyId, Vec<u8>) {
@@ -672,32 +536,17 @@ fn relay(
     (from, to): (NodeId, NodeId),
     drop: Option<usize>,
 ) -> (BTreeMap<NodeId, Result<Outcome, String>>, usize) {
-    let mut queue: VecDeque<(NodeId, ToNode)> =
-        job.nodes().into_iter().map(|n| (n, ToNode::Start(job.clone()))).collect();
-    let (mut results, mut seen) = (BTreeMap::new(), 0);
-    while let Some((node, message)) = queue.pop_front() {
-        for reply in c.nodes.get_mut(&node).unwrap().handle(message) {
-            match reply {
-                FromNode::Frame(frame) => {
-                    if (frame.from, frame.to) == (from, to) {
-                        seen += 1;
-                        if Some(seen) == drop {
-                            continue;
-                        }
-                    }
-                    queue.push_back((frame.to, ToNode::Frame(frame)));
-                }
-                FromNode::Done { outcome, .. } => {
-                    results.insert(node, Ok(outcome));
-                }
-                FromNode::Failed { reason, .. } => {
-                    results.insert(node, Err(reason));
-                }
-                _ => {}
+    let mut seen = 0;
+    let replies = c.deliver(Cluster3::starts(job), |frame| {
+        if (frame.from, frame.to) == (from, to) {
+            seen += 1;
+            if Some(seen) == drop {
+                return false;
             }
         }
-    }
-    (results, seen)
+        true
+    });
+    (shardvault_harness::collect(replies), seen)
 }
 
 /// Finding 8: a co-signer that withholds its last message gets a valid

@@ -90,7 +90,7 @@ fn derive_public_in<G: Group>(parent: &ExtendedPublicKey, suffix: &[u32]) -> Res
 }
 
 /// The extended public key of a root key (`m`), from public data only: the
-/// chain code is HD-DERIVATION.md's `cc'` formula applied to the empty path.
+/// chain code is docs/HD-DERIVATION.md's `cc'` formula applied to the empty path.
 pub fn root_extended_public_key(public_key: &[u8]) -> ExtendedPublicKey {
     ExtendedPublicKey {
         public_key: public_key.to_vec(),

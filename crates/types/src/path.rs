@@ -14,7 +14,7 @@ pub const HARDENED: u32 = 1 << 31;
 pub const MAX_DEPTH: usize = 32;
 
 /// A derivation path: a hardened prefix (derived by the MPC protocol of
-/// HD-DERIVATION.md) followed by non-hardened components (BIP32 public
+/// docs/HD-DERIVATION.md) followed by non-hardened components (BIP32 public
 /// derivation). A hardened component after a non-hardened one is refused:
 /// no participant holds the non-hardened parent's private key to harden from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -62,7 +62,7 @@ impl DerivationPath {
 
     /// Refuses a root-based path: `m` itself, or one whose first level is
     /// not hardened (`m/0/…`). Its chain code is a public function of the
-    /// root public key (HD-DERIVATION.md's `cc'` of the empty path), so
+    /// root public key (docs/HD-DERIVATION.md's `cc'` of the empty path), so
     /// anyone holding the root public key can enumerate its addresses, and
     /// one leaked child private key gives the root private key. Nodes and
     /// the API accept only paths that pass this check.
@@ -98,7 +98,7 @@ impl DerivationPath {
         rest
     }
 
-    /// Big-endian u32 per component: the `enc(path)` of HD-DERIVATION.md.
+    /// Big-endian u32 per component: the `enc(path)` of docs/HD-DERIVATION.md.
     pub fn encode(&self) -> Vec<u8> {
         self.0.iter().flat_map(|c| c.to_be_bytes()).collect()
     }

@@ -1,4 +1,4 @@
-//! Sealing secrets at rest (ARCHITECTURE.md, "Storage").
+//! Sealing secrets at rest (docs/FORMATS.md, "Secrets at rest").
 //!
 //! A node's key shares, chain seeds and cached derivation tweaks are sealed
 //! with XChaCha20-Poly1305 under a key-encryption key ([`Kek`]) derived with
