@@ -53,7 +53,9 @@ pub fn summary(tx: &Transaction) -> Summary {
         },
         _ => None,
     };
-    let mut split_from_gas = 0u128;
+    // `None` once any amount split from gas is not a plain u64 (an input
+    // computed on chain): the total is then unknown, never understated.
+    let mut split_from_gas = Some(0u128);
     for command in &ptb.commands {
         let name = match command {
             Command::MoveCall(c) => format!("{}::{}::{}", c.package, c.module, c.function),
@@ -67,7 +69,7 @@ pub fn summary(tx: &Transaction) -> Summary {
                 if s.coin == Argument::Gas {
                     for amount in &s.amounts {
                         let value = pure(amount).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
-                        split_from_gas += u128::from(value.unwrap_or_default());
+                        split_from_gas = split_from_gas.zip(value).map(|(sum, v)| sum + u128::from(v));
                     }
                 }
                 "SplitCoins".into()
@@ -80,9 +82,13 @@ pub fn summary(tx: &Transaction) -> Summary {
         };
         summary.calls.push(name);
     }
-    if split_from_gas > 0 {
-        summary.asset = Some("SUI (MIST)".into());
-        summary.amount = Some(split_from_gas.to_string());
+    match split_from_gas {
+        Some(0) => {}
+        Some(total) => {
+            summary.asset = Some("SUI (MIST)".into());
+            summary.amount = Some(total.to_string());
+        }
+        None => summary.asset = Some("SUI (MIST), amount not readable from the transaction".into()),
     }
     summary
 }
@@ -98,4 +104,42 @@ pub fn assemble(tx: &Transaction, bytes: &[u8], public_key: &[u8], signature: &[
 /// Sui's Ed25519 address: `0x` ‖ hex(blake2b-256(0x00 ‖ pk)).
 pub fn address(public_key: &[u8; 32]) -> String {
     Ed25519PublicKey::new(*public_key).derive_address().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use sui_sdk_types::{
+        Address, Digest, GasPayment, ObjectReference, ProgrammableTransaction, SplitCoins, TransactionExpiration,
+    };
+
+    use super::*;
+
+    fn payment(amounts: Vec<Argument>) -> Transaction {
+        let sender = Address::new([7; 32]);
+        Transaction {
+            kind: TransactionKind::ProgrammableTransaction(ProgrammableTransaction {
+                inputs: vec![Input::Pure(1_000u64.to_le_bytes().to_vec())],
+                commands: vec![Command::SplitCoins(SplitCoins { coin: Argument::Gas, amounts })],
+            }),
+            sender,
+            gas_payment: GasPayment {
+                objects: vec![ObjectReference::new(Address::new([1; 32]), 1, Digest::new([2; 32]))],
+                owner: sender,
+                price: 1,
+                budget: 1,
+            },
+            expiration: TransactionExpiration::None,
+        }
+    }
+
+    #[test]
+    fn an_amount_split_from_gas_that_is_not_a_plain_number_is_unknown_not_zero() {
+        let plain = summary(&payment(vec![Argument::Input(0), Argument::Input(0)]));
+        assert_eq!(plain.amount.as_deref(), Some("2000"));
+        // The second amount is another command's result: the total cannot be
+        // read from the bytes, so none is shown (it used to show 1000).
+        let computed = summary(&payment(vec![Argument::Input(0), Argument::Result(0)]));
+        assert_eq!(computed.amount, None);
+        assert!(computed.asset.as_deref().is_some_and(|a| a.contains("not readable")), "{:?}", computed.asset);
+    }
 }
