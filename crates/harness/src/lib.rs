@@ -1,5 +1,5 @@
 //! The one way shardvault's tests start a cluster (dev-only, never
-//! published). Two shapes, chosen by what a test needs to see:
+//! published). Three shapes, chosen by what a test needs to see:
 //!
 //! - [`Nodes`]: n [`shardvault_node::Node`] state machines in this process,
 //!   each with its own sealed store, and a synchronous relay in place of the
@@ -12,6 +12,11 @@
 //!   be killed, stopped and restarted (also through another relay URL, e.g. a
 //!   proxy in front of the coordinator).
 //!
+//! - [`InProcess`]: the real coordinator on `127.0.0.1:0` and every node's
+//!   real service (WebSocket, Noise hop, worker thread) as tasks of one
+//!   runtime in the test's process: the networked system without processes,
+//!   for tests that drive the coordinator over its API.
+//!
 //! The HTTP helpers here are deliberately thin (a health poll); tests make
 //! their own API calls.
 //!
@@ -21,7 +26,9 @@
 //! (CI's `cargo tree` check covers dev-dependencies).
 
 mod devnet;
+mod in_process;
 mod nodes;
 
 pub use devnet::{Devnet, DevnetOptions};
+pub use in_process::InProcess;
 pub use nodes::{collect, open_store, Nodes, Results};
