@@ -65,6 +65,11 @@ pub use shardvault_types::{
     PartyId, Scheme, Secret32, SessionId, Signature, Threshold, HARDENED, MAX_PARTIES,
 };
 
+// The README's code compiles and runs as a doctest, so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 /// A started session and its first envelopes.
 pub type Started<M> = (Session<M>, Vec<Envelope>);
 
