@@ -13,35 +13,23 @@ use axum::extract::{Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::json;
+use shardvault_api::{
+    ChainTransaction, ErrorBody, ErrorCode, EvmTransaction, SignedTransaction, TransactionRequest, UtxoTransaction,
+};
 use shardvault_chains::tx::UnsignedTx;
 use shardvault_chains::Chain;
 use shardvault_types::PartyId;
 use shardvault_wire::SignPayload;
 
 use super::{
-    hardened, idempotent, parse, requested_signers, resolve, sign_with_retry, Answer, ApiError, Resolved, Target,
+    answer, hardened, idempotent, openapi, parse, requested_signers, resolve, sign_with_retry, Answer, ApiError,
+    Resolved,
 };
 use crate::jobs::State;
 
-#[derive(Deserialize)]
-struct TransactionBody {
-    #[serde(flatten)]
-    target: Target,
-    /// Bitcoin: `bitcoin` (default), `testnet`, `signet`, `regtest`; EVM: `mainnet` (default), `sepolia`, …
-    network: Option<String>,
-    /// Bitcoin: the unsigned PSBT, base64.
-    psbt: Option<String>,
-    /// The unsigned transaction, hex: EVM signing preimage (EIP-1559
-    /// `0x02‖rlp(…)` or legacy EIP-155), Solana message, Aptos
-    /// `RawTransaction`, Sui `TransactionData`, Tron `raw_data`, Cosmos `SignDoc`.
-    tx_hex: Option<String>,
-    /// The same, base64 (as the Solana and Sui SDKs print it).
-    tx_base64: Option<String>,
-    /// EVM: which chain gives the chain id: ethereum (default), bsc, polygon, arbitrum, optimism, base, avalanche.
-    evm_chain: Option<String>,
-    signers: Option<Vec<u8>>,
+/// A chain's summary of what it signs, as JSON.
+fn summary_json<T: serde::Serialize>(summary: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(summary).map_err(|e| ApiError::bug(format!("transaction summary: {e}")))
 }
 
 /// Signs an EVM transaction preimage (each node decodes it, checks the chain
@@ -49,14 +37,14 @@ struct TransactionBody {
 async fn evm_transaction(
     state: &State,
     r: &Resolved,
-    request: &TransactionBody,
+    request: &TransactionRequest,
     requested: Option<&BTreeSet<PartyId>>,
 ) -> Answer {
     let text = request.tx_hex.as_deref().ok_or_else(|| ApiError::bad("EVM transactions need \"tx_hex\""))?;
     let preimage = hex::decode(text.trim_start_matches("0x")).map_err(|_| ApiError::bad("tx_hex is not hex"))?;
     // `"chain": "polygon"` names the EVM chain as well as `"evm_chain"` does.
-    let named = shardvault_chains::EVM_CHAINS.contains(&request.target.chain.as_str());
-    let evm_chain = request.evm_chain.as_deref().unwrap_or(if named { &request.target.chain } else { "ethereum" });
+    let named = shardvault_chains::EVM_CHAINS.contains(&request.chain.as_str());
+    let evm_chain = request.evm_chain.as_deref().unwrap_or(if named { &request.chain } else { "ethereum" });
     let chain_id = shardvault_chains::evm::chain_id(evm_chain, request.network.as_deref())
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let unsigned =
@@ -65,25 +53,44 @@ async fn evm_transaction(
     hardened(state, r).await?;
     let payload = SignPayload::EvmTransaction { preimage, chain_id };
     let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
-    let recovery_id = signature
-        .recovery_id
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", "no recovery id"))?;
+    let recovery_id = signature.recovery_id.ok_or_else(|| ApiError::new(ErrorCode::NodeFailure, "no recovery id"))?;
     let signed = unsigned
         .assemble(&signature.bytes, recovery_id)
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-    Ok((
-        StatusCode::OK,
-        json!({
-        "key_id": r.key.key_id, "chain": evm_chain, "chain_id": chain_id, "path": r.path.to_string(), "summary": summary,
-        "digest": hex::encode(digest), "signature": hex::encode(&signature.bytes), "recovery_id": recovery_id,
-        "raw": signed.raw, "hash": signed.hash,
-        "transaction": signed.raw.trim_start_matches("0x"), "id": signed.hash,
-        "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "failed_attempts": attempts }),
-    ))
+        .map_err(|e| ApiError::new(ErrorCode::NodeFailure, e.to_string()))?;
+    let signed = EvmTransaction {
+        key_id: r.key.key_id.to_string(),
+        chain: evm_chain.into(),
+        chain_id,
+        path: r.path.to_string(),
+        summary: summary_json(&summary)?,
+        digest: hex::encode(digest),
+        signature: hex::encode(&signature.bytes),
+        recovery_id,
+        transaction: signed.raw.trim_start_matches("0x").into(),
+        id: signed.hash.clone(),
+        raw: signed.raw,
+        hash: signed.hash,
+        signers: signature.signers.iter().map(|p| p.get()).collect(),
+        failed_attempts: attempts,
+        request_id: None,
+    };
+    answer(StatusCode::OK, &SignedTransaction::Evm(signed))
 }
 
 /// `POST /v1/keys/{id}/transactions`: by the key's chain, a PSBT, an EVM
 /// preimage or a single-signer transaction.
+/// Sign an unsigned transaction (each node decodes it and derives what it
+/// signs) and return it signed, in the chain's wire format, with its id.
+#[utoipa::path(post, path = "/v1/keys/{key_id}/transactions", tag = "signing", request_body = TransactionRequest,
+    params(openapi::KeyPath, openapi::IdempotencyKey),
+    responses(
+        (status = 200, description = "the signed transaction", body = SignedTransaction),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`unknown_key`", body = ErrorBody),
+        (status = 409, description = "`party_banned`; `idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
+        (status = 502, description = "`signing_failed`, `node_failure`, `disagreement`", body = ErrorBody),
+        (status = 503, description = "`not_enough_signers`; `storage`", body = ErrorBody),
+    ))]
 pub(super) async fn transaction(
     Extract(state): Extract<Arc<State>>,
     Path(id): Path<String>,
@@ -91,8 +98,8 @@ pub(super) async fn transaction(
     body: Bytes,
 ) -> Response {
     idempotent(&state, &headers, "POST /v1/keys/{id}/transactions", &body, async {
-        let request: TransactionBody = parse(&body)?;
-        let r = resolve(&state, &id, &request.target)?;
+        let request: TransactionRequest = parse(&body)?;
+        let r = resolve(&state, &id, &request.target())?;
         let requested = requested_signers(request.signers.as_deref())?;
         match r.chain {
             Chain::Bitcoin | Chain::Litecoin => utxo_transaction(&state, &r, &request, requested.as_ref()).await,
@@ -109,7 +116,7 @@ pub(super) async fn transaction(
 async fn utxo_transaction(
     state: &State,
     r: &Resolved,
-    request: &TransactionBody,
+    request: &TransactionRequest,
     requested: Option<&BTreeSet<PartyId>>,
 ) -> Answer {
     let psbt_text = request
@@ -140,19 +147,25 @@ async fn utxo_transaction(
         let (_, signature, _) = sign_with_retry(state, r, &payload, requested).await?;
         unsigned
             .add_signature(index, &signature.bytes, &signature.public_key)
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
+            .map_err(|e| ApiError::new(ErrorCode::NodeFailure, e.to_string()))?;
         signed_by.push(signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>());
     }
-    let signed =
-        unsigned.finalize().map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
-    Ok((
-        StatusCode::OK,
-        json!({
-        "key_id": r.key.key_id, "chain": r.chain, "network": network_name, "path": r.path.to_string(),
-        "summary": summary, "txid": signed.txid, "tx_hex": signed.tx_hex, "psbt": signed.psbt_base64,
-        "transaction": signed.tx_hex, "id": signed.txid,
-        "signers": signed_by }),
-    ))
+    let signed = unsigned.finalize().map_err(|e| ApiError::new(ErrorCode::NodeFailure, e.to_string()))?;
+    let signed = UtxoTransaction {
+        key_id: r.key.key_id.to_string(),
+        chain: r.chain.name().into(),
+        network: network_name,
+        path: r.path.to_string(),
+        summary: summary_json(&summary)?,
+        transaction: signed.tx_hex.clone(),
+        id: signed.txid.clone(),
+        txid: signed.txid,
+        tx_hex: signed.tx_hex,
+        psbt: signed.psbt_base64,
+        signers: signed_by,
+        request_id: None,
+    };
+    answer(StatusCode::OK, &SignedTransaction::Utxo(signed))
 }
 
 /// Signs a Solana, Aptos, Sui, Tron or Cosmos transaction and returns it
@@ -160,7 +173,7 @@ async fn utxo_transaction(
 async fn chain_transaction(
     state: &State,
     r: &Resolved,
-    request: &TransactionBody,
+    request: &TransactionRequest,
     requested: Option<&BTreeSet<PartyId>>,
 ) -> Answer {
     let unsigned = match (&request.tx_hex, &request.tx_base64) {
@@ -182,19 +195,28 @@ async fn chain_transaction(
     let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
     let signed = tx
         .assemble(&public_key, &signature.bytes, signature.recovery_id)
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::NodeFailure, e.to_string()))?;
     // Solana and Sui SDKs speak base64: the transaction, and Sui's serialized signature.
     let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let transaction_base64 = matches!(r.chain, Chain::Solana | Chain::Sui).then(|| base64(&signed.transaction));
     let signature_base64 = (r.chain == Chain::Sui).then(|| base64(&signed.signature));
-    Ok((
-        StatusCode::OK,
-        json!({
-        "key_id": r.key.key_id, "chain": r.chain, "network": network, "path": r.path.to_string(), "summary": summary,
-        "signing_input": hex::encode(tx.signing_input()), "signature": hex::encode(&signed.signature),
-        "transaction": hex::encode(&signed.transaction), "transaction_base64": transaction_base64, "signature_base64": signature_base64, "id": signed.id,
-        "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "failed_attempts": attempts }),
-    ))
+    let signed = ChainTransaction {
+        key_id: r.key.key_id.to_string(),
+        chain: r.chain.name().into(),
+        network,
+        path: r.path.to_string(),
+        summary: summary_json(&summary)?,
+        signing_input: hex::encode(tx.signing_input()),
+        signature: hex::encode(&signed.signature),
+        transaction: hex::encode(&signed.transaction),
+        transaction_base64,
+        signature_base64,
+        id: signed.id,
+        signers: signature.signers.iter().map(|p| p.get()).collect(),
+        failed_attempts: attempts,
+        request_id: None,
+    };
+    answer(StatusCode::OK, &SignedTransaction::Other(signed))
 }
 
 /// The public key at the request's path (its hardened prefix derived on the
