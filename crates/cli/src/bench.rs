@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 use serde::Serialize;
-use serde_json::json;
 use shardvault_mpc::{
     derive_hardened, dkg, local, sign, DerivationPath, KeyId, OsRng, PartyId, Scheme, SessionId, SignRequest, Threshold,
 };
 
 use crate::client::Api;
 use crate::devnet::Devnet;
+use shardvault_api::{CreateKey, Target};
 
 #[derive(Serialize)]
 pub struct BenchReport {
@@ -60,10 +60,10 @@ pub fn run(signatures: usize, progress: &ProgressBar) -> Result<BenchReport> {
             let floor = floor_p50(scheme, 50)?;
             progress.inc(1);
             progress.set_message(format!("{scheme}: key generation and derivation on the devnet"));
-            let key =
-                api.post("/v1/keys", &json!({ "scheme": scheme.as_str(), "threshold": 2, "parties": 3 }), None)?;
-            let key_id = key["key_id"].as_str().context("no key id")?.to_string();
-            api.post(&format!("/v1/keys/{key_id}/addresses"), &json!({ "chain": chain, "index": 0 }), None)?;
+            let create = CreateKey { scheme: scheme.as_str().into(), threshold: 2, parties: 3, nodes: None };
+            let key_id = api.create_key(&create, None)?.key_id;
+            let target = Target { chain: chain.into(), index: Some(0), ..Target::default() };
+            api.address(&key_id, &target.into(), None)?;
             progress.inc(1);
             for concurrency in CONCURRENCY {
                 progress.set_message(format!("{scheme}: {signatures} signatures at concurrency {concurrency}"));
@@ -110,10 +110,13 @@ fn load(api: &Api, key_id: &str, chain: &str, signatures: usize, concurrency: us
                 scope.spawn(|| -> Result<Vec<f64>> {
                     let mut mine = Vec::new();
                     while next.fetch_add(1, Ordering::Relaxed) < signatures {
-                        let body =
-                            json!({ "chain": chain, "index": 0, "message_hex": hex::encode(b"benchmark message") });
+                        let target = Target { chain: chain.into(), index: Some(0), ..Target::default() };
+                        let body = shardvault_api::SignRequest {
+                            message_hex: Some(hex::encode(b"benchmark message")),
+                            ..shardvault_api::SignRequest::to(target)
+                        };
                         let begin = Instant::now();
-                        api.post(&format!("/v1/keys/{key_id}/signatures"), &body, None)?;
+                        api.sign(key_id, &body, None)?;
                         mine.push(begin.elapsed().as_secs_f64() * 1000.0);
                     }
                     Ok(mine)

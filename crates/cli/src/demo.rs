@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
-use serde_json::{json, Value};
+use shardvault_api::{
+    AddressRequest as AddressBody, CreateKey, SignRequest, SignedTransaction, Target, TransactionRequest,
+};
 use shardvault_chains::Chain;
 use shardvault_mpc::{Scheme, SessionId};
 
@@ -44,8 +46,8 @@ fn idem() -> String {
     SessionId::random().to_string()
 }
 
-fn text(value: &Value, field: &str) -> Result<String> {
-    value[field].as_str().map(str::to_string).with_context(|| format!("response without {field}: {value}"))
+fn at(chain: Chain, path: &str) -> Target {
+    Target { chain: chain.name().into(), path: Some(path.into()), ..Target::default() }
 }
 
 fn key_lifecycle(
@@ -59,9 +61,9 @@ fn key_lifecycle(
 ) -> Result<KeyReport> {
     let label = format!("{scheme} {t}-of-{n}");
     progress.set_message(format!("{label}: distributed key generation on the nodes"));
-    let key =
-        api.post("/v1/keys", &json!({ "scheme": scheme.as_str(), "threshold": t, "parties": n }), Some(&idem()))?;
-    let key_id = text(&key, "key_id")?;
+    let create = CreateKey { scheme: scheme.as_str().into(), threshold: t, parties: n, nodes: None };
+    let key = api.create_key(&create, Some(&idem()))?;
+    let key_id = key.key_id.clone();
     progress.inc(1);
 
     progress.set_message(format!("{label}: hardened derivation"));
@@ -70,8 +72,7 @@ fn key_lifecycle(
     let mut derivations = Vec::new();
     for chain in &chains {
         for path in paths(*chain)? {
-            let body = json!({ "chain": chain.name(), "path": path.to_string() });
-            let a = api.post(&format!("/v1/keys/{key_id}/addresses"), &body, Some(&idem()))?;
+            let a = api.address(&key_id, &AddressBody::from(at(*chain, &path.to_string())), Some(&idem()))?;
             let request = AddressRequest::new(&key_id, chain.name(), None, Some(&path.to_string()), None)?;
             let verified = verify_address(&a, &request, cluster)
                 .with_context(|| format!("the {chain} address at {path} is not attested by the nodes"))?;
@@ -89,25 +90,23 @@ fn key_lifecycle(
     let last: Vec<u8> = ((n - t + 1)..=n).collect();
     let sign = |chain: Chain, path: String, signers: &[u8]| -> Result<SignatureReport> {
         let message = chain_message(chain, message);
-        let body =
-            json!({ "chain": chain.name(), "path": path, "message_hex": hex::encode(message), "signers": signers });
-        let s = api.post(&format!("/v1/keys/{key_id}/signatures"), &body, Some(&idem()))?;
+        let body = SignRequest {
+            message_hex: Some(hex::encode(message)),
+            signers: Some(signers.to_vec()),
+            ..SignRequest::to(at(chain, &path))
+        };
+        let s = api.sign(&key_id, &body, Some(&idem()))?;
         Ok(SignatureReport {
-            path: text(&s, "path")?,
+            path: s.path,
             chain: chain.to_string(),
-            public_key: text(&s, "public_key")?,
-            message: text(&s, "message")?,
-            message_encoding: text(&s, "message_encoding")?,
-            digest: s["digest"].as_str().map(str::to_string),
-            signature: text(&s, "signature")?,
-            recovery_id: s["recovery_id"].as_u64().and_then(|r| u8::try_from(r).ok()),
-            signers: s["signers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p.as_u64().and_then(|p| u8::try_from(p).ok()))
-                .collect(),
-            epoch: s["epoch"].as_u64().and_then(|e| u32::try_from(e).ok()).unwrap_or(0),
+            public_key: s.public_key,
+            message: s.message,
+            message_encoding: s.message_encoding,
+            digest: s.digest,
+            signature: s.signature,
+            recovery_id: s.recovery_id,
+            signers: s.signers,
+            epoch: s.epoch,
         })
     };
     progress.set_message(format!("{label}: signing on the nodes"));
@@ -123,9 +122,8 @@ fn key_lifecycle(
     progress.inc(1);
 
     progress.set_message(format!("{label}: refresh"));
-    let refreshed = api.post(&format!("/v1/keys/{key_id}/refresh"), &json!({}), Some(&idem()))?;
-    let epoch = |field: &str| refreshed[field].as_u64().and_then(|e| u32::try_from(e).ok()).unwrap_or(0);
-    let refresh = RefreshReport { epoch_before: epoch("epoch_before"), epoch_after: epoch("epoch_after") };
+    let refreshed = api.refresh(&key_id, Some(&idem()))?;
+    let refresh = RefreshReport { epoch_before: refreshed.epoch_before, epoch_after: refreshed.epoch_after };
     progress.inc(1);
 
     progress.set_message(format!("{label}: signing after refresh"));
@@ -151,7 +149,7 @@ fn key_lifecycle(
         scheme: scheme.to_string(),
         threshold: t,
         parties: n,
-        public_key: text(&key, "public_key")?,
+        public_key: key.public_key,
         derivations,
         signatures,
         refresh,
@@ -172,30 +170,34 @@ fn sign_transaction(
 ) -> Result<TransactionReport> {
     let public_key = hex::decode(&from.public_key)?;
     let sample = shardvault_chains::sample::transfer(chain, scheme.into(), &public_key)?;
-    let mut body = json!({ "chain": chain.name(), "path": path, "network": sample.network, "signers": signers });
+    let mut body = TransactionRequest {
+        network: Some(sample.network.to_string()),
+        signers: Some(signers.to_vec()),
+        ..TransactionRequest::to(at(chain, path))
+    };
     match chain {
         Chain::Bitcoin | Chain::Litecoin => {
-            body["psbt"] = json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &sample.unsigned))
+            body.psbt = Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &sample.unsigned))
         }
-        _ => body["tx_hex"] = json!(hex::encode(&sample.unsigned)),
+        _ => body.tx_hex = Some(hex::encode(&sample.unsigned)),
     }
-    let s = api.post(&format!("/v1/keys/{key_id}/transactions"), &body, Some(&idem()))?;
-    let field = |name: &str| s[name].as_str().map(|v| v.trim_start_matches("0x").to_string());
-    let signing_input = match chain {
-        Chain::Bitcoin | Chain::Litecoin => None,
-        Chain::Ethereum => field("digest"),
-        _ => field("signing_input"),
+    let s = api.transaction(key_id, &body, Some(&idem()))?;
+    let (signing_input, signature) = match &s {
+        SignedTransaction::Utxo(_) => (None, None),
+        SignedTransaction::Evm(t) => (Some(t.digest.clone()), Some(t.signature.clone())),
+        SignedTransaction::Other(t) => (Some(t.signing_input.clone()), Some(t.signature.clone())),
     };
+    let unprefixed = |v: Option<String>| v.map(|v| v.trim_start_matches("0x").to_string());
     Ok(TransactionReport {
         chain: chain.to_string(),
         network: sample.network.to_string(),
         path: path.to_string(),
         address: from.address.clone(),
         unsigned: hex::encode(&sample.unsigned),
-        summary: s["summary"].clone(),
-        signing_input,
-        signature: field("signature"),
-        transaction: text(&s, "transaction")?,
-        id: text(&s, "id")?,
+        summary: s.summary().clone(),
+        signing_input: unprefixed(signing_input),
+        signature: unprefixed(signature),
+        transaction: s.transaction().to_string(),
+        id: s.id().to_string(),
     })
 }

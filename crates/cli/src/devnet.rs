@@ -221,8 +221,8 @@ impl Devnet {
         let api = crate::client::Api::connect(&self.api, self.tls_ca.as_deref(), false)?;
         let start = Instant::now();
         loop {
-            if let Ok(health) = api.get("/v1/health") {
-                if health["connected"].as_u64().unwrap_or(0) as usize >= count {
+            if let Ok(health) = api.health() {
+                if usize::try_from(health.connected).is_ok_and(|connected| connected >= count) {
                     return Ok(());
                 }
             }

@@ -349,28 +349,32 @@ fn run(cli: &Cli) -> Result<()> {
             Ok(())
         }
         Command::Key(KeyCommand::Create { api, scheme, threshold, parties }) => {
-            let body = serde_json::json!({ "scheme": scheme, "threshold": threshold, "parties": parties });
+            let body = shardvault_api::CreateKey {
+                scheme: scheme.clone(),
+                threshold: *threshold,
+                parties: *parties,
+                nodes: None,
+            };
             let progress = progress_bar(cli.json, 1);
             progress.set_message("distributed key generation on the nodes");
-            let answer = client(api)?.post("/v1/keys", &body, Some(&idempotency(api)));
+            let answer = client(api)?.create_key(&body, Some(&idempotency(api)));
             progress.finish_and_clear();
-            print_answer(cli.json, &answer?)
+            show(cli.json, &answer?)
         }
-        Command::Key(KeyCommand::List { api }) => print_answer(cli.json, &client(api)?.get("/v1/keys")?),
-        Command::Key(KeyCommand::Show(args)) => {
-            print_answer(cli.json, &client(&args.api)?.get(&format!("/v1/keys/{}", args.key))?)
-        }
+        Command::Key(KeyCommand::List { api }) => show(cli.json, &client(api)?.keys()?),
+        Command::Key(KeyCommand::Show(args)) => show(cli.json, &client(&args.api)?.key(&args.key)?),
         Command::Address(args) => address(cli.json, args),
         Command::Sign(args) if args.tx_hex.is_some() || args.tx_base64.is_some() => {
-            let mut body = target(&args.address);
-            body["tx_hex"] = serde_json::json!(args.tx_hex);
-            body["tx_base64"] = serde_json::json!(args.tx_base64);
-            body["evm_chain"] = serde_json::json!(args.evm_chain);
-            body["network"] = serde_json::json!(args.network);
-            body["signers"] = serde_json::json!(args.signers);
+            let body = shardvault_api::TransactionRequest {
+                tx_hex: args.tx_hex.clone(),
+                tx_base64: args.tx_base64.clone(),
+                evm_chain: args.evm_chain.clone(),
+                network: args.network.clone(),
+                signers: args.signers.clone(),
+                ..shardvault_api::TransactionRequest::to(target(&args.address))
+            };
             let api = &args.address.key.api;
-            let path = format!("/v1/keys/{}/transactions", args.address.key.key);
-            print_answer(cli.json, &client(api)?.post(&path, &body, Some(&idempotency(api)))?)
+            show(cli.json, &client(api)?.transaction(&args.address.key.key, &body, Some(&idempotency(api)))?)
         }
         Command::Sign(args) if args.psbt.is_some() => {
             let file = args.psbt.as_deref().unwrap_or(std::path::Path::new(""));
@@ -380,41 +384,48 @@ fn run(cli: &Cli) -> Result<()> {
             } else {
                 String::from_utf8(bytes).context("the PSBT file is neither binary nor base64")?.trim().to_string()
             };
-            let mut body = target(&args.address);
-            body["psbt"] = serde_json::json!(psbt);
-            body["network"] = serde_json::json!(args.network);
-            body["signers"] = serde_json::json!(args.signers);
+            let body = shardvault_api::TransactionRequest {
+                psbt: Some(psbt),
+                network: args.network.clone(),
+                signers: args.signers.clone(),
+                ..shardvault_api::TransactionRequest::to(target(&args.address))
+            };
             let api = &args.address.key.api;
-            let path = format!("/v1/keys/{}/transactions", args.address.key.key);
-            print_answer(cli.json, &client(api)?.post(&path, &body, Some(&idempotency(api)))?)
+            show(cli.json, &client(api)?.transaction(&args.address.key.key, &body, Some(&idempotency(api)))?)
         }
         Command::Sign(args) => {
-            let mut body = target(&args.address);
-            body["message_hex"] = serde_json::json!(args.message_hex);
-            body["format"] = serde_json::json!(args.format);
-            body["nonce"] = serde_json::json!(args.nonce);
-            body["digest_hex"] = serde_json::json!(args.digest_hex);
-            body["raw_hex"] = serde_json::json!(args.raw_hex);
-            if let Some(file) = &args.typed_data {
-                let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-                body["typed_data"] = serde_json::from_str(&text).context("the typed-data file is not JSON")?;
-            }
-            body["signers"] = serde_json::json!(args.signers);
+            let typed_data = match &args.typed_data {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+                    Some(serde_json::from_str(&text).context("the typed-data file is not JSON")?)
+                }
+                None => None,
+            };
+            let body = shardvault_api::SignRequest {
+                message_hex: args.message_hex.clone(),
+                format: args.format.clone(),
+                nonce: args.nonce.clone(),
+                digest_hex: args.digest_hex.clone(),
+                raw_hex: args.raw_hex.clone(),
+                typed_data,
+                signers: args.signers.clone(),
+                ..shardvault_api::SignRequest::to(target(&args.address))
+            };
             let api = &args.address.key.api;
-            let path = format!("/v1/keys/{}/signatures", args.address.key.key);
-            print_answer(cli.json, &client(api)?.post(&path, &body, Some(&idempotency(api)))?)
+            show(cli.json, &client(api)?.sign(&args.address.key.key, &body, Some(&idempotency(api)))?)
         }
         Command::Refresh(args) => {
-            let finish = if args.finish { "/finish" } else { "" };
-            let path = format!("/v1/keys/{}/refresh{finish}", args.key.key);
-            let api = &args.key.api;
-            print_answer(cli.json, &client(api)?.post(&path, &serde_json::json!({}), Some(&idempotency(api)))?)
+            let (api, key) = (&args.key.api, &args.key.key);
+            match args.finish {
+                true => show(cli.json, &client(api)?.finish_refresh(key, Some(&idempotency(api)))?),
+                false => show(cli.json, &client(api)?.refresh(key, Some(&idempotency(api)))?),
+            }
         }
     }
 }
 
 fn client(api: &ApiArgs) -> Result<client::Api> {
-    client::Api::connect(&api.api, api.tls_ca.as_deref(), api.insecure_plaintext)
+    Ok(client::Api::connect(&api.api, api.tls_ca.as_deref(), api.insecure_plaintext)?)
 }
 
 /// `shardvault address`: asks the API, then shows the address only if the
@@ -432,10 +443,9 @@ fn address(json: bool, args: &AddressCommand) -> Result<()> {
              unchecked"
         );
     }
-    let path = format!("/v1/keys/{}/addresses", t.key.key);
-    let mut answer = client(&t.key.api)?.post(&path, &target(t), Some(&idempotency(&t.key.api)))?;
+    let attested = client(&t.key.api)?.address(&t.key.key, &target(t).into(), Some(&idempotency(&t.key.api)))?;
     let verified = match &cluster {
-        Some((file, cluster)) => client::verify_address(&answer, &request, cluster).map(|v| v.to_json(file)),
+        Some((file, cluster)) => client::verify_address(&attested, &request, cluster).map(|v| v.to_json(file)),
         None => Err(anyhow::anyhow!("no cluster file given")),
     };
     let verification = match verified {
@@ -453,6 +463,7 @@ fn address(json: bool, args: &AddressCommand) -> Result<()> {
             )
         }
     };
+    let mut answer = serde_json::to_value(&attested)?;
     answer["verification"] = verification;
     print_answer(json, &answer)
 }
@@ -461,18 +472,18 @@ fn idempotency(api: &ApiArgs) -> String {
     api.idempotency_key.clone().unwrap_or_else(|| shardvault_mpc::SessionId::random().to_string())
 }
 
-fn target(args: &AddressArgs) -> serde_json::Value {
-    let mut body = serde_json::json!({ "chain": args.chain });
-    if let Some(index) = args.index {
-        body["index"] = serde_json::json!(index);
+fn target(args: &AddressArgs) -> shardvault_api::Target {
+    shardvault_api::Target {
+        chain: args.chain.clone(),
+        index: args.index,
+        path: args.path.clone(),
+        bech32_prefix: args.bech32_prefix.clone(),
     }
-    if let Some(path) = &args.path {
-        body["path"] = serde_json::json!(path);
-    }
-    if let Some(prefix) = &args.bech32_prefix {
-        body["bech32_prefix"] = serde_json::json!(prefix);
-    }
-    body
+}
+
+/// An answer of the API, as [`print_answer`] shows it.
+fn show<T: serde::Serialize>(json: bool, answer: &T) -> Result<()> {
+    print_answer(json, &serde_json::to_value(answer)?)
 }
 
 fn print_report(json: bool, report: &report::Report) -> Result<()> {

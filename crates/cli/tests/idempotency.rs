@@ -31,9 +31,8 @@ fn signatures_logged(dir: &Path) -> usize {
 
 /// POSTs `body` with Idempotency-Key `key`: (status, answer).
 fn post(api: &str, path: &str, key: &str, body: &Value) -> (u16, Value) {
-    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-    let mut response = agent.post(format!("{api}{path}")).header("Idempotency-Key", key).send_json(body).unwrap();
-    (response.status().as_u16(), response.body_mut().read_json().unwrap_or(Value::Null))
+    let answer = shardvault_client::Client::new(api).post(path, body, Some(key)).unwrap();
+    (answer.status, answer.body)
 }
 
 fn coordinator_db(net: &Devnet) -> rusqlite::Connection {
@@ -85,9 +84,8 @@ fn a_full_disk_never_makes_a_retried_sign_sign_twice() {
     assert_eq!(signatures_logged(&net.dir), once, "the retry signed a second time");
     let request_id = signed["request_id"].as_str().unwrap();
     assert!(retry["message"].as_str().unwrap().contains(request_id), "{retry}");
-    let record: Value =
-        ureq::get(format!("{}/v1/requests/{request_id}", net.api)).call().unwrap().body_mut().read_json().unwrap();
-    assert_eq!(record["status"], "unknown", "{record}");
+    let record = shardvault_client::Client::new(&net.api).request(request_id).unwrap();
+    assert_eq!(record.status, "unknown", "{record:?}");
 }
 
 #[test]

@@ -280,15 +280,10 @@ fn creating_calls_are_idempotent_and_the_api_is_described() {
     let settled = racing().unwrap();
     assert!(made.is_empty() || made.contains(&text(&settled, "key_id")));
     assert_eq!(net.cli(&["key", "list"]).unwrap()["keys"].as_array().unwrap().len(), 2);
-    let request = ureq::get(format!("{}/v1/requests/{}", net.api, text(&first, "request_id")))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json::<Value>()
-        .unwrap();
-    assert_eq!(request["status"], "succeeded");
-    let openapi =
-        ureq::get(format!("{}/openapi.json", net.api)).call().unwrap().body_mut().read_json::<Value>().unwrap();
+    let client = shardvault_client::Client::new(&net.api);
+    let request = client.request(&text(&first, "request_id")).unwrap();
+    assert_eq!(request.status, "succeeded");
+    let openapi = client.openapi().unwrap();
     assert_eq!(openapi["openapi"], "3.1.0");
     assert!(openapi["paths"]["/v1/keys/{key_id}/signatures"]["post"].is_object());
 }

@@ -1,6 +1,8 @@
-//! The REST API. Errors are JSON `{code, message}` with the matching HTTP
-//! status; every creating call honours `Idempotency-Key`; bad input is
-//! refused before any state changes.
+//! The REST API. Requests and answers are `shardvault-api`'s types, and the
+//! OpenAPI document at `/openapi.json` is generated from them and from the
+//! `#[utoipa::path]` of each handler. Errors are JSON `{code, message}` with
+//! the code's HTTP status; every creating call honours `Idempotency-Key`; bad
+//! input is refused before any state changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -9,44 +11,64 @@ use axum::body::Bytes;
 use axum::extract::{Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use shardvault_chains::{Chain, KeyType};
-use shardvault_types::{
-    derive_public, DerivationPath, Epoch, ExtendedPublicKey, KeyId, PartyId, Scheme, SessionId, Threshold,
+use shardvault_api::{
+    Ban, CreateKey, ErrorBody, ErrorCode, FailedAttempt, Health, Key, KeyDetails, KeyList, LastRefresh, NodeHealth,
+    RequestRecord, SignRequest, SignatureAnswer, Target,
 };
+use shardvault_chains::{Chain, KeyType};
+use shardvault_types::{derive_public, DerivationPath, ExtendedPublicKey, KeyId, PartyId, SessionId, Threshold};
 use shardvault_wire::{Job, JobKind, NodeId, Outcome, SignPayload};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 mod addresses;
+mod openapi;
 mod refresh;
 mod transactions;
 
 use crate::db::{Derived, KeyRecord};
 use crate::jobs::{Failure, NodeResult, State};
 
-/// An API error: status, stable code, and a message that says what to do.
+/// An API error: a stable code, its status, and a message that says what to do.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with the code's status.
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError { status, code, message: message.into() }
     }
+    /// The same code with another status (`storage` when nothing ran: 503).
+    fn with_status(self, status: StatusCode) -> Self {
+        ApiError { status, ..self }
+    }
     fn bad(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(ErrorCode::InvalidRequest, message)
     }
     fn storage(error: rusqlite::Error) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", error.to_string())
+        Self::new(ErrorCode::Storage, error.to_string())
+    }
+    fn bug(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Bug, message)
+    }
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
     }
     fn body(&self) -> Value {
-        json!({ "code": self.code, "message": self.message })
+        // An `ErrorBody` is a code and a string: it always serializes.
+        json!(ErrorBody { code: self.code, message: self.message.clone(), request_id: None })
     }
 }
 
@@ -58,18 +80,35 @@ impl IntoResponse for ApiError {
 
 type Answer = Result<(StatusCode, Value), ApiError>;
 
+/// An answer of type `T`, as the JSON `idempotent` stores and replays.
+fn answer<T: Serialize>(status: StatusCode, value: &T) -> Answer {
+    serde_json::to_value(value).map(|value| (status, value)).map_err(|e| ApiError::bug(format!("answer: {e}")))
+}
+
+/// The API's routes and the OpenAPI document generated from them.
+fn routes() -> OpenApiRouter<Arc<State>> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health))
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(get_key))
+        .routes(routes!(addresses::address))
+        .routes(routes!(sign))
+        .routes(routes!(refresh))
+        .routes(routes!(finish_refresh))
+        .routes(routes!(transactions::transaction))
+        .routes(routes!(request))
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn document() -> Value {
+    openapi::finish(routes().into_openapi())
+}
+
 pub(crate) fn router(state: Arc<State>) -> Router {
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/keys", post(create_key).get(list_keys))
-        .route("/v1/keys/{key_id}", get(get_key))
-        .route("/v1/keys/{key_id}/addresses", post(addresses::address))
-        .route("/v1/keys/{key_id}/signatures", post(sign))
-        .route("/v1/keys/{key_id}/refresh", post(refresh))
-        .route("/v1/keys/{key_id}/refresh/finish", post(finish_refresh))
-        .route("/v1/keys/{key_id}/transactions", post(transactions::transaction))
-        .route("/v1/requests/{id}", get(request))
-        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+    let (router, document) = routes().split_for_parts();
+    let document = Arc::new(openapi::finish(document));
+    router
+        .route("/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))
         .layer(axum::middleware::from_fn(with_target))
         .with_state(state)
 }
@@ -85,12 +124,25 @@ async fn with_target(request: axum::extract::Request, next: axum::middleware::Ne
     TARGET.scope(target, next.run(request)).await
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+/// A request body: a JSON object of exactly `T`'s fields (serde alone would
+/// also take an array of the fields in order).
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad("request body: expected a JSON object"));
+    }
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("request body: {e}")))
 }
 
+/// The body of a call that takes none: nothing, or `{}`.
+fn no_body(body: &Bytes) -> Result<(), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    parse::<shardvault_api::Empty>(body).map(|_| ())
+}
+
 fn key_id(text: &str) -> Result<KeyId, ApiError> {
-    text.parse().map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "unknown_key", format!("no key {text:?}")))
+    text.parse().map_err(|_| ApiError::new(ErrorCode::UnknownKey, format!("no key {text:?}")))
 }
 
 /// Runs a creating call once per `Idempotency-Key`: a repeat with the same
@@ -107,7 +159,7 @@ where
 {
     let Ok(target) = TARGET.try_with(String::clone) else {
         // The router always sets it; refuse rather than bind a key to nothing.
-        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bug", "request target not recorded").into_response();
+        return ApiError::bug("request target not recorded").into_response();
     };
     let idem_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body_hash = request_hash(&target, body);
@@ -119,8 +171,7 @@ where
             Some(claim) => Some(claim),
             None => {
                 return ApiError::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_in_progress",
+                    ErrorCode::IdempotencyInProgress,
                     "a request with this Idempotency-Key is still running; retry it shortly for its answer",
                 )
                 .into_response()
@@ -168,8 +219,7 @@ fn request_hash(target: &str, body: &[u8]) -> String {
 fn replay(record: crate::db::Idempotency, body_hash: &str) -> Response {
     if record.body_hash != body_hash {
         return ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_conflict",
+            ErrorCode::IdempotencyConflict,
             "this Idempotency-Key was used with another request (another method, path or body)",
         )
         .into_response();
@@ -177,8 +227,7 @@ fn replay(record: crate::db::Idempotency, body_hash: &str) -> Response {
     let Some((status, response)) = record.answer else {
         let request = record.request_id.unwrap_or_default();
         return ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_outcome_unknown",
+            ErrorCode::IdempotencyOutcomeUnknown,
             format!(
                 "a request with this Idempotency-Key (request {request:?}) ran but its outcome was not stored; \
                  it may have succeeded: check GET /v1/requests/{request} (and the key's signatures) before \
@@ -195,53 +244,73 @@ fn replay(record: crate::db::Idempotency, body_hash: &str) -> Response {
 /// The request could not be recorded before running: refuse it.
 fn unrecorded(error: rusqlite::Error) -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "storage",
+        ErrorCode::Storage,
         format!("the coordinator cannot record this request, so it did not run it: {error}; retry later"),
     )
+    .with_status(StatusCode::SERVICE_UNAVAILABLE)
 }
 
-async fn health(Extract(state): Extract<Arc<State>>) -> Json<Value> {
+#[utoipa::path(get, path = "/v1/health", tag = "cluster", responses((status = 200, description = "the cluster's nodes and which are connected", body = Health)))]
+async fn health(Extract(state): Extract<Arc<State>>) -> Json<Health> {
     let connected = state.connected();
-    let nodes: Vec<Value> = state
+    let nodes = state
         .config
         .cluster
         .nodes
         .keys()
-        .map(|id| json!({ "id": id.0, "connected": connected.contains(id) }))
+        .map(|id| NodeHealth { id: id.0, connected: connected.contains(id) })
         .collect();
-    Json(json!({ "status": "ok", "nodes": nodes, "connected": connected.len() }))
+    let count = u32::try_from(connected.len()).unwrap_or(u32::MAX);
+    Json(Health { status: "ok".into(), nodes, connected: count })
 }
 
-#[derive(Deserialize)]
-struct CreateKey {
-    scheme: String,
-    threshold: u8,
-    parties: u8,
-    /// Which nodes hold the parties (default: the first connected ones).
-    nodes: Option<Vec<u16>>,
-}
-
+/// Create a key (returns when every node agrees on the public key).
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateKey,
+    params(openapi::IdempotencyKey),
+    responses(
+        (status = 201, description = "the key", body = Key),
+        (status = 400, description = "`invalid_request`; `too_many_parties` when the cluster has fewer nodes than `parties`", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
+        (status = 502, description = "`node_failure`, `disagreement`", body = ErrorBody),
+        (status = 503, description = "`not_enough_nodes` connected; `storage`", body = ErrorBody),
+    ))]
 async fn create_key(Extract(state): Extract<Arc<State>>, headers: HeaderMap, body: Bytes) -> Response {
     idempotent(&state, &headers, "POST /v1/keys", &body, async {
         let request: CreateKey = parse(&body)?;
-        let scheme: Scheme =
+        let scheme: shardvault_types::Scheme =
             request.scheme.parse().map_err(|e: shardvault_types::Error| ApiError::bad(e.to_string()))?;
         let threshold = Threshold::new(request.threshold, request.parties).map_err(|e| ApiError::bad(e.to_string()))?;
+        let parties = usize::from(threshold.parties());
+        let cluster = &state.config.cluster.nodes;
+        if parties > cluster.len() {
+            return Err(ApiError::new(
+                ErrorCode::TooManyParties,
+                format!(
+                    "a {parties}-party key needs {parties} nodes, but the cluster has {}; ask for at most {} parties",
+                    cluster.len(),
+                    cluster.len()
+                ),
+            ));
+        }
         let connected = state.connected();
         let nodes: Vec<NodeId> = match request.nodes {
-            Some(nodes) => nodes.into_iter().map(NodeId).collect(),
-            None => connected.iter().copied().take(usize::from(threshold.parties())).collect(),
+            Some(nodes) => {
+                let nodes: Vec<NodeId> = nodes.into_iter().map(NodeId).collect();
+                if let Some(stranger) = nodes.iter().find(|n| !cluster.contains_key(n)) {
+                    return Err(ApiError::bad(format!("node {stranger} is not in the cluster")));
+                }
+                if nodes.len() != parties || nodes.iter().collect::<BTreeSet<_>>().len() != nodes.len() {
+                    return Err(ApiError::bad(format!("\"nodes\" must name {parties} distinct nodes, one per party")));
+                }
+                nodes
+            }
+            None => connected.iter().copied().take(parties).collect(),
         };
-        if nodes.len() != usize::from(threshold.parties()) || nodes.iter().collect::<BTreeSet<_>>().len() != nodes.len()
-        {
+        if nodes.len() != parties {
             return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_enough_nodes",
+                ErrorCode::NotEnoughNodes,
                 format!(
-                    "a {}-party key needs {} distinct connected nodes; {} are connected",
-                    threshold.parties(),
-                    threshold.parties(),
+                    "a {parties}-party key needs {parties} distinct connected nodes; {} are connected",
                     connected.len()
                 ),
             ));
@@ -259,25 +328,29 @@ async fn create_key(Extract(state): Extract<Arc<State>>, headers: HeaderMap, bod
             Outcome::KeyCreated { public_key } => Some(public_key.clone()),
             _ => None,
         })?;
-        let record = KeyRecord {
-            key_id: key_id.to_string(),
-            scheme: scheme.to_string(),
-            threshold: threshold.threshold(),
-            parties: threshold.parties(),
-            public_key: hex::encode(public_key),
-            epoch: 0,
-            nodes: participants,
-        };
+        let record =
+            KeyRecord { key_id, scheme, threshold, public_key, epoch: shardvault_types::Epoch(0), nodes: participants };
         state.db().put_key(&record).map_err(ApiError::storage)?;
-        Ok((StatusCode::CREATED, key_json(&record)))
+        answer(StatusCode::CREATED, &key_answer(&record))
     })
     .await
 }
 
-fn key_json(key: &KeyRecord) -> Value {
-    let nodes: BTreeMap<String, u16> = key.nodes.iter().map(|(p, n)| (p.get().to_string(), n.0)).collect();
-    json!({ "key_id": key.key_id, "scheme": key.scheme, "threshold": key.threshold, "parties": key.parties,
-            "public_key": key.public_key, "epoch": key.epoch, "nodes": nodes })
+fn nodes_answer(key: &KeyRecord) -> BTreeMap<String, u16> {
+    key.nodes.iter().map(|(p, n)| (p.get().to_string(), n.0)).collect()
+}
+
+fn key_answer(key: &KeyRecord) -> Key {
+    Key {
+        key_id: key.key_id.to_string(),
+        scheme: key.scheme.as_str().into(),
+        threshold: key.threshold.threshold(),
+        parties: key.threshold.parties(),
+        public_key: hex::encode(&key.public_key),
+        epoch: key.epoch.0,
+        nodes: nodes_answer(key),
+        request_id: None,
+    }
 }
 
 /// Every participant must answer with the same value.
@@ -288,24 +361,24 @@ fn agree<T: PartialEq>(
     let failures: Vec<String> =
         results.iter().filter_map(|(node, r)| r.as_ref().err().map(|e| format!("node {node}: {e}"))).collect();
     if !failures.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", failures.join("; ")));
+        return Err(ApiError::new(ErrorCode::NodeFailure, failures.join("; ")));
     }
     let mut values = results.values().filter_map(|r| r.as_ref().ok().and_then(&pick));
-    let first =
-        values.next().ok_or_else(|| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", "no node answered"))?;
+    let first = values.next().ok_or_else(|| ApiError::new(ErrorCode::NodeFailure, "no node answered"))?;
     if values.any(|v| v != first) || results.values().any(|r| r.as_ref().ok().and_then(&pick).is_none()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "disagreement",
-            "nodes reported different results; nothing was stored",
-        ));
+        return Err(ApiError::new(ErrorCode::Disagreement, "nodes reported different results; nothing was stored"));
     }
     Ok(first)
 }
 
-async fn list_keys(Extract(state): Extract<Arc<State>>) -> Result<Json<Value>, ApiError> {
+/// List keys.
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", responses(
+    (status = 200, description = "every key, oldest first", body = KeyList),
+    (status = 500, description = "`storage`", body = ErrorBody),
+))]
+async fn list_keys(Extract(state): Extract<Arc<State>>) -> Result<Json<KeyList>, ApiError> {
     let keys = state.db().keys().map_err(ApiError::storage)?;
-    Ok(Json(json!({ "keys": keys.iter().map(key_json).collect::<Vec<_>>() })))
+    Ok(Json(KeyList { keys: keys.iter().map(key_answer).collect() }))
 }
 
 fn load_key(state: &State, key_id: &KeyId) -> Result<KeyRecord, ApiError> {
@@ -313,49 +386,55 @@ fn load_key(state: &State, key_id: &KeyId) -> Result<KeyRecord, ApiError> {
         .db()
         .key(key_id)
         .map_err(ApiError::storage)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_key", format!("no key {key_id}")))
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownKey, format!("no key {key_id}")))
 }
 
-async fn get_key(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// A key, its bans and its last refresh.
+#[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "keys", params(openapi::KeyPath), responses(
+    (status = 200, description = "the key", body = KeyDetails),
+    (status = 404, description = "`unknown_key`", body = ErrorBody),
+    (status = 500, description = "`storage`", body = ErrorBody),
+))]
+async fn get_key(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) -> Result<Json<KeyDetails>, ApiError> {
     let key_id = key_id(&id)?;
-    let mut answer = key_json(&load_key(&state, &key_id)?);
+    let key = load_key(&state, &key_id)?;
     let bans = state.db().bans(&key_id).map_err(ApiError::storage)?;
     let refresh = state.db().latest_refresh(&key_id).map_err(ApiError::storage)?;
-    if let Value::Object(map) = &mut answer {
-        let bans: Vec<Value> =
-            bans.iter().map(|(party, reason)| json!({ "party": party.get(), "reason": reason })).collect();
-        map.insert("banned".into(), json!(bans));
-        map.insert(
-            "last_refresh".into(),
-            refresh.map_or(Value::Null, |(epoch, state, _)| json!({ "epoch": epoch.0, "state": state })),
-        );
-    }
-    Ok(Json(answer))
+    Ok(Json(KeyDetails {
+        key_id: key.key_id.to_string(),
+        scheme: key.scheme.as_str().into(),
+        threshold: key.threshold.threshold(),
+        parties: key.threshold.parties(),
+        public_key: hex::encode(&key.public_key),
+        epoch: key.epoch.0,
+        nodes: nodes_answer(&key),
+        banned: bans.into_iter().map(|(party, reason)| Ban { party: party.get(), reason }).collect(),
+        last_refresh: refresh.map(|(epoch, state, _)| LastRefresh { epoch: epoch.0, state }),
+    }))
 }
 
-async fn request(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// A request's status and result.
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
+    params(("id" = String, Path, description = "the `request_id` of an answer")),
+    responses(
+        (status = 200, description = "the request", body = RequestRecord),
+        (status = 404, description = "`unknown_request`", body = ErrorBody),
+        (status = 500, description = "`storage`", body = ErrorBody),
+    ))]
+async fn request(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) -> Result<Json<RequestRecord>, ApiError> {
     let (kind, status, response) = state
         .db()
         .request(&id)
         .map_err(ApiError::storage)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_request", format!("no request {id:?}")))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownRequest, format!("no request {id:?}")))?;
     let response: Value = response.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(Value::Null);
-    Ok(Json(json!({ "request_id": id, "kind": kind, "status": status, "response": response })))
-}
-
-#[derive(Deserialize)]
-struct Target {
-    chain: String,
-    index: Option<u32>,
-    path: Option<String>,
-    /// Cosmos SDK chains: the address's bech32 prefix (default `cosmos`).
-    bech32_prefix: Option<String>,
+    Ok(Json(RequestRecord { request_id: id, kind, status, response }))
 }
 
 struct Resolved {
     key: KeyRecord,
     key_id: KeyId,
-    scheme: Scheme,
+    scheme: shardvault_types::Scheme,
     chain: Chain,
     key_type: KeyType,
     path: DerivationPath,
@@ -366,8 +445,7 @@ struct Resolved {
 fn resolve(state: &State, id: &str, target: &Target) -> Result<Resolved, ApiError> {
     let key_id = key_id(id)?;
     let key = load_key(state, &key_id)?;
-    let scheme: Scheme =
-        key.scheme.parse().map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", "bad scheme"))?;
+    let scheme = key.scheme;
     let chain: Chain = target.chain.parse().map_err(|e: shardvault_chains::Error| ApiError::bad(e.to_string()))?;
     let key_type = KeyType::from(scheme);
     if !chain.accepts(key_type) {
@@ -410,32 +488,12 @@ async fn hardened(state: &State, r: &Resolved) -> Result<ExtendedPublicKey, ApiE
     Ok(ExtendedPublicKey { public_key: derived.public_key, chain_code: derived.chain_code })
 }
 
-#[derive(Deserialize)]
-struct SignBody {
-    #[serde(flatten)]
-    target: Target,
-    /// A message, signed in `format` (default: the chain's message format).
-    message_hex: Option<String>,
-    /// The message format by name (`eip191`, `bip322`, `solana-offchain`, …).
-    format: Option<String>,
-    /// Aptos: the AIP-62 nonce; the full message is then built from the
-    /// (UTF-8) message. Without it, `message_hex` is the full message.
-    nonce: Option<String>,
-    /// EIP-712 typed data, as `eth_signTypedData_v4` takes it (EVM chains).
-    typed_data: Option<Value>,
-    /// Raw signing: a 32-byte digest (ECDSA, BIP340). Nodes refuse it unless started with --allow-raw-signing.
-    digest_hex: Option<String>,
-    /// Raw signing: bytes an Ed25519 key signs as given. Nodes refuse it unless started with --allow-raw-signing.
-    raw_hex: Option<String>,
-    signers: Option<Vec<u8>>,
-}
-
 /// The payload of a sign request, and the message it carries (empty for raw kinds).
-fn sign_payload(request: &SignBody, r: &Resolved) -> Result<(SignPayload, Vec<u8>), ApiError> {
+fn sign_payload(request: &SignRequest, r: &Resolved) -> Result<(SignPayload, Vec<u8>), ApiError> {
     let bad = |e: shardvault_chains::Error| ApiError::bad(e.to_string());
     let raw_hex = |text: &str, what: &str| hex::decode(text).map_err(|_| ApiError::bad(format!("{what} is not hex")));
     let format = || -> Result<shardvault_chains::MessageFormat, ApiError> {
-        let prefix = request.target.bech32_prefix.as_deref();
+        let prefix = request.bech32_prefix.as_deref();
         match &request.format {
             Some(name) => shardvault_chains::MessageFormat::parse(name, prefix).map_err(bad),
             None => match r.chain.message_format(r.key_type) {
@@ -489,6 +547,19 @@ fn sign_payload(request: &SignBody, r: &Resolved) -> Result<(SignPayload, Vec<u8
     }
 }
 
+/// Sign a message in its chain's message format (or, raw signing, a named
+/// digest or raw bytes); the answer has `message_encoding` (the format) and
+/// `digest` (what the key signed, where not the message itself).
+#[utoipa::path(post, path = "/v1/keys/{key_id}/signatures", tag = "signing", request_body = SignRequest,
+    params(openapi::KeyPath, openapi::IdempotencyKey),
+    responses(
+        (status = 200, description = "the signature", body = SignatureAnswer),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`unknown_key`", body = ErrorBody),
+        (status = 409, description = "`party_banned`; `idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
+        (status = 502, description = "`signing_failed`, `node_failure`, `disagreement`", body = ErrorBody),
+        (status = 503, description = "`not_enough_signers`; `storage`", body = ErrorBody),
+    ))]
 async fn sign(
     Extract(state): Extract<Arc<State>>,
     Path(id): Path<String>,
@@ -496,8 +567,8 @@ async fn sign(
     body: Bytes,
 ) -> Response {
     idempotent(&state, &headers, "POST /v1/keys/{id}/signatures", &body, async {
-        let request: SignBody = parse(&body)?;
-        let r = resolve(&state, &id, &request.target)?;
+        let request: SignRequest = parse(&body)?;
+        let r = resolve(&state, &id, &request.target())?;
         if request.format.is_some() && request.message_hex.is_none() {
             return Err(ApiError::bad("\"format\" names the format of \"message_hex\""));
         }
@@ -519,15 +590,22 @@ async fn sign(
         let (signed, signature, attempts) = sign_with_retry(&state, &r, &payload, requested.as_ref()).await?;
         // What was signed, where it is not the message itself.
         let digest = (signed != message).then(|| hex::encode(&signed));
-        Ok((
-            StatusCode::OK,
-            json!({
-                "key_id": r.key.key_id, "chain": r.chain, "path": r.path.to_string(),
-                "public_key": hex::encode(&signature.public_key), "message": hex::encode(&message),
-                "message_encoding": format, "digest": digest, "signature": hex::encode(&signature.bytes),
-                "recovery_id": signature.recovery_id, "signers": signature.signers.iter().map(|p| p.get()).collect::<Vec<_>>(),
-                "epoch": r.key.epoch, "failed_attempts": attempts }),
-        ))
+        let signed = SignatureAnswer {
+            key_id: r.key.key_id.to_string(),
+            chain: r.chain.name().into(),
+            path: r.path.to_string(),
+            public_key: hex::encode(&signature.public_key),
+            message: hex::encode(&message),
+            message_encoding: format.into(),
+            digest,
+            signature: hex::encode(&signature.bytes),
+            recovery_id: signature.recovery_id,
+            signers: signature.signers.iter().map(|p| p.get()).collect(),
+            epoch: r.key.epoch.0,
+            failed_attempts: attempts,
+            request_id: None,
+        };
+        answer(StatusCode::OK, &signed)
     })
     .await
 }
@@ -545,15 +623,14 @@ async fn sign_with_retry(
     r: &Resolved,
     payload: &SignPayload,
     requested: Option<&BTreeSet<PartyId>>,
-) -> Result<(Vec<u8>, shardvault_types::Signature, Vec<Value>), ApiError> {
-    let t = usize::from(r.key.threshold);
+) -> Result<(Vec<u8>, shardvault_types::Signature, Vec<FailedAttempt>), ApiError> {
+    let t = usize::from(r.key.threshold.threshold());
     // Banned parties are never chosen (every honest node would refuse to
     // sign with them anyway); naming one is an error that says what to do.
     let banned = state.db().bans(&r.key_id).map_err(ApiError::storage)?;
     if let Some((party, reason)) = requested.and_then(|set| banned.iter().find(|(p, _)| set.contains(p))) {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "party_banned",
+            ErrorCode::PartyBanned,
             format!(
                 "party {party} is banned for this key ({reason}); choose other signers, or refresh the key \
                  (`shardvault refresh --key {}`), which clears the ban",
@@ -586,14 +663,13 @@ async fn sign_with_retry(
                 .collect();
             let missing = if missing.is_empty() { "none".to_string() } else { missing.join(", ") };
             return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_enough_signers",
+                ErrorCode::NotEnoughSigners,
                 format!("need {t} healthy signers; unavailable: {missing}; attempts: {}", json!(attempts)),
             ));
         }
         let participants: BTreeMap<PartyId, NodeId> =
             signers.iter().filter_map(|p| r.key.nodes.get(p).map(|n| (*p, *n))).collect();
-        let kind = JobKind::Sign { epoch: Epoch(r.key.epoch), path: r.path.clone(), payload: payload.clone() };
+        let kind = JobKind::Sign { epoch: r.key.epoch, path: r.path.clone(), payload: payload.clone() };
         let job = Job { session: SessionId::random(), key_id: r.key_id, participants: participants.clone(), kind };
         let results = state.run(job).await;
         let signed = agree(&results, |o| match o {
@@ -604,9 +680,10 @@ async fn sign_with_retry(
             Ok((signed, signature)) => return Ok((signed, signature, attempts)),
             Err(error) => {
                 tracing::warn!(key = %r.key_id, signers = ?signers, %error.message, "signing attempt failed");
-                attempts.push(
-                    json!({ "signers": signers.iter().map(|p| p.get()).collect::<Vec<_>>(), "error": error.message }),
-                );
+                attempts.push(FailedAttempt {
+                    signers: signers.iter().map(|p| p.get()).collect(),
+                    error: error.message.clone(),
+                });
                 record_bans(state, r, &participants, &results)?;
                 if requested.is_some() {
                     return Err(error);
@@ -615,11 +692,7 @@ async fn sign_with_retry(
             }
         }
     }
-    Err(ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "signing_failed",
-        format!("no signer set succeeded: {}", json!(attempts)),
-    ))
+    Err(ApiError::new(ErrorCode::SigningFailed, format!("no signer set succeeded: {}", json!(attempts))))
 }
 
 /// Remembers the parties that nodes banned in this attempt.
@@ -661,6 +734,19 @@ fn at_fault(participants: &BTreeMap<PartyId, NodeId>, results: &BTreeMap<NodeId,
     guilty
 }
 
+/// Refresh every share (key and addresses unchanged): every node stores the
+/// new epoch and signs that it did; only on every node's signed confirmation
+/// does any node delete the old epoch. Clears the key's bans.
+#[utoipa::path(post, path = "/v1/keys/{key_id}/refresh", tag = "keys", request_body(content = Option<shardvault_api::Empty>, description = "nothing, or `{}`"),
+    params(openapi::KeyPath, openapi::IdempotencyKey),
+    responses(
+        (status = 200, description = "refreshed and activated on every node", body = shardvault_api::Refreshed),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`unknown_key`", body = ErrorBody),
+        (status = 409, description = "`refresh_unfinished`, `epochs_exhausted`; `idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
+        (status = 502, description = "`node_failure`, `disagreement`, `bad_certificate`, `activation_incomplete`", body = ErrorBody),
+        (status = 503, description = "`storage`", body = ErrorBody),
+    ))]
 async fn refresh(
     Extract(state): Extract<Arc<State>>,
     Path(id): Path<String>,
@@ -668,12 +754,25 @@ async fn refresh(
     body: Bytes,
 ) -> Response {
     idempotent(&state, &headers, "POST /v1/keys/{id}/refresh", &body, async {
+        no_body(&body)?;
         let key = load_key(&state, &key_id(&id)?)?;
         refresh::refresh(&state, key).await
     })
     .await
 }
 
+/// Finish the key's last refresh: activate a confirmed epoch on every node,
+/// or record an unconfirmed attempt as abandoned (nothing was deleted for it).
+#[utoipa::path(post, path = "/v1/keys/{key_id}/refresh/finish", tag = "keys", request_body(content = Option<shardvault_api::Empty>, description = "nothing, or `{}`"),
+    params(openapi::KeyPath, openapi::IdempotencyKey),
+    responses(
+        (status = 200, description = "what was finished", body = shardvault_api::RefreshFinished),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`unknown_key`", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
+        (status = 502, description = "`activation_incomplete`", body = ErrorBody),
+        (status = 503, description = "`storage`", body = ErrorBody),
+    ))]
 async fn finish_refresh(
     Extract(state): Extract<Arc<State>>,
     Path(id): Path<String>,
@@ -681,6 +780,7 @@ async fn finish_refresh(
     body: Bytes,
 ) -> Response {
     idempotent(&state, &headers, "POST /v1/keys/{id}/refresh/finish", &body, async {
+        no_body(&body)?;
         let key = load_key(&state, &key_id(&id)?)?;
         refresh::finish(&state, key).await
     })

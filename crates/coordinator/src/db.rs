@@ -1,25 +1,141 @@
 //! Coordinator metadata in SQLite: keys, derived addresses, requests and
 //! idempotency records. Nothing secret is stored here.
+//!
+//! The database carries a schema version (`PRAGMA user_version`): a database
+//! from before versions (0) is migrated to [`SCHEMA_VERSION`] when opened; a
+//! newer one is refused, so an older coordinator never writes over a layout it
+//! does not know.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use shardvault_types::{Epoch, KeyId, PartyId};
+use shardvault_types::{Epoch, KeyId, PartyId, Scheme, Threshold};
 use shardvault_wire::{NodeId, RefreshCertificate};
 
-/// A key as the coordinator knows it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// The layout this coordinator reads and writes.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// Why the database cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    #[error("coordinator database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "the coordinator database has schema version {found}, but this coordinator knows versions up to \
+         {SCHEMA_VERSION}: it was written by a newer shardvault; run that version (or restore a backup from \
+         before the upgrade)"
+    )]
+    Newer { found: u32 },
+}
+
+/// A key as the coordinator knows it, checked when read.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct KeyRecord {
-    pub key_id: String,
-    pub scheme: String,
-    pub threshold: u8,
-    pub parties: u8,
-    pub public_key: String,
-    pub epoch: u32,
+    pub key_id: KeyId,
+    pub scheme: Scheme,
+    pub threshold: Threshold,
+    /// The group public key.
+    pub public_key: Vec<u8>,
+    /// The epoch signing uses.
+    pub epoch: Epoch,
     /// Which node holds which party.
     pub nodes: BTreeMap<PartyId, NodeId>,
+}
+
+/// How a [`KeyRecord`] is stored (JSON in `keys.record`; the layout of
+/// schema version 0 and 1).
+#[derive(Serialize, Deserialize)]
+struct StoredKey {
+    key_id: String,
+    scheme: String,
+    threshold: u8,
+    parties: u8,
+    public_key: String,
+    epoch: u32,
+    nodes: BTreeMap<PartyId, NodeId>,
+}
+
+impl From<&KeyRecord> for StoredKey {
+    fn from(key: &KeyRecord) -> Self {
+        StoredKey {
+            key_id: key.key_id.to_string(),
+            scheme: key.scheme.as_str().to_string(),
+            threshold: key.threshold.threshold(),
+            parties: key.threshold.parties(),
+            public_key: hex::encode(&key.public_key),
+            epoch: key.epoch.0,
+            nodes: key.nodes.clone(),
+        }
+    }
+}
+
+impl TryFrom<StoredKey> for KeyRecord {
+    type Error = String;
+    fn try_from(stored: StoredKey) -> Result<Self, String> {
+        let key = KeyRecord {
+            key_id: stored.key_id.parse().map_err(|e| format!("key id: {e}"))?,
+            scheme: stored.scheme.parse().map_err(|e| format!("scheme: {e}"))?,
+            threshold: Threshold::new(stored.threshold, stored.parties).map_err(|e| e.to_string())?,
+            public_key: hex::decode(&stored.public_key).map_err(|_| "the public key is not hex".to_string())?,
+            epoch: Epoch(stored.epoch),
+            nodes: stored.nodes,
+        };
+        if key.nodes.len() != usize::from(key.threshold.parties()) {
+            return Err(format!("{} nodes for {} parties", key.nodes.len(), key.threshold.parties()));
+        }
+        Ok(key)
+    }
+}
+
+/// A stored key record that does not parse: an error, never skipped.
+fn unreadable(column: usize, what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, what.into())
+}
+
+fn read_key(text: &str) -> rusqlite::Result<KeyRecord> {
+    let stored: StoredKey = serde_json::from_str(text).map_err(|e| unreadable(0, format!("key record: {e}")))?;
+    let id = stored.key_id.clone();
+    KeyRecord::try_from(stored).map_err(|e| unreadable(0, format!("key record {id}: {e}")))
+}
+
+/// Brings a database of schema version 0 (every coordinator before
+/// versions, with or without the claim columns; or a new, empty file) to
+/// version 1, in one transaction.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, record TEXT NOT NULL, created INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS derivations (key_id TEXT NOT NULL, path TEXT NOT NULL, public_key BLOB NOT NULL,
+             chain_code BLOB NOT NULL, PRIMARY KEY (key_id, path));
+         CREATE TABLE IF NOT EXISTS requests (id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
+             response TEXT, created INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS attestations (key_id TEXT NOT NULL, path TEXT NOT NULL, chain TEXT NOT NULL,
+             statement BLOB NOT NULL, node INTEGER NOT NULL, signature BLOB NOT NULL,
+             PRIMARY KEY (key_id, statement, node));
+         CREATE TABLE IF NOT EXISTS refreshes (key_id TEXT NOT NULL, epoch INTEGER NOT NULL, state TEXT NOT NULL
+             CHECK (state IN ('started', 'failed', 'certified', 'activated', 'abandoned')), certificate TEXT,
+             PRIMARY KEY (key_id, epoch));
+         CREATE TABLE IF NOT EXISTS bans (key_id TEXT NOT NULL, party INTEGER NOT NULL, node INTEGER NOT NULL,
+             reason TEXT NOT NULL, PRIMARY KEY (key_id, party));
+         CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, route TEXT NOT NULL,
+             body_hash TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL);",
+    )?;
+    // Claims: a key is recorded as `running` (with its request) before the
+    // request runs, and `done` once its answer is stored.
+    let columns: Vec<String> = tx
+        .prepare("SELECT name FROM pragma_table_info('idempotency')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !columns.iter().any(|c| c == "state") {
+        tx.execute_batch(
+            "ALTER TABLE idempotency ADD COLUMN request_id TEXT;
+             ALTER TABLE idempotency ADD COLUMN state TEXT NOT NULL DEFAULT 'done';",
+        )?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
 }
 
 /// A derived hardened path's public data.
@@ -45,46 +161,19 @@ pub(crate) struct Idempotency {
     pub answer: Option<(u16, String)>,
 }
 
-/// A stored key record that does not decode (column 0 of its query).
-fn record_corrupt(error: serde_json::Error) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
-}
-
 impl Db {
-    pub(crate) fn open(path: &Path) -> rusqlite::Result<Self> {
+    pub(crate) fn open(path: &Path) -> Result<Self, OpenError> {
         let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(OpenError::Newer { found });
+        }
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // A claim must be on disk before its request runs.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, record TEXT NOT NULL, created INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS derivations (key_id TEXT NOT NULL, path TEXT NOT NULL, public_key BLOB NOT NULL,
-                 chain_code BLOB NOT NULL, PRIMARY KEY (key_id, path));
-             CREATE TABLE IF NOT EXISTS requests (id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
-                 response TEXT, created INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS attestations (key_id TEXT NOT NULL, path TEXT NOT NULL, chain TEXT NOT NULL,
-                 statement BLOB NOT NULL, node INTEGER NOT NULL, signature BLOB NOT NULL,
-                 PRIMARY KEY (key_id, statement, node));
-             CREATE TABLE IF NOT EXISTS refreshes (key_id TEXT NOT NULL, epoch INTEGER NOT NULL, state TEXT NOT NULL
-                 CHECK (state IN ('started', 'failed', 'certified', 'activated', 'abandoned')), certificate TEXT,
-                 PRIMARY KEY (key_id, epoch));
-             CREATE TABLE IF NOT EXISTS bans (key_id TEXT NOT NULL, party INTEGER NOT NULL, node INTEGER NOT NULL,
-                 reason TEXT NOT NULL, PRIMARY KEY (key_id, party));
-             CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, route TEXT NOT NULL,
-                 body_hash TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL);",
-        )?;
-        // Claims: a key is recorded as `running` (with its request) before the
-        // request runs, and `done` once its answer is stored.
-        let columns: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_table_info('idempotency')")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        if !columns.iter().any(|c| c == "state") {
-            conn.execute_batch(
-                "ALTER TABLE idempotency ADD COLUMN request_id TEXT;
-                 ALTER TABLE idempotency ADD COLUMN state TEXT NOT NULL DEFAULT 'done';",
-            )?;
+        if found < SCHEMA_VERSION {
+            migrate(&conn)?;
         }
         // Nothing runs before this process serves: whatever was running when
         // the last one stopped ended without a stored outcome.
@@ -93,11 +182,11 @@ impl Db {
     }
 
     pub(crate) fn put_key(&self, key: &KeyRecord) -> rusqlite::Result<()> {
-        // An unencodable record is an error, never an empty row.
-        let record = serde_json::to_string(key).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let record = serde_json::to_string(&StoredKey::from(key))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         self.conn.execute(
             "INSERT OR REPLACE INTO keys (key_id, record, created) VALUES (?1, ?2, COALESCE((SELECT created FROM keys WHERE key_id = ?1), unixepoch()))",
-            params![key.key_id, record],
+            params![key.key_id.to_string(), record],
         )?;
         Ok(())
     }
@@ -107,19 +196,13 @@ impl Db {
             .conn
             .query_row("SELECT record FROM keys WHERE key_id = ?1", [key_id.to_string()], |r| r.get(0))
             .optional()?;
-        // A record that does not decode is an error, not "no such key".
-        record.map(|r| serde_json::from_str(&r).map_err(record_corrupt)).transpose()
+        record.map(|r| read_key(&r)).transpose()
     }
 
     pub(crate) fn keys(&self) -> rusqlite::Result<Vec<KeyRecord>> {
         let mut statement = self.conn.prepare("SELECT record FROM keys ORDER BY created, key_id")?;
         let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
-        let mut keys = Vec::new();
-        for row in rows {
-            // A record that does not decode is an error, not left out of the list.
-            keys.push(serde_json::from_str(&row?).map_err(record_corrupt)?);
-        }
-        Ok(keys)
+        rows.map(|row| read_key(&row?)).collect()
     }
 
     pub(crate) fn put_derived(&self, key_id: &KeyId, path: &str, derived: &Derived) -> rusqlite::Result<()> {
@@ -376,5 +459,98 @@ mod tests {
             .unwrap();
         assert!(db.derived(&key_id, "m/1h").is_err());
         assert!(db.derived(&key_id, "m/2h").unwrap().is_none());
+    }
+
+    fn key() -> KeyRecord {
+        let threshold = Threshold::new(2, 3).unwrap();
+        KeyRecord {
+            key_id: KeyId::random(),
+            scheme: Scheme::SchnorrSecp256k1,
+            threshold,
+            public_key: vec![2; 33],
+            epoch: Epoch(4),
+            nodes: threshold.party_ids().zip([NodeId(1), NodeId(2), NodeId(3)]).collect(),
+        }
+    }
+
+    fn version(path: &Path) -> u32 {
+        Connection::open(path).unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_key_is_stored_and_read_back_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("c.db")).unwrap();
+        let key = key();
+        db.put_key(&key).unwrap();
+        assert_eq!(db.key(&key.key_id).unwrap(), Some(key.clone()));
+        assert_eq!(db.keys().unwrap(), vec![key]);
+        assert_eq!(version(&dir.path().join("c.db")), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_stored_key_that_does_not_parse_is_an_error_not_a_missing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("c.db")).unwrap();
+        let key = key();
+        db.put_key(&key).unwrap();
+        db.conn.execute("UPDATE keys SET record = replace(record, '\"threshold\":2', '\"threshold\":9')", []).unwrap();
+        let error = db.key(&key.key_id).unwrap_err().to_string();
+        assert!(error.contains(&key.key_id.to_string()) && error.contains("9-of-3"), "{error}");
+        assert!(db.keys().is_err());
+    }
+
+    /// A database as the coordinator wrote it before schema versions (and
+    /// before claims had their columns), with a key in it.
+    #[test]
+    fn an_unversioned_database_is_migrated_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let key = key();
+        let record = serde_json::to_string(&StoredKey::from(&key)).unwrap();
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE keys (key_id TEXT PRIMARY KEY, record TEXT NOT NULL, created INTEGER NOT NULL);
+             CREATE TABLE requests (id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
+                 response TEXT, created INTEGER NOT NULL);
+             CREATE TABLE idempotency (idem_key TEXT PRIMARY KEY, route TEXT NOT NULL,
+                 body_hash TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL);
+             INSERT INTO idempotency VALUES ('k', 'POST /v1/keys', 'h', 201, '{}');
+             INSERT INTO requests VALUES ('r', 'POST /v1/keys', 'running', NULL, 0);",
+        )
+        .unwrap();
+        old.execute("INSERT INTO keys VALUES (?1, ?2, 0)", params![key.key_id.to_string(), record]).unwrap();
+        drop(old);
+        assert_eq!(version(&path), 0);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(version(&path), SCHEMA_VERSION);
+        assert_eq!(db.key(&key.key_id).unwrap(), Some(key));
+        let replay = db.idempotent("k").unwrap().unwrap();
+        assert_eq!((replay.body_hash.as_str(), replay.answer), ("h", Some((201, "{}".to_string()))));
+        assert_eq!(db.request("r").unwrap().unwrap().1, "unknown");
+        assert!(db.bans(&KeyId::random()).unwrap().is_empty(), "the tables added since exist");
+        drop(db);
+        // Opening again changes nothing.
+        Db::open(&path).unwrap();
+        assert_eq!(version(&path), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_coordinator_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let newer = Connection::open(&path).unwrap();
+        newer.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 7;").unwrap();
+        drop(newer);
+        let error = Db::open(&path).err().unwrap();
+        assert!(matches!(error, OpenError::Newer { found: 7 }), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("schema version 7") && message.contains("up to 1"), "{message}");
+        assert_eq!(version(&path), 7);
+        let tables: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'keys'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 0, "it created tables in a database it refused");
     }
 }

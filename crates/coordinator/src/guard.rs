@@ -19,10 +19,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::uri::Authority;
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+
+use shardvault_api::ErrorCode;
 
 use crate::api::ApiError;
 
@@ -84,18 +86,17 @@ fn cross_site(hosts: &Hosts, request: &Request) -> Result<(), ApiError> {
         Some(host) => host.to_str().ok(),
         None => request.uri().authority().map(Authority::as_str),
     }
-    .ok_or_else(|| ApiError::new(StatusCode::MISDIRECTED_REQUEST, "unknown_host", "the request names no host"))?;
+    .ok_or_else(|| ApiError::new(ErrorCode::UnknownHost, "the request names no host"))?;
     if !hosts.allows(host) {
         return Err(ApiError::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            "unknown_host",
+            ErrorCode::UnknownHost,
             format!(
                 "this coordinator does not answer to the host name {host:?}; if it is the coordinator's own \
                  name, start it with --allowed-host"
             ),
         ));
     }
-    let foreign = || ApiError::new(StatusCode::FORBIDDEN, "cross_site", "cross-site requests are refused");
+    let foreign = || ApiError::new(ErrorCode::CrossSite, "cross-site requests are refused");
     if let Some(site) = headers.get("sec-fetch-site") {
         if !matches!(site.as_bytes(), b"same-origin" | b"none") {
             return Err(foreign());
@@ -126,17 +127,16 @@ async fn json_body(request: Request) -> Result<Request, ApiError> {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
     if !declared {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "POST bodies must be sent with Content-Type: application/json",
         ));
     }
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is unreadable or over 2 MiB")
-    })?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::BodyTooLarge, "the request body is unreadable or over 2 MiB"))?;
     if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "the request body is not JSON"));
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "the request body is not JSON"));
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }

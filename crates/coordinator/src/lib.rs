@@ -11,7 +11,6 @@ mod api;
 mod db;
 mod guard;
 mod jobs;
-mod openapi;
 mod relay;
 pub mod tls;
 
@@ -27,7 +26,7 @@ use shardvault_wire::{Cluster, NoiseSecretKey};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use api::ApiError;
+pub use api::{document as openapi_document, ApiError};
 
 /// What a coordinator needs.
 #[derive(Debug)]

@@ -17,12 +17,14 @@ pub(crate) struct Running {
     _stop: watch::Sender<bool>,
 }
 
+/// A coordinator whose cluster has three nodes, none of them connected.
 pub(crate) async fn start(tls: Option<Arc<rustls::ServerConfig>>) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let (secret, coordinator) = generate_keypair().unwrap();
     let database = dir.path().join("coordinator.db");
+    let nodes = (1..=3).map(|id| (shardvault_wire::NodeId(id), generate_keypair().unwrap().1)).collect();
     let config = crate::Config {
-        cluster: Cluster { coordinator, nodes: Default::default(), identities: Default::default() },
+        cluster: Cluster { coordinator, nodes, identities: Default::default() },
         secret,
         database: database.clone(),
         job_timeout: Duration::from_secs(5),

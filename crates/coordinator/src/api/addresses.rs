@@ -14,16 +14,32 @@ use axum::body::Bytes;
 use axum::extract::{Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::json;
+use shardvault_api::{AddressRequest, Attestation, AttestedAddress, ErrorBody, ErrorCode};
 use shardvault_types::{derive_public, SessionId};
 use shardvault_wire::{
     address_for, AddressStatement, Job, JobKind, NodeId, Outcome, ADDRESS_ATTESTATION_DOMAIN,
     ADDRESS_ATTESTATION_VERSION,
 };
 
-use super::{hardened, idempotent, parse, resolve, ApiError, Resolved, Target};
+use super::{answer, hardened, idempotent, openapi, parse, resolve, ApiError, Resolved};
 use crate::jobs::State;
 
+/// Derive an address. The coordinator derives the address, then every
+/// connected node of the key derives it from its own share and signs the
+/// statement (docs/FORMATS.md "Address attestation"). Clients must check the
+/// signatures against the identity keys of their pinned cluster file (at
+/// least max(2, threshold) distinct nodes) and recompute the address from
+/// `public_key`; `shardvault address` does.
+#[utoipa::path(post, path = "/v1/keys/{key_id}/addresses", tag = "addresses", request_body = AddressRequest,
+    params(openapi::KeyPath, openapi::IdempotencyKey),
+    responses(
+        (status = 200, description = "the address and the nodes' attestations", body = AttestedAddress),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`unknown_key`", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
+        (status = 502, description = "`disagreement` when a node attests another address; `node_failure`", body = ErrorBody),
+        (status = 503, description = "`not_enough_attestations` when fewer nodes attest; `storage`", body = ErrorBody),
+    ))]
 pub(super) async fn address(
     Extract(state): Extract<Arc<State>>,
     Path(id): Path<String>,
@@ -31,15 +47,14 @@ pub(super) async fn address(
     body: Bytes,
 ) -> Response {
     idempotent(&state, &headers, "POST /v1/keys/{id}/addresses", &body, async {
-        let target: Target = parse(&body)?;
-        let r = resolve(&state, &id, &target)?;
+        let request: AddressRequest = parse(&body)?;
+        let r = resolve(&state, &id, &request.target())?;
         let base = hardened(&state, &r).await?;
         let child = derive_public(r.scheme, &base, r.path.normal_suffix()).map_err(|e| ApiError::bad(e.to_string()))?;
-        let prefix = target.bech32_prefix.as_deref();
+        let prefix = request.bech32_prefix.as_deref();
         let address =
             address_for(r.chain, r.scheme, &child.public_key, prefix).map_err(|e| ApiError::bad(e.to_string()))?;
-        let threshold = shardvault_types::Threshold::new(r.key.threshold, r.key.parties)
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", "bad threshold"))?;
+        let threshold = r.key.threshold;
         let statement = AddressStatement {
             key_id: r.key_id,
             scheme: r.scheme,
@@ -51,18 +66,25 @@ pub(super) async fn address(
             address,
         };
         let attestations = attest(&state, &r, &statement).await?;
-        let attestations: Vec<_> = attestations
-            .iter()
-            .map(|(node, signature)| json!({ "node": node.0, "signature": hex::encode(signature) }))
-            .collect();
-        Ok((
-            StatusCode::OK,
-            json!({ "key_id": r.key.key_id, "scheme": r.scheme, "threshold": threshold.threshold(),
-                    "parties": threshold.parties(), "chain": r.chain, "bech32_prefix": statement.bech32_prefix,
-                    "path": r.path.to_string(), "public_key": hex::encode(&statement.public_key),
-                    "address": statement.address, "attestation_domain": ADDRESS_ATTESTATION_DOMAIN,
-                    "attestation_version": ADDRESS_ATTESTATION_VERSION, "attestations": attestations }),
-        ))
+        let attested = AttestedAddress {
+            key_id: r.key.key_id.to_string(),
+            scheme: r.scheme.as_str().into(),
+            threshold: threshold.threshold(),
+            parties: threshold.parties(),
+            chain: r.chain.name().into(),
+            bech32_prefix: statement.bech32_prefix,
+            path: r.path.to_string(),
+            public_key: hex::encode(&statement.public_key),
+            address: statement.address,
+            attestation_domain: ADDRESS_ATTESTATION_DOMAIN.into(),
+            attestation_version: ADDRESS_ATTESTATION_VERSION,
+            attestations: attestations
+                .iter()
+                .map(|(node, signature)| Attestation { node: node.0, signature: hex::encode(signature) })
+                .collect(),
+            request_id: None,
+        };
+        answer(StatusCode::OK, &attested)
     })
     .await
 }
@@ -170,7 +192,7 @@ async fn attest(
         if problems.is_empty() { String::new() } else { format!(" ({})", problems.join("; ")) }
     );
     Err(match disagreement {
-        true => ApiError::new(StatusCode::BAD_GATEWAY, "disagreement", message),
-        false => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_enough_attestations", message),
+        true => ApiError::new(ErrorCode::Disagreement, message),
+        false => ApiError::new(ErrorCode::NotEnoughAttestations, message),
     })
 }

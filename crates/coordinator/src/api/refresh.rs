@@ -17,27 +17,22 @@
 use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
-use serde_json::json;
+use shardvault_api::{ErrorCode, RefreshFinished, Refreshed};
 use shardvault_types::{Epoch, KeyId, SessionId};
 use shardvault_wire::{Job, JobKind, NodeId, Outcome, RefreshCertificate};
 
-use super::{agree, Answer, ApiError};
+use super::{agree, answer, Answer, ApiError};
 use crate::db::KeyRecord;
 use crate::jobs::{NodeResult, State};
 
-fn key_id(key: &KeyRecord) -> Result<KeyId, ApiError> {
-    key.key_id.parse().map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", "bad key id"))
-}
-
 /// Refreshes every share of `key` and activates the new epoch.
 pub(super) async fn refresh(state: &State, mut key: KeyRecord) -> Answer {
-    let id = key_id(&key)?;
+    let id = key.key_id;
     let latest = state.db().latest_refresh(&id).map_err(ApiError::storage)?;
     if let Some((epoch, status, _)) = &latest {
         if status == "certified" {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "refresh_unfinished",
+                ErrorCode::RefreshUnfinished,
                 format!(
                     "epoch {epoch} of this key is confirmed by every node but not yet activated everywhere; \
                      finish it first (`shardvault refresh --key {} --finish`)",
@@ -46,11 +41,13 @@ pub(super) async fn refresh(state: &State, mut key: KeyRecord) -> Answer {
             ));
         }
     }
-    let from = Epoch(key.epoch);
-    let to =
-        Epoch(latest.map_or(key.epoch, |(epoch, _, _)| epoch.0.max(key.epoch)).checked_add(1).ok_or_else(|| {
-            ApiError::new(StatusCode::CONFLICT, "epochs_exhausted", "this key has no epochs left to refresh to")
-        })?);
+    let from = key.epoch;
+    let to = Epoch(
+        latest
+            .map_or(from.0, |(epoch, _, _)| epoch.0.max(from.0))
+            .checked_add(1)
+            .ok_or_else(|| ApiError::new(ErrorCode::EpochsExhausted, "this key has no epochs left to refresh to"))?,
+    );
     state.db().put_refresh(&id, to, "started", None).map_err(ApiError::storage)?;
     let job = Job {
         session: SessionId::random(),
@@ -58,65 +55,74 @@ pub(super) async fn refresh(state: &State, mut key: KeyRecord) -> Answer {
         participants: key.nodes.clone(),
         kind: JobKind::Refresh { from, to },
     };
-    let certificate = match certificate(&key, id, to, &state.run(job).await) {
+    let certificate = match certificate(&key, to, &state.run(job).await) {
         Ok(certificate) => certificate,
         Err(error) => {
             state.db().put_refresh(&id, to, "failed", None).map_err(ApiError::storage)?;
-            return Err(ApiError::new(
-                error.status,
-                error.code,
-                format!(
-                    "{}; the refresh did not complete on every node, so epoch {from} stays active everywhere and \
-                     nothing was deleted — retry the refresh",
-                    error.message
-                ),
-            ));
+            let message = format!(
+                "{}; the refresh did not complete on every node, so epoch {from} stays active everywhere and \
+                 nothing was deleted — retry the refresh",
+                error.message
+            );
+            return Err(ApiError { message, ..error });
         }
     };
-    certificate.verify(id, &key.nodes, &state.config.cluster).map_err(|e| {
-        ApiError::new(StatusCode::BAD_GATEWAY, "bad_certificate", format!("a node's confirmation does not verify: {e}"))
-    })?;
+    certificate
+        .verify(id, &key.nodes, &state.config.cluster)
+        .map_err(|e| ApiError::new(ErrorCode::BadCertificate, format!("a node's confirmation does not verify: {e}")))?;
     state.db().put_refresh(&id, to, "certified", Some(&certificate)).map_err(ApiError::storage)?;
     // Every node holds `to` now: sign with it, and a complete refresh clears bans.
-    key.epoch = to.0;
+    key.epoch = to;
     state.db().put_key(&key).map_err(ApiError::storage)?;
     let bans_cleared = state.db().bans(&id).map_err(ApiError::storage)?;
     state.db().clear_bans(&id).map_err(ApiError::storage)?;
     activate(state, &key, id, &certificate).await?;
-    Ok((
-        StatusCode::OK,
-        json!({ "key_id": key.key_id, "epoch_before": from.0, "epoch_after": to.0,
-                "bans_cleared": bans_cleared.keys().map(|p| p.get()).collect::<Vec<_>>() }),
-    ))
+    let refreshed = Refreshed {
+        key_id: key.key_id.to_string(),
+        epoch_before: from.0,
+        epoch_after: to.0,
+        bans_cleared: bans_cleared.keys().map(|p| p.get()).collect(),
+        request_id: None,
+    };
+    answer(StatusCode::OK, &refreshed)
 }
 
 /// Finishes the key's last refresh: activates a certified epoch everywhere,
 /// or, for an attempt that never got every node's confirmation, records that
 /// it was abandoned (nothing to undo: no node deleted anything for it).
 pub(super) async fn finish(state: &State, key: KeyRecord) -> Answer {
-    let id = key_id(&key)?;
+    let id = key.key_id;
     let latest = state.db().latest_refresh(&id).map_err(ApiError::storage)?;
     match latest {
         Some((epoch, status, Some(certificate))) if status == "certified" => {
             activate(state, &key, id, &certificate).await?;
-            Ok((StatusCode::OK, json!({ "key_id": key.key_id, "epoch": epoch.0, "finished": "activated" })))
+            answer(StatusCode::OK, &finished(&key, epoch, "activated", None))
         }
         Some((epoch, status, _)) if status == "started" || status == "failed" => {
             state.db().put_refresh(&id, epoch, "abandoned", None).map_err(ApiError::storage)?;
-            Ok((
-                StatusCode::OK,
-                json!({ "key_id": key.key_id, "epoch": key.epoch, "finished": "abandoned",
-                        "message": format!("the refresh to epoch {epoch} never had every node's confirmation; epoch {} stays active", key.epoch) }),
-            ))
+            let message = format!(
+                "the refresh to epoch {epoch} never had every node's confirmation; epoch {} stays active",
+                key.epoch
+            );
+            answer(StatusCode::OK, &finished(&key, key.epoch, "abandoned", Some(message)))
         }
-        _ => Ok((StatusCode::OK, json!({ "key_id": key.key_id, "epoch": key.epoch, "finished": "nothing to finish" }))),
+        _ => answer(StatusCode::OK, &finished(&key, key.epoch, "nothing to finish", None)),
+    }
+}
+
+fn finished(key: &KeyRecord, epoch: Epoch, finished: &str, message: Option<String>) -> RefreshFinished {
+    RefreshFinished {
+        key_id: key.key_id.to_string(),
+        epoch: epoch.0,
+        finished: finished.into(),
+        message,
+        request_id: None,
     }
 }
 
 /// Every node's "I stored `to`", as a certificate.
 fn certificate(
     key: &KeyRecord,
-    id: KeyId,
     to: Epoch,
     results: &BTreeMap<NodeId, NodeResult>,
 ) -> Result<RefreshCertificate, ApiError> {
@@ -126,9 +132,7 @@ fn certificate(
     })
     .and_then(|epoch| match epoch == to {
         true => Ok(()),
-        false => {
-            Err(ApiError::new(StatusCode::BAD_GATEWAY, "disagreement", format!("nodes refreshed to {epoch}, not {to}")))
-        }
+        false => Err(ApiError::new(ErrorCode::Disagreement, format!("nodes refreshed to {epoch}, not {to}"))),
     })?;
     let signatures = results
         .iter()
@@ -137,9 +141,7 @@ fn certificate(
             _ => None,
         })
         .collect();
-    let public_key = hex::decode(&key.public_key)
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", format!("bad public key of {id}")))?;
-    Ok(RefreshCertificate { epoch: to, public_key, signatures })
+    Ok(RefreshCertificate { epoch: to, public_key: key.public_key.clone(), signatures })
 }
 
 /// Sends the certificate to every node of the key; done when all activated.
@@ -157,14 +159,14 @@ async fn activate(state: &State, key: &KeyRecord, id: KeyId, certificate: &Refre
     })
     .map_err(|error| {
         ApiError::new(
-            error.status,
-            "activation_incomplete",
+            ErrorCode::ActivationIncomplete,
             format!(
                 "{}; every node holds epoch {epoch} and signing uses it, but older epochs are not deleted everywhere \
                  yet — run `shardvault refresh --key {} --finish` once every node is back",
                 error.message, key.key_id
             ),
         )
+        .with_status(error.status)
     })?;
     state.db().put_refresh(&id, epoch, "activated", None).map_err(ApiError::storage)?;
     Ok(())

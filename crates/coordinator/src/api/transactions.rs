@@ -13,39 +13,39 @@ use axum::extract::{Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::json;
+use shardvault_api::{
+    ChainTransaction, ErrorBody, ErrorCode, EvmTransaction, SignedTransaction, TransactionRequest, UtxoTransaction,
+};
 use shardvault_chains::transaction::Signed;
 use shardvault_chains::{Chain, Transaction, Unsigned};
 use shardvault_types::PartyId;
 use shardvault_wire::SignPayload;
 
 use super::{
-    hardened, idempotent, parse, requested_signers, resolve, sign_with_retry, Answer, ApiError, Resolved, Target,
+    answer, hardened, idempotent, openapi, parse, requested_signers, resolve, sign_with_retry, Answer, ApiError,
+    Resolved,
 };
 use crate::jobs::State;
 
-#[derive(Deserialize)]
-struct TransactionBody {
-    #[serde(flatten)]
-    target: Target,
-    /// Bitcoin: `bitcoin` (default), `testnet`, `signet`, `regtest`; EVM: `mainnet` (default), `sepolia`, …
-    network: Option<String>,
-    /// Bitcoin: the unsigned PSBT, base64.
-    psbt: Option<String>,
-    /// The unsigned transaction, hex: EVM signing preimage (EIP-1559
-    /// `0x02‖rlp(…)` or legacy EIP-155), Solana message, Aptos
-    /// `RawTransaction`, Sui `TransactionData`, Tron `raw_data`, Cosmos `SignDoc`.
-    tx_hex: Option<String>,
-    /// The same, base64 (as the Solana and Sui SDKs print it).
-    tx_base64: Option<String>,
-    /// EVM: which chain gives the chain id: ethereum (default), bsc, polygon, arbitrum, optimism, base, avalanche.
-    evm_chain: Option<String>,
-    signers: Option<Vec<u8>>,
+/// A chain's summary of what it signs, as JSON.
+fn summary_json<T: serde::Serialize>(summary: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(summary).map_err(|e| ApiError::bug(format!("transaction summary: {e}")))
 }
 
 /// `POST /v1/keys/{id}/transactions`: by the key's chain, a PSBT, an EVM
 /// preimage or a single-signer transaction.
+/// Sign an unsigned transaction (each node decodes it and derives what it
+/// signs) and return it signed, in the chain's wire format, with its id.
+#[utoipa::path(post, path = "/v1/keys/{key_id}/transactions", tag = "signing", request_body = TransactionRequest,
+    params(openapi::KeyPath, openapi::IdempotencyKey),
+    responses(
+        (status = 200, description = "the signed transaction", body = SignedTransaction),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`unknown_key`", body = ErrorBody),
+        (status = 409, description = "`party_banned`; `idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
+        (status = 502, description = "`signing_failed`, `node_failure`, `disagreement`", body = ErrorBody),
+        (status = 503, description = "`not_enough_signers`; `storage`", body = ErrorBody),
+    ))]
 pub(super) async fn transaction(
     Extract(state): Extract<Arc<State>>,
     Path(id): Path<String>,
@@ -53,8 +53,8 @@ pub(super) async fn transaction(
     body: Bytes,
 ) -> Response {
     idempotent(&state, &headers, "POST /v1/keys/{id}/transactions", &body, async {
-        let request: TransactionBody = parse(&body)?;
-        let r = resolve(&state, &id, &request.target)?;
+        let request: TransactionRequest = parse(&body)?;
+        let r = resolve(&state, &id, &request.target())?;
         let requested = requested_signers(request.signers.as_deref())?;
         let named = Named::from_request(&r, &request)?;
         sign_transaction(&state, &r, named, requested.as_ref()).await
@@ -74,7 +74,7 @@ enum Named {
 }
 
 impl Named {
-    fn from_request(r: &Resolved, request: &TransactionBody) -> Result<Self, ApiError> {
+    fn from_request(r: &Resolved, request: &TransactionRequest) -> Result<Self, ApiError> {
         let network = || request.network.clone().unwrap_or_else(|| r.chain.default_network().to_string());
         match r.chain {
             Chain::Bitcoin | Chain::Litecoin => {
@@ -90,12 +90,9 @@ impl Named {
                 let preimage =
                     hex::decode(text.trim_start_matches("0x")).map_err(|_| ApiError::bad("tx_hex is not hex"))?;
                 // `"chain": "polygon"` names the EVM chain as well as `"evm_chain"` does.
-                let named = shardvault_chains::EVM_CHAINS.contains(&request.target.chain.as_str());
-                let evm_chain = request.evm_chain.clone().unwrap_or(if named {
-                    request.target.chain.clone()
-                } else {
-                    "ethereum".into()
-                });
+                let named = shardvault_chains::EVM_CHAINS.contains(&request.chain.as_str());
+                let evm_chain =
+                    request.evm_chain.clone().unwrap_or(if named { request.chain.clone() } else { "ethereum".into() });
                 let chain_id = shardvault_chains::evm::chain_id(&evm_chain, request.network.as_deref())
                     .map_err(|e| ApiError::bad(e.to_string()))?;
                 Ok(Named::Evm { evm_chain, chain_id, preimage })
@@ -130,8 +127,7 @@ impl Named {
 /// each node computes the input's sighash itself), assemble, answer.
 async fn sign_transaction(state: &State, r: &Resolved, named: Named, requested: Option<&BTreeSet<PartyId>>) -> Answer {
     let bad = |e: shardvault_chains::Error| ApiError::bad(e.to_string());
-    let node_failure =
-        |e: shardvault_chains::Error| ApiError::new(StatusCode::BAD_GATEWAY, "node_failure", e.to_string());
+    let node_failure = |e: shardvault_chains::Error| ApiError::new(ErrorCode::NodeFailure, e.to_string());
     let tx = Transaction::parse(named.unsigned(r.chain)).map_err(bad)?;
     let summary = tx.summary().map_err(bad)?;
     // Refused here already (each node checks again) when an input or the signer is not this key.
@@ -146,40 +142,72 @@ async fn sign_transaction(state: &State, r: &Resolved, named: Named, requested: 
     }
     let signers: Vec<Vec<u8>> = signatures.iter().map(|s| s.signers.iter().map(|p| p.get()).collect()).collect();
     let signed = tx.assemble(&public_key, &signatures).map_err(node_failure)?;
-    let (key_id, path) = (&r.key.key_id, r.path.to_string());
+    let (key_id, path) = (r.key.key_id.to_string(), r.path.to_string());
     let (transaction, id) = (signed.transaction_hex(), signed.id().to_string());
-    let answer = match (named, signed, signatures.as_slice(), signers.as_slice(), signing_inputs.as_slice()) {
-        (Named::Psbt { network, .. }, Signed::Psbt(signed), _, signers, _) => json!({
-            "key_id": key_id, "chain": r.chain, "network": network, "path": path,
-            "summary": summary, "txid": signed.txid, "tx_hex": signed.tx_hex, "psbt": signed.psbt_base64,
-            "transaction": transaction, "id": id,
-            "signers": signers }),
-        (Named::Evm { evm_chain, chain_id, .. }, Signed::Evm(signed), [signature], [signers], [digest]) => json!({
-            "key_id": key_id, "chain": evm_chain, "chain_id": chain_id, "path": path, "summary": summary,
-            "digest": hex::encode(digest), "signature": hex::encode(&signature.bytes), "recovery_id": signature.recovery_id,
-            "raw": signed.raw, "hash": signed.hash,
-            "transaction": transaction, "id": id,
-            "signers": signers, "failed_attempts": failed_attempts }),
+    let summary = summary_json(&summary)?;
+    let signed = match (named, signed, signatures.as_slice(), signers.as_slice(), signing_inputs.as_slice()) {
+        (Named::Psbt { network, .. }, Signed::Psbt(signed), _, signers, _) => {
+            SignedTransaction::Utxo(UtxoTransaction {
+                key_id,
+                chain: r.chain.name().into(),
+                network,
+                path,
+                summary,
+                transaction,
+                id,
+                txid: signed.txid,
+                tx_hex: signed.tx_hex,
+                psbt: signed.psbt_base64,
+                signers: signers.to_vec(),
+                request_id: None,
+            })
+        }
+        (Named::Evm { evm_chain, chain_id, .. }, Signed::Evm(signed), [signature], [signers], [digest]) => {
+            let recovery_id =
+                signature.recovery_id.ok_or_else(|| ApiError::new(ErrorCode::NodeFailure, "no recovery id"))?;
+            SignedTransaction::Evm(EvmTransaction {
+                key_id,
+                chain: evm_chain,
+                chain_id,
+                path,
+                summary,
+                digest: hex::encode(digest),
+                signature: hex::encode(&signature.bytes),
+                recovery_id,
+                transaction,
+                id,
+                raw: signed.raw,
+                hash: signed.hash,
+                signers: signers.clone(),
+                failed_attempts,
+                request_id: None,
+            })
+        }
         (Named::SingleSigner { network, .. }, Signed::SingleSigner(signed), _, [signers], [signing_input]) => {
             // Solana and Sui SDKs speak base64: the transaction, and Sui's serialized signature.
             let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
             let transaction_base64 = matches!(r.chain, Chain::Solana | Chain::Sui).then(|| base64(&signed.transaction));
             let signature_base64 = (r.chain == Chain::Sui).then(|| base64(&signed.signature));
-            json!({
-            "key_id": key_id, "chain": r.chain, "network": network, "path": path, "summary": summary,
-            "signing_input": hex::encode(signing_input), "signature": hex::encode(&signed.signature),
-            "transaction": transaction, "transaction_base64": transaction_base64, "signature_base64": signature_base64, "id": id,
-            "signers": signers, "failed_attempts": failed_attempts })
+            SignedTransaction::Other(ChainTransaction {
+                key_id,
+                chain: r.chain.name().into(),
+                network,
+                path,
+                summary,
+                signing_input: hex::encode(signing_input),
+                signature: hex::encode(&signed.signature),
+                transaction,
+                transaction_base64,
+                signature_base64,
+                id,
+                signers: signers.clone(),
+                failed_attempts,
+                request_id: None,
+            })
         }
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the signed transaction is not of the request's family",
-            ))
-        }
+        _ => return Err(ApiError::bug("the signed transaction is not of the request's family")),
     };
-    Ok((StatusCode::OK, answer))
+    answer(StatusCode::OK, &signed)
 }
 
 /// The public key at the request's path (its hardened prefix derived on the
