@@ -443,10 +443,25 @@ fn address(json: bool, args: &AddressCommand) -> Result<()> {
              unchecked"
         );
     }
-    let attested = client(&t.key.api)?.address(&t.key.key, &target(t).into(), Some(&idempotency(&t.key.api)))?;
-    let verified = match &cluster {
-        Some((file, cluster)) => client::verify_address(&attested, &request, cluster).map(|v| v.to_json(file)),
-        None => Err(anyhow::anyhow!("no cluster file given")),
+    let path = format!("/v1/keys/{}/addresses", t.key.key);
+    let body = shardvault_api::AddressRequest::from(target(t));
+    let raw = client(&t.key.api)?.post(&path, &body, Some(&idempotency(&t.key.api)))?;
+    // Shown as the API sent it (with the verification added).
+    let mut answer = raw.body.clone();
+    let attested = match raw.into_typed::<shardvault_api::AttestedAddress>() {
+        Ok(attested) => Ok(attested),
+        Err(shardvault_client::Error::Decode { .. }) if answer.get("attestation_version").is_none() => {
+            Err(anyhow::anyhow!("the coordinator returned no address attestations (is it older than this CLI?)"))
+        }
+        Err(error @ shardvault_client::Error::Decode { .. }) => Err(error.into()),
+        Err(error) => return Err(error.into()),
+    };
+    let verified = match (&cluster, attested) {
+        (None, _) => Err(anyhow::anyhow!("no cluster file given")),
+        (Some(_), Err(error)) => Err(error),
+        (Some((file, cluster)), Ok(attested)) => {
+            client::verify_address(&attested, &request, cluster).map(|v| v.to_json(file))
+        }
     };
     let verification = match verified {
         Ok(verification) => verification,
@@ -463,7 +478,6 @@ fn address(json: bool, args: &AddressCommand) -> Result<()> {
             )
         }
     };
-    let mut answer = serde_json::to_value(&attested)?;
     answer["verification"] = verification;
     print_answer(json, &answer)
 }

@@ -60,16 +60,33 @@ fn host_of(authority: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
-/// Wraps every route of `router` (API and relay) in the checks.
+/// Wraps every route of `router` (API and relay) in the checks: the host and
+/// cross-site checks on every request, the body checks on every POST that
+/// reaches a route (a POST to a GET-only path is 405, as the OpenAPI says).
 pub(crate) fn layer(router: Router, hosts: Hosts) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(Arc::new(hosts), check))
+    router
+        .route_layer(axum::middleware::from_fn(json_post))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(hosts), check))
 }
 
 async fn check(State(hosts): State<Arc<Hosts>>, request: Request, next: Next) -> Response {
     if let Err(refused) = cross_site(&hosts, &request) {
         return refused.into_response();
     }
-    let request = if request.method() == Method::POST {
+    next.run(request).await
+}
+
+/// The route templates that take a POST, from the generated OpenAPI document.
+static POST_ROUTES: std::sync::LazyLock<BTreeSet<String>> = std::sync::LazyLock::new(|| {
+    let document = crate::api::document();
+    let paths = document.get("paths").and_then(serde_json::Value::as_object);
+    paths.into_iter().flatten().filter(|(_, item)| item.get("post").is_some()).map(|(path, _)| path.clone()).collect()
+});
+
+async fn json_post(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
+    let takes_post = route.is_some_and(|route| POST_ROUTES.contains(&route));
+    let request = if request.method() == Method::POST && takes_post {
         match json_body(request).await {
             Ok(request) => request,
             Err(refused) => return refused.into_response(),
@@ -237,6 +254,19 @@ mod tests {
             let (status, _, answer) = http(&c, "POST", &path, &headers, body).await;
             assert_eq!((status, code(&answer).as_str()), (404, "unknown_key"), "{body:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_post_to_a_get_only_path_is_405_whatever_its_content_type() {
+        let c = start(None).await;
+        let host = c.address.to_string();
+        for path in ["/v1/health", "/v1/requests/x"] {
+            let (status, _, body) = http(&c, "POST", path, &[("Host", host.as_str())], "").await;
+            assert_eq!(status, 405, "{path}: {body}");
+        }
+        // A foreign host is still refused first.
+        let (status, _, _) = http(&c, "POST", "/v1/health", &[("Host", "evil.example")], "").await;
+        assert_eq!(status, 421);
     }
 
     #[test]
