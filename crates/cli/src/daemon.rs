@@ -81,7 +81,7 @@ pub struct CoordinatorArgs {
     /// Serve plain HTTP on a non-loopback address. Anyone on that network can
     /// read and change every answer (addresses, signatures): use TLS, or a TLS
     /// proxy on the same host with --listen 127.0.0.1:PORT, instead.
-    #[arg(long, env = "SHARDVAULT_INSECURE_PLAINTEXT")]
+    #[arg(long)]
     pub insecure_plaintext: bool,
     /// Seconds one signing attempt may take before it is aborted and retried
     /// with other signers (keep it well under the client's timeout).
@@ -179,7 +179,7 @@ pub struct NodeArgs {
     pub tls_ca: Option<PathBuf>,
     /// Allow a ws:// (plain) relay on a non-loopback address. The Noise hop
     /// still authenticates the coordinator, but who talks when is visible.
-    #[arg(long, env = "SHARDVAULT_INSECURE_PLAINTEXT")]
+    #[arg(long)]
     pub insecure_plaintext: bool,
     /// A 32-byte key-encryption key file (raw or hex), mode 0600. Without it,
     /// a passphrase (stretched with Argon2id) comes from --passphrase-file or

@@ -120,7 +120,7 @@ struct ApiArgs {
     tls_ca: Option<std::path::PathBuf>,
     /// Allow plain http:// to a non-loopback address (answers can then be
     /// read and changed on the network).
-    #[arg(long, env = "SHARDVAULT_INSECURE_PLAINTEXT")]
+    #[arg(long)]
     insecure_plaintext: bool,
     /// Makes a retried command safe: the same key returns the first answer.
     #[arg(long)]
@@ -607,6 +607,10 @@ mod tests {
         "signers",
         "finish",
         "idempotency_key",
+        // Turning off a protection is a decision for one invocation: one
+        // exported variable must not make the client, the coordinator and a
+        // node all speak plaintext (found by review).
+        "insecure_plaintext",
     ];
 
     /// README: "every configuration flag also reads an environment variable".

@@ -225,19 +225,28 @@ fn replay(record: crate::db::Idempotency, body_hash: &str) -> Response {
         .into_response();
     }
     let Some((status, response)) = record.answer else {
-        let request = record.request_id.unwrap_or_default();
+        let check = match &record.request_id {
+            Some(request) => format!("check GET /v1/requests/{request} (and the key's signatures)"),
+            None => "check the key's signatures".into(),
+        };
         return ApiError::new(
             ErrorCode::IdempotencyOutcomeUnknown,
             format!(
-                "a request with this Idempotency-Key (request {request:?}) ran but its outcome was not stored; \
-                 it may have succeeded: check GET /v1/requests/{request} (and the key's signatures) before \
-                 sending it again under a new key"
+                "a request with this Idempotency-Key ran but its outcome was not stored; it may have succeeded: \
+                 {check} before sending it again under a new key"
             ),
         )
         .into_response();
     };
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    let value: Value = serde_json::from_str(&response).unwrap_or(Value::Null);
+    // A stored answer that does not read back is a storage error, never a
+    // 200 with an empty body that a client could take for success.
+    let (Ok(status), Ok(value)) = (StatusCode::from_u16(status), serde_json::from_str::<Value>(&response)) else {
+        return ApiError::new(
+            ErrorCode::Storage,
+            "the stored answer for this Idempotency-Key does not read back; check the key's state before retrying",
+        )
+        .into_response();
+    };
     (status, [("idempotent-replay", "true")], Json(value)).into_response()
 }
 
@@ -427,7 +436,12 @@ async fn request(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) ->
         .request(&id)
         .map_err(ApiError::storage)?
         .ok_or_else(|| ApiError::new(ErrorCode::UnknownRequest, format!("no request {id:?}")))?;
-    let response: Value = response.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(Value::Null);
+    let response: Value = match response {
+        None => Value::Null,
+        Some(text) => serde_json::from_str(&text).map_err(|_| {
+            ApiError::new(ErrorCode::Storage, format!("the stored answer of request {id:?} does not read back"))
+        })?,
+    };
     Ok(Json(RequestRecord { request_id: id, kind, status, response }))
 }
 

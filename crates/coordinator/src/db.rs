@@ -82,8 +82,11 @@ impl TryFrom<StoredKey> for KeyRecord {
             epoch: Epoch(stored.epoch),
             nodes: stored.nodes,
         };
-        if key.nodes.len() != usize::from(key.threshold.parties()) {
-            return Err(format!("{} nodes for {} parties", key.nodes.len(), key.threshold.parties()));
+        // Exactly the key's parties 1..=n, each on a node (found by review:
+        // a count alone let {1, 2, 5} through, to fail only when signing).
+        if !key.nodes.keys().copied().eq(key.threshold.party_ids()) {
+            let parties: Vec<_> = key.nodes.keys().map(|p| p.get()).collect();
+            return Err(format!("nodes are given for parties {parties:?}, not for 1..={}", key.threshold.parties()));
         }
         Ok(key)
     }

@@ -57,7 +57,8 @@ async fn connection(mut socket: WebSocket, state: Arc<State>) {
     let responder = match response.responder {
         Ok(responder) => responder,
         Err(error) => {
-            tracing::error!(%node, %error, "node refused");
+            // Not yet proven live: a recorded first message replays as well.
+            tracing::warn!(%node, %error, "node refused (or a replay of its handshake)");
             let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
             return;
         }

@@ -7,7 +7,16 @@ use std::path::Path;
 use shardvault_vault::files;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
 
+use crate::member_key::check_comment;
 use crate::{Approval, Error, MemberKey, NAMESPACE};
+
+/// The largest key file read (an ed25519 OpenSSH key is under 500 bytes).
+const MAX_FILE: usize = 16 * 1024;
+
+/// The most bcrypt-pbkdf rounds accepted from a key file (ssh-keygen writes
+/// 16 unless told otherwise with `-a`): a crafted file cannot make opening
+/// it take minutes.
+const MAX_KDF_ROUNDS: u32 = 1024;
 
 /// An ed25519 private key that approves requests. `Debug` shows only its
 /// fingerprint; the key is zeroized when dropped (by `ssh-key`).
@@ -16,6 +25,7 @@ pub struct Identity(PrivateKey);
 impl Identity {
     /// A new random key from the operating system's RNG.
     pub fn generate(comment: &str) -> Result<Self, Error> {
+        check_comment(comment).map_err(Error::Identity)?;
         let mut key = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519)
             .map_err(|e| Error::Identity(format!("cannot make a key: {e}")))?;
         key.set_comment(comment);
@@ -27,14 +37,24 @@ impl Identity {
     pub fn from_openssh(text: &str, passphrase: Option<&[u8]>) -> Result<Self, Error> {
         let key = PrivateKey::from_openssh(text.trim())
             .map_err(|e| Error::Identity(format!("not an OpenSSH private key: {e}")))?;
+        if let ssh_key::Kdf::Bcrypt { rounds, .. } = key.kdf() {
+            if *rounds > MAX_KDF_ROUNDS {
+                return Err(Error::Identity(format!(
+                    "the key file asks for {rounds} bcrypt rounds; more than {MAX_KDF_ROUNDS} are refused"
+                )));
+            }
+        }
         let key = match (key.is_encrypted(), passphrase) {
-            (false, _) => key,
+            (false, None) => key,
+            (false, Some(_)) => {
+                return Err(Error::Identity("a passphrase was given but the key is not passphrase-protected".into()))
+            }
             (true, None) => {
                 return Err(Error::Identity("the key is passphrase-protected and no passphrase was given".into()))
             }
-            (true, Some(passphrase)) => {
-                key.decrypt(passphrase).map_err(|_| Error::Identity("wrong passphrase for the key".into()))?
-            }
+            (true, Some(passphrase)) => key.decrypt(passphrase).map_err(|e| {
+                Error::Identity(format!("wrong passphrase for the key (or a cipher this tool lacks: {e})"))
+            })?,
         };
         if key.algorithm() != Algorithm::Ed25519 {
             return Err(Error::Identity(format!(
@@ -49,6 +69,9 @@ impl Identity {
     /// ssh does).
     pub fn read(path: &Path, passphrase: Option<&[u8]>) -> Result<Self, Error> {
         let bytes = files::read_private(path).map_err(|e| Error::Identity(e.to_string()))?;
+        if bytes.len() > MAX_FILE {
+            return Err(Error::Identity(format!("{} is larger than any OpenSSH ed25519 key file", path.display())));
+        }
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| Error::Identity(format!("{} is not an OpenSSH private key file", path.display())))?;
         Self::from_openssh(text, passphrase)
@@ -61,6 +84,9 @@ impl Identity {
         let encrypted;
         let key = match passphrase {
             None => &self.0,
+            Some(b"") => {
+                return Err(Error::Identity("an empty passphrase protects nothing; give none or a real one".into()))
+            }
             Some(passphrase) => {
                 encrypted = self
                     .0

@@ -54,6 +54,7 @@ impl MemberKey {
     }
 
     pub(crate) fn from_public(key: PublicKey) -> Result<Self, Error> {
+        check_comment(key.comment()).map_err(Error::MemberKey)?;
         let Some(ed25519) = key.key_data().ed25519().map(|k| k.0) else {
             return Err(Error::MemberKey(format!(
                 "{} keys are not accepted; use an ssh-ed25519 key (ssh-keygen -t ed25519)",
@@ -61,6 +62,16 @@ impl MemberKey {
             )));
         };
         Ok(Self { key, ed25519 })
+    }
+}
+
+/// A comment is a one-line label: no control characters, so a key printed
+/// back is exactly one line (a comment holding a newline could smuggle a
+/// second key into a file written from `Display`; found by review).
+pub(crate) fn check_comment(comment: &str) -> Result<(), String> {
+    match comment.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!("the key's comment holds the control character {c:?}; a comment is one line of text")),
+        None => Ok(()),
     }
 }
 

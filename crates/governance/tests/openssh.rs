@@ -146,5 +146,19 @@ fn other_key_types_and_open_key_files_are_refused() {
     assert!(error.contains("accessible by group or others"), "{error}");
 
     assert!("ssh-ed25519 AAAAnot-base64".parse::<MemberKey>().is_err());
+
+    // A comment cannot carry a second key line, and an identity's passphrase
+    // must match what the file is.
+    let alice = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let smuggled =
+        format!("{} alice\n{}", alice.split_whitespace().take(2).collect::<Vec<_>>().join(" "), alice.trim());
+    let error = smuggled.parse::<MemberKey>().unwrap_err().to_string();
+    assert!(error.contains("control character"), "{error}");
+    assert!(Identity::generate("two\nlines").is_err());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let error = Identity::read(&key, Some(b"unneeded")).unwrap_err().to_string();
+    assert!(error.contains("not passphrase-protected"), "{error}");
+    let error = Identity::generate("x").unwrap().write(&dir.path().join("empty"), Some(b"")).unwrap_err().to_string();
+    assert!(error.contains("empty passphrase"), "{error}");
     assert!("-----BEGIN SSH SIGNATURE-----\ngarbage\n-----END SSH SIGNATURE-----".parse::<Approval>().is_err());
 }
