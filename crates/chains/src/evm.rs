@@ -48,6 +48,8 @@ enum Tx {
 pub struct UnsignedEvmTx {
     tx: Tx,
     digest: [u8; 32],
+    /// The chain id the preimage commits to, checked by [`UnsignedEvmTx::parse`].
+    chain_id: u64,
 }
 
 /// What an EVM transaction does, for review.
@@ -111,7 +113,7 @@ fn evm(detail: impl std::fmt::Display) -> Error {
 }
 
 /// The summary of either kind of transaction, through alloy's common view of them.
-fn summarise(kind: &'static str, t: &impl alloy_consensus::Transaction) -> EvmSummary {
+fn summarise(kind: &'static str, t: &impl alloy_consensus::Transaction, chain_id: u64) -> EvmSummary {
     let to = t.to();
     let token_transfer = erc20_transfer(t.input()).and_then(|(recipient, amount)| {
         Some(TokenTransfer {
@@ -122,7 +124,7 @@ fn summarise(kind: &'static str, t: &impl alloy_consensus::Transaction) -> EvmSu
     });
     EvmSummary {
         kind,
-        chain_id: t.chain_id().unwrap_or(0),
+        chain_id,
         nonce: t.nonce(),
         to: to.map(|a| a.to_checksum(None)),
         value_wei: t.value().to_string(),
@@ -189,7 +191,7 @@ impl UnsignedEvmTx {
                 "transaction is for chain id {chain_id:?}, not {expected_chain_id}; refusing to sign it"
             )));
         }
-        Ok(UnsignedEvmTx { tx, digest: keccak256(preimage).0 })
+        Ok(UnsignedEvmTx { tx, digest: keccak256(preimage).0, chain_id: expected_chain_id })
     }
 
     /// keccak256 of the preimage: what the key signs.
@@ -200,8 +202,8 @@ impl UnsignedEvmTx {
     /// The summary to review.
     pub fn summary(&self) -> EvmSummary {
         match &self.tx {
-            Tx::Eip1559(t) => summarise("eip1559", t),
-            Tx::Legacy(t) => summarise("legacy", t),
+            Tx::Eip1559(t) => summarise("eip1559", t, self.chain_id),
+            Tx::Legacy(t) => summarise("legacy", t, self.chain_id),
         }
     }
 

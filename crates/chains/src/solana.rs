@@ -222,17 +222,30 @@ impl Message {
     /// other instruction up to 1.4 M), rounded up.
     fn fee(&self) -> String {
         let base = LAMPORTS_PER_SIGNATURE * u64::from(self.required_signatures);
-        let (mut limit, mut price, mut others) = (None, 0u64, 0u64);
+        let (mut limit, mut price, mut others, mut malformed) = (None, 0u64, 0u64, false);
         for ix in &self.instructions {
             if self.account_keys.get(usize::from(ix.program)) != Some(&COMPUTE_BUDGET) {
                 others += 1;
                 continue;
             }
             match (ix.data.first(), ix.data.get(1..)) {
-                (Some(2), Some(units)) => limit = <[u8; 4]>::try_from(units).ok().map(u32::from_le_bytes),
-                (Some(3), Some(micro)) => price = <[u8; 8]>::try_from(micro).map(u64::from_le_bytes).unwrap_or(0),
+                (Some(2), Some(units)) => match <[u8; 4]>::try_from(units) {
+                    Ok(units) => limit = Some(u32::from_le_bytes(units)),
+                    Err(_) => malformed = true,
+                },
+                (Some(3), Some(micro)) => match <[u8; 8]>::try_from(micro) {
+                    Ok(micro) => price = u64::from_le_bytes(micro),
+                    Err(_) => malformed = true,
+                },
                 _ => {}
             }
+        }
+        // Never a fee read as zero from bytes that do not say: the runtime
+        // refuses a malformed compute-budget instruction, and so says this.
+        if malformed {
+            return format!(
+                "{base} lamports base fee; a compute-budget instruction is malformed (the runtime refuses the transaction)"
+            );
         }
         if price == 0 {
             return format!("{base} lamports base fee");
@@ -308,6 +321,14 @@ mod tests {
         let no_limit = [&m[..keys], &[2], &m[keys + 1..keys + 1 + price], &m[m.len() - transfer..]].concat();
         let fee = Message::parse(&no_limit).unwrap().summary().fee.unwrap();
         assert!(fee.contains("at most 10000 lamports"), "{fee}");
+        // A price of 7 bytes: no fee is read as zero from it (it was shown as
+        // the base fee alone).
+        let (at, len) = (keys + 1 + 3, 9u8);
+        let mut short = m.clone();
+        short[at - 1] = len - 1;
+        short.remove(at + 8);
+        let fee = Message::parse(&short).unwrap().summary().fee.unwrap();
+        assert!(fee.contains("malformed"), "{fee}");
     }
 
     #[test]
