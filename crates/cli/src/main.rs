@@ -7,6 +7,7 @@ mod client;
 mod daemon;
 mod demo;
 mod devnet;
+mod identity;
 mod lifecycle;
 mod report;
 
@@ -60,6 +61,8 @@ enum Command {
     NodeIdentity(daemon::NodeIdentityArgs),
     /// Re-seal a stopped node's store under a new passphrase or key file.
     RotateKek(daemon::RotateKekArgs),
+    /// A member's personal key (OpenSSH ed25519), for approvals.
+    Identity(identity::IdentityCommand),
     /// Start a coordinator and N nodes as processes on loopback; runs until interrupted.
     Devnet(DevnetArgs),
     /// Keys: create, list.
@@ -323,6 +326,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Node(args) => daemon::node(args),
         Command::NodeIdentity(args) => daemon::node_identity(args, cli.json),
         Command::RotateKek(args) => daemon::rotate_kek(args),
+        Command::Identity(command) => identity::run(command, cli.json),
         Command::Devnet(args) => {
             let mut devnet = devnet::Devnet::launch(&args.dir, args.nodes, args.tls)?;
             let file = std::fs::read_to_string(args.dir.join("devnet.json"))?;
@@ -611,6 +615,8 @@ mod tests {
         // exported variable must not make the client, the coordinator and a
         // node all speak plaintext (found by review).
         "insecure_plaintext",
+        "out",
+        "comment",
     ];
 
     /// README: "every configuration flag also reads an environment variable".
