@@ -16,4 +16,8 @@ pub enum Error {
     /// A well-formed signature that does not approve these bytes.
     #[error("the approval does not verify: {0}")]
     Invalid(String),
+    /// A governance object (member, request, log entry, policy) that is
+    /// malformed or not allowed.
+    #[error("{0}")]
+    Governance(String),
 }

@@ -18,9 +18,13 @@
 mod approval;
 mod error;
 mod identity;
+mod member;
 mod member_key;
+mod policy;
 
 pub use approval::{Approval, NAMESPACE};
 pub use error::Error;
 pub use identity::Identity;
+pub use member::{Member, MemberName, Role};
 pub use member_key::MemberKey;
+pub use policy::{Action, Conditions, Group, Policy, Rule};
