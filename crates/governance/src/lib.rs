@@ -27,4 +27,4 @@ pub use error::Error;
 pub use identity::Identity;
 pub use member::{Member, MemberName, Role};
 pub use member_key::MemberKey;
-pub use policy::{Action, Conditions, Group, Policy, Rule};
+pub use policy::{Action, CallPattern, Conditions, Eip712Domain, Group, PeriodLimit, Policy, Rule};
