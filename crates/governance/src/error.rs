@@ -20,4 +20,7 @@ pub enum Error {
     /// malformed or not allowed.
     #[error("{0}")]
     Governance(String),
+    /// A request past its expiry.
+    #[error("{0}")]
+    Expired(String),
 }

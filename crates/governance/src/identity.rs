@@ -2,15 +2,20 @@
 //! identity new` writes and what `ssh-keygen -t ed25519` makes.
 
 use std::fmt;
+#[cfg(feature = "files")]
 use std::path::Path;
 
+#[cfg(feature = "files")]
 use shardvault_vault::files;
-use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
+#[cfg(feature = "files")]
+use ssh_key::LineEnding;
+use ssh_key::{Algorithm, HashAlg, PrivateKey};
 
 use crate::member_key::check_comment;
 use crate::{Approval, Error, MemberKey, NAMESPACE};
 
 /// The largest key file read (an ed25519 OpenSSH key is under 500 bytes).
+#[cfg(feature = "files")]
 const MAX_FILE: usize = 16 * 1024;
 
 /// The most bcrypt-pbkdf rounds accepted from a key file (ssh-keygen writes
@@ -65,8 +70,9 @@ impl Identity {
         Ok(Self(key))
     }
 
-    /// Reads a key file, refusing one that group or others can read (as
+    /// Reads a key file (feature `files`), refusing one that group or others can read (as
     /// ssh does).
+    #[cfg(feature = "files")]
     pub fn read(path: &Path, passphrase: Option<&[u8]>) -> Result<Self, Error> {
         let bytes = files::read_private(path).map_err(|e| Error::Identity(e.to_string()))?;
         if bytes.len() > MAX_FILE {
@@ -77,9 +83,10 @@ impl Identity {
         Self::from_openssh(text, passphrase)
     }
 
-    /// Writes the key as an OpenSSH private key file (mode 0600), encrypted
+    /// Writes the key (feature `files`) as an OpenSSH private key file (mode 0600), encrypted
     /// under `passphrase` when one is given (bcrypt-pbkdf and AES-256-CTR,
     /// as `ssh-keygen` does).
+    #[cfg(feature = "files")]
     pub fn write(&self, path: &Path, passphrase: Option<&[u8]>) -> Result<(), Error> {
         let encrypted;
         let key = match passphrase {

@@ -1,0 +1,301 @@
+//! Requests: every state-changing operation, in one canonical, signed form
+//! (docs/GOVERNANCE.md, "Requests").
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use shardvault_chains::{Chain, MessageFormat};
+use shardvault_types::{DerivationPath, KeyId, Scheme, Threshold};
+
+use crate::canonical::{self, hex_bytes, sha256, text};
+use crate::{Error, MemberKey, MemberName, OrganisationId, Policy, Role};
+
+/// How long a request lives unless its creator says otherwise.
+pub const DEFAULT_LIFETIME_SECS: u64 = 24 * 60 * 60;
+/// The longest a request may live.
+pub const MAX_LIFETIME_SECS: u64 = 30 * 24 * 60 * 60;
+/// How far in the future a request's creation time may lie (clock skew).
+pub const MAX_CLOCK_SKEW_SECS: u64 = 5 * 60;
+
+/// A request id: 16 random bytes, 32 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub [u8; 16]);
+
+impl RequestId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        RequestId(bytes)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({self})")
+    }
+}
+
+impl FromStr for RequestId {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let bytes = (text.len() == 32 && !text.bytes().any(|b| b.is_ascii_uppercase()))
+            .then(|| hex::decode(text).ok())
+            .flatten()
+            .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok());
+        bytes.map(RequestId).ok_or_else(|| Error::Governance(format!("request id {text:?}: expected 32 lowercase hex digits")))
+    }
+}
+
+/// One request, as its creator made it and its approvers signed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Format version: 1.
+    pub version: u32,
+    /// The organisation it is for.
+    #[serde(with = "text")]
+    pub organisation: OrganisationId,
+    /// Unique.
+    #[serde(with = "text")]
+    pub id: RequestId,
+    /// The creator's key fingerprint (`SHA256:…`).
+    pub creator: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds; nodes refuse the request from then on.
+    pub expires_at: u64,
+    /// What it asks.
+    pub operation: Operation,
+}
+
+/// What a request asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Operation {
+    /// Generate a key.
+    CreateKey {
+        /// Its id.
+        #[serde(with = "text")]
+        key_id: KeyId,
+        /// Its scheme.
+        scheme: Scheme,
+        /// t-of-n.
+        threshold: Threshold,
+    },
+    /// Derive a hardened path (a new address's hardened prefix).
+    DeriveAddress {
+        /// The key.
+        #[serde(with = "text")]
+        key_id: KeyId,
+        /// The all-hardened path.
+        path: DerivationPath,
+    },
+    /// Sign with the key at `path`.
+    Sign {
+        /// The key.
+        #[serde(with = "text")]
+        key_id: KeyId,
+        /// The full path.
+        path: DerivationPath,
+        /// What is signed.
+        payload: Payload,
+    },
+    /// Refresh every share of a key.
+    Refresh {
+        /// The key.
+        #[serde(with = "text")]
+        key_id: KeyId,
+    },
+    /// Add a member.
+    AddMember {
+        /// Their name.
+        name: MemberName,
+        /// Their role.
+        role: Role,
+        /// Their key.
+        public_key: MemberKey,
+    },
+    /// Remove a member.
+    RemoveMember {
+        /// Their name.
+        name: MemberName,
+    },
+    /// Replace the policy.
+    SetPolicy {
+        /// The new policy.
+        policy: Policy,
+    },
+}
+
+/// What a signing request signs: the bytes as the signer receives them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Payload {
+    /// An unsigned transaction: a whole PSBT, an EVM signing preimage
+    /// (network: the chain id in decimal), or a single-signer family's bytes.
+    Transaction {
+        /// The chain family.
+        #[serde(with = "text")]
+        chain: Chain,
+        /// The network (EVM: chain id; Cosmos: chain id).
+        network: String,
+        /// The unsigned bytes.
+        #[serde(with = "hex_bytes")]
+        unsigned: Vec<u8>,
+    },
+    /// A message in one of the chains' message formats.
+    Message {
+        /// The format.
+        format: MessageFormat,
+        /// The message.
+        #[serde(with = "hex_bytes")]
+        message: Vec<u8>,
+    },
+    /// A 32-byte digest (raw signing).
+    RawDigest {
+        /// The digest.
+        #[serde(with = "hex_bytes")]
+        digest: Vec<u8>,
+    },
+    /// Bytes an Ed25519 key signs as given (raw signing).
+    RawBytes {
+        /// The bytes.
+        #[serde(with = "hex_bytes")]
+        bytes: Vec<u8>,
+    },
+}
+
+impl Operation {
+    /// The operation's kind as the policy names it (`sign`, `create_key`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Operation::CreateKey { .. } => "create_key",
+            Operation::DeriveAddress { .. } => "derive_address",
+            Operation::Sign { .. } => "sign",
+            Operation::Refresh { .. } => "refresh",
+            Operation::AddMember { .. } => "add_member",
+            Operation::RemoveMember { .. } => "remove_member",
+            Operation::SetPolicy { .. } => "set_policy",
+        }
+    }
+
+    /// Whether it changes the governance state (and so goes into the log).
+    pub fn is_governance(&self) -> bool {
+        matches!(self, Operation::AddMember { .. } | Operation::RemoveMember { .. } | Operation::SetPolicy { .. })
+    }
+
+    /// The key it concerns, if any.
+    pub fn key_id(&self) -> Option<KeyId> {
+        match self {
+            Operation::CreateKey { key_id, .. }
+            | Operation::DeriveAddress { key_id, .. }
+            | Operation::Sign { key_id, .. }
+            | Operation::Refresh { key_id } => Some(*key_id),
+            _ => None,
+        }
+    }
+}
+
+impl Request {
+    /// A request by `creator` for `operation`, living `lifetime_secs` from `now`.
+    pub fn new(
+        organisation: OrganisationId,
+        creator: &MemberKey,
+        operation: Operation,
+        now: u64,
+        lifetime_secs: u64,
+    ) -> Result<Self, Error> {
+        if lifetime_secs == 0 || lifetime_secs > MAX_LIFETIME_SECS {
+            return Err(Error::Governance(format!(
+                "a request lives 1 second to {} days, not {lifetime_secs} seconds",
+                MAX_LIFETIME_SECS / 86_400
+            )));
+        }
+        let expires_at = now.checked_add(lifetime_secs).ok_or_else(|| Error::Governance("time overflows".into()))?;
+        let request = Request {
+            version: 1,
+            organisation,
+            id: RequestId::random(),
+            creator: creator.fingerprint(),
+            created_at: now,
+            expires_at,
+            operation,
+        };
+        request.check_shape()?;
+        Ok(request)
+    }
+
+    /// Decodes a request from its canonical bytes (and nothing else) and
+    /// checks its shape; not yet whether it is for this organisation or alive.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let request: Request = canonical::decode("request", bytes)?;
+        request.check_shape()?;
+        Ok(request)
+    }
+
+    /// The canonical bytes: what an approval signs.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        canonical::encode(self)
+    }
+
+    /// SHA-256 of the canonical bytes.
+    pub fn hash(&self) -> Result<[u8; 32], Error> {
+        Ok(sha256(&self.to_bytes()?))
+    }
+
+    /// Refuses a request for another organisation, expired at `now`, or
+    /// created too far in `now`'s future.
+    pub fn check_alive(&self, organisation: OrganisationId, now: u64) -> Result<(), Error> {
+        if self.organisation != organisation {
+            return Err(Error::Governance(format!(
+                "request {} is for organisation {}, not this one ({organisation})",
+                self.id, self.organisation
+            )));
+        }
+        if now >= self.expires_at {
+            return Err(Error::Expired(format!(
+                "request {} expired at {} (now {now}); create it again",
+                self.id, self.expires_at
+            )));
+        }
+        if self.created_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+            return Err(Error::Governance(format!(
+                "request {} claims to be created at {}, more than {MAX_CLOCK_SKEW_SECS} s after now ({now}); check the clocks",
+                self.id, self.created_at
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_shape(&self) -> Result<(), Error> {
+        if self.version != 1 {
+            return Err(Error::Governance(format!("request version {} is not supported (1 is)", self.version)));
+        }
+        if self.expires_at <= self.created_at || self.expires_at - self.created_at > MAX_LIFETIME_SECS {
+            return Err(Error::Governance(format!(
+                "request {} lives from {} to {}: it must expire after it is created, within {} days",
+                self.id,
+                self.created_at,
+                self.expires_at,
+                MAX_LIFETIME_SECS / 86_400
+            )));
+        }
+        if !self.creator.starts_with("SHA256:") || self.creator.len() > 64 {
+            return Err(Error::Governance("a request's creator is a key fingerprint, SHA256:…".into()));
+        }
+        if let Operation::Sign { payload: Payload::RawDigest { digest }, .. } = &self.operation {
+            if digest.len() != 32 {
+                return Err(Error::Governance(format!("a raw digest is 32 bytes, not {}", digest.len())));
+            }
+        }
+        Ok(())
+    }
+}
