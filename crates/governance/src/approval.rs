@@ -13,6 +13,18 @@ use crate::{Error, MemberKey};
 /// replayed as approvals.
 pub const NAMESPACE: &str = "shardvault-request";
 
+/// The SSHSIG namespace of a rejection: one ends a request.
+pub const REJECT_NAMESPACE: &str = "shardvault-reject";
+
+/// The SSHSIG namespace of a login to the coordinator's API.
+pub const LOGIN_NAMESPACE: &str = "shardvault-login";
+
+/// The message a member signs (under [`LOGIN_NAMESPACE`]) to log in to
+/// organisation `organisation` at unix time `time`, with a fresh 32-hex-digit `nonce`.
+pub fn login_message(organisation: &str, time: u64, nonce: &str) -> String {
+    format!("shardvault-login-v1\n{organisation}\n{time}\n{nonce}\n")
+}
+
 /// The largest armored approval accepted (an ed25519 SSHSIG is ~300 bytes).
 const MAX_ARMORED: usize = 4096;
 

@@ -115,9 +115,16 @@ impl Identity {
     /// Approves `message`: an SSHSIG under [`NAMESPACE`] with SHA-512, as
     /// `ssh-keygen -Y sign -n shardvault-request` makes.
     pub fn approve(&self, message: &[u8]) -> Result<Approval, Error> {
+        self.sign_in(NAMESPACE, message)
+    }
+
+    /// Signs `message` under another namespace: [`crate::REJECT_NAMESPACE`]
+    /// for a rejection, [`crate::LOGIN_NAMESPACE`] to log in. A signature
+    /// under one namespace never verifies under another.
+    pub fn sign_in(&self, namespace: &str, message: &[u8]) -> Result<Approval, Error> {
         let signature = self
             .0
-            .sign(NAMESPACE, HashAlg::Sha512, message)
+            .sign(namespace, HashAlg::Sha512, message)
             .map_err(|e| Error::Identity(format!("cannot sign: {e}")))?;
         Ok(Approval::new(signature))
     }

@@ -13,6 +13,15 @@ impl Facts {
     pub fn operation(kind: &str, key_id: Option<String>) -> Facts {
         Facts { operation: kind.into(), key_id }
     }
+    pub fn transaction(key_id: Option<String>, _unsigned: shardvault_chains::Unsigned<'_>) -> Result<Facts, Error> {
+        Ok(Facts::operation("sign", key_id))
+    }
+    pub fn message(key_id: Option<String>, _chain: Option<Chain>, _format: &shardvault_chains::MessageFormat, _message: &[u8]) -> Facts {
+        Facts::operation("sign", key_id)
+    }
+    pub fn raw(key_id: Option<String>) -> Facts {
+        Facts::operation("sign", key_id)
+    }
 }
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Asset {

@@ -17,6 +17,7 @@
 
 mod approval;
 pub mod canonical;
+mod decode;
 mod error;
 mod genesis;
 mod identity;
@@ -27,8 +28,9 @@ mod policy;
 mod request;
 mod state;
 
-pub use approval::{Approval, NAMESPACE};
+pub use approval::{login_message, Approval, LOGIN_NAMESPACE, NAMESPACE, REJECT_NAMESPACE};
 pub use error::Error;
+pub use decode::{facts_of, unsigned};
 pub use genesis::{Genesis, OrganisationId, Owner};
 pub use identity::Identity;
 pub use interim::{Asset, Decision, Facts, Ledger, Spend};

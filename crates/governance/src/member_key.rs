@@ -40,17 +40,22 @@ impl MemberKey {
     /// Checks that `approval` is this key's SSHSIG over exactly `message`
     /// under [`NAMESPACE`].
     pub fn verify(&self, message: &[u8], approval: &Approval) -> Result<(), Error> {
+        self.verify_in(NAMESPACE, message, approval)
+    }
+
+    /// Checks a signature under `namespace` (a rejection, a login).
+    pub fn verify_in(&self, namespace: &str, message: &[u8], approval: &Approval) -> Result<(), Error> {
         let signature = approval.ssh_sig();
-        if signature.namespace() != NAMESPACE {
+        if signature.namespace() != namespace {
             return Err(Error::Invalid(format!(
-                "it was made for the namespace {:?}, not {NAMESPACE:?}",
+                "it was made for the namespace {:?}, not {namespace:?}",
                 signature.namespace()
             )));
         }
         if signature.public_key() != self.key.key_data() {
             return Err(Error::Invalid(format!("it was made by another key than {}", self.fingerprint())));
         }
-        self.key.verify(NAMESPACE, message, signature).map_err(|e| Error::Invalid(e.to_string()))
+        self.key.verify(namespace, message, signature).map_err(|e| Error::Invalid(e.to_string()))
     }
 
     pub(crate) fn from_public(key: PublicKey) -> Result<Self, Error> {
