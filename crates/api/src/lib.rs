@@ -267,6 +267,9 @@ pub struct Health {
     pub nodes: Vec<NodeHealth>,
     /// How many nodes are connected.
     pub connected: u32,
+    /// The organisation id (SHA-256 of its genesis, hex): what a login names.
+    #[serde(default)]
+    pub organisation: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

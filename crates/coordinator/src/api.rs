@@ -292,7 +292,8 @@ async fn health(Extract(state): Extract<Arc<State>>) -> Json<Health> {
         .map(|id| NodeHealth { id: id.0, connected: connected.contains(id) })
         .collect();
     let count = u32::try_from(connected.len()).unwrap_or(u32::MAX);
-    Json(Health { status: "ok".into(), nodes, connected: count })
+    let organisation = state.organisation().state().organisation().to_string();
+    Json(Health { status: "ok".into(), nodes, connected: count, organisation })
 }
 
 /// Create a key (returns when every node agrees on the public key).
