@@ -17,6 +17,7 @@
 
 mod approval;
 mod error;
+mod facts;
 mod identity;
 mod member;
 mod member_key;
@@ -24,7 +25,10 @@ mod policy;
 
 pub use approval::{Approval, NAMESPACE};
 pub use error::Error;
+pub use facts::{Asset, Call, DomainSeen, Facts, Signing, Transfer, OPERATIONS};
 pub use identity::Identity;
 pub use member::{Member, MemberName, Role};
 pub use member_key::MemberKey;
-pub use policy::{Action, CallPattern, Conditions, Eip712Domain, Group, PeriodLimit, Policy, Rule};
+pub use policy::{
+    Action, CallPattern, Conditions, Decision, Eip712Domain, Group, Ledger, PeriodLimit, Policy, Rule, Spend,
+};
