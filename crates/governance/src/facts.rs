@@ -28,6 +28,9 @@ pub(crate) const SOLANA_SYSTEM_PROGRAM: &str = "11111111111111111111111111111111
 pub(crate) const COSMOS_MSG_SEND: &str = "/cosmos.bank.v1beta1.MsgSend";
 /// Aptos's own coin, the chain's native asset.
 const APTOS_COIN: &str = "0x1::aptos_coin::AptosCoin";
+/// The chains whose transactions commit to their network (EVM chain id,
+/// Aptos chain id, Cosmos chain id), checked by the decoder.
+pub const NETWORK_BOUND: [Chain; 3] = [Chain::Ethereum, Chain::Aptos, Chain::Cosmos];
 /// The Cosmos Hub's native denomination.
 const COSMOS_NATIVE_DENOM: &str = "uatom";
 
@@ -42,10 +45,11 @@ pub struct Facts {
     /// The chain family of a transaction or message ([`Chain::Ethereum`]
     /// for every EVM chain).
     pub chain: Option<Chain>,
-    /// The network: an EVM chain id in decimal, a PSBT's network
-    /// (`bitcoin`, `testnet`, `signet`, `regtest`; Litecoin `mainnet`,
-    /// `testnet`, `regtest`), the single-signer chains' network as the
-    /// transaction was checked against (Cosmos: the chain id).
+    /// The network, where the signed bytes commit to one: an EVM chain id
+    /// in decimal, an Aptos network (its chain id byte), a Cosmos chain id.
+    /// `None` for Bitcoin, Litecoin, Solana, Sui and Tron, whose
+    /// transactions do not say which network they are for (the request's
+    /// network is a claim the signature does not bind), and for messages.
     pub network: Option<String>,
     /// What is signed, for `sign`.
     pub signing: Option<Signing>,
@@ -128,12 +132,13 @@ impl Facts {
         let tx = Transaction::parse(unsigned).map_err(decode)?;
         let summary = tx.summary().map_err(decode)?;
         let (network, signing) = match (&summary, tx.unsigned()) {
-            (Summary::Psbt(summary), Unsigned::Psbt { chain, network, psbt }) => {
-                (utxo_network(chain, network), psbt_signing(summary, psbt)?)
+            (Summary::Psbt(summary), Unsigned::Psbt { psbt, .. }) => (None, psbt_signing(summary, psbt)?),
+            (Summary::Evm(summary), Unsigned::Evm { chain_id, .. }) => {
+                (Some(chain_id.to_string()), evm_signing(summary)?)
             }
-            (Summary::Evm(summary), Unsigned::Evm { chain_id, .. }) => (chain_id.to_string(), evm_signing(summary)?),
             (Summary::SingleSigner(summary), Unsigned::SingleSigner { chain, network, .. }) => {
-                (network.to_string(), single_signer_signing(chain, summary))
+                let bound = NETWORK_BOUND.contains(&chain);
+                (bound.then(|| network.to_string()), single_signer_signing(chain, summary))
             }
             _ => return Err(Error::Decode("the decoded summary is not of the transaction's family".into())),
         };
@@ -141,7 +146,7 @@ impl Facts {
             operation: "sign".into(),
             key_id: Some(key_id.to_string()),
             chain: Some(tx.chain()),
-            network: Some(network),
+            network,
             signing: Some(signing),
         })
     }
@@ -205,15 +210,6 @@ fn amount(text: Option<&str>) -> Option<u128> {
     match !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         true => text.parse().ok(),
         false => None,
-    }
-}
-
-/// One name per network, whichever alias the request used.
-fn utxo_network(chain: Chain, network: &str) -> String {
-    match (chain, network) {
-        (Chain::Bitcoin, "mainnet") => "bitcoin".into(),
-        (Chain::Litecoin, "litecoin") => "mainnet".into(),
-        (_, other) => other.to_string(),
     }
 }
 

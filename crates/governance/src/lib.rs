@@ -25,7 +25,7 @@ mod policy;
 
 pub use approval::{Approval, NAMESPACE};
 pub use error::Error;
-pub use facts::{Asset, Call, DomainSeen, Facts, Signing, Transfer, OPERATIONS};
+pub use facts::{Asset, Call, DomainSeen, Facts, Signing, Transfer, NETWORK_BOUND, OPERATIONS};
 pub use identity::Identity;
 pub use member::{Member, MemberName, Role};
 pub use member_key::MemberKey;

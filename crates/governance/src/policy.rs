@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use shardvault_chains::{Chain, MessageFormat};
 
-use crate::facts::{same_address, Asset, Call, DomainSeen, Facts, Signing, Transfer, OPERATIONS};
+use crate::facts::{same_address, Asset, Call, DomainSeen, Facts, Signing, Transfer, NETWORK_BOUND, OPERATIONS};
 use crate::{Error, Member, MemberName, Role};
 
 /// A policy (JSON; docs/POLICY.md).
@@ -85,7 +85,9 @@ pub struct Conditions {
     /// Chain families (`bitcoin`, `ethereum`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chains: Vec<String>,
-    /// Networks as the payload names them (EVM: the chain id in decimal).
+    /// Networks, where the signed bytes commit to one: an EVM chain id in
+    /// decimal, an Aptos network, a Cosmos chain id. Needs `chains`, all of
+    /// them among [`NETWORK_BOUND`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<String>,
     /// What is signed: `transaction`, `eip191`, `eip712`, `raw` (a raw digest
@@ -346,6 +348,13 @@ impl Conditions {
         if self.keys.iter().any(blank) || self.networks.iter().any(blank) || self.assets.iter().any(blank) {
             return Err("write keys, networks and assets without blanks".into());
         }
+        if !self.networks.is_empty() && !self.network_bound() {
+            return Err(format!(
+                "networks needs chains, all of {}: only their transactions commit to a network (elsewhere the \
+                 request's network is a claim the signature does not bind)",
+                NETWORK_BOUND.map(Chain::name).join(", ")
+            ));
+        }
         if let Some(max) = &self.max_amount {
             parse_amount(max)?;
         }
@@ -406,6 +415,12 @@ impl Conditions {
             && listed(&self.networks, |network| Some(network.as_str()) == facts.network.as_deref())
             && self.signing_holds(facts)?
             && self.domain_holds(facts))
+    }
+
+    /// Whether `chains` is given and every chain in it binds its network.
+    fn network_bound(&self) -> bool {
+        !self.chains.is_empty()
+            && self.chains.iter().all(|name| chain_name(name).is_ok_and(|chain| NETWORK_BOUND.contains(&chain)))
     }
 
     /// Whether the rule says anything about what a transaction moves or calls.

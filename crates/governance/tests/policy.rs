@@ -399,7 +399,7 @@ fn validate_refuses_impossible_and_malformed_policies() {
         )
     };
     policy(&group(r#"{"count":2,"roles":["admin"]},{"count":1,"roles":["owner"]}"#)).validate(&members).unwrap();
-    policy(&when(r#"{"assets":["native"],"max_amount":"5","period":{"window":"30d","max":"9"},"destinations":["ex"],"calls":[{"to":"0xab","selector":"0xa9059cbb"}],"signing":["transaction","eip712","bitcoin-signed-message"],"chains":["ethereum"]}"#))
+    policy(&when(r#"{"assets":["native"],"max_amount":"5","period":{"window":"30d","max":"9"},"destinations":["ex"],"calls":[{"to":"0xab","selector":"0xa9059cbb"}],"signing":["transaction","eip712","bitcoin-signed-message"],"chains":["ethereum","cosmos"],"networks":["1","cosmoshub-4"]}"#))
         .validate(&members)
         .unwrap();
     for (json, expect) in [
@@ -423,6 +423,10 @@ fn validate_refuses_impossible_and_malformed_policies() {
         (when(r#"{"calls":[{"to":"11111111111111111111111111111111"}]}"#), "move value"),
         (when(r#"{"chains":["polygon"]}"#), "networks"),
         (when(r#"{"chains":["dogecoin"]}"#), "unknown chain"),
+        // Networks only where the signed bytes commit to one.
+        (when(r#"{"networks":["1"]}"#), "networks needs chains"),
+        (when(r#"{"chains":["ethereum","solana"],"networks":["1","devnet"]}"#), "networks needs chains"),
+        (when(r#"{"chains":["bitcoin"],"networks":["testnet"]}"#), "networks needs chains"),
         (when(r#"{"signing":["eip713"]}"#), "signing"),
         (when(r#"{"operations":["sing"]}"#), "unknown operation"),
         (when(r#"{"eip712_domain":{}}"#), "pins nothing"),
@@ -640,7 +644,8 @@ fn psbt_change_is_not_a_transfer() {
     let bytes = psbt.serialize();
     let facts =
         Facts::transaction("btc", Unsigned::Psbt { chain: Chain::Bitcoin, network: "mainnet", psbt: &bytes }).unwrap();
-    assert_eq!((facts.chain, facts.network.as_deref()), (Some(Chain::Bitcoin), Some("bitcoin")));
+    // A PSBT does not say which network it is for: no network is a fact.
+    assert_eq!((facts.chain, facts.network.as_deref()), (Some(Chain::Bitcoin), None));
     let (transfers, calls) = transaction(&facts);
     assert_eq!(transfers, [native("bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu", Some(60_000))]);
     assert!(calls.is_empty());
@@ -680,6 +685,9 @@ fn single_signer_samples_are_native_transfers() {
         assert_eq!(transfers.len(), 1, "{chain}: {facts:?}");
         assert_eq!((&transfers[0].asset, transfers[0].amount), (&Asset::Native, Some(amount)), "{chain}");
         assert!(transfers[0].to.is_some() && calls.is_empty(), "{chain}: {facts:?}");
+        // Only Aptos and Cosmos transactions commit to their network.
+        let bound = matches!(chain, Chain::Aptos | Chain::Cosmos);
+        assert_eq!(facts.network.as_deref(), bound.then_some(sample.network), "{chain}");
     }
     // Sui: the summary cannot show which objects move, so its commands stay calls.
     let sample = sample::transfer(Chain::Sui, KeyType::Ed25519, &ed).unwrap();
@@ -691,4 +699,35 @@ fn single_signer_samples_are_native_transfers() {
     let (transfers, calls) = transaction(&facts);
     assert_eq!(transfers[0].amount, Some(1_000_000));
     assert!(!calls.is_empty());
+}
+
+/// The treasury example of docs/POLICY.md on real decoded transactions:
+/// 10 ETH needs two admins, 12 ETH also the security officer, a third person.
+#[test]
+fn documented_treasury_on_decoded_transactions() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/POLICY.md")).unwrap();
+    let json = doc.split("```json\n").find(|block| block.contains("treasury up to 10 ETH")).unwrap();
+    let policy = policy(json.split("\n```").next().unwrap());
+    let (adam, alma, sam) = (member("adam", Role::Admin), member("alma", Role::Admin), member("sam", Role::Admin));
+    let ether = |n: u64| {
+        alloy_primitives::U256::from(n) * alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18u8))
+    };
+    let ten = evm_preimage(EXCHANGE, ether(10), Vec::new());
+    let facts = Facts::transaction("treasury", Unsigned::Evm { chain_id: 1, preimage: &ten }).unwrap();
+    let decision = policy.evaluate(&facts, &no_ledger(), NOW).unwrap();
+    assert_eq!(decision.rule, "treasury up to 10 ETH");
+    decision.check(&[&adam, &alma]).unwrap();
+    let twelve = evm_preimage(EXCHANGE, ether(12), Vec::new());
+    let facts = Facts::transaction("treasury", Unsigned::Evm { chain_id: 1, preimage: &twelve }).unwrap();
+    let decision = policy.evaluate(&facts, &no_ledger(), NOW).unwrap();
+    assert_eq!(decision.rule, "treasury, larger or other");
+    decision.check(&[&adam, &alma]).unwrap_err();
+    // sam is an admin too, but counts once: sam + adam is not enough.
+    decision.check(&[&sam, &adam]).unwrap_err();
+    decision.check(&[&sam, &adam, &alma]).unwrap();
+    // Raw signing of the treasury key is denied by the first rule.
+    assert_eq!(
+        denied_by(policy.evaluate(&Facts::raw("treasury"), &no_ledger(), NOW)).as_deref(),
+        Some("raw signing denied")
+    );
 }
