@@ -290,12 +290,20 @@ impl Policy {
                     })
                 }
                 (Verdict::Holds, Action::Require(groups)) => {
+                    // A policy that was never validated must not let a
+                    // request through on no approval at all.
+                    if groups.is_empty() || groups.iter().any(|group| group.count == 0) {
+                        return Err(invalid(format!(
+                            "rule {:?} requires no approval; validate the policy before putting it in force",
+                            rule.name
+                        )));
+                    }
                     return Ok(Decision {
                         rule_index,
                         rule: rule.name.clone(),
                         groups: groups.clone(),
                         spends: spends(facts),
-                    })
+                    });
                 }
             }
         }

@@ -448,6 +448,14 @@ fn evaluate_fails_closed_on_a_malformed_condition() {
     );
     let error = policy.evaluate(&tx_facts(vec![native(EXCHANGE, Some(1))], vec![]), &no_ledger(), NOW).unwrap_err();
     assert!(matches!(error, Error::Policy(_)), "{error}");
+    // A rule asking for no approval never lets a request through.
+    for require in ["[]", r#"[{"count":0,"roles":["owner"]}]"#] {
+        let policy = self::policy(&format!(
+            r#"{{"version":1,"rules":[{{"name":"free","when":{{}},"action":{{"require":{require}}}}}]}}"#
+        ));
+        let facts = Facts::operation("refresh", Some("k")).unwrap();
+        assert!(matches!(policy.evaluate(&facts, &no_ledger(), NOW), Err(Error::Policy(_))), "{require}");
+    }
 }
 
 // ---------------------------------------------------------------- JSON form
