@@ -103,8 +103,7 @@ impl Client {
     /// client's identity.
     pub fn approve(&self, id: &str, request: &[u8]) -> Result<RequestRecord> {
         let identity = self.identity.as_ref().ok_or_else(|| config("approving needs --identity"))?;
-        let signature =
-            identity.approve(request).and_then(|a| a.to_armored()).map_err(|e| config(e.to_string()))?;
+        let signature = identity.approve(request).and_then(|a| a.to_armored()).map_err(|e| config(e.to_string()))?;
         self.submit_approval(id, &signature)
     }
 

@@ -177,7 +177,12 @@ impl Client {
             Some(tls) => config.tls_config(tls).https_only(true),
             None => config,
         };
-        Client { base: base.trim_end_matches('/').to_string(), agent: config.build().new_agent(), token: None, identity: None }
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent: config.build().new_agent(),
+            token: None,
+            identity: None,
+        }
     }
 
     /// The base URL, without a trailing `/`.

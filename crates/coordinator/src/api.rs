@@ -361,7 +361,10 @@ fn plan_key(state: &State, body: &Bytes) -> Result<KeyPlan, ApiError> {
     if nodes.len() != parties {
         return Err(ApiError::new(
             ErrorCode::NotEnoughNodes,
-            format!("a {parties}-party key needs {parties} distinct connected nodes; {} are connected", connected.len()),
+            format!(
+                "a {parties}-party key needs {parties} distinct connected nodes; {} are connected",
+                connected.len()
+            ),
         ));
     }
     let participants: BTreeMap<PartyId, NodeId> = threshold.party_ids().zip(nodes).collect();
@@ -390,7 +393,8 @@ pub(crate) async fn run_create_key(state: &State, body: &Bytes, approved: &Appro
         Outcome::KeyCreated { public_key } => Some(public_key.clone()),
         _ => None,
     })?;
-    let record = KeyRecord { key_id, scheme, threshold, public_key, epoch: shardvault_types::Epoch(0), nodes: participants };
+    let record =
+        KeyRecord { key_id, scheme, threshold, public_key, epoch: shardvault_types::Epoch(0), nodes: participants };
     state.db().put_key(&record).map_err(ApiError::storage)?;
     answer(StatusCode::CREATED, &key_answer(&record))
 }

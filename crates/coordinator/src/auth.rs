@@ -102,12 +102,17 @@ fn unauthenticated(message: &str) -> Response {
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 401, description = "`unauthenticated`: not a member's key, a stale or replayed login", body = ErrorBody),
     ))]
-pub(crate) async fn login(Extract(state): Extract<Arc<State>>, body: Bytes) -> Result<(axum::http::StatusCode, Json<Session>), ApiError> {
+pub(crate) async fn login(
+    Extract(state): Extract<Arc<State>>,
+    body: Bytes,
+) -> Result<(axum::http::StatusCode, Json<Session>), ApiError> {
     let login: Login = crate::api::parse(&body)?;
     let organisation = state.organisation().state().organisation().to_string();
     let lines: Vec<&str> = login.message.split('\n').collect();
     let [version, org, time, nonce, ""] = lines.as_slice() else {
-        return Err(ApiError::bad("the login message has the form shardvault-login-v1\\n<organisation>\\n<time>\\n<nonce>\\n"));
+        return Err(ApiError::bad(
+            "the login message has the form shardvault-login-v1\\n<organisation>\\n<time>\\n<nonce>\\n",
+        ));
     };
     let time: u64 = time.parse().map_err(|_| ApiError::bad("the login time is not a number"))?;
     if *version != "shardvault-login-v1" || *org != organisation || nonce.len() != 32 || hex::decode(nonce).is_err() {
@@ -115,15 +120,16 @@ pub(crate) async fn login(Extract(state): Extract<Arc<State>>, body: Bytes) -> R
     }
     let now = now();
     if time.abs_diff(now) > LOGIN_SKEW_SECS {
-        return Err(ApiError::new(ErrorCode::Unauthenticated, format!("the login was signed at {time}, now is {now}: check the clock and log in again")));
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            format!("the login was signed at {time}, now is {now}: check the clock and log in again"),
+        ));
     }
     let signature = Approval::from_str(&login.signature).map_err(|e| ApiError::bad(e.to_string()))?;
     let key = signature.claimed_signer().map_err(|e| ApiError::bad(e.to_string()))?;
-    let member = state
-        .organisation()
-        .member(&key.fingerprint())
-        .cloned()
-        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, format!("{} is not a member's key", key.fingerprint())))?;
+    let member = state.organisation().member(&key.fingerprint()).cloned().ok_or_else(|| {
+        ApiError::new(ErrorCode::Unauthenticated, format!("{} is not a member's key", key.fingerprint()))
+    })?;
     member
         .public_key
         .verify_in(LOGIN_NAMESPACE, login.message.as_bytes(), &signature)

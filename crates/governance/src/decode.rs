@@ -12,9 +12,9 @@ pub fn unsigned(payload: &Payload) -> Result<Option<Unsigned<'_>>, Error> {
     Ok(Some(match chain {
         Chain::Bitcoin | Chain::Litecoin => Unsigned::Psbt { chain: *chain, network, psbt: unsigned },
         Chain::Ethereum => {
-            let chain_id = network
-                .parse()
-                .map_err(|_| Error::Governance(format!("an EVM request names its chain id as network, not {network:?}")))?;
+            let chain_id = network.parse().map_err(|_| {
+                Error::Governance(format!("an EVM request names its chain id as network, not {network:?}"))
+            })?;
             Unsigned::Evm { chain_id, preimage: unsigned }
         }
         _ => Unsigned::SingleSigner { chain: *chain, network, bytes: unsigned },
@@ -25,15 +25,21 @@ pub fn unsigned(payload: &Payload) -> Result<Option<Unsigned<'_>>, Error> {
 pub fn facts_of(operation: &Operation) -> Result<Facts, Error> {
     let key_id = operation.key_id().map(|k| k.to_string());
     let Operation::Sign { payload, path, .. } = operation else {
-        return Ok(Facts::operation(operation.kind(), key_id));
+        return Facts::operation(operation.kind(), key_id.as_deref());
     };
+    let key_id = key_id.unwrap_or_default();
     match payload {
         Payload::Transaction { .. } => {
             let tx = unsigned(payload)?.ok_or_else(|| Error::Governance("not a transaction".into()))?;
-            Facts::transaction(key_id, tx)
+            Facts::transaction(&key_id, tx)
         }
-        Payload::Message { format, message } => Ok(Facts::message(key_id, chain_of(path), format, message)),
-        Payload::RawDigest { .. } | Payload::RawBytes { .. } => Ok(Facts::raw(key_id)),
+        Payload::Message { format, message } => {
+            let chain = chain_of(path).ok_or_else(|| {
+                Error::Governance(format!("path {path} names no chain (m/9'/0'/coin'/…); a message is signed for one"))
+            })?;
+            Facts::message(&key_id, chain, format, message)
+        }
+        Payload::RawDigest { .. } | Payload::RawBytes { .. } => Ok(Facts::raw(&key_id)),
     }
 }
 

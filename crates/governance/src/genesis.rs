@@ -32,7 +32,9 @@ impl FromStr for OrganisationId {
             .then(|| hex::decode(text).ok())
             .flatten()
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
-        bytes.map(OrganisationId).ok_or_else(|| Error::Governance(format!("organisation id {text:?}: expected 64 lowercase hex digits")))
+        bytes
+            .map(OrganisationId)
+            .ok_or_else(|| Error::Governance(format!("organisation id {text:?}: expected 64 lowercase hex digits")))
     }
 }
 
@@ -65,8 +67,13 @@ pub struct Genesis {
 impl Genesis {
     /// A genesis with `owners` and the default policy of a new organisation.
     pub fn new(name: &str, owners: Vec<Owner>, created_at: u64) -> Result<Self, Error> {
-        let genesis =
-            Genesis { version: 1, name: name.to_owned(), created_at, owners, policy: Policy::default_for_new_organisation() };
+        let genesis = Genesis {
+            version: 1,
+            name: name.to_owned(),
+            created_at,
+            owners,
+            policy: Policy::default_for_new_organisation(),
+        };
         genesis.check()?;
         Ok(genesis)
     }

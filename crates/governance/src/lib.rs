@@ -19,23 +19,27 @@ mod approval;
 pub mod canonical;
 mod decode;
 mod error;
+mod facts;
 mod genesis;
 mod identity;
 mod member;
-mod interim;
 mod member_key;
 mod policy;
 mod request;
 mod state;
 
 pub use approval::{login_message, Approval, LOGIN_NAMESPACE, NAMESPACE, REJECT_NAMESPACE};
-pub use error::Error;
 pub use decode::{facts_of, unsigned};
+pub use error::Error;
+pub use facts::{Asset, Call, DomainSeen, Facts, Signing, Transfer, NETWORK_BOUND, OPERATIONS};
 pub use genesis::{Genesis, OrganisationId, Owner};
 pub use identity::Identity;
-pub use interim::{Asset, Decision, Facts, Ledger, Spend};
 pub use member::{Member, MemberName, Role};
 pub use member_key::MemberKey;
-pub use request::{Operation, Payload, Request, RequestId, DEFAULT_LIFETIME_SECS, MAX_CLOCK_SKEW_SECS, MAX_LIFETIME_SECS};
+pub use policy::{
+    Action, CallPattern, Conditions, Decision, Eip712Domain, Group, Ledger, PeriodLimit, Policy, Rule, Spend,
+};
+pub use request::{
+    Operation, Payload, Request, RequestId, DEFAULT_LIFETIME_SECS, MAX_CLOCK_SKEW_SECS, MAX_LIFETIME_SECS,
+};
 pub use state::{request_hash_hex, Count, LogEntry, State, MAX_APPROVALS};
-pub use policy::{Action, CallPattern, Conditions, Eip712Domain, Group, PeriodLimit, Policy, Rule};

@@ -58,9 +58,10 @@ impl fmt::Display for Role {
 impl FromStr for Role {
     type Err = Error;
     fn from_str(text: &str) -> Result<Self, Error> {
-        Role::ALL.into_iter().find(|role| role.name() == text).ok_or_else(|| {
-            Error::Governance(format!("no role {text:?}: one of owner, admin, member, api, viewer"))
-        })
+        Role::ALL
+            .into_iter()
+            .find(|role| role.name() == text)
+            .ok_or_else(|| Error::Governance(format!("no role {text:?}: one of owner, admin, member, api, viewer")))
     }
 }
 

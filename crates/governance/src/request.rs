@@ -50,7 +50,9 @@ impl FromStr for RequestId {
             .then(|| hex::decode(text).ok())
             .flatten()
             .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok());
-        bytes.map(RequestId).ok_or_else(|| Error::Governance(format!("request id {text:?}: expected 32 lowercase hex digits")))
+        bytes
+            .map(RequestId)
+            .ok_or_else(|| Error::Governance(format!("request id {text:?}: expected 32 lowercase hex digits")))
     }
 }
 

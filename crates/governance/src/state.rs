@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::canonical::sha256;
-use crate::{Approval, Decision, Error, Facts, Genesis, Ledger, Member, OrganisationId, Policy, Request, Role};
 use crate::request::Operation;
+use crate::{Approval, Decision, Error, Facts, Genesis, Ledger, Member, OrganisationId, Policy, Request, Role};
 
 /// One approved governance change: the request's canonical bytes (as text:
 /// canonical JSON is UTF-8) and the approvals that carried it.
@@ -51,7 +51,13 @@ impl State {
     pub fn genesis(genesis: &Genesis) -> Result<Self, Error> {
         let organisation = genesis.id()?;
         let head = Sha256::new().chain_update(b"shardvault-governance-v1").chain_update(organisation.0).finalize();
-        Ok(State { organisation, members: genesis.members(), policy: genesis.policy.clone(), head: head.into(), entries: 0 })
+        Ok(State {
+            organisation,
+            members: genesis.members(),
+            policy: genesis.policy.clone(),
+            head: head.into(),
+            entries: 0,
+        })
     }
 
     /// The organisation.
@@ -98,7 +104,9 @@ impl State {
             }
         }
         if approvals.len() > MAX_APPROVALS {
-            count.ignored.push(format!("{} approvals beyond the first {MAX_APPROVALS}", approvals.len() - MAX_APPROVALS));
+            count
+                .ignored
+                .push(format!("{} approvals beyond the first {MAX_APPROVALS}", approvals.len() - MAX_APPROVALS));
         }
         count
     }
@@ -149,13 +157,17 @@ impl State {
             return Err(Error::Governance(format!("log entry {} is for another organisation", self.entries + 1)));
         }
         if !request.operation.is_governance() {
-            return Err(Error::Governance(format!("log entry {} is a {} request, not a governance change", self.entries + 1, request.operation.kind())));
+            return Err(Error::Governance(format!(
+                "log entry {} is a {} request, not a governance change",
+                self.entries + 1,
+                request.operation.kind()
+            )));
         }
         let count = self.count(bytes, &entry.approvals);
         let owners = self.members.iter().filter(|m| m.role == Role::Owner).count();
         let owners_approving = count.approvers.iter().filter(|m| m.role == Role::Owner).count();
         if owners_approving * 2 <= owners {
-            let facts = Facts::operation(request.operation.kind(), None);
+            let facts = Facts::operation(request.operation.kind(), None)?;
             let decision = self.policy.evaluate(&facts, &NoSpends, request.created_at)?;
             decision.check(&count.approvers).map_err(|error| with_ignored(error, &count.ignored))?;
         }
@@ -184,7 +196,8 @@ impl State {
 /// The next head of the hash chain after `entry`.
 fn chain(head: &[u8; 32], entry: &LogEntry) -> [u8; 32] {
     let length = |n: usize| u64::try_from(n).unwrap_or(u64::MAX).to_be_bytes();
-    let mut hash = Sha256::new().chain_update(head).chain_update(length(entry.request.len())).chain_update(&entry.request);
+    let mut hash =
+        Sha256::new().chain_update(head).chain_update(length(entry.request.len())).chain_update(&entry.request);
     hash.update(length(entry.approvals.len()));
     for approval in &entry.approvals {
         hash.update(length(approval.len()));
@@ -205,7 +218,9 @@ fn change(members: &mut Vec<Member>, policy: &mut Policy, operation: &Operation)
                 return Err(Error::Governance(format!("there is no member {name} to remove")));
             }
             if !members.iter().any(|m| m.role == Role::Owner) {
-                return Err(Error::Governance(format!("removing {name} would leave the organisation without an owner")));
+                return Err(Error::Governance(format!(
+                    "removing {name} would leave the organisation without an owner"
+                )));
             }
         }
         Operation::SetPolicy { policy: next } => *policy = next.clone(),

@@ -252,9 +252,11 @@ impl SignPayload {
             SignPayload::BitcoinInput { chain, psbt, network, .. } => {
                 Payload::Transaction { chain: *chain, network: network.clone(), unsigned: psbt.clone() }
             }
-            SignPayload::EvmTransaction { preimage, chain_id } => {
-                Payload::Transaction { chain: Chain::Ethereum, network: chain_id.to_string(), unsigned: preimage.clone() }
-            }
+            SignPayload::EvmTransaction { preimage, chain_id } => Payload::Transaction {
+                chain: Chain::Ethereum,
+                network: chain_id.to_string(),
+                unsigned: preimage.clone(),
+            },
             SignPayload::Transaction { chain, network, unsigned } => {
                 Payload::Transaction { chain: *chain, network: network.clone(), unsigned: unsigned.clone() }
             }

@@ -59,13 +59,16 @@ pub(super) async fn address(
         Ok((!known).then_some(prefix))
     })();
     match derived {
-        Ok(None) => idempotent(&state, &headers, "POST /v1/keys/{id}/addresses", &body, run(&state, &id, &body, None)).await,
+        Ok(None) => {
+            idempotent(&state, &headers, "POST /v1/keys/{id}/addresses", &body, run(&state, &id, &body, None)).await
+        }
         Ok(Some(prefix)) => {
             let operation = || {
                 let key_id = super::key_id(&id)?;
                 Ok(shardvault_governance::Operation::DeriveAddress { key_id, path: prefix })
             };
-            requests::propose(&state, &headers, &caller, "POST /v1/keys/{id}/addresses", Some(&id), &body, operation).await
+            requests::propose(&state, &headers, &caller, "POST /v1/keys/{id}/addresses", Some(&id), &body, operation)
+                .await
         }
         Err(error) => idempotent(&state, &headers, "POST /v1/keys/{id}/addresses", &body, async { Err(error) }).await,
     }

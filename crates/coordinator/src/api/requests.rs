@@ -20,8 +20,7 @@ use shardvault_api::{
     MemberList, Pending, PolicyAnswer, Reject, RemoveMember, RequestList, RequestRecord, SetPolicy, Signoff,
 };
 use shardvault_governance::{
-    request_hash_hex, Approval, LogEntry, Member, Operation, Policy, Request, DEFAULT_LIFETIME_SECS,
-    REJECT_NAMESPACE,
+    request_hash_hex, Approval, LogEntry, Member, Operation, Policy, Request, DEFAULT_LIFETIME_SECS, REJECT_NAMESPACE,
 };
 use shardvault_wire::Governed;
 
@@ -131,7 +130,10 @@ fn open(state: &State, id: &str, row: &GovernedRow) -> Result<(), ApiError> {
         return Err(ApiError::new(ErrorCode::RequestClosed, format!("request {id} is {status}, not pending")));
     }
     if now() >= row.expires_at {
-        return Err(ApiError::new(ErrorCode::RequestClosed, format!("request {id} expired at {}; create it again", row.expires_at)));
+        return Err(ApiError::new(
+            ErrorCode::RequestClosed,
+            format!("request {id} expired at {}; create it again", row.expires_at),
+        ));
     }
     Ok(())
 }
@@ -163,8 +165,13 @@ pub(super) async fn approve(
         approvals.push(signoff(&member, approve.signature.trim()));
         let db = state.db();
         db.set_signoffs(&id, &approvals, &row.rejections).map_err(ApiError::storage)?;
-        db.audit(now(), "approved", &id, &json!({ "member": member.name.as_str(), "signature": approve.signature.trim() }))
-            .map_err(ApiError::storage)?;
+        db.audit(
+            now(),
+            "approved",
+            &id,
+            &json!({ "member": member.name.as_str(), "signature": approve.signature.trim() }),
+        )
+        .map_err(ApiError::storage)?;
     }
     if ready(&state, &row, &approvals)? {
         execute(&state, &id, row, approvals).await?;
@@ -197,8 +204,13 @@ pub(super) async fn reject(
         let db = state.db();
         db.set_signoffs(&id, &row.approvals, &rejections).map_err(ApiError::storage)?;
         db.set_status(&id, "rejected").map_err(ApiError::storage)?;
-        db.audit(now(), "rejected", &id, &json!({ "member": member.name.as_str(), "signature": reject.signature.trim() }))
-            .map_err(ApiError::storage)?;
+        db.audit(
+            now(),
+            "rejected",
+            &id,
+            &json!({ "member": member.name.as_str(), "signature": reject.signature.trim() }),
+        )
+        .map_err(ApiError::storage)?;
     }
     Ok(Json(record(&state, &id)?))
 }
@@ -214,7 +226,10 @@ fn signer(state: &State, row: &GovernedRow, signature: &str, check: Check) -> Re
         ApiError::new(ErrorCode::InvalidApproval, format!("{} is not a member's key", key.fingerprint()))
     })?;
     if !member.role.may_approve() {
-        return Err(ApiError::new(ErrorCode::InvalidApproval, format!("{} is a {}, who cannot approve or reject", member.name, member.role)));
+        return Err(ApiError::new(
+            ErrorCode::InvalidApproval,
+            format!("{} is a {}, who cannot approve or reject", member.name, member.role),
+        ));
     }
     check(&member.public_key, row.request.as_bytes(), &signature_parsed).map_err(invalid)?;
     Ok(member)
@@ -247,7 +262,13 @@ fn ready(state: &State, row: &GovernedRow, approvals: &[Signoff]) -> Result<bool
 struct NoLedger;
 
 impl shardvault_governance::Ledger for NoLedger {
-    fn spent(&self, _: &str, _: shardvault_chains::Chain, _: &shardvault_governance::Asset, _: u64) -> Result<u128, String> {
+    fn spent(
+        &self,
+        _: &str,
+        _: shardvault_chains::Chain,
+        _: &shardvault_governance::Asset,
+        _: u64,
+    ) -> Result<u128, String> {
         Ok(0)
     }
 }
@@ -325,7 +346,10 @@ fn policy_answer(organisation: &crate::governance::Organisation) -> Result<Polic
         (status = 404, description = "`unknown_request`", body = ErrorBody),
         (status = 500, description = "`storage`", body = ErrorBody),
     ))]
-pub(super) async fn show(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) -> Result<Json<RequestRecord>, ApiError> {
+pub(super) async fn show(
+    Extract(state): Extract<Arc<State>>,
+    Path(id): Path<String>,
+) -> Result<Json<RequestRecord>, ApiError> {
     Ok(Json(record(&state, &id)?))
 }
 
@@ -346,9 +370,15 @@ pub(super) struct ListQuery {
 /// The history: every request, newest first.
 #[utoipa::path(get, path = "/v1/requests", tag = "requests", params(ListQuery),
     responses((status = 200, description = "requests, newest first", body = RequestList)))]
-pub(super) async fn list(Extract(state): Extract<Arc<State>>, Query(query): Query<ListQuery>) -> Result<Json<RequestList>, ApiError> {
+pub(super) async fn list(
+    Extract(state): Extract<Arc<State>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<RequestList>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let ids = state.db().request_ids(query.status.as_deref(), query.key.as_deref(), query.since, limit).map_err(ApiError::storage)?;
+    let ids = state
+        .db()
+        .request_ids(query.status.as_deref(), query.key.as_deref(), query.since, limit)
+        .map_err(ApiError::storage)?;
     let requests = ids.iter().map(|id| record(&state, id)).collect::<Result<_, _>>()?;
     Ok(Json(RequestList { requests }))
 }
@@ -391,7 +421,9 @@ pub(super) async fn remove_member(
 ) -> Response {
     let operation = || {
         let remove: RemoveMember = parse(&body)?;
-        Ok(Operation::RemoveMember { name: remove.name.parse().map_err(|e: shardvault_governance::Error| ApiError::bad(e.to_string()))? })
+        Ok(Operation::RemoveMember {
+            name: remove.name.parse().map_err(|e: shardvault_governance::Error| ApiError::bad(e.to_string()))?,
+        })
     };
     propose(&state, &headers, &caller, "POST /v1/members/remove", None, &body, operation).await
 }
@@ -428,7 +460,11 @@ pub(super) async fn governance(Extract(state): Extract<Arc<State>>) -> Result<Js
     Ok(Json(GovernanceLog {
         genesis: String::from_utf8(genesis).map_err(|_| ApiError::bug("canonical JSON is UTF-8"))?,
         organisation: organisation.state().organisation().to_string(),
-        entries: organisation.log().iter().map(|e| LogEntryBody { request: e.request.clone(), approvals: e.approvals.clone() }).collect(),
+        entries: organisation
+            .log()
+            .iter()
+            .map(|e| LogEntryBody { request: e.request.clone(), approvals: e.approvals.clone() })
+            .collect(),
         head: hex::encode(organisation.state().head()),
     }))
 }

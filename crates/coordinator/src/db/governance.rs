@@ -81,7 +81,10 @@ impl Db {
     /// Appends an entry at `position` (0-based); fails if one is there.
     pub(crate) fn append_governance(&self, position: usize, entry: &LogEntry) -> rusqlite::Result<()> {
         let position = i64::try_from(position).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        self.conn.execute("INSERT INTO governance_log (position, entry) VALUES (?1, ?2)", params![position, to_json(entry)?])?;
+        self.conn.execute(
+            "INSERT INTO governance_log (position, entry) VALUES (?1, ?2)",
+            params![position, to_json(entry)?],
+        )?;
         Ok(())
     }
 
@@ -184,17 +187,25 @@ impl Db {
     pub(crate) fn use_nonce(&self, nonce: &str, expires_at: u64, now: u64) -> rusqlite::Result<bool> {
         self.conn.execute("DELETE FROM login_nonces WHERE expires_at <= ?1", [now])?;
         self.conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
-        let inserted = self
-            .conn
-            .execute("INSERT OR IGNORE INTO login_nonces (nonce, expires_at) VALUES (?1, ?2)", params![nonce, expires_at])?;
+        let inserted = self.conn.execute(
+            "INSERT OR IGNORE INTO login_nonces (nonce, expires_at) VALUES (?1, ?2)",
+            params![nonce, expires_at],
+        )?;
         Ok(inserted == 1)
     }
 
     /// Appends an audit entry, chained to the last one.
-    pub(crate) fn audit(&self, at: u64, event: &str, request_id: &str, detail: &serde_json::Value) -> rusqlite::Result<()> {
+    pub(crate) fn audit(
+        &self,
+        at: u64,
+        event: &str,
+        request_id: &str,
+        detail: &serde_json::Value,
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.unchecked_transaction()?;
-        let last: Option<(u64, String)> =
-            tx.query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let last: Option<(u64, String)> = tx
+            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
         let (seq, prev) = match last {
             Some((seq, hash)) => (seq + 1, hash),
             None => (1, AUDIT_START.to_string()),
