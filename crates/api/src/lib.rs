@@ -9,6 +9,9 @@
 //! it does not know, so the server may add some.
 #![forbid(unsafe_code)]
 
+mod governance;
+pub use governance::*;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -264,6 +267,9 @@ pub struct Health {
     pub nodes: Vec<NodeHealth>,
     /// How many nodes are connected.
     pub connected: u32,
+    /// The organisation id (SHA-256 of its genesis, hex): what a login names.
+    #[serde(default)]
+    pub organisation: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -526,11 +532,16 @@ pub struct RequestRecord {
     pub request_id: String,
     /// The route, e.g. `POST /v1/keys/{id}/signatures`.
     pub kind: String,
-    /// `running`, `succeeded`, `failed` or `unknown`.
+    /// `pending` (waiting for approvals), `running`, `succeeded`, `failed`,
+    /// `rejected`, `expired` or `unknown`.
     pub status: String,
-    /// The answer as it was sent, once stored.
+    /// The answer as it was sent, once stored (for a pending request: the
+    /// pending answer).
     #[schema(value_type = Option<Object>)]
     pub response: Value,
+    /// The governed request, for calls that make one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governed: Option<GovernedRecord>,
 }
 
 // ------------------------------------------------------------------ errors
@@ -541,7 +552,10 @@ pub struct RequestRecord {
 /// |---|---|
 /// | `invalid_request` | 400 |
 /// | `too_many_parties` | 400 |
-/// | `cross_site` | 403 |
+/// | `invalid_approval` | 400 |
+/// | `unauthenticated` | 401 |
+/// | `cross_site`, `forbidden`, `not_approved` | 403 |
+/// | `request_closed` | 409 |
 /// | `unknown_key`, `unknown_request` | 404 |
 /// | `idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`, `party_banned`, `refresh_unfinished`, `epochs_exhausted` | 409 |
 /// | `body_too_large` | 413 |
@@ -578,11 +592,16 @@ pub enum ErrorCode {
     NotEnoughNodes,
     NotEnoughSigners,
     NotEnoughAttestations,
+    Unauthenticated,
+    Forbidden,
+    NotApproved,
+    RequestClosed,
+    InvalidApproval,
 }
 
 impl ErrorCode {
     /// Every code, in the table's order.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::InvalidRequest,
         ErrorCode::TooManyParties,
         ErrorCode::CrossSite,
@@ -607,6 +626,11 @@ impl ErrorCode {
         ErrorCode::NotEnoughNodes,
         ErrorCode::NotEnoughSigners,
         ErrorCode::NotEnoughAttestations,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NotApproved,
+        ErrorCode::RequestClosed,
+        ErrorCode::InvalidApproval,
     ];
 
     /// The code as it appears in an answer.
@@ -636,6 +660,11 @@ impl ErrorCode {
             ErrorCode::NotEnoughNodes => "not_enough_nodes",
             ErrorCode::NotEnoughSigners => "not_enough_signers",
             ErrorCode::NotEnoughAttestations => "not_enough_attestations",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotApproved => "not_approved",
+            ErrorCode::RequestClosed => "request_closed",
+            ErrorCode::InvalidApproval => "invalid_approval",
         }
     }
 
@@ -643,15 +672,17 @@ impl ErrorCode {
     /// when the request could not be recorded and so did not run).
     pub const fn status(self) -> u16 {
         match self {
-            ErrorCode::InvalidRequest | ErrorCode::TooManyParties => 400,
-            ErrorCode::CrossSite => 403,
+            ErrorCode::InvalidRequest | ErrorCode::TooManyParties | ErrorCode::InvalidApproval => 400,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::CrossSite | ErrorCode::Forbidden | ErrorCode::NotApproved => 403,
             ErrorCode::UnknownKey | ErrorCode::UnknownRequest => 404,
             ErrorCode::IdempotencyConflict
             | ErrorCode::IdempotencyInProgress
             | ErrorCode::IdempotencyOutcomeUnknown
             | ErrorCode::PartyBanned
             | ErrorCode::RefreshUnfinished
-            | ErrorCode::EpochsExhausted => 409,
+            | ErrorCode::EpochsExhausted
+            | ErrorCode::RequestClosed => 409,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::UnknownHost => 421,

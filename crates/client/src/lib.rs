@@ -16,6 +16,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 pub use shardvault_api as api;
+use shardvault_governance::Identity;
+
+mod governed;
+pub use governed::Outcome;
 use shardvault_api::{
     AddressRequest, AttestedAddress, CreateKey, Empty, ErrorBody, ErrorCode, Health, Key, KeyDetails, KeyList,
     RefreshFinished, Refreshed, RequestRecord, SignRequest, SignatureAnswer, SignedTransaction, TransactionRequest,
@@ -39,6 +43,9 @@ pub enum Error {
         message: String,
         request_id: Option<String>,
     },
+    /// A request waits for more approvals (or was rejected, or expired).
+    #[error("request {request_id} is {status}: {message}")]
+    NotDone { request_id: String, status: String, message: String },
     /// A success answer that is not what the call answers.
     #[error("unexpected answer ({status}) from the API: {reason}")]
     Decode { status: u16, reason: String },
@@ -101,6 +108,10 @@ impl Answer {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// The session token sent as `Authorization: Bearer`.
+    pub(crate) token: Option<String>,
+    /// Who acts: creates requests and approves them.
+    pub(crate) identity: Option<Arc<Identity>>,
 }
 
 impl Client {
@@ -166,7 +177,12 @@ impl Client {
             Some(tls) => config.tls_config(tls).https_only(true),
             None => config,
         };
-        Client { base: base.trim_end_matches('/').to_string(), agent: config.build().new_agent() }
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent: config.build().new_agent(),
+            token: None,
+            identity: None,
+        }
     }
 
     /// The base URL, without a trailing `/`.
@@ -176,7 +192,11 @@ impl Client {
 
     /// `GET path`, raw.
     pub fn get(&self, path: &str) -> Result<Answer> {
-        answer(self.agent.get(format!("{}{path}", self.base)).call()?)
+        let mut request = self.agent.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        answer(request.call()?)
     }
 
     /// `POST path` with a JSON `body` (bytes as given) and an optional
@@ -184,6 +204,9 @@ impl Client {
     /// cannot (tests of refusals).
     pub fn post_raw(&self, path: &str, body: &[u8], idempotency_key: Option<&str>) -> Result<Answer> {
         let mut request = self.agent.post(format!("{}{path}", self.base)).header("Content-Type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
         if let Some(key) = idempotency_key {
             request = request.header(shardvault_api::IDEMPOTENCY_KEY, key);
         }
@@ -203,7 +226,7 @@ impl Client {
 
     /// `POST /v1/keys`: returns when every node agrees on the public key.
     pub fn create_key(&self, request: &CreateKey, idempotency_key: Option<&str>) -> Result<Key> {
-        self.post("/v1/keys", request, idempotency_key)?.into_typed()
+        self.governed(self.post("/v1/keys", request, idempotency_key)?)
     }
 
     /// `GET /v1/keys`.
@@ -224,12 +247,12 @@ impl Client {
         request: &AddressRequest,
         idempotency_key: Option<&str>,
     ) -> Result<AttestedAddress> {
-        self.post(&format!("/v1/keys/{key_id}/addresses"), request, idempotency_key)?.into_typed()
+        self.governed(self.post(&format!("/v1/keys/{key_id}/addresses"), request, idempotency_key)?)
     }
 
     /// `POST /v1/keys/{key_id}/signatures`.
     pub fn sign(&self, key_id: &str, request: &SignRequest, idempotency_key: Option<&str>) -> Result<SignatureAnswer> {
-        self.post(&format!("/v1/keys/{key_id}/signatures"), request, idempotency_key)?.into_typed()
+        self.governed(self.post(&format!("/v1/keys/{key_id}/signatures"), request, idempotency_key)?)
     }
 
     /// `POST /v1/keys/{key_id}/transactions`.
@@ -239,12 +262,12 @@ impl Client {
         request: &TransactionRequest,
         idempotency_key: Option<&str>,
     ) -> Result<SignedTransaction> {
-        self.post(&format!("/v1/keys/{key_id}/transactions"), request, idempotency_key)?.into_typed()
+        self.governed(self.post(&format!("/v1/keys/{key_id}/transactions"), request, idempotency_key)?)
     }
 
     /// `POST /v1/keys/{key_id}/refresh`.
     pub fn refresh(&self, key_id: &str, idempotency_key: Option<&str>) -> Result<Refreshed> {
-        self.post(&format!("/v1/keys/{key_id}/refresh"), &Empty {}, idempotency_key)?.into_typed()
+        self.governed(self.post(&format!("/v1/keys/{key_id}/refresh"), &Empty {}, idempotency_key)?)
     }
 
     /// `POST /v1/keys/{key_id}/refresh/finish`.

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shardvault_api::{
     Ban, CreateKey, ErrorBody, ErrorCode, FailedAttempt, Health, Key, KeyDetails, KeyList, LastRefresh, NodeHealth,
-    RequestRecord, SignRequest, SignatureAnswer, Target,
+    SignRequest, SignatureAnswer, Target,
 };
 use shardvault_chains::{Chain, KeyType};
 use shardvault_types::{derive_public, DerivationPath, ExtendedPublicKey, KeyId, PartyId, SessionId, Threshold};
@@ -30,7 +30,10 @@ use utoipa_axum::routes;
 mod addresses;
 mod openapi;
 mod refresh;
+mod requests;
 mod transactions;
+
+pub(crate) use requests::Approved;
 
 use crate::db::{Derived, KeyRecord};
 use crate::jobs::{Failure, NodeResult, State};
@@ -53,20 +56,23 @@ impl ApiError {
     fn with_status(self, status: StatusCode) -> Self {
         ApiError { status, ..self }
     }
-    fn bad(message: impl Into<String>) -> Self {
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, message)
     }
-    fn storage(error: rusqlite::Error) -> Self {
+    pub(crate) fn storage(error: rusqlite::Error) -> Self {
         Self::new(ErrorCode::Storage, error.to_string())
     }
-    fn bug(message: impl Into<String>) -> Self {
+    pub(crate) fn bug(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Bug, message)
     }
     /// The stable code.
     pub fn code(&self) -> ErrorCode {
         self.code
     }
-    fn body(&self) -> Value {
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+    pub(crate) fn body(&self) -> Value {
         // An `ErrorBody` is a code and a string: it always serializes.
         json!(ErrorBody { code: self.code, message: self.message.clone(), request_id: None })
     }
@@ -96,7 +102,16 @@ fn routes() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(refresh))
         .routes(routes!(finish_refresh))
         .routes(routes!(transactions::transaction))
-        .routes(routes!(request))
+        .routes(routes!(requests::list))
+        .routes(routes!(requests::show))
+        .routes(routes!(requests::approve))
+        .routes(routes!(requests::reject))
+        .routes(routes!(requests::members, requests::add_member))
+        .routes(routes!(requests::remove_member))
+        .routes(routes!(requests::policy, requests::set_policy))
+        .routes(routes!(requests::governance))
+        .routes(routes!(requests::audit))
+        .routes(routes!(crate::auth::login))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.
@@ -109,6 +124,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
     let document = Arc::new(openapi::finish(document));
     router
         .route("/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
         .layer(axum::middleware::from_fn(with_target))
         .with_state(state)
 }
@@ -117,6 +133,8 @@ tokio::task_local! {
     /// The request being served, `METHOD /path` (with the key id, not the
     /// route template): what an Idempotency-Key is bound to.
     static TARGET: String;
+    /// The id of the request record being made (a governed request takes it).
+    pub(crate) static REQUEST_ID: String;
 }
 
 async fn with_target(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -126,7 +144,7 @@ async fn with_target(request: axum::extract::Request, next: axum::middleware::Ne
 
 /// A request body: a JSON object of exactly `T`'s fields (serde alone would
 /// also take an array of the fields in order).
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad("request body: expected a JSON object"));
     }
@@ -191,7 +209,7 @@ where
     if let Err(error) = state.db().begin_request(&request_id, route, claim) {
         return unrecorded(error).into_response();
     }
-    let (status, mut value) = match run.await {
+    let (status, mut value) = match REQUEST_ID.scope(request_id.clone(), run).await {
         Ok(answer) => answer,
         Err(error) => (error.status, error.body()),
     };
@@ -199,7 +217,11 @@ where
         map.insert("request_id".into(), json!(request_id));
     }
     let text = value.to_string();
-    let outcome = if status.is_success() { "succeeded" } else { "failed" };
+    let outcome = match status {
+        StatusCode::ACCEPTED => "pending",
+        _ if status.is_success() => "succeeded",
+        _ => "failed",
+    };
     // Transient failures (5xx) release the key, so a retry can succeed.
     let answer = idem_key.as_deref().map(|key| (key, (!status.is_server_error()).then_some(status.as_u16())));
     if let Err(error) = state.db().finish_request(&request_id, outcome, &text, answer) {
@@ -270,79 +292,111 @@ async fn health(Extract(state): Extract<Arc<State>>) -> Json<Health> {
         .map(|id| NodeHealth { id: id.0, connected: connected.contains(id) })
         .collect();
     let count = u32::try_from(connected.len()).unwrap_or(u32::MAX);
-    Json(Health { status: "ok".into(), nodes, connected: count })
+    let organisation = state.organisation().state().organisation().to_string();
+    Json(Health { status: "ok".into(), nodes, connected: count, organisation })
 }
 
 /// Create a key (returns when every node agrees on the public key).
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateKey,
     params(openapi::IdempotencyKey),
     responses(
-        (status = 201, description = "the key", body = Key),
+        (status = 202, description = "a pending request to approve (`POST /v1/requests/{id}/approvals`); once approved, its answer is the key", body = shardvault_api::Pending),
         (status = 400, description = "`invalid_request`; `too_many_parties` when the cluster has fewer nodes than `parties`", body = ErrorBody),
         (status = 409, description = "`idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
         (status = 502, description = "`node_failure`, `disagreement`", body = ErrorBody),
         (status = 503, description = "`not_enough_nodes` connected; `storage`", body = ErrorBody),
     ))]
-async fn create_key(Extract(state): Extract<Arc<State>>, headers: HeaderMap, body: Bytes) -> Response {
-    idempotent(&state, &headers, "POST /v1/keys", &body, async {
-        let request: CreateKey = parse(&body)?;
-        let scheme: shardvault_types::Scheme =
-            request.scheme.parse().map_err(|e: shardvault_types::Error| ApiError::bad(e.to_string()))?;
-        let threshold = Threshold::new(request.threshold, request.parties).map_err(|e| ApiError::bad(e.to_string()))?;
-        let parties = usize::from(threshold.parties());
-        let cluster = &state.config.cluster.nodes;
-        if parties > cluster.len() {
-            return Err(ApiError::new(
-                ErrorCode::TooManyParties,
-                format!(
-                    "a {parties}-party key needs {parties} nodes, but the cluster has {}; ask for at most {} parties",
-                    cluster.len(),
-                    cluster.len()
-                ),
-            ));
-        }
-        let connected = state.connected();
-        let nodes: Vec<NodeId> = match request.nodes {
-            Some(nodes) => {
-                let nodes: Vec<NodeId> = nodes.into_iter().map(NodeId).collect();
-                if let Some(stranger) = nodes.iter().find(|n| !cluster.contains_key(n)) {
-                    return Err(ApiError::bad(format!("node {stranger} is not in the cluster")));
-                }
-                if nodes.len() != parties || nodes.iter().collect::<BTreeSet<_>>().len() != nodes.len() {
-                    return Err(ApiError::bad(format!("\"nodes\" must name {parties} distinct nodes, one per party")));
-                }
-                nodes
+async fn create_key(
+    Extract(state): Extract<Arc<State>>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let operation = || {
+        let plan = plan_key(&state, &body)?;
+        let (scheme, threshold) = (plan.scheme, plan.threshold);
+        Ok(shardvault_governance::Operation::CreateKey { key_id: KeyId::random(), scheme, threshold })
+    };
+    requests::propose(&state, &headers, &caller, "POST /v1/keys", None, &body, operation).await
+}
+
+/// A key to create, checked against the cluster.
+struct KeyPlan {
+    scheme: shardvault_types::Scheme,
+    threshold: Threshold,
+    participants: BTreeMap<PartyId, NodeId>,
+}
+
+fn plan_key(state: &State, body: &Bytes) -> Result<KeyPlan, ApiError> {
+    let request: CreateKey = parse(body)?;
+    let scheme: shardvault_types::Scheme =
+        request.scheme.parse().map_err(|e: shardvault_types::Error| ApiError::bad(e.to_string()))?;
+    let threshold = Threshold::new(request.threshold, request.parties).map_err(|e| ApiError::bad(e.to_string()))?;
+    let parties = usize::from(threshold.parties());
+    let cluster = &state.config.cluster.nodes;
+    if parties > cluster.len() {
+        return Err(ApiError::new(
+            ErrorCode::TooManyParties,
+            format!(
+                "a {parties}-party key needs {parties} nodes, but the cluster has {}; ask for at most {} parties",
+                cluster.len(),
+                cluster.len()
+            ),
+        ));
+    }
+    let connected = state.connected();
+    let nodes: Vec<NodeId> = match request.nodes {
+        Some(nodes) => {
+            let nodes: Vec<NodeId> = nodes.into_iter().map(NodeId).collect();
+            if let Some(stranger) = nodes.iter().find(|n| !cluster.contains_key(n)) {
+                return Err(ApiError::bad(format!("node {stranger} is not in the cluster")));
             }
-            None => connected.iter().copied().take(parties).collect(),
-        };
-        if nodes.len() != parties {
-            return Err(ApiError::new(
-                ErrorCode::NotEnoughNodes,
-                format!(
-                    "a {parties}-party key needs {parties} distinct connected nodes; {} are connected",
-                    connected.len()
-                ),
-            ));
+            if nodes.len() != parties || nodes.iter().collect::<BTreeSet<_>>().len() != nodes.len() {
+                return Err(ApiError::bad(format!("\"nodes\" must name {parties} distinct nodes, one per party")));
+            }
+            nodes
         }
-        let participants: BTreeMap<PartyId, NodeId> = threshold.party_ids().zip(nodes).collect();
-        let key_id = KeyId::random();
-        let job = Job {
-            session: SessionId::random(),
-            key_id,
-            participants: participants.clone(),
-            kind: JobKind::CreateKey { scheme, threshold },
-        };
-        let results = state.run(job).await;
-        let public_key = agree(&results, |o| match o {
-            Outcome::KeyCreated { public_key } => Some(public_key.clone()),
-            _ => None,
-        })?;
-        let record =
-            KeyRecord { key_id, scheme, threshold, public_key, epoch: shardvault_types::Epoch(0), nodes: participants };
-        state.db().put_key(&record).map_err(ApiError::storage)?;
-        answer(StatusCode::CREATED, &key_answer(&record))
-    })
-    .await
+        None => connected.iter().copied().take(parties).collect(),
+    };
+    if nodes.len() != parties {
+        return Err(ApiError::new(
+            ErrorCode::NotEnoughNodes,
+            format!(
+                "a {parties}-party key needs {parties} distinct connected nodes; {} are connected",
+                connected.len()
+            ),
+        ));
+    }
+    let participants: BTreeMap<PartyId, NodeId> = threshold.party_ids().zip(nodes).collect();
+    Ok(KeyPlan { scheme, threshold, participants })
+}
+
+/// Creates the approved key (returns when every node agrees on the public key).
+pub(crate) async fn run_create_key(state: &State, body: &Bytes, approved: &Approved) -> Answer {
+    let plan = plan_key(state, body)?;
+    let shardvault_governance::Operation::CreateKey { key_id, scheme, threshold } = approved.request.operation else {
+        return Err(ApiError::bug("a key creation ran for another operation"));
+    };
+    if (scheme, threshold) != (plan.scheme, plan.threshold) {
+        return Err(ApiError::bug("the approved key is not the one asked for"));
+    }
+    let participants = plan.participants;
+    let job = Job {
+        session: SessionId::random(),
+        key_id,
+        participants: participants.clone(),
+        kind: JobKind::CreateKey { scheme, threshold },
+        governance: Some(approved.governed.clone()),
+    };
+    let results = state.run(job).await;
+    let public_key = agree(&results, |o| match o {
+        Outcome::KeyCreated { public_key } => Some(public_key.clone()),
+        _ => None,
+    })?;
+    let record =
+        KeyRecord { key_id, scheme, threshold, public_key, epoch: shardvault_types::Epoch(0), nodes: participants };
+    state.db().put_key(&record).map_err(ApiError::storage)?;
+    answer(StatusCode::CREATED, &key_answer(&record))
 }
 
 fn nodes_answer(key: &KeyRecord) -> BTreeMap<String, u16> {
@@ -422,29 +476,6 @@ async fn get_key(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) ->
     }))
 }
 
-/// A request's status and result.
-#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
-    params(("id" = String, Path, description = "the `request_id` of an answer")),
-    responses(
-        (status = 200, description = "the request", body = RequestRecord),
-        (status = 404, description = "`unknown_request`", body = ErrorBody),
-        (status = 500, description = "`storage`", body = ErrorBody),
-    ))]
-async fn request(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) -> Result<Json<RequestRecord>, ApiError> {
-    let (kind, status, response) = state
-        .db()
-        .request(&id)
-        .map_err(ApiError::storage)?
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownRequest, format!("no request {id:?}")))?;
-    let response: Value = match response {
-        None => Value::Null,
-        Some(text) => serde_json::from_str(&text).map_err(|_| {
-            ApiError::new(ErrorCode::Storage, format!("the stored answer of request {id:?} does not read back"))
-        })?,
-    };
-    Ok(Json(RequestRecord { request_id: id, kind, status, response }))
-}
-
 struct Resolved {
     key: KeyRecord,
     key_id: KeyId,
@@ -480,18 +511,27 @@ fn resolve(state: &State, id: &str, target: &Target) -> Result<Resolved, ApiErro
 
 /// The extended public key of `path`'s hardened prefix, deriving it on every
 /// node of the key first if this is a new path (all n nodes must be online).
-async fn hardened(state: &State, r: &Resolved) -> Result<ExtendedPublicKey, ApiError> {
+/// A new path needs an approved request (a derivation, or a signature at a
+/// path below it); `None` asks only for an already derived one.
+async fn hardened(state: &State, r: &Resolved, approved: Option<&Approved>) -> Result<ExtendedPublicKey, ApiError> {
     let prefix = r.path.hardened_prefix();
     // `resolve` refused root-based paths, whose chain code is public.
     prefix.require_hardened_start().map_err(|e| ApiError::bad(e.to_string()))?;
     if let Some(derived) = state.db().derived(&r.key_id, &prefix.to_string()).map_err(ApiError::storage)? {
         return Ok(ExtendedPublicKey { public_key: derived.public_key, chain_code: derived.chain_code });
     }
+    let Some(approved) = approved else {
+        return Err(ApiError::new(
+            ErrorCode::NotApproved,
+            format!("path {prefix} of key {} is not derived yet: deriving it is a request to approve", r.key_id),
+        ));
+    };
     let job = Job {
         session: SessionId::random(),
         key_id: r.key_id,
         participants: r.key.nodes.clone(),
         kind: JobKind::DeriveHardened { path: prefix.clone() },
+        governance: Some(approved.governed.clone()),
     };
     let (public_key, chain_code) = agree(&state.run(job).await, |o| match o {
         Outcome::Derived { public_key, chain_code } => Some((public_key.clone(), *chain_code)),
@@ -567,7 +607,7 @@ fn sign_payload(request: &SignRequest, r: &Resolved) -> Result<(SignPayload, Vec
 #[utoipa::path(post, path = "/v1/keys/{key_id}/signatures", tag = "signing", request_body = SignRequest,
     params(openapi::KeyPath, openapi::IdempotencyKey),
     responses(
-        (status = 200, description = "the signature", body = SignatureAnswer),
+        (status = 202, description = "a pending request to approve; once approved, its answer is the signature", body = shardvault_api::Pending),
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 404, description = "`unknown_key`", body = ErrorBody),
         (status = 409, description = "`party_banned`; `idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
@@ -576,52 +616,64 @@ fn sign_payload(request: &SignRequest, r: &Resolved) -> Result<(SignPayload, Vec
     ))]
 async fn sign(
     Extract(state): Extract<Arc<State>>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotent(&state, &headers, "POST /v1/keys/{id}/signatures", &body, async {
-        let request: SignRequest = parse(&body)?;
-        let r = resolve(&state, &id, &request.target())?;
-        if request.format.is_some() && request.message_hex.is_none() {
-            return Err(ApiError::bad("\"format\" names the format of \"message_hex\""));
+    let operation = || {
+        let (_, r, payload, _) = plan_sign(&state, &id, &body)?;
+        Ok(shardvault_governance::Operation::Sign { key_id: r.key_id, path: r.path, payload: payload.requested() })
+    };
+    requests::propose(&state, &headers, &caller, "POST /v1/keys/{id}/signatures", Some(&id), &body, operation).await
+}
+
+fn plan_sign(state: &State, id: &str, body: &Bytes) -> Result<(SignRequest, Resolved, SignPayload, Vec<u8>), ApiError> {
+    let request: SignRequest = parse(body)?;
+    let r = resolve(state, id, &request.target())?;
+    if request.format.is_some() && request.message_hex.is_none() {
+        return Err(ApiError::bad("\"format\" names the format of \"message_hex\""));
+    }
+    let (payload, message) = sign_payload(&request, &r)?;
+    Ok((request, r, payload, message))
+}
+
+/// Signs an approved message or raw payload.
+pub(crate) async fn run_sign(state: &State, id: &str, body: &Bytes, approved: &Approved) -> Answer {
+    let (request, r, payload, message) = plan_sign(state, id, body)?;
+    let base = hardened(state, &r, Some(approved)).await?;
+    // Refuse here what the nodes would refuse (they check again themselves).
+    let format = match &payload {
+        SignPayload::Message { message, format } => {
+            let child =
+                derive_public(r.scheme, &base, r.path.normal_suffix()).map_err(|e| ApiError::bad(e.to_string()))?;
+            format.check(r.key_type, &r.path).map_err(|e| ApiError::bad(e.to_string()))?;
+            format.signing_input(&child.public_key, message).map_err(|e| ApiError::bad(e.to_string()))?;
+            format.name()
         }
-        let (payload, message) = sign_payload(&request, &r)?;
-        let base = hardened(&state, &r).await?;
-        // Refuse here what the nodes would refuse (they check again themselves).
-        let format = match &payload {
-            SignPayload::Message { message, format } => {
-                let child =
-                    derive_public(r.scheme, &base, r.path.normal_suffix()).map_err(|e| ApiError::bad(e.to_string()))?;
-                format.check(r.key_type, &r.path).map_err(|e| ApiError::bad(e.to_string()))?;
-                format.signing_input(&child.public_key, message).map_err(|e| ApiError::bad(e.to_string()))?;
-                format.name()
-            }
-            SignPayload::RawBytes(_) => "raw-bytes",
-            _ => "raw-digest",
-        };
-        let requested = requested_signers(request.signers.as_deref())?;
-        let (signed, signature, attempts) = sign_with_retry(&state, &r, &payload, requested.as_ref()).await?;
-        // What was signed, where it is not the message itself.
-        let digest = (signed != message).then(|| hex::encode(&signed));
-        let signed = SignatureAnswer {
-            key_id: r.key.key_id.to_string(),
-            chain: r.chain.name().into(),
-            path: r.path.to_string(),
-            public_key: hex::encode(&signature.public_key),
-            message: hex::encode(&message),
-            message_encoding: format.into(),
-            digest,
-            signature: hex::encode(&signature.bytes),
-            recovery_id: signature.recovery_id,
-            signers: signature.signers.iter().map(|p| p.get()).collect(),
-            epoch: r.key.epoch.0,
-            failed_attempts: attempts,
-            request_id: None,
-        };
-        answer(StatusCode::OK, &signed)
-    })
-    .await
+        SignPayload::RawBytes(_) => "raw-bytes",
+        _ => "raw-digest",
+    };
+    let requested = requested_signers(request.signers.as_deref())?;
+    let (signed, signature, attempts) = sign_with_retry(state, &r, &payload, requested.as_ref(), approved).await?;
+    // What was signed, where it is not the message itself.
+    let digest = (signed != message).then(|| hex::encode(&signed));
+    let signed = SignatureAnswer {
+        key_id: r.key.key_id.to_string(),
+        chain: r.chain.name().into(),
+        path: r.path.to_string(),
+        public_key: hex::encode(&signature.public_key),
+        message: hex::encode(&message),
+        message_encoding: format.into(),
+        digest,
+        signature: hex::encode(&signature.bytes),
+        recovery_id: signature.recovery_id,
+        signers: signature.signers.iter().map(|p| p.get()).collect(),
+        epoch: r.key.epoch.0,
+        failed_attempts: attempts,
+        request_id: None,
+    };
+    answer(StatusCode::OK, &signed)
 }
 
 /// The party ids a request names as signers, if it names any.
@@ -637,6 +689,7 @@ async fn sign_with_retry(
     r: &Resolved,
     payload: &SignPayload,
     requested: Option<&BTreeSet<PartyId>>,
+    approved: &Approved,
 ) -> Result<(Vec<u8>, shardvault_types::Signature, Vec<FailedAttempt>), ApiError> {
     let t = usize::from(r.key.threshold.threshold());
     // Banned parties are never chosen (every honest node would refuse to
@@ -684,7 +737,13 @@ async fn sign_with_retry(
         let participants: BTreeMap<PartyId, NodeId> =
             signers.iter().filter_map(|p| r.key.nodes.get(p).map(|n| (*p, *n))).collect();
         let kind = JobKind::Sign { epoch: r.key.epoch, path: r.path.clone(), payload: payload.clone() };
-        let job = Job { session: SessionId::random(), key_id: r.key_id, participants: participants.clone(), kind };
+        let job = Job {
+            session: SessionId::random(),
+            key_id: r.key_id,
+            participants: participants.clone(),
+            kind,
+            governance: Some(approved.governed.clone()),
+        };
         let results = state.run(job).await;
         let signed = agree(&results, |o| match o {
             Outcome::Signed { signed, signature } => Some((signed.clone(), signature.clone())),
@@ -754,7 +813,7 @@ fn at_fault(participants: &BTreeMap<PartyId, NodeId>, results: &BTreeMap<NodeId,
 #[utoipa::path(post, path = "/v1/keys/{key_id}/refresh", tag = "keys", request_body(content = Option<shardvault_api::Empty>, description = "nothing, or `{}`"),
     params(openapi::KeyPath, openapi::IdempotencyKey),
     responses(
-        (status = 200, description = "refreshed and activated on every node", body = shardvault_api::Refreshed),
+        (status = 202, description = "a pending request to approve; once approved, its answer is the refresh", body = shardvault_api::Pending),
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 404, description = "`unknown_key`", body = ErrorBody),
         (status = 409, description = "`refresh_unfinished`, `epochs_exhausted`; `idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
@@ -763,16 +822,23 @@ fn at_fault(participants: &BTreeMap<PartyId, NodeId>, results: &BTreeMap<NodeId,
     ))]
 async fn refresh(
     Extract(state): Extract<Arc<State>>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotent(&state, &headers, "POST /v1/keys/{id}/refresh", &body, async {
+    let operation = || {
         no_body(&body)?;
         let key = load_key(&state, &key_id(&id)?)?;
-        refresh::refresh(&state, key).await
-    })
-    .await
+        Ok(shardvault_governance::Operation::Refresh { key_id: key.key_id })
+    };
+    requests::propose(&state, &headers, &caller, "POST /v1/keys/{id}/refresh", Some(&id), &body, operation).await
+}
+
+/// Refreshes an approved key.
+pub(crate) async fn run_refresh(state: &State, id: &str, approved: &Approved) -> Answer {
+    let key = load_key(state, &key_id(id)?)?;
+    refresh::refresh(state, key, approved).await
 }
 
 /// Finish the key's last refresh: activate a confirmed epoch on every node,

@@ -14,8 +14,11 @@ use serde::{Deserialize, Serialize};
 use shardvault_types::{Epoch, KeyId, PartyId, Scheme, Threshold};
 use shardvault_wire::{NodeId, RefreshCertificate};
 
+pub(crate) mod governance;
+pub(crate) use governance::{Call, GovernedRow};
+
 /// The layout this coordinator reads and writes.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// Why the database cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +108,7 @@ fn read_key(text: &str) -> rusqlite::Result<KeyRecord> {
 
 /// Brings a database of schema version 0 (every coordinator before
 /// versions, with or without the claim columns; or a new, empty file) to
-/// version 1, in one transaction.
+/// the current version, in one transaction.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(
@@ -137,6 +140,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              ALTER TABLE idempotency ADD COLUMN state TEXT NOT NULL DEFAULT 'done';",
         )?;
     }
+    // Version 2: governance (log, governed requests, sessions, audit).
+    tx.execute_batch(governance::TABLES)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
@@ -395,6 +400,12 @@ impl Db {
             None => 0,
         };
         tx.commit()
+    }
+
+    /// Replaces a request's stored answer.
+    pub(crate) fn set_response(&self, id: &str, response: &str) -> rusqlite::Result<()> {
+        self.conn.execute("UPDATE requests SET response = ?2 WHERE id = ?1", params![id, response])?;
+        Ok(())
     }
 
     /// Kind, status (`running`, `succeeded`, `failed` or `unknown`) and answer of a request.

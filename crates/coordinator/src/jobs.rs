@@ -10,6 +10,7 @@ use shardvault_wire::{Frame, FromNode, Job, JobKind, NodeId, Outcome, ToNode};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::db::Db;
+use crate::governance::Organisation;
 use crate::Config;
 
 /// Why a participant has no outcome.
@@ -106,6 +107,8 @@ pub(crate) struct State {
     next_connection: std::sync::atomic::AtomicU64,
     /// Idempotency keys whose request is running now.
     in_flight: Mutex<std::collections::HashSet<String>>,
+    /// Members and policy, replayed from the stored governance log.
+    organisation: Mutex<Organisation>,
 }
 
 /// An Idempotency-Key claimed for one running request; released on drop
@@ -127,8 +130,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl State {
-    pub(crate) fn new(config: Config, db: Db, shutdown: watch::Receiver<bool>) -> Self {
-        State {
+    /// The state, with the governance log in `db` replayed over the genesis
+    /// (an error if the stored log does not verify).
+    pub(crate) fn new(config: Config, db: Db, shutdown: watch::Receiver<bool>) -> Result<Self, String> {
+        let organisation = Mutex::new(Organisation::load(config.genesis.clone(), &db)?);
+        Ok(State {
             config,
             db: Mutex::new(db),
             shutdown,
@@ -136,7 +142,13 @@ impl State {
             jobs: Mutex::new(HashMap::new()),
             next_connection: std::sync::atomic::AtomicU64::new(1),
             in_flight: Mutex::new(std::collections::HashSet::new()),
-        }
+            organisation,
+        })
+    }
+
+    /// The organisation's governance state.
+    pub(crate) fn organisation(&self) -> std::sync::MutexGuard<'_, Organisation> {
+        lock(&self.organisation)
     }
 
     /// Claims `key` for a request about to run; `None` while another request
@@ -384,7 +396,7 @@ mod tests {
         };
         let db = Db::open(&config.database).unwrap();
         let (_, shutdown) = watch::channel(false);
-        (Arc::new(State::new(config, db, shutdown)), dir)
+        (Arc::new(State::new(config, db, shutdown).unwrap()), dir)
     }
 
     fn job(nodes: &[u16]) -> Job {

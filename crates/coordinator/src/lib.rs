@@ -8,7 +8,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 mod api;
+mod auth;
 mod db;
+mod governance;
 mod guard;
 mod jobs;
 mod relay;
@@ -37,6 +39,8 @@ pub struct Config {
     pub secret: NoiseSecretKey,
     /// SQLite metadata file.
     pub database: PathBuf,
+    /// The organisation's genesis (the same file every node pins).
+    pub genesis: shardvault_governance::Genesis,
     /// How long a job may take before it is aborted.
     pub job_timeout: Duration,
     /// TLS for the API and the relay (`https://`, `wss://`). Without it the
@@ -89,7 +93,7 @@ pub async fn serve(
     let hosts = guard::Hosts::new(address.ip(), &config.allowed_hosts);
     let tls = config.tls.clone();
     let db = db::Db::open(&config.database).map_err(std::io::Error::other)?;
-    let state = Arc::new(jobs::State::new(config, db, shutdown.clone()));
+    let state = Arc::new(jobs::State::new(config, db, shutdown.clone()).map_err(std::io::Error::other)?);
     let app = guard::layer(api::router(state.clone()).merge(relay::router(state)), hosts);
     let stopped = async move {
         while !*shutdown.borrow_and_update() {

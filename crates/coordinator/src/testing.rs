@@ -118,7 +118,7 @@ pub(crate) fn state(dir: &std::path::Path) -> crate::jobs::State {
         allowed_hosts: Vec::new(),
     };
     let db = crate::db::Db::open(&config.database).unwrap();
-    crate::jobs::State::new(config, db, watch::channel(false).1)
+    crate::jobs::State::new(config, db, watch::channel(false).1).unwrap()
 }
 
 /// Makes every write of an answer into the idempotency table fail, as a full

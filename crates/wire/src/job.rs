@@ -21,6 +21,22 @@ pub struct Job {
     pub participants: BTreeMap<PartyId, NodeId>,
     /// What to do.
     pub kind: JobKind,
+    /// The approved request this job carries out, for every job that changes
+    /// state (key creation, hardened derivation, signing, refresh): each node
+    /// checks it itself (docs/GOVERNANCE.md, "What the nodes check").
+    pub governance: Option<Governed>,
+}
+
+/// A request, its approvals, and the organisation's governance log — all a
+/// node needs to decide for itself whether a job was approved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Governed {
+    /// The request's canonical bytes (canonical JSON, UTF-8).
+    pub request: String,
+    /// Armored SSHSIG approvals of exactly those bytes.
+    pub approvals: Vec<String>,
+    /// The whole governance log, oldest entry first.
+    pub log: Vec<shardvault_governance::LogEntry>,
 }
 
 /// The protocol to run.
@@ -223,6 +239,30 @@ impl SignPayload {
         })
     }
 
+    /// What a request names for this payload: the same bytes, a PSBT whole
+    /// (each of its inputs is one job of the same request).
+    pub fn requested(&self) -> shardvault_governance::Payload {
+        use shardvault_governance::Payload;
+        match self {
+            SignPayload::Message { message, format } => {
+                Payload::Message { format: format.clone(), message: message.clone() }
+            }
+            SignPayload::RawDigest(digest) => Payload::RawDigest { digest: digest.to_vec() },
+            SignPayload::RawBytes(bytes) => Payload::RawBytes { bytes: bytes.clone() },
+            SignPayload::BitcoinInput { chain, psbt, network, .. } => {
+                Payload::Transaction { chain: *chain, network: network.clone(), unsigned: psbt.clone() }
+            }
+            SignPayload::EvmTransaction { preimage, chain_id } => Payload::Transaction {
+                chain: Chain::Ethereum,
+                network: chain_id.to_string(),
+                unsigned: preimage.clone(),
+            },
+            SignPayload::Transaction { chain, network, unsigned } => {
+                Payload::Transaction { chain: *chain, network: network.clone(), unsigned: unsigned.clone() }
+            }
+        }
+    }
+
     /// The transaction this payload carries, and which of its signatures it
     /// asks for (a PSBT's input index; `0` for the other families); `None`
     /// for messages and the raw kinds.
@@ -290,11 +330,12 @@ pub enum Outcome {
 /// is exchanged in the hop handshake ([`crate::hop`]), and a node and a
 /// coordinator of different versions refuse each other there, each naming
 /// both versions, before either decodes a message of the other's version.
-/// Bump it with any change to these types' encoding. 2 stands for the
+/// Bump it with any change to these types' encoding (4: jobs carry their
+/// approved request). 2 stands for the
 /// releases that exchanged none (hop prologue `shardvault/hop/v2`, which
 /// stays); their handshakes still authenticate, so they are refused by
 /// version too. Releases of prologue v1 fail the handshake itself.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Coordinator → node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,9 @@ use shardvault_wire::{
     ADDRESS_ATTESTATION_VERSION,
 };
 
-use super::{answer, hardened, idempotent, openapi, parse, resolve, ApiError, Resolved};
+use shardvault_types::DerivationPath;
+
+use super::{answer, hardened, idempotent, openapi, parse, requests, resolve, Answer, ApiError, Approved, Resolved};
 use crate::jobs::State;
 
 /// Derive an address. The coordinator derives the address, then every
@@ -34,6 +36,7 @@ use crate::jobs::State;
     params(openapi::KeyPath, openapi::IdempotencyKey),
     responses(
         (status = 200, description = "the address and the nodes' attestations", body = AttestedAddress),
+        (status = 202, description = "a new path: a pending request to derive it; once approved, its answer is the address", body = shardvault_api::Pending),
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 404, description = "`unknown_key`", body = ErrorBody),
         (status = 409, description = "`idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
@@ -42,51 +45,75 @@ use crate::jobs::State;
     ))]
 pub(super) async fn address(
     Extract(state): Extract<Arc<State>>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotent(&state, &headers, "POST /v1/keys/{id}/addresses", &body, async {
+    // A path already derived is only attested: nothing changes, nothing to approve.
+    let derived = (|| -> Result<Option<DerivationPath>, ApiError> {
         let request: AddressRequest = parse(&body)?;
         let r = resolve(&state, &id, &request.target())?;
-        let base = hardened(&state, &r).await?;
-        let child = derive_public(r.scheme, &base, r.path.normal_suffix()).map_err(|e| ApiError::bad(e.to_string()))?;
-        let prefix = request.bech32_prefix.as_deref();
-        let address =
-            address_for(r.chain, r.scheme, &child.public_key, prefix).map_err(|e| ApiError::bad(e.to_string()))?;
-        let threshold = r.key.threshold;
-        let statement = AddressStatement {
-            key_id: r.key_id,
-            scheme: r.scheme,
-            threshold,
-            path: r.path.clone(),
-            chain: r.chain,
-            bech32_prefix: prefix.map(str::to_string),
-            public_key: child.public_key,
-            address,
-        };
-        let attestations = attest(&state, &r, &statement).await?;
-        let attested = AttestedAddress {
-            key_id: r.key.key_id.to_string(),
-            scheme: r.scheme.as_str().into(),
-            threshold: threshold.threshold(),
-            parties: threshold.parties(),
-            chain: r.chain.name().into(),
-            bech32_prefix: statement.bech32_prefix,
-            path: r.path.to_string(),
-            public_key: hex::encode(&statement.public_key),
-            address: statement.address,
-            attestation_domain: ADDRESS_ATTESTATION_DOMAIN.into(),
-            attestation_version: ADDRESS_ATTESTATION_VERSION,
-            attestations: attestations
-                .iter()
-                .map(|(node, signature)| Attestation { node: node.0, signature: hex::encode(signature) })
-                .collect(),
-            request_id: None,
-        };
-        answer(StatusCode::OK, &attested)
-    })
-    .await
+        let prefix = r.path.hardened_prefix();
+        let known = state.db().derived(&r.key_id, &prefix.to_string()).map_err(ApiError::storage)?.is_some();
+        Ok((!known).then_some(prefix))
+    })();
+    match derived {
+        Ok(None) => {
+            idempotent(&state, &headers, "POST /v1/keys/{id}/addresses", &body, run(&state, &id, &body, None)).await
+        }
+        Ok(Some(prefix)) => {
+            let operation = || {
+                let key_id = super::key_id(&id)?;
+                Ok(shardvault_governance::Operation::DeriveAddress { key_id, path: prefix })
+            };
+            requests::propose(&state, &headers, &caller, "POST /v1/keys/{id}/addresses", Some(&id), &body, operation)
+                .await
+        }
+        Err(error) => idempotent(&state, &headers, "POST /v1/keys/{id}/addresses", &body, async { Err(error) }).await,
+    }
+}
+
+/// Derives (when approved) and attests the address.
+pub(super) async fn run(state: &State, id: &str, body: &Bytes, approved: Option<&Approved>) -> Answer {
+    let request: AddressRequest = parse(body)?;
+    let r = resolve(state, id, &request.target())?;
+    let base = hardened(state, &r, approved).await?;
+    let child = derive_public(r.scheme, &base, r.path.normal_suffix()).map_err(|e| ApiError::bad(e.to_string()))?;
+    let prefix = request.bech32_prefix.as_deref();
+    let address =
+        address_for(r.chain, r.scheme, &child.public_key, prefix).map_err(|e| ApiError::bad(e.to_string()))?;
+    let threshold = r.key.threshold;
+    let statement = AddressStatement {
+        key_id: r.key_id,
+        scheme: r.scheme,
+        threshold,
+        path: r.path.clone(),
+        chain: r.chain,
+        bech32_prefix: prefix.map(str::to_string),
+        public_key: child.public_key,
+        address,
+    };
+    let attestations = attest(state, &r, &statement).await?;
+    let attested = AttestedAddress {
+        key_id: r.key.key_id.to_string(),
+        scheme: r.scheme.as_str().into(),
+        threshold: threshold.threshold(),
+        parties: threshold.parties(),
+        chain: r.chain.name().into(),
+        bech32_prefix: statement.bech32_prefix,
+        path: r.path.to_string(),
+        public_key: hex::encode(&statement.public_key),
+        address: statement.address,
+        attestation_domain: ADDRESS_ATTESTATION_DOMAIN.into(),
+        attestation_version: ADDRESS_ATTESTATION_VERSION,
+        attestations: attestations
+            .iter()
+            .map(|(node, signature)| Attestation { node: node.0, signature: hex::encode(signature) })
+            .collect(),
+        request_id: None,
+    };
+    answer(StatusCode::OK, &attested)
 }
 
 /// Node signatures over `statement`: the stored ones, and — while fewer than
@@ -135,6 +162,8 @@ async fn attest(
             key_id: r.key_id,
             participants: BTreeMap::from([(*party, *node)]),
             kind: kind.clone(),
+            // Read-only: the node attests a path it derived under an approval.
+            governance: None,
         };
         async move { (*node, state.run(job).await.remove(node)) }
     });

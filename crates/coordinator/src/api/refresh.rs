@@ -26,7 +26,7 @@ use crate::db::KeyRecord;
 use crate::jobs::{NodeResult, State};
 
 /// Refreshes every share of `key` and activates the new epoch.
-pub(super) async fn refresh(state: &State, mut key: KeyRecord) -> Answer {
+pub(super) async fn refresh(state: &State, mut key: KeyRecord, approved: &super::Approved) -> Answer {
     let id = key.key_id;
     let latest = state.db().latest_refresh(&id).map_err(ApiError::storage)?;
     if let Some((epoch, status, _)) = &latest {
@@ -54,6 +54,7 @@ pub(super) async fn refresh(state: &State, mut key: KeyRecord) -> Answer {
         key_id: id,
         participants: key.nodes.clone(),
         kind: JobKind::Refresh { from, to },
+        governance: Some(approved.governed.clone()),
     };
     let certificate = match certificate(&key, to, &state.run(job).await) {
         Ok(certificate) => certificate,
@@ -151,6 +152,8 @@ async fn activate(state: &State, key: &KeyRecord, id: KeyId, certificate: &Refre
         key_id: id,
         participants: key.nodes.clone(),
         kind: JobKind::Activate { certificate: certificate.clone() },
+        // Needs no approval: it only activates what every node confirmed storing.
+        governance: None,
     };
     let epoch = certificate.epoch;
     agree(&state.run(job).await, |o| match o {

@@ -21,9 +21,11 @@ use shardvault_chains::{Chain, Transaction, Unsigned};
 use shardvault_types::PartyId;
 use shardvault_wire::SignPayload;
 
+use shardvault_governance::Payload;
+
 use super::{
-    answer, hardened, idempotent, openapi, parse, requested_signers, resolve, sign_with_retry, Answer, ApiError,
-    Resolved,
+    answer, hardened, openapi, parse, requested_signers, requests, resolve, sign_with_retry, Answer, ApiError,
+    Approved, Resolved,
 };
 use crate::jobs::State;
 
@@ -39,7 +41,7 @@ fn summary_json<T: serde::Serialize>(summary: &T) -> Result<serde_json::Value, A
 #[utoipa::path(post, path = "/v1/keys/{key_id}/transactions", tag = "signing", request_body = TransactionRequest,
     params(openapi::KeyPath, openapi::IdempotencyKey),
     responses(
-        (status = 200, description = "the signed transaction", body = SignedTransaction),
+        (status = 202, description = "a pending request to approve; once approved, its answer is the signed transaction", body = shardvault_api::Pending),
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 404, description = "`unknown_key`", body = ErrorBody),
         (status = 409, description = "`party_banned`; `idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
@@ -48,22 +50,40 @@ fn summary_json<T: serde::Serialize>(summary: &T) -> Result<serde_json::Value, A
     ))]
 pub(super) async fn transaction(
     Extract(state): Extract<Arc<State>>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotent(&state, &headers, "POST /v1/keys/{id}/transactions", &body, async {
-        let request: TransactionRequest = parse(&body)?;
-        let r = resolve(&state, &id, &request.target())?;
-        let requested = requested_signers(request.signers.as_deref())?;
-        let named = Named::from_request(&r, &request)?;
-        sign_transaction(&state, &r, named, requested.as_ref()).await
-    })
-    .await
+    let operation = || {
+        let (_, r, named) = plan(&state, &id, &body)?;
+        let chain = r.chain;
+        let payload = match named {
+            Named::Psbt { network, psbt } => Payload::Transaction { chain, network, unsigned: psbt },
+            Named::Evm { chain_id, preimage, .. } => {
+                Payload::Transaction { chain, network: chain_id.to_string(), unsigned: preimage }
+            }
+            Named::SingleSigner { network, bytes } => Payload::Transaction { chain, network, unsigned: bytes },
+        };
+        Ok(shardvault_governance::Operation::Sign { key_id: r.key_id, path: r.path, payload })
+    };
+    requests::propose(&state, &headers, &caller, "POST /v1/keys/{id}/transactions", Some(&id), &body, operation).await
 }
 
-/// The unsigned transaction a request names, by the key's chain, and the
-/// names the answer repeats.
+fn plan(state: &State, id: &str, body: &Bytes) -> Result<(TransactionRequest, Resolved, Named), ApiError> {
+    let request: TransactionRequest = parse(body)?;
+    let r = resolve(state, id, &request.target())?;
+    let named = Named::from_request(&r, &request)?;
+    Ok((request, r, named))
+}
+
+/// Signs an approved transaction.
+pub(super) async fn run(state: &State, id: &str, body: &Bytes, approved: &Approved) -> Answer {
+    let (request, r, named) = plan(state, id, body)?;
+    let requested = requested_signers(request.signers.as_deref())?;
+    sign_transaction(state, &r, named, requested.as_ref(), approved).await
+}
+
 enum Named {
     /// A Bitcoin or Litecoin PSBT (base64 text) on `network`.
     Psbt { network: String, psbt: Vec<u8> },
@@ -125,18 +145,24 @@ impl Named {
 /// unless the key may sign it (each node checks again on bytes it decodes
 /// itself), run one sign job per signature it takes (a PSBT: one per input;
 /// each node computes the input's sighash itself), assemble, answer.
-async fn sign_transaction(state: &State, r: &Resolved, named: Named, requested: Option<&BTreeSet<PartyId>>) -> Answer {
+async fn sign_transaction(
+    state: &State,
+    r: &Resolved,
+    named: Named,
+    requested: Option<&BTreeSet<PartyId>>,
+    approved: &Approved,
+) -> Answer {
     let bad = |e: shardvault_chains::Error| ApiError::bad(e.to_string());
     let node_failure = |e: shardvault_chains::Error| ApiError::new(ErrorCode::NodeFailure, e.to_string());
     let tx = Transaction::parse(named.unsigned(r.chain)).map_err(bad)?;
     let summary = tx.summary().map_err(bad)?;
     // Refused here already (each node checks again) when an input or the signer is not this key.
-    let public_key = signing_key(state, r).await?;
+    let public_key = signing_key(state, r, approved).await?;
     let signing_inputs = tx.signing_inputs(r.key_type, &public_key).map_err(bad)?;
     let (mut signatures, mut failed_attempts) = (Vec::new(), Vec::new());
     for index in 0..tx.signature_count() {
         let payload = SignPayload::transaction(tx.unsigned(), index).map_err(bad)?;
-        let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested).await?;
+        let (_, signature, attempts) = sign_with_retry(state, r, &payload, requested, approved).await?;
         signatures.push(signature);
         failed_attempts.extend(attempts);
     }
@@ -212,8 +238,8 @@ async fn sign_transaction(state: &State, r: &Resolved, named: Named, requested: 
 
 /// The public key at the request's path (its hardened prefix derived on the
 /// nodes first if new): the key whose address must be the sender.
-async fn signing_key(state: &State, r: &Resolved) -> Result<Vec<u8>, ApiError> {
-    let base = hardened(state, r).await?;
+async fn signing_key(state: &State, r: &Resolved, approved: &Approved) -> Result<Vec<u8>, ApiError> {
+    let base = hardened(state, r, Some(approved)).await?;
     let child = shardvault_types::derive_public(r.scheme, &base, r.path.normal_suffix())
         .map_err(|e| ApiError::bad(e.to_string()))?;
     Ok(child.public_key)
