@@ -52,7 +52,7 @@ pub fn run(signatures: usize, progress: &ProgressBar) -> Result<BenchReport> {
     let result = (|| {
         let devnet = Devnet::start(&dir, 3)?;
         let node_pid = devnet_node_pid(&dir, 1)?;
-        let api = Api::new(&devnet.api);
+        let api = devnet.owner_client()?;
         let mut rss = vec![rss_kib(node_pid)];
         let mut results = Vec::new();
         for (scheme, chain) in SCHEMES {

@@ -60,6 +60,10 @@ pub struct CoordinatorArgs {
     /// The cluster file (node ids and static keys).
     #[arg(long, env = "SHARDVAULT_CLUSTER")]
     pub cluster: PathBuf,
+    /// The organisation's genesis file (owners and first policy), the same
+    /// file every node pins (docs/GOVERNANCE.md).
+    #[arg(long, env = "SHARDVAULT_GENESIS")]
+    pub genesis: PathBuf,
     /// Address to listen on (port 0 picks one; the URL is written to DIR/api.url).
     #[arg(long, env = "SHARDVAULT_LISTEN", default_value = "127.0.0.1:8780")]
     pub listen: String,
@@ -136,6 +140,7 @@ pub fn coordinator(args: &CoordinatorArgs) -> Result<()> {
         let config = shardvault_coordinator::Config {
             cluster,
             secret,
+            genesis: read_genesis(&args.genesis)?,
             database,
             job_timeout: Duration::from_secs(args.job_timeout),
             tls,
@@ -507,4 +512,11 @@ mod tests {
         assert_eq!(super::take_env(name).unwrap().as_deref().map(String::as_str), Some("a passphrase"));
         assert!(super::take_env(name).unwrap().is_none());
     }
+}
+
+/// Reads and checks a genesis file (canonical JSON, docs/GOVERNANCE.md).
+pub(crate) fn read_genesis(path: &std::path::Path) -> Result<shardvault_governance::Genesis> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading the genesis file {}", path.display()))?;
+    shardvault_governance::Genesis::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a shardvault genesis file", path.display()))
 }

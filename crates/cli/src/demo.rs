@@ -29,7 +29,7 @@ pub fn run(message: &str, progress: &ProgressBar) -> Result<Report> {
     let result = (|| {
         let devnet = Devnet::start(&dir, 3)?;
         progress.inc(1);
-        let api = Api::new(&devnet.api);
+        let api = devnet.owner_client()?;
         // Every address is checked against the devnet's pinned identities, as `shardvault address` does.
         let cluster = crate::daemon::read_cluster(&devnet.dir.join("cluster.json"))?;
         let mut keys = Vec::new();

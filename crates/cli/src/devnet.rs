@@ -24,6 +24,11 @@ pub struct Devnet {
     /// With TLS: the devnet CA that clients pin (`--tls-ca`).
     pub tls_ca: Option<PathBuf>,
     children: Vec<(String, Child)>,
+    /// The genesis file.
+    pub genesis: PathBuf,
+    /// The organisation id.
+    pub organisation: String,
+    owner_identity: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -33,6 +38,13 @@ pub struct DevnetFile {
     pub tls_ca: Option<PathBuf>,
     pub nodes: Vec<NodeProcess>,
     pub coordinator_pid: u32,
+    /// The genesis file every node and the coordinator pin.
+    pub genesis: PathBuf,
+    /// The organisation id (SHA-256 of the genesis).
+    pub organisation: String,
+    /// The owner's private key, when the devnet made it (no `--owner`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_identity: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -97,6 +109,32 @@ fn prepare(dir: &Path, nodes: u16) -> Result<Cluster> {
 
 /// A devnet CA and a certificate it signed for `localhost` and 127.0.0.1,
 /// made once in `dir/tls`: (CA, certificate chain, private key) files.
+/// The devnet's organisation: `dir/genesis.json` if it exists (a restart
+/// keeps it), else a new one owned by `owner` or by a new identity written
+/// to `dir/owner`. Returns the genesis file, the organisation id and the
+/// owner identity's file (if the devnet made one).
+fn organisation(dir: &Path, owner: Option<&str>) -> Result<(PathBuf, String, Option<PathBuf>)> {
+    let file = dir.join("genesis.json");
+    let identity_file = dir.join("owner");
+    if !file.exists() {
+        let key: shardvault_governance::MemberKey = match owner {
+            Some(line) => line.parse().context("--owner")?,
+            None => {
+                let identity = shardvault_governance::Identity::generate("devnet owner")?;
+                identity.write(&identity_file, None)?;
+                identity.member_key()?
+            }
+        };
+        let owner = shardvault_governance::Owner { name: "owner".parse()?, public_key: key };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let genesis = shardvault_governance::Genesis::new("devnet", vec![owner], now)?;
+        write_atomically(&file, &genesis.to_bytes()?)?;
+    }
+    let genesis = crate::daemon::read_genesis(&file)?;
+    let identity = identity_file.exists().then_some(identity_file);
+    Ok((file, genesis.id()?.to_string(), identity))
+}
+
 fn prepare_tls(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
     let tls = dir.join("tls");
     let (ca, cert, key) = (tls.join("ca.pem"), tls.join("cert.pem"), tls.join("key.pem"));
@@ -139,27 +177,51 @@ fn node_identities(dir: &Path, nodes: u16) -> Result<BTreeMap<NodeId, shardvault
 }
 
 impl Devnet {
-    /// Starts (or restarts) the devnet in `dir` and waits until every node is connected.
+    /// Starts (or restarts) the devnet in `dir` and waits until every node is
+    /// connected; its owner is the identity it made (`dir/owner`).
     pub fn start(dir: &Path, nodes: u16) -> Result<Devnet> {
-        Self::launch(dir, nodes, false)
+        Self::launch(dir, nodes, false, None)
+    }
+
+    /// A client of the devnet's API logged in as the owner identity it made.
+    pub fn owner_client(&self) -> Result<crate::client::Api> {
+        let file = self.owner_identity().context("this devnet was started with --owner: log in with that key")?;
+        let identity = shardvault_governance::Identity::read(file, None)?;
+        Ok(crate::client::Api::connect(&self.api, self.tls_ca.as_deref(), false)?.login(identity)?)
+    }
+
+    /// The devnet's owner identity (made on first start, without `--owner`).
+    pub fn owner_identity(&self) -> Option<&Path> {
+        self.owner_identity.as_deref()
     }
 
     /// As [`Devnet::start`]; with `tls`, the API and the relay are served over
     /// TLS with a certificate from a devnet CA (`dir/tls/ca.pem`).
-    pub fn launch(dir: &Path, nodes: u16, tls: bool) -> Result<Devnet> {
+    /// The organisation is made on first start: with `owner` as its owner,
+    /// or else with a new identity written to `dir/owner` (OpenSSH, 0600).
+    pub fn launch(dir: &Path, nodes: u16, tls: bool, owner: Option<&str>) -> Result<Devnet> {
         if !(2..=16).contains(&nodes) {
             bail!("a devnet has 2 to 16 nodes");
         }
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
         let cluster = prepare(&dir, nodes)?;
+        let (genesis, organisation, owner_identity) = organisation(&dir, owner)?;
         let exe = std::env::current_exe()?;
         let log = |name: &str| -> Result<Stdio> { Ok(std::fs::File::create(dir.join(format!("{name}.log")))?.into()) };
         let url_file = dir.join("coordinator/api.url");
         let _ = std::fs::remove_file(&url_file);
         let tls = if tls { Some(prepare_tls(&dir)?) } else { None };
         let tls_ca = tls.as_ref().map(|(ca, _, _)| ca.clone());
-        let mut devnet = Devnet { api: String::new(), dir: dir.clone(), tls_ca: tls_ca.clone(), children: Vec::new() };
+        let mut devnet = Devnet {
+            api: String::new(),
+            dir: dir.clone(),
+            tls_ca: tls_ca.clone(),
+            children: Vec::new(),
+            genesis: genesis.clone(),
+            organisation,
+            owner_identity,
+        };
         let mut coordinator = Command::new(&exe);
         coordinator.args(["--log", "info", "coordinator", "--listen", "127.0.0.1:0"]);
         if let Some((_, cert, key)) = &tls {
@@ -170,6 +232,8 @@ impl Devnet {
             .arg(dir.join("coordinator"))
             .arg("--cluster")
             .arg(dir.join("cluster.json"))
+            .arg("--genesis")
+            .arg(&genesis)
             .stdout(Stdio::null())
             .stderr(log("coordinator")?)
             .spawn()
@@ -190,6 +254,8 @@ impl Devnet {
                 .arg(&node_dir)
                 .arg("--cluster")
                 .arg(dir.join("cluster.json"))
+                .arg("--genesis")
+                .arg(&genesis)
                 .arg("--key-file")
                 .arg(node_dir.join("kek.key"))
                 .stdout(Stdio::null())
@@ -212,7 +278,15 @@ impl Devnet {
                 None => coordinator_pid = child.id(),
             }
         }
-        let file = DevnetFile { api: self.api.clone(), tls_ca: self.tls_ca.clone(), nodes, coordinator_pid };
+        let file = DevnetFile {
+            api: self.api.clone(),
+            tls_ca: self.tls_ca.clone(),
+            nodes,
+            coordinator_pid,
+            genesis: self.genesis.clone(),
+            organisation: self.organisation.clone(),
+            owner_identity: self.owner_identity.clone(),
+        };
         write_atomically(&self.dir.join("devnet.json"), serde_json::to_string_pretty(&file)?.as_bytes())
     }
 

@@ -43,24 +43,32 @@ pub fn run(command: &IdentityCommand, json: bool) -> Result<()> {
     }
 }
 
+/// The passphrase on the first line of `path`, if a file is given.
+fn passphrase(path: Option<&std::path::Path>) -> Result<Option<Zeroizing<String>>> {
+    let Some(path) = path else { return Ok(None) };
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading the passphrase from {}", path.display()))?,
+    );
+    let line = Zeroizing::new(text.lines().next().unwrap_or_default().to_string());
+    if line.is_empty() {
+        bail!("{} holds no passphrase on its first line", path.display());
+    }
+    Ok(Some(line))
+}
+
+/// Reads a member's identity (`--identity`), with the passphrase in
+/// `passphrase_file` if the key has one.
+pub fn read(path: &std::path::Path, passphrase_file: Option<&std::path::Path>) -> Result<Identity> {
+    let passphrase = passphrase(passphrase_file)?;
+    Identity::read(path, passphrase.as_ref().map(|p| p.as_bytes()))
+        .with_context(|| format!("reading the identity {}", path.display()))
+}
+
 fn new(args: &NewArgs, json: bool) -> Result<()> {
     if args.out.exists() {
         bail!("{} exists; a key file is never overwritten — choose another --out", args.out.display());
     }
-    let passphrase = match &args.passphrase_file {
-        None => None,
-        Some(path) => {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the passphrase from {}", path.display()))?,
-            );
-            let line = Zeroizing::new(text.lines().next().unwrap_or_default().to_string());
-            if line.is_empty() {
-                bail!("{} holds no passphrase on its first line", path.display());
-            }
-            Some(line)
-        }
-    };
+    let passphrase = passphrase(args.passphrase_file.as_deref())?;
     let identity = Identity::generate(&args.comment)?;
     identity.write(&args.out, passphrase.as_ref().map(|p| p.as_bytes()))?;
     let member = identity.member_key()?;

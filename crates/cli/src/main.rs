@@ -110,6 +110,11 @@ struct DevnetArgs {
     /// start (DIR/tls/ca.pem; clients pass it as --tls-ca).
     #[arg(long, env = "SHARDVAULT_DEVNET_TLS")]
     tls: bool,
+    /// The organisation's owner, `ssh-ed25519 AAAA… comment`; without it the
+    /// devnet makes an owner identity, DIR/owner. Used on first start only
+    /// (DIR/genesis.json keeps the organisation).
+    #[arg(long, env = "SHARDVAULT_DEVNET_OWNER")]
+    owner: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +133,17 @@ struct ApiArgs {
     /// Makes a retried command safe: the same key returns the first answer.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Who acts: your OpenSSH ed25519 private key (`shardvault identity new`
+    /// or `ssh-keygen -t ed25519`). The CLI logs in with it and approves
+    /// what it creates, after decoding it itself.
+    #[arg(long, env = "SHARDVAULT_IDENTITY")]
+    identity: Option<std::path::PathBuf>,
+    /// A file holding the identity's passphrase (first line), if it has one.
+    #[arg(long, env = "SHARDVAULT_IDENTITY_PASSPHRASE_FILE")]
+    identity_passphrase_file: Option<std::path::PathBuf>,
+    /// A session token (from an earlier login) instead of logging in.
+    #[arg(long, env = "SHARDVAULT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -328,7 +344,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::RotateKek(args) => daemon::rotate_kek(args),
         Command::Identity(command) => identity::run(command, cli.json),
         Command::Devnet(args) => {
-            let mut devnet = devnet::Devnet::launch(&args.dir, args.nodes, args.tls)?;
+            let mut devnet = devnet::Devnet::launch(&args.dir, args.nodes, args.tls, args.owner.as_deref())?;
             let file = std::fs::read_to_string(args.dir.join("devnet.json"))?;
             if cli.json {
                 println!("{}", file.trim());
@@ -429,7 +445,18 @@ fn run(cli: &Cli) -> Result<()> {
 }
 
 fn client(api: &ApiArgs) -> Result<client::Api> {
-    Ok(client::Api::connect(&api.api, api.tls_ca.as_deref(), api.insecure_plaintext)?)
+    let client = client::Api::connect(&api.api, api.tls_ca.as_deref(), api.insecure_plaintext)?;
+    let client = match &api.token {
+        Some(token) => client.with_token(token),
+        None => client,
+    };
+    match &api.identity {
+        Some(path) => {
+            let identity = identity::read(path, api.identity_passphrase_file.as_deref())?;
+            Ok(client.login(identity).with_context(|| format!("logging in as {}", path.display()))?)
+        }
+        None => Ok(client),
+    }
 }
 
 /// `shardvault address`: asks the API, then shows the address only if the
@@ -449,7 +476,8 @@ fn address(json: bool, args: &AddressCommand) -> Result<()> {
     }
     let path = format!("/v1/keys/{}/addresses", t.key.key);
     let body = shardvault_api::AddressRequest::from(target(t));
-    let raw = client(&t.key.api)?.post(&path, &body, Some(&idempotency(&t.key.api)))?;
+    let api = client(&t.key.api)?;
+    let raw = api.resolve(api.post(&path, &body, Some(&idempotency(&t.key.api)))?)?;
     // Shown as the API sent it (with the verification added).
     let mut answer = raw.body.clone();
     let attested = match raw.into_typed::<shardvault_api::AttestedAddress>() {

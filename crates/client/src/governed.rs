@@ -70,6 +70,20 @@ impl Client {
         }
     }
 
+    /// A creating call's raw answer, resolved as `governed` does: a 202 is
+    /// approved with this client's identity and replaced by the answer of
+    /// the call it ran; a request still pending is [`Error::NotDone`].
+    pub fn resolve(&self, answer: Answer) -> Result<Answer> {
+        match self.governed_outcome::<serde_json::Value>(answer)? {
+            Outcome::Done(body) => Ok(Answer { status: 200, replayed: false, body }),
+            Outcome::Pending(record) => Err(Error::NotDone {
+                message: "it needs more approvals: `shardvault request show` lists them".into(),
+                request_id: record.request_id,
+                status: record.status,
+            }),
+        }
+    }
+
     /// As `governed`, but a request left pending is an outcome, not an error.
     pub fn governed_outcome<T: DeserializeOwned>(&self, answer: Answer) -> Result<Outcome<T>> {
         if answer.status != 202 {

@@ -383,6 +383,7 @@ mod tests {
         let (secret, coordinator) = generate_keypair().unwrap();
         let nodes = (1..=3).map(|i| (NodeId(i), generate_keypair().unwrap().1)).collect();
         let config = Config {
+            genesis: crate::testing::genesis(),
             cluster: Cluster { coordinator, nodes, identities: Default::default() },
             secret,
             database: dir.path().join("coordinator.db"),
@@ -407,6 +408,7 @@ mod tests {
             key_id: KeyId::random(),
             participants,
             kind: JobKind::Refresh { from: Epoch(0), to: Epoch(1) },
+            governance: None,
         }
     }
 

@@ -166,6 +166,7 @@ mod tests {
         let (secret, coordinator) = shardvault_wire::generate_keypair().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = crate::Config {
+            genesis: crate::testing::genesis(),
             cluster: shardvault_wire::Cluster {
                 coordinator,
                 nodes: Default::default(),

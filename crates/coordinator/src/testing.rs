@@ -9,6 +9,14 @@ use shardvault_wire::{generate_keypair, Cluster};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+/// A genesis with one owner (whose key is thrown away) and the default policy.
+pub(crate) fn genesis() -> shardvault_governance::Genesis {
+    let owner = shardvault_governance::Identity::generate("owner").unwrap();
+    let owner =
+        shardvault_governance::Owner { name: "owner".parse().unwrap(), public_key: owner.member_key().unwrap() };
+    shardvault_governance::Genesis::new("test", vec![owner], 1_767_225_600).unwrap()
+}
+
 /// A running coordinator; stopped when dropped.
 pub(crate) struct Running {
     pub address: SocketAddr,
@@ -26,6 +34,7 @@ pub(crate) async fn start(tls: Option<Arc<rustls::ServerConfig>>) -> Running {
     let config = crate::Config {
         cluster: Cluster { coordinator, nodes, identities: Default::default() },
         secret,
+        genesis: genesis(),
         database: database.clone(),
         job_timeout: Duration::from_secs(5),
         sign_timeout: Duration::from_secs(5),
@@ -108,6 +117,7 @@ pub(crate) fn state(dir: &std::path::Path) -> crate::jobs::State {
     let config = crate::Config {
         cluster: Cluster { coordinator, nodes: Default::default(), identities: Default::default() },
         secret,
+        genesis: genesis(),
         database: dir.join("coordinator.db"),
         job_timeout: Duration::from_secs(5),
         sign_timeout: Duration::from_secs(5),

@@ -11,6 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use shardvault_api::{CreateKey, ErrorCode, SignRequest, Target};
 use shardvault_client::Client;
+use shardvault_governance::{Action, Genesis, Identity, Owner};
 use shardvault_types::{Scheme, Signature};
 use shardvault_wire::{
     generate_keypair, hop, Cluster, FromNode, Job, JobKind, NodeId, NoiseSecretKey, Outcome, ToNode,
@@ -115,7 +116,17 @@ async fn fake_node(id: u16, secret: NoiseSecretKey, cluster: Cluster, relay: Str
     }
 }
 
-/// A coordinator with `nodes` fake nodes, all connected.
+/// One owner, and a policy that lets them approve anything alone, raw
+/// digests included: the fake nodes sign whatever they are sent, and these
+/// tests are about the coordinator's relay and retries, not governance.
+fn permissive_genesis(owner: &Identity) -> Genesis {
+    let owner = Owner { name: "owner".parse().unwrap(), public_key: owner.member_key().unwrap() };
+    let mut genesis = Genesis::new("test", vec![owner], 1_767_225_600).unwrap();
+    genesis.policy.rules.retain(|rule| rule.action != Action::Deny);
+    genesis
+}
+
+/// A coordinator with `nodes` fake nodes, all connected, and a client logged in as its owner.
 struct Net {
     client: Client,
     script: Arc<Script>,
@@ -134,9 +145,11 @@ fn start(nodes: u16) -> Net {
         nodes: keys.iter().map(|(id, (_, public))| (NodeId(*id), *public)).collect(),
         identities: Default::default(),
     };
+    let owner = Identity::generate("owner").unwrap();
     let config = shardvault_coordinator::Config {
         cluster: cluster.clone(),
         secret,
+        genesis: permissive_genesis(&owner),
         database: dir.path().join("coordinator.db"),
         job_timeout: Duration::from_secs(5),
         sign_timeout: Duration::from_secs(5),
@@ -158,6 +171,7 @@ fn start(nodes: u16) -> Net {
     let client = Client::connect(&format!("http://{address}"), None, false).unwrap();
     for _ in 0..200 {
         if client.health().is_ok_and(|h| h.connected == u32::from(nodes)) {
+            let client = client.login(owner).unwrap();
             return Net { client, script, _runtime: runtime, _dir: dir, _stop: stop };
         }
         std::thread::sleep(Duration::from_millis(25));
