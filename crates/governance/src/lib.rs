@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod approval;
+mod audit;
 pub mod canonical;
 mod decode;
 mod error;
@@ -29,6 +30,7 @@ mod request;
 mod state;
 
 pub use approval::{login_message, Approval, LOGIN_NAMESPACE, NAMESPACE, REJECT_NAMESPACE};
+pub use audit::{audit_hash, AUDIT_START};
 pub use decode::{facts_of, unsigned};
 pub use error::Error;
 pub use facts::{Asset, Call, DomainSeen, Facts, Signing, Transfer, NETWORK_BOUND, OPERATIONS};

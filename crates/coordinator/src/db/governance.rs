@@ -5,9 +5,8 @@
 
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use shardvault_api::{AuditEntry, Signoff};
-use shardvault_governance::LogEntry;
+use shardvault_governance::{audit_hash, LogEntry, AUDIT_START};
 
 use super::Db;
 
@@ -53,22 +52,6 @@ fn json_column<T: serde::de::DeserializeOwned>(column: usize, text: &str) -> rus
 fn to_json<T: Serialize>(value: &T) -> rusqlite::Result<String> {
     serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
-
-/// The audit chain: `hash = SHA-256(prev ‖ u64be(seq) ‖ u64be(at) ‖ len‖event ‖ len‖request_id ‖ len‖detail)`.
-pub fn audit_hash(prev: &str, seq: u64, at: u64, event: &str, request_id: &str, detail: &str) -> String {
-    let mut hash = Sha256::new();
-    hash.update(prev.as_bytes());
-    hash.update(seq.to_be_bytes());
-    hash.update(at.to_be_bytes());
-    for field in [event, request_id, detail] {
-        hash.update(u64::try_from(field.len()).unwrap_or(u64::MAX).to_be_bytes());
-        hash.update(field.as_bytes());
-    }
-    hex::encode(hash.finalize())
-}
-
-/// The hash before the first audit entry.
-pub const AUDIT_START: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 impl Db {
     /// The governance log, oldest entry first.
