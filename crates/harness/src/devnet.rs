@@ -91,6 +91,16 @@ impl Devnet {
         self.dir.join("cluster.json")
     }
 
+    /// The organisation's genesis file (pinned by every node).
+    pub fn genesis_file(&self) -> PathBuf {
+        self.dir.join("genesis.json")
+    }
+
+    /// The owner identity the devnet made (an OpenSSH private key file).
+    pub fn owner_identity(&self) -> PathBuf {
+        self.dir.join("owner")
+    }
+
     /// The relay's URL (`ws://…/v1/relay`, or `wss://` with TLS).
     pub fn relay(&self) -> String {
         format!("{}/v1/relay", self.api.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1))
@@ -123,6 +133,8 @@ impl Devnet {
             .arg(&node_dir)
             .arg("--cluster")
             .arg(self.cluster_file())
+            .arg("--genesis")
+            .arg(self.genesis_file())
             .arg("--key-file")
             .arg(node_dir.join("kek.key"))
             .stderr(Stdio::null());
@@ -162,11 +174,14 @@ impl Devnet {
     }
 
     /// Runs a client command with `connection` flags instead of this
-    /// devnet's API and CA (the cluster file stays pinned): Ok(JSON) or Err(stderr).
+    /// devnet's API and CA (the cluster file, the genesis and the owner
+    /// identity stay as defaults, which `--identity` overrides): Ok(JSON) or Err(stderr).
     pub fn cli_with(&self, args: &[&str], connection: &[&str]) -> Result<Value, String> {
         // `address` verifies attestations against the devnet's pinned cluster file.
         let output = Command::new(&self.exe)
             .env("SHARDVAULT_CLUSTER", self.cluster_file())
+            .env("SHARDVAULT_GENESIS", self.genesis_file())
+            .env("SHARDVAULT_IDENTITY", self.owner_identity())
             .arg("--json")
             .args(args)
             .args(connection)
