@@ -20,7 +20,7 @@ use crate::report::{DerivationReport, KeyReport, RefreshReport, Report, Signatur
 
 /// Steps shown by the progress bar.
 pub fn steps() -> u64 {
-    KEYS.len() as u64 * (STEPS_PER_KEY + 1) + 1
+    KEYS.len() as u64 * (STEPS_PER_KEY + 1) + 2
 }
 
 pub fn run(message: &str, progress: &ProgressBar) -> Result<Report> {
@@ -36,7 +36,10 @@ pub fn run(message: &str, progress: &ProgressBar) -> Result<Report> {
         for (scheme, t, n) in KEYS {
             keys.push(key_lifecycle(&api, &cluster, scheme, t, n, message.as_bytes(), progress)?);
         }
-        Ok(Report { schema: SCHEMA.into(), transport: "devnet".into(), keys })
+        progress.set_message("governance: members, a policy, approvals, and a transfer the nodes refuse");
+        let governance = crate::demo_governance::run(&devnet, &api)?;
+        progress.inc(1);
+        Ok(Report { schema: SCHEMA.into(), transport: "devnet".into(), keys, governance: Some(governance) })
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result

@@ -35,7 +35,7 @@ pub fn run(keys: &[(Scheme, u8, u8)], message: &str, progress: &ProgressBar) -> 
     for (scheme, t, n) in keys {
         reports.push(key_lifecycle(*scheme, Threshold::new(*t, *n)?, message.as_bytes(), progress)?);
     }
-    Ok(Report { schema: SCHEMA.into(), transport: "in-process".into(), keys: reports })
+    Ok(Report { schema: SCHEMA.into(), transport: "in-process".into(), keys: reports, governance: None })
 }
 
 /// The two paths shown per chain: MPCVault's all-hardened shape, and a

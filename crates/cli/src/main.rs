@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod daemon;
 mod demo;
+mod demo_governance;
 mod devnet;
 mod identity;
 mod lifecycle;

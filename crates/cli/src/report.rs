@@ -15,6 +15,51 @@ pub struct Report {
     pub transport: String,
     /// One entry per key created.
     pub keys: Vec<KeyReport>,
+    /// `demo` only: the organisation, its members and policy, and governed
+    /// requests with their approvals (one refused by the nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<GovernanceReport>,
+}
+
+/// The governed part of the demo.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GovernanceReport {
+    /// The organisation id (SHA-256 of its genesis).
+    pub organisation: String,
+    /// Members after the demo's changes.
+    pub members: Vec<MemberReport>,
+    /// The policy's rule names, in order.
+    pub policy_rules: Vec<String>,
+    /// Every request the governed part made, in order.
+    pub requests: Vec<RequestReport>,
+}
+
+/// A member.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MemberReport {
+    pub name: String,
+    pub role: String,
+    pub fingerprint: String,
+}
+
+/// One governed request and how it ended.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RequestReport {
+    pub request_id: String,
+    /// `add_member`, `set_policy`, `sign`, …
+    pub operation: String,
+    /// What it was for, in words.
+    pub purpose: String,
+    /// `succeeded`, `failed`, `pending`, `rejected`.
+    pub status: String,
+    /// Who approved it (member names, in order).
+    pub approvals: Vec<String>,
+    /// For a failed request: why (the nodes' refusals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For a signed transaction: its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
 }
 
 /// One key's lifecycle.
