@@ -94,8 +94,14 @@ impl Client {
             return Ok(Outcome::Pending(self.request(&pending.request_id)?));
         };
         self.check_own(identity, &pending)?;
-        let record = self.approve(&pending.request_id, pending.request.as_bytes())?;
-        finished(record)
+        match self.approve(&pending.request_id, pending.request.as_bytes()) {
+            Ok(record) => finished(record),
+            // Approved and run already (a repeated call with its Idempotency-Key): its outcome.
+            Err(error) if error.code() == Some(shardvault_api::ErrorCode::RequestClosed) => {
+                finished(self.request(&pending.request_id)?)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Refuses a request this client did not make as it asked: another

@@ -122,9 +122,11 @@ pub fn document() -> Value {
 pub(crate) fn router(state: Arc<State>) -> Router {
     let (router, document) = routes().split_for_parts();
     let document = Arc::new(openapi::finish(document));
+    // A route layer: it runs only for a route and method that exist, so an
+    // unknown path is 404 and a wrong method 405 before credentials matter.
     router
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
         .route("/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
         .layer(axum::middleware::from_fn(with_target))
         .with_state(state)
 }

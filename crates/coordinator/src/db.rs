@@ -559,7 +559,10 @@ mod tests {
         let error = Db::open(&path).err().unwrap();
         assert!(matches!(error, OpenError::Newer { found: 7 }), "{error}");
         let message = error.to_string();
-        assert!(message.contains("schema version 7") && message.contains("up to 1"), "{message}");
+        assert!(
+            message.contains("schema version 7") && message.contains(&format!("up to {SCHEMA_VERSION}")),
+            "{message}"
+        );
         assert_eq!(version(&path), 7);
         let tables: i64 = Connection::open(&path)
             .unwrap()

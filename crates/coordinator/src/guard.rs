@@ -161,7 +161,7 @@ async fn json_body(request: Request) -> Result<Request, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{http, recorded, start};
+    use crate::testing::{http, owner_authorization, recorded, start};
 
     const KEY: &str = r#"{"scheme":"ecdsa-secp256k1","threshold":2,"parties":3}"#;
 
@@ -186,8 +186,13 @@ mod tests {
             assert_eq!((status, code(&body).as_str()), (415, "unsupported_media_type"), "{content_type:?}: {body}");
         }
         assert_eq!(recorded(&c), 0, "a refused request ran");
-        // The same request as JSON reaches the handler (which finds no nodes).
-        let headers = [("Host", host.as_str()), ("Content-Type", "application/json; charset=utf-8")];
+        // The same request as JSON, by a member, reaches the handler (which finds no nodes).
+        let auth = owner_authorization(&c).await;
+        let headers = [
+            ("Host", host.as_str()),
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Authorization", auth.as_str()),
+        ];
         let (status, _, body) = http(&c, "POST", "/v1/keys", &headers, KEY).await;
         assert_eq!((status, code(&body).as_str()), (503, "not_enough_nodes"), "{body}");
         assert_eq!(recorded(&c), 1);
@@ -235,7 +240,13 @@ mod tests {
         }
         assert_eq!(recorded(&c), 0);
         // The coordinator's own origin may call it.
-        let headers = [("Host", host.as_str()), ("Content-Type", "application/json"), ("Origin", origin.as_str())];
+        let auth = owner_authorization(&c).await;
+        let headers = [
+            ("Host", host.as_str()),
+            ("Content-Type", "application/json"),
+            ("Origin", origin.as_str()),
+            ("Authorization", auth.as_str()),
+        ];
         let (status, _, _) = http(&c, "POST", "/v1/keys", &headers, KEY).await;
         assert_eq!(status, 503);
     }
@@ -245,7 +256,8 @@ mod tests {
         let c = start(None).await;
         let host = c.address.to_string();
         let path = format!("/v1/keys/{}/refresh", shardvault_types::KeyId::random());
-        let headers = [("Host", host.as_str()), ("Content-Type", "application/json")];
+        let auth = owner_authorization(&c).await;
+        let headers = [("Host", host.as_str()), ("Content-Type", "application/json"), ("Authorization", auth.as_str())];
         let (status, _, body) = http(&c, "POST", &path, &headers, "scheme=x&threshold=2").await;
         assert_eq!((status, code(&body).as_str()), (400, "invalid_request"), "{body}");
         assert_eq!(recorded(&c), 0);
@@ -260,8 +272,10 @@ mod tests {
     async fn a_post_to_a_get_only_path_is_405_whatever_its_content_type() {
         let c = start(None).await;
         let host = c.address.to_string();
+        let auth = owner_authorization(&c).await;
         for path in ["/v1/health", "/v1/requests/x"] {
-            let (status, _, body) = http(&c, "POST", path, &[("Host", host.as_str())], "").await;
+            let headers = [("Host", host.as_str()), ("Authorization", auth.as_str())];
+            let (status, _, body) = http(&c, "POST", path, &headers, "").await;
             assert_eq!(status, 405, "{path}: {body}");
         }
         // A foreign host is still refused first.

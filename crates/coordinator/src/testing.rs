@@ -9,12 +9,39 @@ use shardvault_wire::{generate_keypair, Cluster};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-/// A genesis with one owner (whose key is thrown away) and the default policy.
+/// The test organisation's one owner.
+pub(crate) fn owner() -> &'static shardvault_governance::Identity {
+    static OWNER: std::sync::OnceLock<shardvault_governance::Identity> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| shardvault_governance::Identity::generate("owner").unwrap())
+}
+
+/// A genesis with [`owner`] and the default policy.
 pub(crate) fn genesis() -> shardvault_governance::Genesis {
-    let owner = shardvault_governance::Identity::generate("owner").unwrap();
-    let owner =
-        shardvault_governance::Owner { name: "owner".parse().unwrap(), public_key: owner.member_key().unwrap() };
+    let public_key = owner().member_key().unwrap();
+    let owner = shardvault_governance::Owner { name: "owner".parse().unwrap(), public_key };
     shardvault_governance::Genesis::new("test", vec![owner], 1_767_225_600).unwrap()
+}
+
+/// An `Authorization` header value for a session of [`owner`], written
+/// straight into `running`'s database (the login itself is tested in auth).
+pub(crate) async fn owner_authorization(running: &Running) -> String {
+    use sha2::Digest;
+    let token = shardvault_types::SessionId::random().to_string();
+    let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+    let fingerprint = owner().member_key().unwrap().fingerprint();
+    let conn = rusqlite::Connection::open(&running.database).unwrap();
+    // The coordinator creates its tables as it starts, maybe after this call.
+    for _ in 0..200 {
+        let inserted = conn.execute(
+            "INSERT INTO sessions (token_hash, fingerprint, expires_at) VALUES (?1, ?2, unixepoch() + 3600)",
+            rusqlite::params![hash, fingerprint],
+        );
+        if inserted.is_ok() {
+            return format!("Bearer {token}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the coordinator's database has no sessions table")
 }
 
 /// A running coordinator; stopped when dropped.

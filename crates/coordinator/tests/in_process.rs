@@ -231,14 +231,20 @@ fn a_banned_party_is_never_chosen_and_naming_it_is_a_conflict() {
 fn an_idempotency_key_replays_its_answer_and_refuses_another_request() {
     let net = start(3);
     let request = CreateKey { scheme: "ecdsa-secp256k1".into(), threshold: 2, parties: 3, nodes: None };
+    // The call makes a pending request; its repeat answers the same one.
     let first = net.client.post("/v1/keys", &request, Some("once")).unwrap();
-    assert_eq!((first.status, first.replayed), (201, false), "{first:?}");
+    assert_eq!((first.status, first.replayed, &first.body["status"]), (202, false, &json!("pending")), "{first:?}");
     let jobs = net.script.jobs();
     let again = net.client.post("/v1/keys", &request, Some("once")).unwrap();
-    assert_eq!((again.status, again.replayed, &again.body), (201, true, &first.body));
-    assert_eq!(net.script.jobs(), jobs, "a replay ran the key generation again");
+    assert_eq!((again.status, again.replayed, &again.body), (202, true, &first.body));
+    assert_eq!(net.script.jobs(), jobs, "a pending request ran");
+    // Approved (by the client, which made it), it runs once; a repeat of
+    // the call then answers with the key made, and runs nothing.
     let typed = net.client.create_key(&request, Some("once")).unwrap();
-    assert_eq!(Some(typed.key_id.as_str()), first.body["key_id"].as_str());
+    let jobs = net.script.jobs();
+    let repeated = net.client.create_key(&request, Some("once")).unwrap();
+    assert_eq!(repeated.key_id, typed.key_id);
+    assert_eq!(net.script.jobs(), jobs, "a replay ran the key generation again");
     // The same key with another body is a conflict, and runs nothing.
     let other = CreateKey { parties: 2, ..request };
     let (status, code, message) = failure(net.client.create_key(&other, Some("once")).unwrap_err());
@@ -246,7 +252,8 @@ fn an_idempotency_key_replays_its_answer_and_refuses_another_request() {
     assert_eq!(net.script.jobs(), jobs);
     assert_eq!(net.client.keys().unwrap().keys.len(), 1);
     let record = net.client.request(first.body["request_id"].as_str().unwrap()).unwrap();
-    assert_eq!((record.status.as_str(), &record.response), ("succeeded", &first.body));
+    assert_eq!((record.status.as_str(), &record.response["key_id"]), ("succeeded", &json!(typed.key_id)));
+    assert_eq!(record.governed.unwrap().approvals.len(), 1, "one approval, by the owner");
 }
 
 /// What the server refuses before running anything.
@@ -310,7 +317,7 @@ fn the_openapi_document_is_generated_from_the_types() {
     assert_eq!(codes, ErrorCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>());
     // The guard's refusals are documented on every POST.
     let sign = &document["paths"]["/v1/keys/{key_id}/signatures"]["post"];
-    for status in ["200", "400", "403", "404", "409", "413", "415", "421", "502", "503"] {
+    for status in ["202", "400", "403", "404", "409", "413", "415", "421", "502", "503"] {
         assert!(sign["responses"][status].is_object(), "{status}: {sign}");
     }
     assert_eq!(
