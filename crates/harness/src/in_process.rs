@@ -63,7 +63,8 @@ impl InProcess {
         runtime.spawn(shardvault_coordinator::serve(listener, config, stopped));
         let mut node_stops = std::collections::BTreeMap::new();
         for (id, path) in &nodes.paths {
-            let node = Node::new(*id, nodes.secrets[id].clone(), nodes.cluster.clone(), open_store(path, *id));
+            let genesis = nodes.organisation.genesis.clone();
+            let node = Node::new(*id, nodes.secrets[id].clone(), nodes.cluster.clone(), open_store(path, *id), genesis);
             let connection = service::Connection {
                 url: format!("ws://{address}/v1/relay"),
                 tls: None,
