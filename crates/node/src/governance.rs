@@ -67,6 +67,7 @@ pub(crate) fn approve(genesis: &Genesis, store: &Store, job: &Job, now: u64) -> 
     same_as_request(job, &request.operation).map_err(refused)?;
     let hash = sha256(governed.request.as_bytes());
     let decision = policy::authorize(&state, governed, &request, job, &store.ledger(hash), now)?;
+    tracing::info!(request = %request.id, rule = %decision.rule, log = state.entries(), "request approved");
     Ok(Approved { request: hash, decision })
 }
 

@@ -377,17 +377,41 @@ fn a_member_or_policy_edit_outside_the_log_grants_nothing() {
     // The coordinator's database says mallory is an admin; no log entry does.
     let mallory = identity("mallory@example");
     f.refused(f.approved_by(f.sign_job("mallory's"), &[&mallory], Vec::new()), "is not a member's key");
-    // Someone edits a node's stored log directly: a forged entry does not replay.
+    // Someone edits a node's stored log directly: a forged entry is refused.
     let entry = f.organisation().change(add_member("mallory", Role::Owner, &mallory), &[&mallory], f.c.now());
     for node in [1u16, 2] {
         let db = rusqlite::Connection::open(&f.c.paths[&NodeId(node)]).unwrap();
         db.execute(
-            "INSERT INTO governance_log (position, entry, first_seen) VALUES (1, ?1, 0)",
+            "INSERT INTO governance_log (position, entry, first_seen, mac) VALUES (1, ?1, 0, x'00')",
             [serde_json::to_string(&entry).unwrap()],
         )
         .unwrap();
     }
-    f.refused(f.approved_by(f.sign_job("mallory's"), &[&mallory], vec![entry]), "does not replay at entry 1");
+    f.refused(f.approved_by(f.sign_job("mallory's"), &[&mallory], vec![entry]), "entry 1 was altered or removed");
+}
+
+#[test]
+fn a_stored_log_entry_removed_or_its_first_seen_moved_is_refused() {
+    let delayed = Policy { change_delay_secs: 3600, ..one_owner_or_admin() };
+    let mut f = Fixture::new(Organisation::new("delayed", delayed));
+    let owner = f.organisation().owner.clone();
+    let bob = identity("bob@example");
+    let added = f.change(add_member("bob", Role::Admin, &bob));
+    f.c.advance(3600);
+    f.signed(f.approved_by(f.sign_job("bob waits"), &[&owner], vec![added.clone()]));
+    f.c.advance(3600);
+    f.signed(f.approved_by(f.sign_job("bob's"), &[&bob], vec![added.clone()]));
+    let removed = f.change(Operation::RemoveMember { name: "bob".parse().unwrap() });
+    f.signed(f.approved_by(f.sign_job("bob leaves"), &[&owner], vec![added.clone(), removed]));
+    f.c.advance(3600);
+    f.refused(f.approved_by(f.sign_job("bob, removed"), &[&bob], vec![added.clone()]), "is not a member's key");
+    let db = |node: u16| rusqlite::Connection::open(&f.c.paths[&NodeId(node)]).unwrap();
+    // On node 1 the removal is deleted; on node 2 it is dated into the
+    // future, so its delay has not passed: either way bob would be back.
+    db(1).execute("DELETE FROM governance_log WHERE position = 2", []).unwrap();
+    db(2).execute("UPDATE governance_log SET first_seen = first_seen + 100000 WHERE position = 2", []).unwrap();
+    let job = f.approved_by(f.sign_job("bob again"), &[&bob], vec![added]);
+    f.refused(job, "entry 2 was altered or removed");
 }
 
 // (f) Change delays.

@@ -144,10 +144,10 @@ struct Row {
     signature: Vec<u8>,
 }
 
-struct LogKey(Zeroizing<Vec<u8>>);
+pub(super) struct LogKey(Zeroizing<Vec<u8>>);
 
 impl LogKey {
-    fn mac(&self) -> Hmac<Sha256> {
+    pub(super) fn mac(&self) -> Hmac<Sha256> {
         // HMAC takes keys of any length; this cannot fail.
         <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
     }
@@ -270,7 +270,7 @@ impl Store {
         Ok(())
     }
 
-    fn log_key(&self, tx: &Transaction<'_>) -> Result<LogKey, StoreError> {
+    pub(super) fn log_key(&self, tx: &Transaction<'_>) -> Result<LogKey, StoreError> {
         let sealed: Option<Vec<u8>> =
             tx.query_row("SELECT value FROM meta WHERE name = ?1", [SIGN_LOG_KEY_ROW], |r| r.get(0)).optional()?;
         // The key is written when the store is opened; without it the log cannot be trusted.
