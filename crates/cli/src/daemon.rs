@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use shardvault_governance::Genesis;
 use shardvault_mpc::Secret32;
 use shardvault_node::{KekSource, Node, Store};
 use shardvault_vault::files::{check_private, check_private_if_exists, create_private_file, read_private};
@@ -30,6 +31,29 @@ pub fn read_secret(path: &Path) -> Result<NoiseSecretKey> {
     let secret = NoiseSecretKey::from_bytes(key);
     key.zeroize();
     Ok(secret)
+}
+
+/// The largest genesis file read (a genesis is owners' keys and a policy).
+const MAX_GENESIS: u64 = 1024 * 1024;
+
+/// Reads and checks an organisation's genesis file.
+pub fn read_genesis(path: &Path) -> Result<Genesis> {
+    use std::io::Read;
+    let reading = || format!("reading genesis file {}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_GENESIS + 1).read_to_end(&mut bytes))
+        .with_context(reading)?;
+    if bytes.len() as u64 > MAX_GENESIS {
+        bail!("genesis file {} is larger than {MAX_GENESIS} bytes, more than any genesis", path.display());
+    }
+    Genesis::from_bytes(&bytes).with_context(|| {
+        format!(
+            "{} is not an organisation genesis (canonical JSON exactly as written when the organisation was \
+             created; do not reformat it): give the file every node and the coordinator share",
+            path.display()
+        )
+    })
 }
 
 pub fn read_cluster(path: &Path) -> Result<Cluster> {
@@ -174,6 +198,12 @@ pub struct NodeArgs {
     /// The cluster file.
     #[arg(long, env = "SHARDVAULT_CLUSTER")]
     pub cluster: PathBuf,
+    /// The organisation's genesis file (canonical JSON: name, owners, first
+    /// policy). The node creates keys, derives, signs and refreshes only for
+    /// requests its members approved under this genesis and the governance
+    /// log replayed from it; every node and the coordinator get the same file.
+    #[arg(long, env = "SHARDVAULT_GENESIS")]
+    pub genesis: PathBuf,
     /// The coordinator's relay, e.g. wss://coordinator.example:8780/v1/relay
     /// (with --tls-ca), or ws://127.0.0.1:8780/v1/relay on loopback.
     #[arg(long, env = "SHARDVAULT_COORDINATOR")]
@@ -359,6 +389,9 @@ pub fn node(args: &NodeArgs) -> Result<()> {
     let env_passphrase = take_env(PASSPHRASE_ENV)?;
     let tls = node_tls(args)?;
     let cluster = read_cluster(&args.cluster)?;
+    let genesis = read_genesis(&args.genesis)?;
+    let organisation = genesis.id().context("the genesis does not encode")?;
+    tracing::info!(%organisation, name = %genesis.name, "governed by this organisation's genesis");
     let id = NodeId(args.id);
     cluster.key_of(id).with_context(|| format!("node {id} is not in {}", args.cluster.display()))?;
     // Like ssh with ~/.ssh: the data directory must be the operator's alone.
@@ -407,7 +440,7 @@ pub fn node(args: &NodeArgs) -> Result<()> {
         }
         false => shardvault_node::RawSigning::Denied,
     };
-    let node = Node::new(id, secret, cluster, store).with_raw_signing(raw_signing);
+    let node = Node::new(id, secret, cluster, store, genesis).with_raw_signing(raw_signing);
     let runtime = tokio::runtime::Runtime::new()?;
     // A dead worker is an error: the process exits non-zero, so `Restart=on-failure` restarts it.
     runtime.block_on(async { shardvault_node::service::run(node, connection, shutdown_signal()).await })?;
@@ -499,6 +532,28 @@ pub fn rotate_kek(args: &RotateKekArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_node_reads_only_a_genesis_file_exactly_as_written() {
+        use shardvault_governance::{Genesis, Identity, Owner};
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Identity::generate("alice@laptop").unwrap();
+        let owners = vec![Owner { name: "alice".parse().unwrap(), public_key: owner.member_key().unwrap() }];
+        let genesis = Genesis::new("acme", owners, 1_767_225_600).unwrap();
+        let path = dir.path().join("genesis.json");
+        std::fs::write(&path, genesis.to_bytes().unwrap()).unwrap();
+        assert_eq!(super::read_genesis(&path).unwrap(), genesis);
+        // Pretty-printed, it is another organisation's bytes: refused, naming the file.
+        let value: serde_json::Value = serde_json::from_slice(&genesis.to_bytes().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+        let error = format!("{:#}", super::read_genesis(&path).unwrap_err());
+        assert!(error.contains("is not an organisation genesis") && error.contains("canonical"), "{error}");
+        std::fs::write(&path, vec![b' '; 2 << 20]).unwrap();
+        let error = format!("{:#}", super::read_genesis(&path).unwrap_err());
+        assert!(error.contains("larger than"), "{error}");
+        let error = format!("{:#}", super::read_genesis(&dir.path().join("missing.json")).unwrap_err());
+        assert!(error.contains("reading genesis file"), "{error}");
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_passphrase_that_is_not_utf8_is_an_error_not_an_empty_passphrase() {
@@ -512,11 +567,4 @@ mod tests {
         assert_eq!(super::take_env(name).unwrap().as_deref().map(String::as_str), Some("a passphrase"));
         assert!(super::take_env(name).unwrap().is_none());
     }
-}
-
-/// Reads and checks a genesis file (canonical JSON, docs/GOVERNANCE.md).
-pub(crate) fn read_genesis(path: &std::path::Path) -> Result<shardvault_governance::Genesis> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading the genesis file {}", path.display()))?;
-    shardvault_governance::Genesis::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a shardvault genesis file", path.display()))
 }

@@ -46,6 +46,7 @@ impl InProcess {
         let config = shardvault_coordinator::Config {
             cluster: nodes.cluster.clone(),
             secret,
+            genesis: nodes.organisation.genesis.clone(),
             database: nodes.dir().join("coordinator.db"),
             job_timeout: Duration::from_secs(5),
             sign_timeout: Duration::from_secs(5),
@@ -63,7 +64,8 @@ impl InProcess {
         runtime.spawn(shardvault_coordinator::serve(listener, config, stopped));
         let mut node_stops = std::collections::BTreeMap::new();
         for (id, path) in &nodes.paths {
-            let node = Node::new(*id, nodes.secrets[id].clone(), nodes.cluster.clone(), open_store(path, *id));
+            let genesis = nodes.organisation.genesis.clone();
+            let node = Node::new(*id, nodes.secrets[id].clone(), nodes.cluster.clone(), open_store(path, *id), genesis);
             let connection = service::Connection {
                 url: format!("ws://{address}/v1/relay"),
                 tls: None,

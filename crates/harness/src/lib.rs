@@ -28,7 +28,9 @@
 mod devnet;
 mod in_process;
 mod nodes;
+mod organisation;
 
 pub use devnet::{Devnet, DevnetOptions};
 pub use in_process::InProcess;
 pub use nodes::{collect, open_store, Nodes, Results};
+pub use organisation::{approved, identity, now, one_owner_or_admin, operation_of, Organisation, GENESIS_TIME};

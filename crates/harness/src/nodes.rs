@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use shardvault_mpc::KeyId;
 use shardvault_node::{KekSource, Node, RawSigning, Store};
@@ -10,11 +12,14 @@ use shardvault_wire::{
     generate_keypair, Cluster, Frame, FromNode, Job, NodeId, NodeIdentity, NoiseSecretKey, Outcome, ToNode,
 };
 
+use crate::organisation::{now, Organisation};
+
 /// Each participant's answer to a job: its outcome, or why it failed.
 pub type Results = BTreeMap<NodeId, Result<Outcome, String>>;
 
 /// Nodes `1..=n`, each with its own sealed store (passphrase KEK, test KDF
-/// parameters) in a temporary directory, pinned in one cluster file. The
+/// parameters) in a temporary directory, pinned in one cluster file, all
+/// governed by one [`Organisation`] and reading one settable clock. The
 /// fields are public: tests reach into a node's store, open its database
 /// directly, or play a node themselves with its secret.
 pub struct Nodes {
@@ -29,6 +34,11 @@ pub struct Nodes {
     pub nodes: BTreeMap<NodeId, Node>,
     /// What the operator allows; applied at [`Nodes::restart`].
     pub raw_signing: RawSigning,
+    /// The organisation every node is started with (its genesis).
+    pub organisation: Organisation,
+    /// The nodes' clock (unix seconds); starts at the system time, moved by
+    /// [`Nodes::advance`].
+    pub clock: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Nodes {
@@ -49,8 +59,13 @@ impl Nodes {
         Self::with_count(3)
     }
 
-    /// `count` nodes, raw signing denied.
+    /// `count` nodes, raw signing denied, governed by [`Organisation::shared`].
     pub fn with_count(count: u16) -> Self {
+        Self::with_organisation(count, Organisation::shared().clone())
+    }
+
+    /// `count` nodes governed by `organisation`, raw signing denied.
+    pub fn with_organisation(count: u16, organisation: Organisation) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
         let keypair = || generate_keypair().unwrap_or_else(|e| panic!("Noise key: {e}"));
         let (_, coordinator) = keypair();
@@ -65,7 +80,16 @@ impl Nodes {
         }
         let identities = secrets.iter().map(|(id, s)| (*id, NodeIdentity::derive(s).public())).collect();
         let cluster = Cluster { coordinator, nodes: keys, identities };
-        let mut nodes = Nodes { dir, paths, secrets, cluster, nodes: BTreeMap::new(), raw_signing: RawSigning::Denied };
+        let mut nodes = Nodes {
+            dir,
+            paths,
+            secrets,
+            cluster,
+            nodes: BTreeMap::new(),
+            raw_signing: RawSigning::Denied,
+            organisation,
+            clock: Arc::new(AtomicU64::new(now())),
+        };
         nodes.restart();
         nodes
     }
@@ -84,10 +108,31 @@ impl Nodes {
     pub fn restart(&mut self) {
         self.nodes.clear();
         for (id, path) in &self.paths {
-            let node = Node::new(*id, self.secrets[id].clone(), self.cluster.clone(), open_store(path, *id))
-                .with_raw_signing(self.raw_signing);
+            let clock = self.clock.clone();
+            let store = open_store(path, *id);
+            let genesis = self.organisation.genesis.clone();
+            let node = Node::new(*id, self.secrets[id].clone(), self.cluster.clone(), store, genesis)
+                .with_raw_signing(self.raw_signing)
+                .with_clock(Arc::new(move || clock.load(Ordering::SeqCst)));
             self.nodes.insert(*id, node);
         }
+    }
+
+    /// The nodes' time now (unix seconds).
+    pub fn now(&self) -> u64 {
+        self.clock.load(Ordering::SeqCst)
+    }
+
+    /// Moves the nodes' clock `seconds` forward.
+    pub fn advance(&self, seconds: u64) {
+        self.clock.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    /// `job` with the request for exactly what it does, created now and
+    /// approved by the organisation's owner, and no governance log (see
+    /// [`Organisation::approve_with_log`]).
+    pub fn approve(&self, job: Job) -> Job {
+        self.organisation.approve(job, self.now())
     }
 
     /// Starts `job` on its participants, lowest id first (initiators talk to

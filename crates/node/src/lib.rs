@@ -8,13 +8,16 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 #![warn(missing_docs)]
 
+mod governance;
 mod runner;
 pub mod service;
 mod signing;
 mod store;
 
+pub use governance::{system_clock, Clock};
 pub use runner::{Limits, Node, NodeError};
 pub use signing::RawSigning;
 pub use store::{
-    KekSource, SignIntent, SignLogEntry, SignLogStatus, Store, StoreError, SIGN_LOG_KEY_KIND, SIGN_LOG_KEY_ROW,
+    KekSource, SignIntent, SignLogEntry, SignLogHead, SignLogStatus, Spending, Store, StoreError, StoreLedger,
+    StoredEntry, SIGN_LOG_HEAD_DOMAIN, SIGN_LOG_KEY_KIND, SIGN_LOG_KEY_ROW,
 };

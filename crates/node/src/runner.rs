@@ -15,8 +15,11 @@ use shardvault_wire::{
     RefreshCertificate, ToNode,
 };
 
+use shardvault_governance::Genesis;
+
+use crate::governance::{self, system_clock, Approved, Clock};
 use crate::signing::{what_to_sign, RawSigning};
-use crate::store::{SignIntent, Store, StoreError};
+use crate::store::{SignIntent, Spending, Store, StoreError};
 
 /// What one node takes on at once. Frames for a session whose `Start` has not
 /// arrived yet (a peer that started first may already be talking) are kept,
@@ -142,6 +145,10 @@ pub struct Node {
     /// Bans the store failed to record, enforced until the process ends.
     unrecorded_bans: HashSet<(shardvault_mpc::KeyId, PartyId)>,
     raw_signing: RawSigning,
+    /// The organisation's root: every state-changing job is checked against
+    /// the governance state this genesis and the node's stored log give.
+    genesis: Genesis,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Node {
@@ -151,8 +158,13 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// A node with its Noise key, the pinned cluster and its open store.
-    pub fn new(id: NodeId, secret: NoiseSecretKey, cluster: Cluster, store: Store) -> Self {
+    /// A node with its Noise key, the pinned cluster, its open store and the
+    /// organisation's genesis: it creates keys, derives hardened paths, signs
+    /// and refreshes only for requests the organisation's members approved
+    /// under its policy, as this node checks from the genesis and its own
+    /// copy of the governance log (docs/GOVERNANCE.md). There is no
+    /// ungoverned node. Time is the system clock ([`Node::with_clock`]).
+    pub fn new(id: NodeId, secret: NoiseSecretKey, cluster: Cluster, store: Store, genesis: Genesis) -> Self {
         Node {
             id,
             identity: NodeIdentity::derive(&secret),
@@ -168,7 +180,31 @@ impl Node {
             finished_order: VecDeque::new(),
             unrecorded_bans: HashSet::new(),
             raw_signing: RawSigning::Denied,
+            genesis,
+            clock: system_clock(),
         }
+    }
+
+    /// Reads the time (unix seconds) from `clock` instead of the system
+    /// clock: request expiry, change delays and spend windows follow it.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The head of this node's sign log and the node's identity signature
+    /// over [`crate::SignLogHead::statement`] (domain
+    /// [`crate::SIGN_LOG_HEAD_DOMAIN`]): what the node stands by having
+    /// signed, checkable with its identity key pinned in the cluster file.
+    pub fn signed_sign_log_head(&self) -> Result<(crate::SignLogHead, [u8; 64]), NodeError> {
+        let head = self.store.sign_log_head()?;
+        let signature = self.identity.sign(crate::SIGN_LOG_HEAD_DOMAIN, &head.statement());
+        Ok((head, signature))
+    }
+
+    /// The genesis this node is governed by.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
     }
 
     /// Lets this node sign raw digests and raw Ed25519 bytes (denied by
@@ -326,6 +362,11 @@ impl Node {
             )));
         }
         tracing::info!(node = %self.id, session = %job.session, key = %job.key_id, job = job.kind.name(), "job started");
+        let now = (self.clock)();
+        let approved = match &job.kind {
+            JobKind::Activate { .. } | JobKind::Attest { .. } => None,
+            _ => Some(governance::approve(&self.genesis, &self.store, &job, now)?),
+        };
         let (protocol, envelopes) = match &job.kind {
             JobKind::Activate { certificate } => {
                 let epoch = self.activate(&job, me, certificate)?;
@@ -378,14 +419,22 @@ impl Node {
                 // job leaves the node (they are only returned below), so a
                 // co-signer that withholds its last message, or a full disk,
                 // cannot make a signature this node did not log.
-                let intent = self.store.log_intent(&SignIntent {
-                    key_id: job.key_id,
-                    path: &path.to_string(),
-                    signed: &signed,
-                    request: &job.digest()?,
-                    session: job.session,
-                    signers: &job.participants,
-                })?;
+                // The request's spends go into the ledger in the same
+                // transaction as the intent.
+                let Some(Approved { request: hash, decision }) = &approved else {
+                    return Err(NodeError::Refused("governance: a sign job without an approved request".into()));
+                };
+                let intent = self.store.log_intent_spending(
+                    &SignIntent {
+                        key_id: job.key_id,
+                        path: &path.to_string(),
+                        signed: &signed,
+                        request: &job.digest()?,
+                        session: job.session,
+                        signers: &job.participants,
+                    },
+                    &Spending { request: *hash, at: now, spends: &decision.spends },
+                )?;
                 (Protocol::Sign { session: s, signed, intent }, out)
             }
             JobKind::Refresh { from, to } => {

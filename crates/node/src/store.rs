@@ -15,6 +15,9 @@
 //!   the key's DKG completed; later jobs must keep to it.
 //! - `sign_log`: append-only, write-ahead record of every signing job, a
 //!   hash chain keyed by a sealed log key ([`sign_log`]).
+//! - `governance_log` and `spends`: the organisation's log of approved
+//!   member and policy changes as this node received it, and the spend
+//!   ledger of the policy's period limits ([`governance`]).
 //! - `meta`: KDF salt and parameters, and a KEK verifier, so a wrong
 //!   passphrase is reported as such; the node's sealed Noise identity key.
 //!
@@ -33,8 +36,12 @@ use shardvault_vault::files::{check_private_if_exists, create_private_file, File
 use shardvault_vault::{open, seal, KdfParams, Kek, SealContext};
 use shardvault_wire::NodeId;
 
+mod governance;
 mod sign_log;
-pub use sign_log::{SignIntent, SignLogEntry, SignLogStatus, SIGN_LOG_KEY_KIND, SIGN_LOG_KEY_ROW};
+pub use governance::{Spending, StoreLedger, StoredEntry};
+pub use sign_log::{
+    SignIntent, SignLogEntry, SignLogHead, SignLogStatus, SIGN_LOG_HEAD_DOMAIN, SIGN_LOG_KEY_KIND, SIGN_LOG_KEY_ROW,
+};
 
 const SCHEMA_VERSION: i64 = 1;
 const KIND_SHARE: &str = "key-share";
@@ -137,6 +144,10 @@ pub enum StoreError {
     /// could not be created with private permissions.
     #[error(transparent)]
     Files(#[from] FileError),
+    /// The stored governance log or spend ledger does not read back, or a
+    /// write to it was refused.
+    #[error("governance store: {0}; keep node.db for investigation")]
+    GovernanceLog(String),
     /// The store already holds a node identity key.
     #[error("this store already holds a node identity key; it is never replaced")]
     IdentityExists,
@@ -214,6 +225,7 @@ impl Store {
                  epoch INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (key_id, party));",
         )?;
         db.execute_batch(sign_log::CREATE_TABLE)?;
+        db.execute_batch(governance::CREATE_TABLES)?;
         create_key_identity_tables(&db)?;
         let meta = |name: &str| -> Result<Option<Vec<u8>>, StoreError> {
             Ok(db.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional()?)

@@ -37,7 +37,7 @@ fn party(i: u16) -> PartyId {
 
 fn job(key_id: KeyId, nodes: &[u16], kind: JobKind) -> Job {
     let participants = nodes.iter().map(|n| (party(*n), NodeId(*n))).collect();
-    Job { session: SessionId::random(), key_id, participants, kind }
+    shardvault_harness::approved(Job { session: SessionId::random(), key_id, participants, kind, governance: None })
 }
 
 fn attest_kind(path: &str) -> JobKind {
@@ -101,6 +101,7 @@ fn a_node_attests_what_it_derived_itself_and_nothing_it_did_not_derive() {
         key_id,
         participants: BTreeMap::from([(party(2), NodeId(1))]),
         kind: attest_kind(path),
+        governance: None,
     };
     assert!(c.run(wrong)[&NodeId(1)].clone().unwrap_err().contains("holds party 1"));
     // Another chain's address for this key is refused (Ed25519 has no Bitcoin address).

@@ -14,12 +14,13 @@ fn nodes() -> shardvault_harness::Nodes {
 
 fn create_key(nodes: &[u16]) -> Job {
     let participants = nodes.iter().map(|n| (PartyId::new(u8::try_from(*n).unwrap()).unwrap(), NodeId(*n))).collect();
-    Job {
+    shardvault_harness::approved(Job {
         session: SessionId::random(),
         key_id: KeyId::random(),
         participants,
         kind: JobKind::CreateKey { scheme: Scheme::EddsaEd25519, threshold: Threshold::new(2, 3).unwrap() },
-    }
+        governance: None,
+    })
 }
 
 #[test]

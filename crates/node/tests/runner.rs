@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use shardvault_chains::{sample, Chain, KeyType, MessageFormat};
+use shardvault_harness::approved;
 use shardvault_mpc::OsRng;
 use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Threshold};
 use shardvault_node::{RawSigning, SignLogStatus};
@@ -14,10 +15,12 @@ use shardvault_wire::{FromNode, Job, JobKind, NodeId, Outcome, RefreshCertificat
 /// Three nodes in this process (the shared harness), relayed synchronously.
 type Cluster3 = shardvault_harness::Nodes;
 
-/// Keys here are created on nodes 1, 2, 3 as parties 1, 2, 3.
+/// Keys here are created on nodes 1, 2, 3 as parties 1, 2, 3. The job
+/// carries the request for exactly what it does, approved by the harness
+/// organisation's owner (governance itself is tested in governance.rs).
 fn job(key_id: KeyId, nodes: &[u16], kind: JobKind) -> Job {
     let participants = nodes.iter().map(|n| (PartyId::new(u8::try_from(*n).unwrap()).unwrap(), NodeId(*n))).collect();
-    Job { session: SessionId::random(), key_id, participants, kind }
+    approved(Job { session: SessionId::random(), key_id, participants, kind, governance: None })
 }
 
 fn all_ok(results: BTreeMap<NodeId, Result<Outcome, String>>, expected: usize) -> Vec<Outcome> {
@@ -919,13 +922,28 @@ fn the_party_map_is_pinned_at_key_generation() {
             certificate: RefreshCertificate { epoch: Epoch(1), public_key: Vec::new(), signatures: BTreeMap::new() },
         },
     ] {
-        let job = Job { session: SessionId::random(), key_id, participants: everyone.clone(), kind };
+        let job = approved(Job {
+            session: SessionId::random(),
+            key_id,
+            participants: everyone.clone(),
+            kind,
+            governance: None,
+        });
         let reason = refusal(&mut c, 1, &job);
         assert!(reason.contains("pinned it to node"), "{reason}");
     }
     everyone = BTreeMap::from([(party(1), NodeId(1)), (party(4), NodeId(2))]);
-    let reason =
-        refusal(&mut c, 1, &Job { session: SessionId::random(), key_id, participants: everyone, kind: sign.clone() });
+    let reason = refusal(
+        &mut c,
+        1,
+        &approved(Job {
+            session: SessionId::random(),
+            key_id,
+            participants: everyone,
+            kind: sign.clone(),
+            governance: None,
+        }),
+    );
     assert!(reason.contains("not a party of key"), "{reason}");
     // The pinned assignments still sign.
     all_ok(c.run(job(key_id, &[1, 3], sign)), 2);

@@ -833,3 +833,67 @@ fn a_cached_tweak_is_never_replaced_by_another_child_key() {
     assert_eq!(cached.public_key, first[&p1()].public_key);
     assert_eq!(cached.expose_tau(), first[&p1()].expose_tau());
 }
+
+/// The sign log's public head, recomputed here from the rows as
+/// docs/FORMATS.md describes it (no log key needed).
+fn public_head(path: &Path, node_id: &str) -> (i64, [u8; 32]) {
+    let db = Connection::open(path).unwrap();
+    let mut statement = db
+        .prepare("SELECT seq, kind, key_id, path, signed, request, session, signers, signature, refers FROM sign_log ORDER BY seq")
+        .unwrap();
+    let len = |n: usize| (n as u64).to_be_bytes();
+    let mut head: [u8; 32] = Sha256::new()
+        .chain_update(b"shardvault/sign-log/public/v1")
+        .chain_update(len(node_id.len()))
+        .chain_update(node_id)
+        .finalize()
+        .into();
+    let mut last = 0;
+    let rows = statement
+        .query_map([], |r| {
+            let kind: String = r.get(1)?;
+            let path: String = r.get(3)?;
+            let blobs: Vec<Vec<u8>> = [2, 4, 5, 6, 7, 8].iter().map(|i| r.get(*i)).collect::<Result<_, _>>()?;
+            Ok((r.get::<_, i64>(0)?, kind, path, blobs, r.get::<_, i64>(9)?))
+        })
+        .unwrap();
+    for row in rows {
+        let (seq, kind, path, blobs, refers) = row.unwrap();
+        let mut hash = Sha256::new().chain_update(head).chain_update(seq.to_be_bytes());
+        let fields: [&[u8]; 8] =
+            [kind.as_bytes(), &blobs[0], path.as_bytes(), &blobs[1], &blobs[2], &blobs[3], &blobs[4], &blobs[5]];
+        for field in fields {
+            hash.update(len(field.len()));
+            hash.update(field);
+        }
+        hash.update(refers.to_be_bytes());
+        head = hash.finalize().into();
+        last = seq;
+    }
+    (last, head)
+}
+
+#[test]
+fn the_sign_log_head_commits_to_every_row_and_can_be_recomputed_without_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let store = open(&path, PASSPHRASE).unwrap();
+    let empty = store.sign_log_head().unwrap();
+    assert_eq!((empty.seq, empty.hash), public_head(&path, "node-1"));
+    let key_id = KeyId::random();
+    let first = intent(&store, key_id, b"first");
+    let after_intent = store.sign_log_head().unwrap();
+    assert_eq!((after_intent.seq, after_intent.hash), public_head(&path, "node-1"));
+    assert_ne!(after_intent.hash, empty.hash);
+    store.log_completion(first, b"signature").unwrap();
+    let after_completion = store.sign_log_head().unwrap();
+    assert_eq!((after_completion.seq, after_completion.hash), public_head(&path, "node-1"));
+    assert_eq!(after_completion.seq, after_intent.seq + 1);
+    // The statement a node signs: seq, then the head.
+    let statement = after_completion.statement();
+    assert_eq!(&statement[..8], &after_completion.seq.to_be_bytes());
+    assert_eq!(&statement[8..], &after_completion.hash);
+    // An altered row is refused, as by sign_log().
+    Connection::open(&path).unwrap().execute("UPDATE sign_log SET signed = x'00' WHERE seq = ?1", [first]).unwrap();
+    assert!(matches!(store.sign_log_head(), Err(StoreError::LogTampered(_))));
+}

@@ -28,6 +28,7 @@ use shardvault_vault::{open, seal, SealContext};
 use shardvault_wire::NodeId;
 use zeroize::Zeroizing;
 
+use super::governance::{record_spends, Spending};
 use super::{Store, StoreError};
 
 /// The `meta` row holding the sign-log key, sealed under the KEK with
@@ -42,6 +43,7 @@ const HEAD_ROW: &str = "sign_log_head";
 const ENTRY_TAG: &[u8] = b"shardvault/sign-log/v2";
 const HEAD_TAG: &[u8] = b"shardvault/sign-log/head/v2";
 const V1_TAG: &[u8] = b"shardvault/sign-log/v1";
+const PUBLIC_TAG: &[u8] = b"shardvault/sign-log/public/v1";
 
 /// The table, as created by this release (v1 stores gain the new columns on first open).
 pub(super) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS sign_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -142,10 +144,10 @@ struct Row {
     signature: Vec<u8>,
 }
 
-struct LogKey(Zeroizing<Vec<u8>>);
+pub(super) struct LogKey(Zeroizing<Vec<u8>>);
 
 impl LogKey {
-    fn mac(&self) -> Hmac<Sha256> {
+    pub(super) fn mac(&self) -> Hmac<Sha256> {
         // HMAC takes keys of any length; this cannot fail.
         <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
     }
@@ -268,7 +270,7 @@ impl Store {
         Ok(())
     }
 
-    fn log_key(&self, tx: &Transaction<'_>) -> Result<LogKey, StoreError> {
+    pub(super) fn log_key(&self, tx: &Transaction<'_>) -> Result<LogKey, StoreError> {
         let sealed: Option<Vec<u8>> =
             tx.query_row("SELECT value FROM meta WHERE name = ?1", [SIGN_LOG_KEY_ROW], |r| r.get(0)).optional()?;
         // The key is written when the store is opened; without it the log cannot be trusted.
@@ -281,22 +283,17 @@ impl Store {
     /// the job sends anything; returns its seq for [`Store::log_completion`].
     /// Refuses to append to a log whose head does not check.
     pub fn log_intent(&self, intent: &SignIntent<'_>) -> Result<i64, StoreError> {
-        let mut signers = Vec::with_capacity(intent.signers.len() * 3);
-        for (party, node) in intent.signers {
-            signers.push(party.get());
-            signers.extend_from_slice(&node.0.to_be_bytes());
-        }
-        let row = Row {
-            kind: KIND_INTENT.into(),
-            key_id: intent.key_id.as_bytes().to_vec(),
-            path: intent.path.to_string(),
-            signed: intent.signed.to_vec(),
-            request: intent.request.to_vec(),
-            session: intent.session.as_bytes().to_vec(),
-            signers,
-            ..Row::default()
-        };
-        self.append(&row)
+        let row = intent_row(intent);
+        self.append(&row, |_| Ok(()))
+    }
+
+    /// [`Store::log_intent`], recording the request's spends in the same
+    /// database transaction (once per request: a later job of a request
+    /// already recorded adds nothing), so a signing job is never logged
+    /// without its spends nor its spends without the job.
+    pub fn log_intent_spending(&self, intent: &SignIntent<'_>, spending: &Spending<'_>) -> Result<i64, StoreError> {
+        let row = intent_row(intent);
+        self.append(&row, |tx| record_spends(tx, spending))
     }
 
     /// Records that the job logged at `intent` produced `signature`.
@@ -318,10 +315,16 @@ impl Store {
             signature: signature.to_vec(),
             ..Row::default()
         };
-        self.append(&row)
+        self.append(&row, |_| Ok(()))
     }
 
-    fn append(&self, row: &Row) -> Result<i64, StoreError> {
+    /// Appends `row` after running `with` in the same transaction (which
+    /// commits only if both succeed).
+    fn append(
+        &self,
+        row: &Row,
+        with: impl FnOnce(&Transaction<'_>) -> Result<(), StoreError>,
+    ) -> Result<i64, StoreError> {
         // IMMEDIATE: take the write lock before reading the head, so
         // concurrent appenders (one per worker) queue instead of failing.
         let tx = Transaction::new_unchecked(&self.db, TransactionBehavior::Immediate)?;
@@ -337,6 +340,7 @@ impl Store {
         if !consistent {
             return Err(StoreError::LogTampered(head.seq.max(last.map_or(0, |(seq, _)| seq))));
         }
+        with(&tx)?;
         let seq = append_row(&tx, &key, &head, row)?;
         tx.commit()?;
         Ok(seq)
@@ -346,6 +350,17 @@ impl Store {
     /// head: an altered, reordered, inserted or removed row (the last one
     /// included) is [`StoreError::LogTampered`].
     pub fn sign_log(&self) -> Result<Vec<SignLogEntry>, StoreError> {
+        Ok(self.verified_sign_log()?.entries)
+    }
+
+    /// The head of the sign log ([`SignLogHead`]), after the same checks as
+    /// [`Store::sign_log`].
+    pub fn sign_log_head(&self) -> Result<SignLogHead, StoreError> {
+        let chain = self.verified_sign_log()?;
+        Ok(SignLogHead { seq: chain.seq, hash: chain.public })
+    }
+
+    fn verified_sign_log(&self) -> Result<Chain, StoreError> {
         // A read transaction: rows and head from one snapshot.
         let tx = Transaction::new_unchecked(&self.db, TransactionBehavior::Deferred)?;
         let key = self.log_key(&tx)?;
@@ -368,7 +383,7 @@ impl Store {
             };
             Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, row))
         })?;
-        let mut chain = Chain::default();
+        let mut chain = Chain::new(&self.node_id);
         for row in rows {
             let (seq, hash, row) = row?;
             chain.check(&key, seq, hash, row)?;
@@ -377,7 +392,7 @@ impl Store {
             // The head names an entry that is gone (a truncated tail).
             return Err(StoreError::LogTampered(head.seq.max(chain.seq)));
         }
-        Ok(chain.entries)
+        Ok(chain)
     }
 }
 
@@ -389,12 +404,80 @@ struct Chain {
     keyed: bool,
     entries: Vec<SignLogEntry>,
     intents: HashMap<i64, usize>,
+    /// The unkeyed head over the rows so far ([`SignLogHead`]).
+    public: [u8; 32],
 }
 
-impl Default for Chain {
-    fn default() -> Self {
-        Chain { seq: 0, previous: vec![0; 32], v1_rows: 0, keyed: false, entries: Vec::new(), intents: HashMap::new() }
+impl Chain {
+    fn new(node_id: &str) -> Self {
+        Chain {
+            seq: 0,
+            previous: vec![0; 32],
+            v1_rows: 0,
+            keyed: false,
+            entries: Vec::new(),
+            intents: HashMap::new(),
+            public: Sha256::new()
+                .chain_update(PUBLIC_TAG)
+                .chain_update(length(node_id.len()))
+                .chain_update(node_id)
+                .finalize()
+                .into(),
+        }
     }
+}
+
+/// The head of this node's sign log as anyone can recompute it from the
+/// rows, without the log key: `h_0 = SHA-256("shardvault/sign-log/public/v1"
+/// ‖ u64be(len) ‖ node id)`, and for each row in seq order `h_seq =
+/// SHA-256(h_{seq−1} ‖ i64be(seq) ‖ for each of kind, key_id, path, signed,
+/// request, session, signers, signature: u64be(len) ‖ bytes ‖ i64be(refers))`.
+/// Rows are only appended (intents, then completions), so the head at seq
+/// `n` commits to the log's first `n` rows: a node's signed head
+/// ([`SIGN_LOG_HEAD_DOMAIN`]) is what an auditor holds it to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignLogHead {
+    /// The last row's seq (0 for an empty log).
+    pub seq: i64,
+    /// `h_seq`.
+    pub hash: [u8; 32],
+}
+
+/// The identity-signature domain of a node's statement of its sign-log
+/// head: [`SignLogHead::statement`], signed with its `NodeIdentity`.
+pub const SIGN_LOG_HEAD_DOMAIN: &str = "sign-log-head";
+
+impl SignLogHead {
+    /// What the node signs: `i64be(seq) ‖ hash`.
+    pub fn statement(&self) -> Vec<u8> {
+        let mut statement = self.seq.to_be_bytes().to_vec();
+        statement.extend_from_slice(&self.hash);
+        statement
+    }
+}
+
+fn length(n: usize) -> [u8; 8] {
+    u64::try_from(n).unwrap_or(u64::MAX).to_be_bytes()
+}
+
+fn public_link(previous: &[u8; 32], seq: i64, row: &Row) -> [u8; 32] {
+    let mut hash = Sha256::new().chain_update(previous).chain_update(seq.to_be_bytes());
+    let fields: [&[u8]; 8] = [
+        row.kind.as_bytes(),
+        &row.key_id,
+        row.path.as_bytes(),
+        &row.signed,
+        &row.request,
+        &row.session,
+        &row.signers,
+        &row.signature,
+    ];
+    for field in fields {
+        hash.update(length(field.len()));
+        hash.update(field);
+    }
+    hash.update(row.refers.to_be_bytes());
+    hash.finalize().into()
 }
 
 impl Chain {
@@ -403,6 +486,7 @@ impl Chain {
         if seq != self.seq + 1 {
             return Err(tampered);
         }
+        self.public = public_link(&self.public, seq, &row);
         if row.kind == KIND_V1 {
             // Unkeyed rows only before the switch; the switch row's MAC pins them.
             let key_id = key_id(&row.key_id).ok_or(StoreError::LogTampered(seq))?;
@@ -476,6 +560,24 @@ impl Chain {
             }
             _ => Err(StoreError::LogTampered(seq)),
         }
+    }
+}
+
+fn intent_row(intent: &SignIntent<'_>) -> Row {
+    let mut signers = Vec::with_capacity(intent.signers.len() * 3);
+    for (party, node) in intent.signers {
+        signers.push(party.get());
+        signers.extend_from_slice(&node.0.to_be_bytes());
+    }
+    Row {
+        kind: KIND_INTENT.into(),
+        key_id: intent.key_id.as_bytes().to_vec(),
+        path: intent.path.to_string(),
+        signed: intent.signed.to_vec(),
+        request: intent.request.to_vec(),
+        session: intent.session.as_bytes().to_vec(),
+        signers,
+        ..Row::default()
     }
 }
 

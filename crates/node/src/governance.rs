@@ -1,0 +1,176 @@
+//! The node decides itself whether a job was approved (docs/GOVERNANCE.md,
+//! "What the nodes check, per job"). The coordinator relays a request, its
+//! approvals and the organisation's governance log with every job that
+//! changes state; it is not trusted with any of them. For each such job the
+//! node:
+//!
+//! 1. applies the job's log to its own stored log ([`apply_log`]): the
+//!    stored entries must be a prefix of it, each new entry must verify
+//!    against the state before it, and new entries are stored with the time
+//!    this node first saw them;
+//! 2. takes as the governance state in force the genesis plus every stored
+//!    entry whose change delay (of the policy before it) has passed since it
+//!    was first seen here — stopping at the first that has not;
+//! 3. decodes the request (canonical bytes only, this organisation, alive);
+//! 4. checks the job is exactly what the request says ([`same_as_request`]);
+//! 5. evaluates the policy on what the node decoded itself and counts the
+//!    approvals ([`policy::authorize`]).
+//!
+//! Any refusal is a [`NodeError::Refused`] naming the reason, before the job
+//! touches a share or the sign log.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use shardvault_governance::{canonical::sha256, Decision, Genesis, LogEntry, Operation, Request, State};
+use shardvault_wire::{Governed, Job, JobKind};
+
+use crate::runner::NodeError;
+use crate::store::{Store, StoredEntry};
+
+mod policy;
+
+/// Where the node reads the time, in unix seconds. The daemon uses
+/// [`system_clock`]; tests pass their own to move time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The operating system's clock (0 before 1970, so every request then reads
+/// as created in the future and is refused).
+pub fn system_clock() -> Clock {
+    Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs()))
+}
+
+/// What an approved job carries forward: the request's hash (the spend
+/// ledger's key) and the policy's decision (its spends).
+#[derive(Debug)]
+pub(crate) struct Approved {
+    /// SHA-256 of the request's canonical bytes.
+    pub request: [u8; 32],
+    /// The rule that allowed it, and what it moves.
+    pub decision: Decision,
+}
+
+fn refused(reason: impl std::fmt::Display) -> NodeError {
+    NodeError::Refused(format!("governance: {reason}"))
+}
+
+/// Steps 1–5 for `job` at `now`: the approved request, or why not.
+pub(crate) fn approve(genesis: &Genesis, store: &Store, job: &Job, now: u64) -> Result<Approved, NodeError> {
+    let governed = job.governance.as_ref().ok_or_else(|| {
+        refused(format!(
+            "a {} job must carry its approved request, approvals and the governance log; this one carries none",
+            job.kind.name()
+        ))
+    })?;
+    let state = apply_log(genesis, store, &governed.log, now)?;
+    let request = decode(governed, &state, now)?;
+    same_as_request(job, &request.operation).map_err(refused)?;
+    let hash = sha256(governed.request.as_bytes());
+    let decision = policy::authorize(&state, governed, &request, job, &store.ledger(hash), now)?;
+    tracing::info!(request = %request.id, rule = %decision.rule, log = state.entries(), "request approved");
+    Ok(Approved { request: hash, decision })
+}
+
+/// Decodes the request: its canonical bytes and nothing else, for this
+/// organisation, not expired, not from the future.
+fn decode(governed: &Governed, state: &State, now: u64) -> Result<Request, NodeError> {
+    let request = Request::from_bytes(governed.request.as_bytes())
+        .map_err(|e| refused(format!("the request does not decode: {e}")))?;
+    request.check_alive(state.organisation(), now).map_err(refused)?;
+    Ok(request)
+}
+
+/// Applies the job's `log` to the stored one (storing new entries, first
+/// seen `now`) and returns the state in force at `now`.
+fn apply_log(genesis: &Genesis, store: &Store, log: &[LogEntry], now: u64) -> Result<State, NodeError> {
+    let stored = store.governance_log()?;
+    check_prefix(&stored, log)?;
+    let mut full = State::genesis(genesis).map_err(|e| refused(format!("the genesis: {e}")))?;
+    let mut in_force: Option<State> = None;
+    for held in &stored {
+        if in_force.is_none() && !effective(&full, held.first_seen, now) {
+            in_force = Some(full.clone());
+        }
+        full.apply(&held.entry).map_err(|e| {
+            refused(format!(
+                "the governance log stored on this node does not replay at entry {}: {e}; restore node.db or \
+                 investigate",
+                held.position
+            ))
+        })?;
+    }
+    let new = log.get(stored.len()..).unwrap_or_default();
+    for (position, entry) in (stored.len() + 1..).zip(new) {
+        if in_force.is_none() && !effective(&full, now, now) {
+            in_force = Some(full.clone());
+        }
+        full.apply(entry).map_err(|e| refused(format!("governance log entry {position} is not valid: {e}")))?;
+    }
+    if !new.is_empty() {
+        store.append_governance_log(stored.len(), new, now)?;
+        tracing::info!(entries = new.len(), head = %hex::encode(full.head()), "governance log extended");
+    }
+    Ok(in_force.unwrap_or(full))
+}
+
+/// Whether an entry first seen at `first_seen` applies at `now` after
+/// `before` (whose policy's change delay it waits).
+fn effective(before: &State, first_seen: u64, now: u64) -> bool {
+    first_seen.saturating_add(before.policy().change_delay_secs) <= now
+}
+
+/// Refuses a log that does not extend the stored one (or is not a prefix of it).
+fn check_prefix(stored: &[StoredEntry], log: &[LogEntry]) -> Result<(), NodeError> {
+    match stored.iter().zip(log).find(|(held, given)| held.entry != **given) {
+        Some((held, _)) => Err(refused(format!(
+            "governance log diverges at entry {}: the job's log is not the one this node holds; the coordinator \
+             rewrote history or serves another organisation",
+            held.position
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether the job does exactly what the request says.
+fn same_as_request(job: &Job, operation: &Operation) -> Result<(), String> {
+    if let Some(requested) = operation.key_id().filter(|k| *k != job.key_id) {
+        return Err(format!("the job is for key {} but the request for key {requested}", job.key_id));
+    }
+    match (&job.kind, operation) {
+        (JobKind::CreateKey { scheme, threshold }, Operation::CreateKey { scheme: s, threshold: t, .. }) => {
+            if scheme != s || threshold != t {
+                return Err(format!(
+                    "the job creates a {scheme} {}-of-{} key but the request asks for a {s} {}-of-{} key",
+                    threshold.threshold(),
+                    threshold.parties(),
+                    t.threshold(),
+                    t.parties()
+                ));
+            }
+        }
+        (JobKind::DeriveHardened { path }, Operation::DeriveAddress { path: p, .. }) if path != p => {
+            return Err(format!("the job derives {path} but the request asks for {p}"));
+        }
+        (JobKind::Sign { path, payload, .. }, Operation::Sign { path: p, payload: q, .. }) => {
+            if path != p {
+                return Err(format!("the job signs at {path} but the request at {p}"));
+            }
+            if payload.requested() != *q {
+                return Err("the job's payload is not the one the request names: the approvals are for another \
+                            transaction or message"
+                    .into());
+            }
+        }
+        // Signing at a new path derives its hardened prefix first, under the
+        // signing request's approvals (and the policy the signature needs).
+        (JobKind::DeriveHardened { path }, Operation::Sign { path: p, .. }) if *path != p.hardened_prefix() => {
+            return Err(format!("the job derives {path} but the request signs at {p}"));
+        }
+        (JobKind::DeriveHardened { .. }, Operation::DeriveAddress { .. } | Operation::Sign { .. })
+        | (JobKind::Refresh { .. }, Operation::Refresh { .. }) => {}
+        (kind, operation) => {
+            return Err(format!("the job is a {} job but the request asks for {}", kind.name(), operation.kind()));
+        }
+    }
+    Ok(())
+}
