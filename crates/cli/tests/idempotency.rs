@@ -29,10 +29,19 @@ fn signatures_logged(dir: &Path) -> usize {
         .sum()
 }
 
-/// POSTs `body` with Idempotency-Key `key`: (status, answer).
-fn post(api: &str, path: &str, key: &str, body: &Value) -> (u16, Value) {
-    let answer = shardvault_client::Client::new(api).post(path, body, Some(key)).unwrap();
-    (answer.status, answer.body)
+/// POSTs `body` with Idempotency-Key `key` as the devnet's owner, who
+/// approves the request the call makes: (status, the call's answer).
+fn post(net: &Devnet, path: &str, key: &str, body: &Value) -> (u16, Value) {
+    let client = net.client();
+    let answer = client.post(path, body, Some(key)).unwrap();
+    match client.resolve(answer.clone()) {
+        Ok(done) => (done.status, done.body),
+        Err(shardvault_client::Error::Api { status, .. }) if answer.status != 202 => (status, answer.body),
+        Err(shardvault_client::Error::Api { status, code, message, .. }) => {
+            (status, json!({ "code": code, "message": message }))
+        }
+        Err(error) => panic!("{error}"),
+    }
 }
 
 fn coordinator_db(net: &Devnet) -> rusqlite::Connection {
@@ -59,33 +68,34 @@ fn a_full_disk_never_makes_a_retried_sign_sign_twice() {
         "CREATE TRIGGER full BEFORE INSERT ON idempotency BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
     )
     .unwrap();
-    let (status, answer) = post(&net.api, &path, "first", &body);
+    let (status, answer) = post(&net, &path, "first", &body);
     assert_eq!((status, answer["code"].as_str()), (503, Some("storage")), "{answer}");
     assert_eq!(signatures_logged(&net.dir), 0, "a request whose claim was not stored signed");
     db.execute_batch("DROP TRIGGER full;").unwrap();
 
-    // The disk fills up while it signs: the answer cannot be stored.
+    // The disk fills up while it signs: the outcome cannot be recorded.
+    let client = net.client();
+    let pending: shardvault_api::Pending = client.post(&path, &body, Some("second")).unwrap().into_typed().unwrap();
     db.execute_batch(
-        "CREATE TRIGGER full_insert BEFORE INSERT ON idempotency WHEN NEW.response <> ''
-             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
-         CREATE TRIGGER full_update BEFORE UPDATE ON idempotency WHEN NEW.response <> ''
+        "CREATE TRIGGER full BEFORE INSERT ON audit WHEN NEW.event IN ('executed', 'failed')
              BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
     )
     .unwrap();
-    let (status, signed) = post(&net.api, &path, "second", &body);
-    assert_eq!(status, 200, "{signed}");
+    let error = client.approve(&pending.request_id, pending.request.as_bytes()).unwrap_err();
+    assert_eq!(error.code(), Some(shardvault_api::ErrorCode::Storage), "{error}");
     let once = signatures_logged(&net.dir);
     assert_eq!(once, 2, "one 2-of-3 signature: two nodes log it");
-    db.execute_batch("DROP TRIGGER full_insert; DROP TRIGGER full_update;").unwrap();
+    db.execute_batch("DROP TRIGGER full;").unwrap();
 
-    // The client lost that answer and retries: it is told to look, not signed again.
-    let (status, retry) = post(&net.api, &path, "second", &body);
-    assert_eq!((status, retry["code"].as_str()), (409, Some("idempotency_outcome_unknown")), "{retry}");
+    // The client lost that answer and approves again, or repeats the call:
+    // it is told the request is no longer pending, never signed again.
+    let retry = client.approve(&pending.request_id, pending.request.as_bytes()).unwrap_err();
+    assert_eq!(retry.code(), Some(shardvault_api::ErrorCode::RequestClosed), "{retry}");
+    let repeated = client.post(&path, &body, Some("second")).unwrap();
+    assert!(client.resolve(repeated).is_err());
     assert_eq!(signatures_logged(&net.dir), once, "the retry signed a second time");
-    let request_id = signed["request_id"].as_str().unwrap();
-    assert!(retry["message"].as_str().unwrap().contains(request_id), "{retry}");
-    let record = shardvault_client::Client::new(&net.api).request(request_id).unwrap();
-    assert_eq!(record.status, "unknown", "{record:?}");
+    let record = client.request(&pending.request_id).unwrap();
+    assert_eq!(record.status, "running", "{record:?}");
 }
 
 #[test]
@@ -94,12 +104,12 @@ fn an_idempotency_key_sent_to_another_key_is_a_conflict_not_a_replay() {
     let net = Devnet::start(EXE, dir.path());
     let (a, b) = (new_key(&net, "eddsa-ed25519"), new_key(&net, "eddsa-ed25519"));
     let body = json!({ "chain": "solana", "index": 0 });
-    let (status, first) = post(&net.api, &format!("/v1/keys/{a}/addresses"), "same", &body);
+    let (status, first) = post(&net, &format!("/v1/keys/{a}/addresses"), "same", &body);
     assert_eq!((status, first["key_id"].as_str()), (200, Some(a.as_str())), "{first}");
-    let (status, other) = post(&net.api, &format!("/v1/keys/{b}/addresses"), "same", &body);
+    let (status, other) = post(&net, &format!("/v1/keys/{b}/addresses"), "same", &body);
     assert_eq!((status, other["code"].as_str()), (409, Some("idempotency_conflict")), "{other}");
     assert_ne!(other["address"], first["address"], "key {a}'s address was replayed for key {b}");
     // The first key's repeat still replays its own answer.
-    let (status, again) = post(&net.api, &format!("/v1/keys/{a}/addresses"), "same", &body);
+    let (status, again) = post(&net, &format!("/v1/keys/{a}/addresses"), "same", &body);
     assert_eq!((status, &again), (200, &first));
 }

@@ -153,6 +153,8 @@ fn a_corrupted_share_disables_only_its_key_and_a_wrong_key_file_is_refused() {
         .arg(dir.path().join("node-1"))
         .arg("--cluster")
         .arg(dir.path().join("cluster.json"))
+        .arg("--genesis")
+        .arg(dir.path().join("genesis.json"))
         .arg("--key-file")
         .arg(&wrong)
         .output()
@@ -280,7 +282,7 @@ fn creating_calls_are_idempotent_and_the_api_is_described() {
     let settled = racing().unwrap();
     assert!(made.is_empty() || made.contains(&text(&settled, "key_id")));
     assert_eq!(net.cli(&["key", "list"]).unwrap()["keys"].as_array().unwrap().len(), 2);
-    let client = shardvault_client::Client::new(&net.api);
+    let client = net.client();
     let request = client.request(&text(&first, "request_id")).unwrap();
     assert_eq!(request.status, "succeeded");
     let openapi = client.openapi().unwrap();

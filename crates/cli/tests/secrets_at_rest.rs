@@ -27,6 +27,8 @@ fn node_command(dir: &Path, id: u64, node_dir: &Path, key_file: &Path) -> Comman
         .arg(node_dir)
         .arg("--cluster")
         .arg(dir.join("cluster.json"))
+        .arg("--genesis")
+        .arg(dir.join("genesis.json"))
         .arg("--key-file")
         .arg(key_file)
         .env_remove("SHARDVAULT_PASSPHRASE");

@@ -69,6 +69,11 @@ fn plain_http_off_loopback_and_wss_without_a_pinned_ca_are_refused() {
     let cluster = shardvault_wire::Cluster { coordinator, nodes: Default::default(), identities: Default::default() };
     let cluster_file = dir.path().join("cluster.json");
     std::fs::write(&cluster_file, serde_json::to_string(&cluster).unwrap()).unwrap();
+    let owner = shardvault_governance::Identity::generate("owner").unwrap().member_key().unwrap();
+    let owner = shardvault_governance::Owner { name: "owner".parse().unwrap(), public_key: owner };
+    let genesis = shardvault_governance::Genesis::new("tls", vec![owner], 1_767_225_600).unwrap();
+    let genesis_file = dir.path().join("genesis.json");
+    std::fs::write(&genesis_file, genesis.to_bytes().unwrap()).unwrap();
     let coordinator = |extra: &[&str]| {
         Command::new(EXE)
             .args(["coordinator", "--listen", "0.0.0.0:0"])
@@ -77,6 +82,8 @@ fn plain_http_off_loopback_and_wss_without_a_pinned_ca_are_refused() {
             .arg(dir.path())
             .arg("--cluster")
             .arg(&cluster_file)
+            .arg("--genesis")
+            .arg(&genesis_file)
             .output()
             .unwrap()
     };
@@ -90,6 +97,8 @@ fn plain_http_off_loopback_and_wss_without_a_pinned_ca_are_refused() {
         .arg(dir.path())
         .arg("--cluster")
         .arg(&cluster_file)
+        .arg("--genesis")
+        .arg(&genesis_file)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

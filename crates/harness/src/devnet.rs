@@ -101,6 +101,14 @@ impl Devnet {
         self.dir.join("owner")
     }
 
+    /// A client of this devnet's API (plain devnets), logged in as the owner.
+    pub fn client(&self) -> shardvault_client::Client {
+        assert!(self.ca.is_none(), "client() speaks plain HTTP");
+        let owner = shardvault_governance::Identity::read(&self.owner_identity(), None)
+            .unwrap_or_else(|e| panic!("the devnet's owner identity: {e}"));
+        shardvault_client::Client::new(&self.api).login(owner).unwrap_or_else(|e| panic!("logging in: {e}"))
+    }
+
     /// The relay's URL (`ws://…/v1/relay`, or `wss://` with TLS).
     pub fn relay(&self) -> String {
         format!("{}/v1/relay", self.api.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1))
