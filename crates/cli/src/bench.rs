@@ -22,6 +22,8 @@ use shardvault_api::{CreateKey, Target};
 pub struct BenchReport {
     pub schema: &'static str,
     pub results: Vec<BenchRow>,
+    /// What governance adds to one signature, measured in this run.
+    pub governance: GovernanceCost,
     /// Resident memory of node 1 (KiB): before any signing, then after each row.
     pub node_rss_kib: Vec<u64>,
 }
@@ -38,13 +40,33 @@ pub struct BenchRow {
     pub per_second: f64,
     pub floor_p50_ms: f64,
     pub ratio_p50: f64,
+    /// `p50_ms` less the governance work of one signature
+    /// ([`GovernanceCost::per_signature_ms`]): the same signature without
+    /// approvals or policy checks.
+    pub ungoverned_p50_ms: f64,
+    /// `p50_ms / ungoverned_p50_ms` (the target is at most 1.1).
+    pub governance_ratio_p50: f64,
+}
+
+/// The governance work in one signature, each part measured (p50) in this
+/// run: the creator signs its approval; the coordinator and each of the t
+/// signing nodes decode the request, replay the governance log, verify the
+/// approvals and evaluate the policy on the decoded transaction; and the
+/// approval is one more API round trip.
+#[derive(Serialize)]
+pub struct GovernanceCost {
+    pub approve_ms: f64,
+    pub check_ms: f64,
+    pub round_trip_ms: f64,
+    /// `approve_ms + (t + 1) · check_ms + round_trip_ms`, t = 2.
+    pub per_signature_ms: f64,
 }
 
 const SCHEMES: [(Scheme, &str); 2] = [(Scheme::EcdsaSecp256k1, "ethereum"), (Scheme::EddsaEd25519, "solana")];
 const CONCURRENCY: [usize; 2] = [1, 16];
 
 pub fn steps() -> u64 {
-    (SCHEMES.len() * (CONCURRENCY.len() + 2)) as u64
+    (SCHEMES.len() * (CONCURRENCY.len() + 2)) as u64 + 1
 }
 
 pub fn run(signatures: usize, progress: &ProgressBar) -> Result<BenchReport> {
@@ -55,6 +77,9 @@ pub fn run(signatures: usize, progress: &ProgressBar) -> Result<BenchReport> {
         let api = devnet.owner_client()?;
         let mut rss = vec![rss_kib(node_pid)];
         let mut results = Vec::new();
+        progress.set_message("governance: approval, checks and round trip");
+        let governance = governance_cost(&api, &devnet.genesis, 200)?;
+        progress.inc(1);
         for (scheme, chain) in SCHEMES {
             progress.set_message(format!("{scheme}: in-process floor"));
             let floor = floor_p50(scheme, 50)?;
@@ -80,15 +105,79 @@ pub fn run(signatures: usize, progress: &ProgressBar) -> Result<BenchReport> {
                     per_second: round(signatures as f64 / elapsed.as_secs_f64()),
                     floor_p50_ms: round(floor),
                     ratio_p50: round(p50 / floor),
+                    ungoverned_p50_ms: round(p50 - governance.per_signature_ms),
+                    governance_ratio_p50: round(p50 / (p50 - governance.per_signature_ms)),
                 });
                 rss.push(rss_kib(node_pid));
                 progress.inc(1);
             }
         }
-        Ok(BenchReport { schema: "shardvault.bench.v1", results, node_rss_kib: rss })
+        Ok(BenchReport { schema: "shardvault.bench.v1", results, governance, node_rss_kib: rss })
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// p50 of `samples` runs of `work`, in ms.
+fn p50_of(samples: usize, mut work: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let begin = Instant::now();
+        work()?;
+        times.push(begin.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(percentile(&times, 0.5))
+}
+
+/// Measures [`GovernanceCost`] on a signing request like the bench's, under
+/// the devnet's organisation (its genesis and current log).
+fn governance_cost(api: &Api, genesis_file: &std::path::Path, samples: usize) -> Result<GovernanceCost> {
+    use shardvault_governance::{facts_of, Genesis, LogEntry, Operation, Payload, Request, State};
+    let genesis = Genesis::from_bytes(&std::fs::read(genesis_file)?)?;
+    let log: shardvault_api::GovernanceLog = api.get("/v1/governance")?.into_typed()?;
+    let log: Vec<LogEntry> =
+        log.entries.into_iter().map(|e| LogEntry { request: e.request, approvals: e.approvals }).collect();
+    let identity = api.identity().context("the bench acts as the devnet's owner")?;
+    let payload =
+        Payload::Message { format: shardvault_chains::MessageFormat::Eip191, message: b"benchmark message".to_vec() };
+    let operation = Operation::Sign { key_id: KeyId::random(), path: "m/9'/0'/60'/0'/0'/0'".parse()?, payload };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let request = Request::new(genesis.id()?, &identity.member_key()?, operation, now, 3600)?;
+    let bytes = request.to_bytes()?;
+    let approval = identity.approve(&bytes)?.to_armored()?;
+    let approve_ms = p50_of(samples, || Ok(identity.approve(&bytes).map(|_| ())?))?;
+    let approvals = vec![approval];
+    let check_ms = p50_of(samples, || {
+        let decoded = Request::from_bytes(&bytes)?;
+        let state = State::replay(&genesis, &log)?;
+        let facts = facts_of(&decoded.operation)?;
+        state.authorize(&bytes, &decoded, &approvals, &facts, &NoSpends, now)?;
+        Ok(())
+    })?;
+    let round_trip_ms = p50_of(samples, || Ok(api.get("/v1/members").map(|_| ())?))?;
+    let per_signature_ms = approve_ms + 3.0 * check_ms + round_trip_ms;
+    Ok(GovernanceCost {
+        approve_ms: round(approve_ms),
+        check_ms: round(check_ms),
+        round_trip_ms: round(round_trip_ms),
+        per_signature_ms: round(per_signature_ms),
+    })
+}
+
+/// The bench's requests move nothing: no spends to count.
+struct NoSpends;
+
+impl shardvault_governance::Ledger for NoSpends {
+    fn spent(
+        &self,
+        _: &str,
+        _: shardvault_chains::Chain,
+        _: &shardvault_governance::Asset,
+        _: u64,
+    ) -> Result<u128, String> {
+        Ok(0)
+    }
 }
 
 fn round(x: f64) -> f64 {
