@@ -99,6 +99,8 @@ fn devnet_secrets_are_private_and_looser_modes_are_refused() {
         .arg(d.join("coordinator"))
         .arg("--cluster")
         .arg(d.join("cluster.json"))
+        .arg("--genesis")
+        .arg(d.join("genesis.json"))
         .output()
         .unwrap();
     assert!(!output.status.success());

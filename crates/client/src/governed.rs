@@ -96,9 +96,10 @@ impl Client {
         self.check_own(identity, &pending)?;
         match self.approve(&pending.request_id, pending.request.as_bytes()) {
             Ok(record) => finished(record),
-            // Approved and run already (a repeated call with its Idempotency-Key): its outcome.
+            // Approved already (a repeated call with its Idempotency-Key):
+            // its outcome, once it has one.
             Err(error) if error.code() == Some(shardvault_api::ErrorCode::RequestClosed) => {
-                finished(self.request(&pending.request_id)?)
+                finished(self.settled(&pending.request_id)?)
             }
             Err(error) => Err(error),
         }
@@ -117,6 +118,19 @@ impl Client {
             )));
         }
         Ok(())
+    }
+
+    /// Request `id` once it is no longer running (polled each 100 ms, for at
+    /// most the client's timeout).
+    pub fn settled(&self, id: &str) -> Result<RequestRecord> {
+        let start = std::time::Instant::now();
+        loop {
+            let record = self.request(id)?;
+            if record.status != "running" || start.elapsed() > std::time::Duration::from_secs(180) {
+                return Ok(record);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 
     /// Approves request `id` over its canonical bytes `request` with this

@@ -21,8 +21,6 @@ use shardvault_chains::{Chain, Transaction, Unsigned};
 use shardvault_types::PartyId;
 use shardvault_wire::SignPayload;
 
-use shardvault_governance::Payload;
-
 use super::{
     answer, hardened, openapi, parse, requested_signers, requests, resolve, sign_with_retry, Answer, ApiError,
     Approved, Resolved,
@@ -57,14 +55,11 @@ pub(super) async fn transaction(
 ) -> Response {
     let operation = || {
         let (_, r, named) = plan(&state, &id, &body)?;
-        let chain = r.chain;
-        let payload = match named {
-            Named::Psbt { network, psbt } => Payload::Transaction { chain, network, unsigned: psbt },
-            Named::Evm { chain_id, preimage, .. } => {
-                Payload::Transaction { chain, network: chain_id.to_string(), unsigned: preimage }
-            }
-            Named::SingleSigner { network, bytes } => Payload::Transaction { chain, network, unsigned: bytes },
-        };
+        // The request names the transaction as the nodes will receive it
+        // (a PSBT decoded from base64, whole), so each job matches it.
+        let bad = |e: shardvault_chains::Error| ApiError::bad(e.to_string());
+        let tx = Transaction::parse(named.unsigned(r.chain)).map_err(bad)?;
+        let payload = SignPayload::transaction(tx.unsigned(), 0).map_err(bad)?.requested();
         Ok(shardvault_governance::Operation::Sign { key_id: r.key_id, path: r.path, payload })
     };
     requests::propose(&state, &headers, &caller, "POST /v1/keys/{id}/transactions", Some(&id), &body, operation).await
