@@ -33,7 +33,8 @@ impl Client {
 
     /// Logs in as `identity` (a signed, once-used login) and keeps the
     /// identity to approve the requests this client creates.
-    pub fn login(mut self, identity: Identity) -> Result<Self> {
+    pub fn login(mut self, identity: impl Into<Arc<Identity>>) -> Result<Self> {
+        let identity: Arc<Identity> = identity.into();
         let health: Health = self.get("/v1/health")?.into_typed()?;
         let nonce = RequestId::random().to_string();
         let time = std::time::SystemTime::now()
@@ -47,7 +48,7 @@ impl Client {
             .map_err(|e| config(e.to_string()))?;
         let session: Session = self.post("/v1/sessions", &Login { message, signature }, None)?.into_typed()?;
         self.token = Some(session.token);
-        self.identity = Some(Arc::new(identity));
+        self.identity = Some(identity);
         Ok(self)
     }
 

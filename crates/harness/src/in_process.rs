@@ -86,6 +86,13 @@ impl InProcess {
     }
 
     /// Stops node `id`'s service (as a clean shutdown).
+    /// A client of the API logged in as the organisation's owner.
+    pub fn client(&self) -> shardvault_client::Client {
+        shardvault_client::Client::new(&self.api)
+            .login(self.nodes.organisation.owner.clone())
+            .unwrap_or_else(|e| panic!("logging in: {e}"))
+    }
+
     pub fn stop_node(&mut self, id: u16) {
         if let Some(stop) = self.node_stops.remove(&NodeId(id)) {
             let _ = stop.send(true);
