@@ -253,7 +253,8 @@ pub fn policy(json: bool, command: &PolicyCommand) -> Result<()> {
             });
             match json {
                 true => println!("{}", serde_json::to_string_pretty(&answer)?),
-                false => println!("{}", serde_json::to_string_pretty(&answer["policy"])?),
+                // The policy's own field order (docs/POLICY.md), not sorted keys.
+                false => println!("{}", serde_json::to_string_pretty(governance.state.policy())?),
             }
             Ok(())
         }
