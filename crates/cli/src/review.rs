@@ -834,6 +834,55 @@ mod tests {
         assert!(check_external(&checked, &governance, &reject, Some(REJECT_NAMESPACE)).is_ok());
     }
 
+    #[test]
+    fn a_transaction_is_described_from_its_own_bytes() {
+        let org = org();
+        let generator = hex::decode("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798").unwrap();
+        let sample = shardvault_chains::sample::transfer(
+            shardvault_chains::Chain::Ethereum,
+            shardvault_chains::KeyType::EcdsaSecp256k1,
+            &generator,
+        )
+        .unwrap();
+        let key_id = "0123456789abcdef0123456789abcdef".parse().unwrap();
+        let operation = Operation::Sign {
+            key_id,
+            path: "m/9'/0'/60'/0'/0'/0'".parse().unwrap(),
+            payload: Payload::Transaction {
+                chain: shardvault_chains::Chain::Ethereum,
+                network: "1".into(),
+                unsigned: sample.unsigned,
+            },
+        };
+        let request =
+            Request::new(org.genesis.id().unwrap(), &org.owner.member_key().unwrap(), operation, 1_767_225_600, 3600)
+                .unwrap();
+        let decoded = &super::operation(&request)["decoded"];
+        assert_eq!(decoded["chain"], "ethereum", "{decoded}");
+        assert_eq!((&decoded["network"], &decoded["network_committed"]), (&json!("1"), &json!(true)));
+        let transfer = &decoded["transfers"][0];
+        assert_eq!(transfer["amount"], "10000000000000000", "{decoded}");
+        assert_eq!(transfer["asset"], "native");
+        assert!(transfer["to"].as_str().unwrap().eq_ignore_ascii_case("0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"));
+        assert_eq!(decoded["fee"], (21_000u128 * 30_000_000_000).to_string());
+        assert_eq!(decoded["calls"], json!([]));
+
+        // The history line says the same, from the same bytes, whatever the coordinator labels.
+        let mut record = super::tests::record(&org);
+        let text = String::from_utf8(request.to_bytes().unwrap()).unwrap();
+        record.request_id = request.id.to_string();
+        let governed = record.governed.as_mut().unwrap();
+        governed.request_hash = request_hash_hex(text.as_bytes());
+        governed.request = text;
+        governed.operation = "sign".into();
+        governed.approvals.clear();
+        let row = row(&record, &replay(&log(&org), None).unwrap());
+        assert_eq!(row.check, "ok");
+        assert_eq!((row.operation.as_str(), row.chain.as_deref()), ("sign", Some("ethereum")));
+        assert_eq!(row.amount.as_deref(), Some("10000000000000000"));
+        assert!(row.destination.unwrap().eq_ignore_ascii_case("0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"));
+    }
+
     fn signoffs_of(checked: &Checked) -> Vec<String> {
         checked.governed.approvals.iter().map(|a| a.signature.clone()).collect()
     }
