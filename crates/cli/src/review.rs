@@ -431,7 +431,9 @@ pub fn outline(value: &Value, indent: usize, out: &mut String) {
     let pad = "  ".repeat(indent);
     match value {
         Value::Object(map) => {
-            for (name, field) in map {
+            let mut fields: Vec<(&String, &Value)> = map.iter().collect();
+            fields.sort_by_key(|(name, _)| (rank(name), name.as_str()));
+            for (name, field) in fields {
                 if matches!(name.as_str(), "signature" | "request") && field.is_string() {
                     continue;
                 }
@@ -457,6 +459,31 @@ pub fn outline(value: &Value, indent: usize, out: &mut String) {
         }
         other => out.push_str(&format!("{pad}{}\n", scalar(other))),
     }
+}
+
+/// Where a field goes in the text form: what is asked first, then who decides.
+fn rank(name: &str) -> usize {
+    const FIRST: [&str; 18] = [
+        "request_id",
+        "status",
+        "kind",
+        "type",
+        "chain",
+        "network",
+        "transfers",
+        "operation",
+        "decoded",
+        "organisation",
+        "creator",
+        "policy",
+        "rule",
+        "denied",
+        "satisfied",
+        "shortfall",
+        "approvals",
+        "rejections",
+    ];
+    FIRST.iter().position(|first| *first == name).unwrap_or(FIRST.len())
 }
 
 fn is_empty(value: &Value) -> bool {
