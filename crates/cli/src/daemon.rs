@@ -530,13 +530,6 @@ pub fn rotate_kek(args: &RotateKekArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads and checks a genesis file (canonical JSON, docs/GOVERNANCE.md).
-pub(crate) fn read_genesis(path: &std::path::Path) -> Result<shardvault_governance::Genesis> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading the genesis file {}", path.display()))?;
-    shardvault_governance::Genesis::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a shardvault genesis file", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
