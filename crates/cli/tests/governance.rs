@@ -40,7 +40,7 @@ fn a_request_is_approved_with_ssh_keygen_and_the_audit_log_verifies() {
         "version": 1,
         "rules": [
             { "name": "raw signing denied", "when": { "signing": ["raw"] }, "action": "deny" },
-            { "name": "keys by the treasurer", "when": { "operations": ["create_key"] },
+            { "name": "keys by the treasurer", "when": { "operations": ["create_key", "sign"] },
               "action": { "require": [{ "count": 1, "members": ["treasurer"] }] } },
             { "name": "everything else", "when": {},
               "action": { "require": [{ "count": 1, "roles": ["owner", "admin"] }] } }
@@ -109,9 +109,38 @@ fn a_request_is_approved_with_ssh_keygen_and_the_audit_log_verifies() {
     assert_eq!(row["check"], "ok", "{row}");
     assert!(row["approvers"].as_array().unwrap().contains(&Value::from("treasurer")), "{row}");
 
+    // A signature waits for the treasurer: `sign --wait` prints it once they approved.
+    let key_id = key["key_id"].as_str().unwrap().to_string();
+    let waiting = Command::new(EXE)
+        .env("SHARDVAULT_IDENTITY", devnet.owner_identity())
+        .env("SHARDVAULT_GENESIS", devnet.genesis_file())
+        .args(["--json", "sign", "--key", &key_id, "--chain", "solana", "--index", "0", "--message-hex", "68656c6c6f"])
+        .args(["--wait", "--wait-timeout", "120", "--api", &devnet.api])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let pending_sign = loop {
+        assert!(started.elapsed().as_secs() < 60, "the signing request never appeared as pending");
+        let listed = devnet.cli(&["request", "list", "--status", "pending"]).unwrap();
+        let found = listed["requests"].as_array().unwrap().iter().find(|r| r["operation"] == "sign").cloned();
+        if let Some(row) = found {
+            break row;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let sign_id = pending_sign["id"].as_str().unwrap();
+    assert_eq!(pending_sign["chain"], "solana", "{pending_sign}");
+    devnet.cli(&["request", "approve", sign_id, "--yes", "--identity", treasurer.to_str().unwrap()]).unwrap();
+    let output = waiting.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let signed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(signed["signature"].is_string(), "{signed}");
+
     let audit = devnet.cli(&["audit", "verify"]).unwrap();
     assert_eq!(audit["ok"], true, "{audit}");
-    assert!(audit["signatures_verified"].as_u64().unwrap() >= 4, "{audit}");
+    assert!(audit["signatures_verified"].as_u64().unwrap() >= 6, "{audit}");
 }
 
 /// `ssh-keygen -Y sign` of `message` with the treasurer's key.
