@@ -2,15 +2,18 @@
 //! delegates to the crates.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod bench;
 mod client;
 mod daemon;
 mod demo;
 mod demo_governance;
 mod devnet;
+mod governance;
 mod identity;
 mod lifecycle;
 mod report;
+mod review;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -76,6 +79,19 @@ enum Command {
     Sign(Box<SignArgs>),
     /// Refresh every share of a key (key and addresses unchanged).
     Refresh(RefreshArgs),
+    /// Members of the organisation: add, list, remove (governed requests).
+    #[command(subcommand)]
+    Member(governance::MemberCommand),
+    /// The organisation's policy: show, set (docs/POLICY.md).
+    #[command(subcommand)]
+    Policy(governance::PolicyCommand),
+    /// Requests: list, show, approve, reject, payload — each decoded here
+    /// from its canonical bytes, never from the coordinator's summary.
+    #[command(subcommand)]
+    Request(governance::RequestCommand),
+    /// The coordinator's audit log: verify its hash chain and signatures.
+    #[command(subcommand)]
+    Audit(governance::AuditCommand),
     /// Measure signing latency and throughput on a fresh devnet against the
     /// in-process floor (release builds give meaningful numbers).
     Bench(BenchArgs),
@@ -269,6 +285,19 @@ struct SignArgs {
     /// Party ids to sign with (default: any t healthy ones), e.g. 1,3.
     #[arg(long, value_delimiter = ',')]
     signers: Option<Vec<u8>>,
+    /// When the request needs others' approvals: wait until it ran and print
+    /// its answer, instead of printing the pending request.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, env = "SHARDVAULT_WAIT_TIMEOUT", default_value_t = 3600)]
+    wait_timeout: u64,
+}
+
+impl SignArgs {
+    fn wait(&self) -> Option<Duration> {
+        self.wait.then(|| Duration::from_secs(self.wait_timeout))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -378,13 +407,18 @@ fn run(cli: &Cli) -> Result<()> {
             };
             let progress = progress_bar(cli.json, 1);
             progress.set_message("distributed key generation on the nodes");
-            let answer = client(api)?.create_key(&body, Some(&idempotency(api)));
+            let client = client(api)?;
+            let answer = client.create_key(&body, Some(&idempotency(api)));
             progress.finish_and_clear();
-            show(cli.json, &answer?)
+            governance::governed(cli.json, &client, answer, None)
         }
         Command::Key(KeyCommand::List { api }) => show(cli.json, &client(api)?.keys()?),
         Command::Key(KeyCommand::Show(args)) => show(cli.json, &client(&args.api)?.key(&args.key)?),
         Command::Address(args) => address(cli.json, args),
+        Command::Member(command) => governance::member(cli.json, command),
+        Command::Policy(command) => governance::policy(cli.json, command),
+        Command::Request(command) => governance::request(cli.json, command),
+        Command::Audit(command) => governance::audit(cli.json, command),
         Command::Sign(args) if args.tx_hex.is_some() || args.tx_base64.is_some() => {
             let body = shardvault_api::TransactionRequest {
                 tx_hex: args.tx_hex.clone(),
@@ -395,7 +429,9 @@ fn run(cli: &Cli) -> Result<()> {
                 ..shardvault_api::TransactionRequest::to(target(&args.address))
             };
             let api = &args.address.key.api;
-            show(cli.json, &client(api)?.transaction(&args.address.key.key, &body, Some(&idempotency(api)))?)
+            let client = client(api)?;
+            let answer = client.transaction(&args.address.key.key, &body, Some(&idempotency(api)));
+            governance::governed(cli.json, &client, answer, args.wait())
         }
         Command::Sign(args) if args.psbt.is_some() => {
             let file = args.psbt.as_deref().unwrap_or(std::path::Path::new(""));
@@ -412,7 +448,9 @@ fn run(cli: &Cli) -> Result<()> {
                 ..shardvault_api::TransactionRequest::to(target(&args.address))
             };
             let api = &args.address.key.api;
-            show(cli.json, &client(api)?.transaction(&args.address.key.key, &body, Some(&idempotency(api)))?)
+            let client = client(api)?;
+            let answer = client.transaction(&args.address.key.key, &body, Some(&idempotency(api)));
+            governance::governed(cli.json, &client, answer, args.wait())
         }
         Command::Sign(args) => {
             let typed_data = match &args.typed_data {
@@ -433,13 +471,16 @@ fn run(cli: &Cli) -> Result<()> {
                 ..shardvault_api::SignRequest::to(target(&args.address))
             };
             let api = &args.address.key.api;
-            show(cli.json, &client(api)?.sign(&args.address.key.key, &body, Some(&idempotency(api)))?)
+            let client = client(api)?;
+            let answer = client.sign(&args.address.key.key, &body, Some(&idempotency(api)));
+            governance::governed(cli.json, &client, answer, args.wait())
         }
         Command::Refresh(args) => {
             let (api, key) = (&args.key.api, &args.key.key);
+            let client = client(api)?;
             match args.finish {
-                true => show(cli.json, &client(api)?.finish_refresh(key, Some(&idempotency(api)))?),
-                false => show(cli.json, &client(api)?.refresh(key, Some(&idempotency(api)))?),
+                true => show(cli.json, &client.finish_refresh(key, Some(&idempotency(api)))?),
+                false => governance::governed(cli.json, &client, client.refresh(key, Some(&idempotency(api))), None),
             }
         }
     }
@@ -478,7 +519,11 @@ fn address(json: bool, args: &AddressCommand) -> Result<()> {
     let path = format!("/v1/keys/{}/addresses", t.key.key);
     let body = shardvault_api::AddressRequest::from(target(t));
     let api = client(&t.key.api)?;
-    let raw = api.resolve(api.post(&path, &body, Some(&idempotency(&t.key.api)))?)?;
+    let raw = match api.resolve(api.post(&path, &body, Some(&idempotency(&t.key.api)))?) {
+        Ok(raw) => raw,
+        // Waiting for others' approvals: the request is shown, no address yet.
+        Err(error) => return governance::unfinished(json, &api, error, None),
+    };
     // Shown as the API sent it (with the verification added).
     let mut answer = raw.body.clone();
     let attested = match raw.into_typed::<shardvault_api::AttestedAddress>() {
@@ -646,6 +691,18 @@ mod tests {
         "insecure_plaintext",
         "out",
         "comment",
+        // Governance: who is added or removed, which request is shown,
+        // approved or rejected (and whether without asking), which history.
+        "name",
+        "role",
+        "public_key",
+        "yes",
+        "sshsig",
+        "status",
+        "since",
+        "limit",
+        "csv",
+        "wait",
     ];
 
     /// README: "every configuration flag also reads an environment variable".

@@ -13,6 +13,8 @@ use crate::{Answer, Client, Error, Result};
 /// What a creating call came to: done (the call's answer), or a request
 /// still waiting (for approvals by others).
 #[derive(Debug)]
+// One value per call, returned once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome<T> {
     /// The call ran; its answer.
     Done(T),

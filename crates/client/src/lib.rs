@@ -19,7 +19,9 @@ pub use shardvault_api as api;
 use shardvault_governance::Identity;
 
 mod governed;
-pub use governed::Outcome;
+mod organisation;
+pub use governed::{finished, Outcome};
+pub use organisation::{check_request, RequestFilter};
 use shardvault_api::{
     AddressRequest, AttestedAddress, CreateKey, Empty, ErrorBody, ErrorCode, Health, Key, KeyDetails, KeyList,
     RefreshFinished, Refreshed, RequestRecord, SignRequest, SignatureAnswer, SignedTransaction, TransactionRequest,
