@@ -519,7 +519,8 @@ fn address(json: bool, args: &AddressCommand) -> Result<()> {
     let path = format!("/v1/keys/{}/addresses", t.key.key);
     let body = shardvault_api::AddressRequest::from(target(t));
     let api = client(&t.key.api)?;
-    let raw = match api.resolve(api.post(&path, &body, Some(&idempotency(&t.key.api)))?) {
+    let asked = shardvault_client::Expected::Address { key_id: &t.key.key, request: &body };
+    let raw = match api.resolve(api.post(&path, &body, Some(&idempotency(&t.key.api)))?, asked) {
         Ok(raw) => raw,
         // Waiting for others' approvals: the request is shown, no address yet.
         Err(error) => return governance::unfinished(json, &api, error, None),

@@ -34,7 +34,19 @@ fn signatures_logged(dir: &Path) -> usize {
 fn post(net: &Devnet, path: &str, key: &str, body: &Value) -> (u16, Value) {
     let client = net.client();
     let answer = client.post(path, body, Some(key)).unwrap();
-    match client.resolve(answer.clone()) {
+    // What the call asks, for the client's check of the request it approves.
+    let key_id = path.split('/').nth(3).unwrap();
+    let (sign, address): (Option<shardvault_api::SignRequest>, Option<shardvault_api::AddressRequest>) =
+        match path.ends_with("/signatures") {
+            true => (Some(serde_json::from_value(body.clone()).unwrap()), None),
+            false => (None, Some(serde_json::from_value(body.clone()).unwrap())),
+        };
+    let asked = match (&sign, &address) {
+        (Some(request), _) => shardvault_client::Expected::Sign { key_id, request },
+        (_, Some(request)) => shardvault_client::Expected::Address { key_id, request },
+        _ => unreachable!(),
+    };
+    match client.resolve(answer.clone(), asked) {
         Ok(done) => (done.status, done.body),
         Err(shardvault_client::Error::Api { status, .. }) if answer.status != 202 => (status, answer.body),
         Err(shardvault_client::Error::Api { status, code, message, .. }) => {

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use shardvault_api::{Approve, Health, Login, Pending, Reject, RequestRecord, Session};
 use shardvault_governance::{login_message, Identity, Request, RequestId, LOGIN_NAMESPACE, REJECT_NAMESPACE};
 
-use crate::{Answer, Client, Error, Result};
+use crate::{Answer, Client, Error, Expected, Result};
 
 /// What a creating call came to: done (the call's answer), or a request
 /// still waiting (for approvals by others).
@@ -62,8 +62,8 @@ impl Client {
     /// A creating call's answer: a direct answer as `T`; a pending request
     /// approved by this client's identity (if it has one) and, once that
     /// meets the policy, its call's answer as `T`.
-    pub(crate) fn governed<T: DeserializeOwned>(&self, answer: Answer) -> Result<T> {
-        match self.governed_outcome(answer)? {
+    pub(crate) fn governed<T: DeserializeOwned>(&self, answer: Answer, asked: Expected<'_>) -> Result<T> {
+        match self.governed_outcome(answer, asked)? {
             Outcome::Done(value) => Ok(value),
             Outcome::Pending(record) => Err(Error::NotDone {
                 message: "it needs more approvals: `shardvault request show` lists them".into(),
@@ -76,8 +76,8 @@ impl Client {
     /// A creating call's raw answer, resolved as `governed` does: a 202 is
     /// approved with this client's identity and replaced by the answer of
     /// the call it ran; a request still pending is [`Error::NotDone`].
-    pub fn resolve(&self, answer: Answer) -> Result<Answer> {
-        match self.governed_outcome::<serde_json::Value>(answer)? {
+    pub fn resolve(&self, answer: Answer, asked: Expected<'_>) -> Result<Answer> {
+        match self.governed_outcome::<serde_json::Value>(answer, asked)? {
             Outcome::Done(body) => Ok(Answer { status: 200, replayed: false, body }),
             Outcome::Pending(record) => Err(Error::NotDone {
                 message: "it needs more approvals: `shardvault request show` lists them".into(),
@@ -88,7 +88,7 @@ impl Client {
     }
 
     /// As `governed`, but a request left pending is an outcome, not an error.
-    pub fn governed_outcome<T: DeserializeOwned>(&self, answer: Answer) -> Result<Outcome<T>> {
+    pub fn governed_outcome<T: DeserializeOwned>(&self, answer: Answer, asked: Expected<'_>) -> Result<Outcome<T>> {
         if answer.status != 202 {
             return answer.into_typed().map(Outcome::Done);
         }
@@ -96,7 +96,7 @@ impl Client {
         let Some(identity) = &self.identity else {
             return Ok(Outcome::Pending(self.request(&pending.request_id)?));
         };
-        self.check_own(identity, &pending)?;
+        self.check_own(identity, &pending, asked)?;
         match self.approve(&pending.request_id, pending.request.as_bytes()) {
             Ok(record) => finished(record),
             // Approved already (a repeated call with its Idempotency-Key):
@@ -110,7 +110,7 @@ impl Client {
 
     /// Refuses a request this client did not make as it asked: another
     /// creator, another organisation, or not decodable.
-    fn check_own(&self, identity: &Identity, pending: &Pending) -> Result<()> {
+    fn check_own(&self, identity: &Identity, pending: &Pending, asked: Expected<'_>) -> Result<()> {
         let request = Request::from_bytes(pending.request.as_bytes())
             .map_err(|e| config(format!("the coordinator's request does not decode: {e}")))?;
         let me = identity.member_key().map_err(|e| config(e.to_string()))?;
@@ -120,7 +120,12 @@ impl Client {
                 request.id, request.creator
             )));
         }
-        Ok(())
+        asked.check(&request.operation).map_err(|swapped| {
+            config(format!(
+                "the coordinator's request {} is not what was asked ({swapped}): not approving it",
+                request.id
+            ))
+        })
     }
 
     /// Request `id` once it is no longer running (polled each 100 ms, for at

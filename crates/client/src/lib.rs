@@ -18,7 +18,9 @@ use serde_json::Value;
 pub use shardvault_api as api;
 use shardvault_governance::Identity;
 
+mod expect;
 mod governed;
+pub use expect::Expected;
 mod organisation;
 pub use governed::{finished, Outcome};
 pub use organisation::{check_request, RequestFilter};
@@ -228,7 +230,7 @@ impl Client {
 
     /// `POST /v1/keys`: returns when every node agrees on the public key.
     pub fn create_key(&self, request: &CreateKey, idempotency_key: Option<&str>) -> Result<Key> {
-        self.governed(self.post("/v1/keys", request, idempotency_key)?)
+        self.governed(self.post("/v1/keys", request, idempotency_key)?, Expected::CreateKey(request))
     }
 
     /// `GET /v1/keys`.
@@ -249,12 +251,14 @@ impl Client {
         request: &AddressRequest,
         idempotency_key: Option<&str>,
     ) -> Result<AttestedAddress> {
-        self.governed(self.post(&format!("/v1/keys/{key_id}/addresses"), request, idempotency_key)?)
+        let answer = self.post(&format!("/v1/keys/{key_id}/addresses"), request, idempotency_key)?;
+        self.governed(answer, Expected::Address { key_id, request })
     }
 
     /// `POST /v1/keys/{key_id}/signatures`.
     pub fn sign(&self, key_id: &str, request: &SignRequest, idempotency_key: Option<&str>) -> Result<SignatureAnswer> {
-        self.governed(self.post(&format!("/v1/keys/{key_id}/signatures"), request, idempotency_key)?)
+        let answer = self.post(&format!("/v1/keys/{key_id}/signatures"), request, idempotency_key)?;
+        self.governed(answer, Expected::Sign { key_id, request })
     }
 
     /// `POST /v1/keys/{key_id}/transactions`.
@@ -264,12 +268,16 @@ impl Client {
         request: &TransactionRequest,
         idempotency_key: Option<&str>,
     ) -> Result<SignedTransaction> {
-        self.governed(self.post(&format!("/v1/keys/{key_id}/transactions"), request, idempotency_key)?)
+        let answer = self.post(&format!("/v1/keys/{key_id}/transactions"), request, idempotency_key)?;
+        self.governed(answer, Expected::Transaction { key_id, request })
     }
 
     /// `POST /v1/keys/{key_id}/refresh`.
     pub fn refresh(&self, key_id: &str, idempotency_key: Option<&str>) -> Result<Refreshed> {
-        self.governed(self.post(&format!("/v1/keys/{key_id}/refresh"), &Empty {}, idempotency_key)?)
+        self.governed(
+            self.post(&format!("/v1/keys/{key_id}/refresh"), &Empty {}, idempotency_key)?,
+            Expected::Refresh { key_id },
+        )
     }
 
     /// `POST /v1/keys/{key_id}/refresh/finish`.
