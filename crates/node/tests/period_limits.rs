@@ -49,8 +49,8 @@ fn rotating_signer_sets_signs_at_most_n_l_over_t_in_a_window() {
     let derived = c.run(c.approve(job(key_id, &[1, 2, 3], JobKind::DeriveHardened { path: PATH.parse().unwrap() })));
     let Some(Ok(Outcome::Derived { public_key, .. })) = derived.values().next() else { panic!("{derived:?}") };
     let sample = shardvault_chains::sample::transfer(Chain::Ethereum, KeyType::EcdsaSecp256k1, public_key).unwrap();
-    let chain_id: u64 = sample.network.parse().unwrap();
-    let payload = SignPayload::transaction(Unsigned::Evm { chain_id, preimage: &sample.unsigned }, 0).unwrap();
+    // The sample is an EIP-1559 transfer on chain id 1.
+    let payload = SignPayload::transaction(Unsigned::Evm { chain_id: 1, preimage: &sample.unsigned }, 0).unwrap();
     let sign = |nodes: &[u16]| {
         let kind = JobKind::Sign { epoch: Epoch(0), path: PATH.parse().unwrap(), payload: payload.clone() };
         job(key_id, nodes, kind)
