@@ -88,17 +88,40 @@ impl Expected<'_> {
     }
 }
 
+/// The message format asked: the one named, or one the chain signs in.
+fn format_asked(asked: &SignRequest, format: &shardvault_chains::MessageFormat) -> Check {
+    use shardvault_chains::{KeyType, MessageFormat};
+    let prefix = asked.bech32_prefix.as_deref();
+    match &asked.format {
+        Some(name) => same("message format", &MessageFormat::parse(name, prefix).map_err(|e| e.to_string())?, format),
+        None => {
+            let chain: Chain = asked.chain.parse().map_err(|e: shardvault_chains::Error| e.to_string())?;
+            let defaults = [KeyType::EcdsaSecp256k1, KeyType::SchnorrSecp256k1, KeyType::Ed25519]
+                .into_iter()
+                .filter_map(|key| chain.message_format(key));
+            let cosmos = |f: &MessageFormat| matches!(f, MessageFormat::CosmosAdr36 { .. });
+            match defaults.into_iter().any(|d| &d == format || (cosmos(&d) && cosmos(format))) {
+                true => Ok(()),
+                false => Err(format!("message format: the request signs {format:?}, not {chain}'s")),
+            }
+        }
+    }
+}
+
 fn sign_payload(asked: &SignRequest, payload: &Payload) -> Check {
     match payload {
-        Payload::Message { message, .. } => match (&asked.message_hex, &asked.typed_data) {
-            (Some(text), None) if asked.nonce.is_none() => same("message", hex("message_hex", text)?, message.clone()),
-            // Aptos (AIP-62): the full message the coordinator built carries ours.
+        Payload::Message { message, format } => match (&asked.message_hex, &asked.typed_data) {
             (Some(text), None) => {
-                let ours = String::from_utf8(hex("message_hex", text)?).map_err(|_| "message is not UTF-8")?;
-                let full = String::from_utf8_lossy(message);
-                match full.contains(&format!("message: {ours}\n")) {
-                    true => Ok(()),
-                    false => Err("the request's message is not the one asked".into()),
+                format_asked(asked, format)?;
+                let ours = hex("message_hex", text)?;
+                match &asked.nonce {
+                    None => same("message", ours, message.clone()),
+                    // Aptos (AIP-62): the full message, rebuilt here from ours and the nonce.
+                    Some(nonce) => {
+                        let text = String::from_utf8(ours).map_err(|_| "an Aptos message is UTF-8 text")?;
+                        let full = shardvault_chains::message::aptos_full_message(&text, nonce).into_bytes();
+                        same("message", full, message.clone())
+                    }
                 }
             }
             (None, Some(typed)) => {
@@ -118,11 +141,19 @@ fn sign_payload(asked: &SignRequest, payload: &Payload) -> Check {
 }
 
 fn transaction_payload(asked: &TransactionRequest, payload: &Payload) -> Check {
-    let Payload::Transaction { chain, unsigned, .. } = payload else {
+    let Payload::Transaction { chain, unsigned, network } = payload else {
         return Err("the request does not sign a transaction".into());
     };
     let named: Chain = asked.chain.parse().map_err(|e: shardvault_chains::Error| e.to_string())?;
     same("chain", named, *chain)?;
+    if named == Chain::Ethereum {
+        let evm_chain = asked.evm_chain.as_deref().unwrap_or(asked.chain.as_str());
+        let evm_chain = if shardvault_chains::EVM_CHAINS.contains(&evm_chain) { evm_chain } else { "ethereum" };
+        let id = shardvault_chains::evm::chain_id(evm_chain, asked.network.as_deref()).map_err(|e| e.to_string())?;
+        same("chain id", id.to_string(), network.clone())?;
+    } else if let Some(asked_network) = &asked.network {
+        same("network", asked_network, network)?;
+    }
     let b64 = |text: &str| base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| "not base64".to_string());
     let ours = match (&asked.psbt, &asked.tx_hex, &asked.tx_base64) {
         (Some(psbt), _, _) => b64(psbt)?,

@@ -51,6 +51,7 @@ impl Client {
         let session: Session = self.post("/v1/sessions", &Login { message, signature }, None)?.into_typed()?;
         self.token = Some(session.token);
         self.identity = Some(identity);
+        self.organisation = Some(health.organisation);
         Ok(self)
     }
 
@@ -118,6 +119,12 @@ impl Client {
             return Err(config(format!(
                 "the coordinator returned request {} by {} for our call: not approving it",
                 request.id, request.creator
+            )));
+        }
+        if let Some(organisation) = self.organisation.as_deref().filter(|o| *o != request.organisation.to_string()) {
+            return Err(config(format!(
+                "the coordinator's request {} is for organisation {}, not {organisation}: not approving it",
+                request.id, request.organisation
             )));
         }
         asked.check(&request.operation).map_err(|swapped| {

@@ -116,6 +116,8 @@ pub struct Client {
     pub(crate) token: Option<String>,
     /// Who acts: creates requests and approves them.
     pub(crate) identity: Option<Arc<Identity>>,
+    /// The organisation this client logged in to (requests for another are never approved).
+    pub(crate) organisation: Option<String>,
 }
 
 impl Client {
@@ -186,6 +188,7 @@ impl Client {
             agent: config.build().new_agent(),
             token: None,
             identity: None,
+            organisation: None,
         }
     }
 

@@ -213,9 +213,13 @@ fn amount(text: Option<&str>) -> Option<u128> {
     }
 }
 
-/// Every output not paying back to one of the PSBT's own input scripts is a
-/// transfer of its amount (the chains crate refuses a PSBT whose inputs do
-/// not all carry their `witness_utxo`, so every input script is known).
+/// Every output is a transfer of its amount, except change: an output paying
+/// to the one script that *every* input spends. A PSBT whose inputs spend
+/// different scripts has no change — a node signs only its own inputs and
+/// cannot tell a foreign input's script from ours, so an output paying to a
+/// foreign input (an attacker's dust) must count as the payment it is (the
+/// chains crate refuses a PSBT whose inputs do not all carry their
+/// `witness_utxo`, so every input script is known).
 fn psbt_signing(summary: &PsbtSummary, bytes: &[u8]) -> Result<Signing, Error> {
     let psbt = Psbt::deserialize(bytes).map_err(|e| Error::Decode(format!("PSBT: {e}")))?;
     let own: Vec<&bitcoin::ScriptBuf> =
@@ -223,12 +227,16 @@ fn psbt_signing(summary: &PsbtSummary, bytes: &[u8]) -> Result<Signing, Error> {
     if own.len() != psbt.inputs.len() || psbt.unsigned_tx.output.len() != summary.outputs.len() {
         return Err(Error::Decode("PSBT: inputs without their previous outputs, or outputs unaccounted".into()));
     }
+    let change = match own.split_first() {
+        Some((first, rest)) if rest.iter().all(|script| script == first) => Some(*first),
+        _ => None,
+    };
     let transfers = psbt
         .unsigned_tx
         .output
         .iter()
         .zip(&summary.outputs)
-        .filter(|(output, _)| !own.contains(&&output.script_pubkey))
+        .filter(|(output, _)| change != Some(&output.script_pubkey))
         .map(|(_, shown)| Transfer {
             asset: Asset::Native,
             to: shown.address.clone(),

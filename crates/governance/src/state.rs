@@ -35,6 +35,8 @@ pub struct State {
     policy: Policy,
     head: [u8; 32],
     entries: usize,
+    /// Ids of the requests the log applied: each applies once.
+    applied: BTreeSet<crate::RequestId>,
 }
 
 /// A request's approvals as this state counts them.
@@ -57,6 +59,7 @@ impl State {
             policy: genesis.policy.clone(),
             head: head.into(),
             entries: 0,
+            applied: BTreeSet::new(),
         })
     }
 
@@ -83,6 +86,15 @@ impl State {
     /// How many log entries are applied.
     pub fn entries(&self) -> usize {
         self.entries
+    }
+
+    /// This state with only the members `other` has too: approvals on jobs
+    /// are counted in the state in force (grants wait out the change delay)
+    /// less whoever a later entry removed (removals take effect at once).
+    pub fn without_members_missing_from(&self, other: &State) -> State {
+        let mut state = self.clone();
+        state.members.retain(|m| other.members.iter().any(|o| o.public_key == m.public_key && o.role == m.role));
+        state
     }
 
     /// The member whose key made `approval`, if any.
@@ -156,6 +168,13 @@ impl State {
         if request.organisation != self.organisation {
             return Err(Error::Governance(format!("log entry {} is for another organisation", self.entries + 1)));
         }
+        if self.applied.contains(&request.id) {
+            return Err(Error::Governance(format!(
+                "log entry {} repeats request {}, which the log applied already: a change applies once",
+                self.entries + 1,
+                request.id
+            )));
+        }
         if !request.operation.is_governance() {
             return Err(Error::Governance(format!(
                 "log entry {} is a {} request, not a governance change",
@@ -180,6 +199,7 @@ impl State {
         self.policy = policy;
         self.head = chain(&self.head, entry);
         self.entries += 1;
+        self.applied.insert(request.id);
         Ok(())
     }
 

@@ -676,6 +676,61 @@ fn psbt_change_is_not_a_transfer() {
     assert_eq!(transaction(&facts).0, [native("bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu", Some(90_000))]);
 }
 
+/// The review's attack: a PSBT with the wallet's 100 000 sat input and an
+/// attacker's dust input, paying 99 000 to the attacker's script. An output
+/// to an input's script is not change unless every input spends that script,
+/// so the payment counts — against the limit and the allowlist.
+#[test]
+fn a_payment_to_a_foreign_inputs_script_is_a_transfer_not_change() {
+    use bitcoin::hashes::Hash;
+    use bitcoin::{absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Txid};
+    let own = shardvault_chains::psbt::key_script(KeyType::EcdsaSecp256k1, &g()).unwrap();
+    let attacker = hex::decode("0330d54fd0dd420a6e5f8d3624f5f3482cae350f79d5f0753bf5beef9c2d91af3c").unwrap();
+    let attacker = shardvault_chains::psbt::key_script(KeyType::EcdsaSecp256k1, &attacker).unwrap();
+    let input = |previous_output| TxIn {
+        previous_output,
+        script_sig: ScriptBuf::new(),
+        sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+        witness: bitcoin::Witness::new(),
+    };
+    let funding = |script: &ScriptBuf, sats, seed: &[u8]| {
+        let utxo = TxOut { value: Amount::from_sat(sats), script_pubkey: script.clone() };
+        let previous = bitcoin::Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![input(OutPoint {
+                txid: Txid::from_raw_hash(bitcoin::hashes::sha256d::Hash::hash(seed)),
+                vout: 0,
+            })],
+            output: vec![utxo.clone()],
+        };
+        (utxo, previous)
+    };
+    let (ours, ours_tx) = funding(&own, 100_000, b"wallet");
+    let (dust, dust_tx) = funding(&attacker, 1_000, b"dust");
+    let tx = bitcoin::Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![
+            input(OutPoint { txid: ours_tx.compute_txid(), vout: 0 }),
+            input(OutPoint { txid: dust_tx.compute_txid(), vout: 0 }),
+        ],
+        output: vec![TxOut { value: Amount::from_sat(99_000), script_pubkey: attacker }],
+    };
+    let mut psbt = bitcoin::Psbt::from_unsigned_tx(tx).unwrap();
+    (psbt.inputs[0].witness_utxo, psbt.inputs[0].non_witness_utxo) = (Some(ours), Some(ours_tx));
+    (psbt.inputs[1].witness_utxo, psbt.inputs[1].non_witness_utxo) = (Some(dust), Some(dust_tx));
+    let bytes = psbt.serialize();
+    let facts =
+        Facts::transaction("btc", Unsigned::Psbt { chain: Chain::Bitcoin, network: "mainnet", psbt: &bytes }).unwrap();
+    let (transfers, _) = transaction(&facts);
+    assert_eq!(transfers, [native("bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu", Some(99_000))]);
+    let limit = policy(
+        r#"{"version":1,"rules":[{"name":"small","when":{"chains":["bitcoin"],"assets":["native"],"max_amount":"10000"},"action":{"require":[{"count":1,"roles":["admin"]}]}}]}"#,
+    );
+    assert!(limit.evaluate(&facts, &no_ledger(), NOW).is_err(), "99 000 sat passed a 10 000 limit as change");
+}
+
 /// The single-signer samples: a plain transfer each, with its amount.
 #[test]
 fn single_signer_samples_are_native_transfers() {

@@ -180,3 +180,18 @@ fn expired_requests_and_requests_from_the_future_are_refused() {
     let other = OrganisationId([7; 32]);
     assert!(request.check_alive(other, NOW + 10).is_err());
 }
+
+/// The review's attack: the coordinator appends a byte-identical copy of an
+/// old entry (re-admitting a removed member). A request applies once.
+#[test]
+fn an_old_log_entry_appended_again_is_refused() {
+    let (alice, mallory) = (identity("alice"), identity("mallory"));
+    let mut state = State::genesis(&genesis(&[("alice", &alice)])).unwrap();
+    let org = state.organisation();
+    let admit = entry(org, &alice, add("mallory", Role::Admin, &mallory), &[&alice]);
+    state.apply(&admit).unwrap();
+    state.apply(&entry(org, &alice, Operation::RemoveMember { name: "mallory".parse().unwrap() }, &[&alice])).unwrap();
+    let error = state.apply(&admit).unwrap_err().to_string();
+    assert!(error.contains("applied already"), "{error}");
+    assert!(state.members().iter().all(|m| m.name.as_str() != "mallory"));
+}

@@ -104,13 +104,22 @@ fn apply_log(genesis: &Genesis, store: &Store, log: &[LogEntry], now: u64) -> Re
         if in_force.is_none() && !effective(&full, now, now) {
             in_force = Some(full.clone());
         }
+        // First seen now: a change whose request expired is refused (an
+        // approval does not outlive its request), whenever it was approved.
+        let expired = Request::from_bytes(entry.request.as_bytes()).is_ok_and(|r| now >= r.expires_at);
+        if expired {
+            return Err(refused(format!(
+                "governance log entry {position} is a change whose request expired before this node saw it"
+            )));
+        }
         full.apply(entry).map_err(|e| refused(format!("governance log entry {position} is not valid: {e}")))?;
     }
     if !new.is_empty() {
         store.append_governance_log(stored.len(), new, now)?;
         tracing::info!(entries = new.len(), head = %hex::encode(full.head()), "governance log extended");
     }
-    Ok(in_force.unwrap_or(full))
+    // Removals take effect at once; additions and policies wait their delay.
+    Ok(in_force.map_or_else(|| full.clone(), |state| state.without_members_missing_from(&full)))
 }
 
 /// Whether an entry first seen at `first_seen` applies at `now` after

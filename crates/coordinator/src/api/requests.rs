@@ -275,7 +275,9 @@ impl shardvault_governance::Ledger for NoLedger {
 
 /// Runs an approved request's call and stores its answer.
 async fn execute(state: &State, id: &str, row: GovernedRow, approvals: Vec<Signoff>) -> Result<(), ApiError> {
-    state.db().set_status(id, "running").map_err(ApiError::storage)?;
+    if !state.db().start_running(id).map_err(ApiError::storage)? {
+        return Ok(()); // Another approval started it: it runs once.
+    }
     let request = Request::from_bytes(row.request.as_bytes()).map_err(|e| ApiError::bug(e.to_string()))?;
     let armored: Vec<String> = approvals.iter().map(|a| a.signature.clone()).collect();
     let governed = state.organisation().governed(&row.request, armored);

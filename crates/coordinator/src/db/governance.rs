@@ -129,6 +129,14 @@ impl Db {
         Ok(())
     }
 
+    /// Moves a pending request to `running`; false if it was not pending (a
+    /// concurrent approval started it already), so a call runs once.
+    pub(crate) fn start_running(&self, id: &str) -> rusqlite::Result<bool> {
+        let changed =
+            self.conn.execute("UPDATE requests SET status = 'running' WHERE id = ?1 AND status = 'pending'", [id])?;
+        Ok(changed == 1)
+    }
+
     /// Request ids, newest first, with optional filters.
     pub(crate) fn request_ids(
         &self,
