@@ -99,6 +99,8 @@ impl Client {
         };
         self.check_own(identity, &pending, asked)?;
         match self.approve(&pending.request_id, pending.request.as_bytes()) {
+            // Running under a concurrent approval: its outcome, once it has one.
+            Ok(record) if record.status == "running" => finished(self.settled(&pending.request_id)?),
             Ok(record) => finished(record),
             // Approved already (a repeated call with its Idempotency-Key):
             // its outcome, once it has one.

@@ -242,7 +242,7 @@ fn one_members_approval_twice_is_one_approval() {
     }
     let mut f = Fixture { c, key_id };
     f.refused(f.approved_by(f.sign_job("twice"), &[&first, &first], Vec::new()), "a second one by owner");
-    f.refused(f.approved_by(f.sign_job("once"), &[&first], Vec::new()), "needs 2 approvals");
+    f.refused(f.approved_by(f.sign_job("once"), &[&first], Vec::new()), "1 more approval(s) from role owner");
     f.signed(f.approved_by(f.sign_job("two owners"), &[&first, &second], Vec::new()));
 }
 
