@@ -1008,7 +1008,7 @@ fn two_input_psbt(public_key: &[u8]) -> Vec<u8> {
 /// known leftover), signs the sighash it computed itself, and refuses an input that is not its key's;
 /// an EVM preimage is refused for a key that is not ECDSA.
 #[test]
-fn a_psbt_is_decoded_once_per_node_and_job() {
+fn a_psbt_is_decoded_for_the_policy_and_the_signature_per_node_and_job() {
     let mut c = Cluster3::new();
     let (key_id, _) = create(&mut c, Scheme::EcdsaSecp256k1);
     let child = derive(&mut c, key_id, "m/84'/0'/0'");
