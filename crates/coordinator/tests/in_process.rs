@@ -335,3 +335,64 @@ fn a_party_id_out_of_range_is_refused() {
     let (status, code, message) = failure(net.client.sign(&key, &digest_request(Some(vec![0, 1])), None).unwrap_err());
     assert_eq!((status, code), (Some(400), Some(ErrorCode::InvalidRequest)), "{message}");
 }
+
+/// Every endpoint but health, the OpenAPI document and the login refuses a
+/// call without credentials or with a wrong token (401), and a viewer's
+/// creating calls and approvals (403) — walked from the OpenAPI document, so
+/// a new endpoint is covered as it is added.
+#[test]
+fn every_non_public_endpoint_refuses_missing_wrong_and_out_of_role_credentials() {
+    let net = start(3);
+    let viewer = Identity::generate("viewer").unwrap();
+    let add = shardvault_api::AddMember {
+        name: "vera".into(),
+        role: "viewer".into(),
+        public_key: viewer.member_key().unwrap().to_openssh().unwrap(),
+    };
+    let pending: shardvault_api::Pending = net.client.post("/v1/members", &add, None).unwrap().into_typed().unwrap();
+    let record = net.client.approve(&pending.request_id, pending.request.as_bytes()).unwrap();
+    assert_eq!(record.status, "succeeded", "{record:?}");
+    let base = net.client.base().to_string();
+    let anonymous = Client::new(&base);
+    let wrong = Client::new(&base).with_token("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    let vera = Client::new(&base).login(viewer).unwrap();
+    let document = net.client.openapi().unwrap();
+    let public = [("get", "/v1/health"), ("post", "/v1/sessions")];
+    let mut checked = 0;
+    for (template, methods) in document["paths"].as_object().unwrap() {
+        let path = template
+            .replace("{key_id}", &shardvault_types::KeyId::random().to_string())
+            .replace("{id}", &"ab".repeat(16));
+        for method in methods.as_object().unwrap().keys() {
+            if public.contains(&(method.as_str(), template.as_str())) {
+                continue;
+            }
+            let call = |client: &Client| match method.as_str() {
+                "get" => client.get(&path).unwrap(),
+                _ => client.post_raw(&path, b"{}", None).unwrap(),
+            };
+            for (who, client) in [("no credentials", &anonymous), ("a wrong token", &wrong)] {
+                let answer = call(client);
+                assert_eq!(
+                    (answer.status, &answer.body["code"]),
+                    (401, &json!("unauthenticated")),
+                    "{method} {template} with {who}"
+                );
+            }
+            let answer = call(&vera);
+            match method.as_str() {
+                "get" => assert_ne!(answer.status, 401, "GET {template} refused a viewer's valid token"),
+                _ => assert_eq!(
+                    (answer.status, &answer.body["code"]),
+                    (403, &json!("forbidden")),
+                    "a viewer's {method} {template}"
+                ),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} endpoints");
+    // The public ones answer anyone.
+    assert!(anonymous.health().is_ok());
+    assert!(anonymous.openapi().is_ok());
+}
