@@ -173,8 +173,10 @@ pub(super) async fn approve(
         )
         .map_err(ApiError::storage)?;
     }
-    if ready(&state, &row, &approvals)? {
-        execute(&state, &id, row, approvals).await?;
+    match ready(&state, &row, &approvals)? {
+        Readiness::Ready => execute(&state, &id, row, approvals).await?,
+        Readiness::Waiting => {}
+        Readiness::Denied(reason) => deny(&state, &id, &reason)?,
     }
     Ok(Json(record(&state, &id)?))
 }
@@ -246,7 +248,7 @@ fn signoff(member: &Member, signature: &str) -> Signoff {
 
 /// Whether the approvals meet the policy as the coordinator sees it (the
 /// nodes decide; period limits only they can count).
-fn ready(state: &State, row: &GovernedRow, approvals: &[Signoff]) -> Result<bool, ApiError> {
+fn ready(state: &State, row: &GovernedRow, approvals: &[Signoff]) -> Result<Readiness, ApiError> {
     let request = Request::from_bytes(row.request.as_bytes()).map_err(|e| ApiError::bug(e.to_string()))?;
     let facts = shardvault_governance::facts_of(&request.operation).map_err(|e| ApiError::bad(e.to_string()))?;
     let armored: Vec<String> = approvals.iter().map(|a| a.signature.clone()).collect();
@@ -254,9 +256,40 @@ fn ready(state: &State, row: &GovernedRow, approvals: &[Signoff]) -> Result<bool
     let governance = organisation.state();
     if request.operation.is_governance() {
         let entry = LogEntry { request: row.request.clone(), approvals: armored };
-        return Ok(governance.clone().apply(&entry).is_ok());
+        return Ok(match governance.clone().apply(&entry) {
+            Ok(()) => Readiness::Ready,
+            Err(_) => Readiness::Waiting,
+        });
     }
-    Ok(governance.authorize(row.request.as_bytes(), &request, &armored, &facts, &NoLedger, now()).is_ok())
+    // Nothing spent is the most a period limit allows: a denial now is final.
+    Ok(match governance.authorize(row.request.as_bytes(), &request, &armored, &facts, &NoLedger, now()) {
+        Ok(_) => Readiness::Ready,
+        Err(denied @ shardvault_governance::Error::Denied { .. }) => Readiness::Denied(denied.to_string()),
+        Err(_) => Readiness::Waiting,
+    })
+}
+
+/// What the approvals so far make of a request.
+enum Readiness {
+    /// The policy is met (as far as the coordinator can tell): run it.
+    Ready,
+    /// More approvals are needed.
+    Waiting,
+    /// The policy denies it, whoever approves: it ends failed, naming the rule.
+    Denied(String),
+}
+
+/// Ends a request the policy denies.
+fn deny(state: &State, id: &str, reason: &str) -> Result<(), ApiError> {
+    let answer = ApiError::new(ErrorCode::NotApproved, reason).body();
+    let mut answer = answer;
+    if let Value::Object(map) = &mut answer {
+        map.insert("request_id".into(), json!(id));
+    }
+    let db = state.db();
+    db.audit(now(), "failed", id, &answer).map_err(ApiError::storage)?;
+    db.set_status(id, "failed").map_err(ApiError::storage)?;
+    db.set_response(id, &answer.to_string()).map_err(ApiError::storage)
 }
 
 struct NoLedger;
