@@ -152,7 +152,7 @@ fn governance_cost(api: &Api, genesis_file: &std::path::Path, samples: usize) ->
         let decoded = Request::from_bytes(&bytes)?;
         let state = State::replay(&genesis, &log)?;
         let facts = facts_of(&decoded.operation)?;
-        state.authorize(&bytes, &decoded, &approvals, &facts, &NoSpends, now)?;
+        state.authorize(&bytes, &decoded, &approvals, &facts, &shardvault_governance::NothingSpent, now)?;
         Ok(())
     })?;
     let round_trip_ms = p50_of(samples, || Ok(api.get("/v1/members").map(|_| ())?))?;
@@ -163,21 +163,6 @@ fn governance_cost(api: &Api, genesis_file: &std::path::Path, samples: usize) ->
         round_trip_ms: round(round_trip_ms),
         per_signature_ms: round(per_signature_ms),
     })
-}
-
-/// The bench's requests move nothing: no spends to count.
-struct NoSpends;
-
-impl shardvault_governance::Ledger for NoSpends {
-    fn spent(
-        &self,
-        _: &str,
-        _: shardvault_chains::Chain,
-        _: &shardvault_governance::Asset,
-        _: u64,
-    ) -> Result<u128, String> {
-        Ok(0)
-    }
 }
 
 fn round(x: f64) -> f64 {

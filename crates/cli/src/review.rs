@@ -15,7 +15,7 @@ use shardvault_api::{GovernanceLog, GovernedRecord, RequestRecord, Signoff};
 use shardvault_chains::transaction::Summary;
 use shardvault_chains::Transaction;
 use shardvault_governance::{
-    facts_of, request_hash_hex, Approval, Asset, Facts, Genesis, Ledger, LogEntry, Member, Operation, Payload, Request,
+    facts_of, request_hash_hex, Approval, Asset, Facts, Genesis, LogEntry, Member, Operation, Payload, Request,
     Signing, State, REJECT_NAMESPACE,
 };
 
@@ -160,17 +160,6 @@ impl Governance {
     }
 }
 
-/// Period limits are counted by the nodes from their own spend ledgers:
-/// here the evaluation assumes nothing was spent yet.
-#[derive(Debug)]
-struct NothingSpent;
-
-impl Ledger for NothingSpent {
-    fn spent(&self, _: &str, _: shardvault_chains::Chain, _: &Asset, _: u64) -> Result<u128, String> {
-        Ok(0)
-    }
-}
-
 /// `native`, or the token.
 fn asset_name(asset: &Asset) -> String {
     match asset {
@@ -278,7 +267,7 @@ pub fn policy(checked: &Checked, governance: &Governance, now: u64) -> Value {
     let note = "period limits are counted by the nodes from their own spend ledgers; this evaluation assumes \
                 nothing was spent yet";
     let facts: Result<Facts, _> = facts_of(&checked.request.operation);
-    let evaluated = facts.and_then(|facts| state.policy().evaluate(&facts, &NothingSpent, now));
+    let evaluated = facts.and_then(|facts| state.policy().evaluate(&facts, &shardvault_governance::NothingSpent, now));
     let mut value = match evaluated {
         Ok(decision) => {
             let requires: Vec<Value> = decision

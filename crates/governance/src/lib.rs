@@ -39,7 +39,8 @@ pub use identity::Identity;
 pub use member::{Member, MemberName, Role};
 pub use member_key::MemberKey;
 pub use policy::{
-    Action, CallPattern, Conditions, Decision, Eip712Domain, Group, Ledger, PeriodLimit, Policy, Rule, Spend,
+    Action, CallPattern, Conditions, Decision, Eip712Domain, Group, Ledger, NothingSpent, PeriodLimit, Policy, Rule,
+    Spend,
 };
 pub use request::{
     Operation, Payload, Request, RequestId, DEFAULT_LIFETIME_SECS, MAX_CLOCK_SKEW_SECS, MAX_LIFETIME_SECS,

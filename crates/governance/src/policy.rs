@@ -196,6 +196,19 @@ pub trait Ledger {
     fn spent(&self, key_id: &str, chain: Chain, asset: &Asset, since: u64) -> Result<u128, String>;
 }
 
+/// A ledger in which nothing was spent: for evaluations outside a node
+/// (governance changes, the coordinator's and the CLI's views), which
+/// cannot count what the nodes signed. Nothing spent is the most a period
+/// limit allows, so a denial under it is final.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NothingSpent;
+
+impl Ledger for NothingSpent {
+    fn spent(&self, _: &str, _: Chain, _: &Asset, _: u64) -> Result<u128, String> {
+        Ok(0)
+    }
+}
+
 /// The rule a request matched, and what it requires.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {

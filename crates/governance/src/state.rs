@@ -187,7 +187,7 @@ impl State {
         let owners_approving = count.approvers.iter().filter(|m| m.role == Role::Owner).count();
         if owners_approving * 2 <= owners {
             let facts = Facts::operation(request.operation.kind(), None)?;
-            let decision = self.policy.evaluate(&facts, &NoSpends, request.created_at)?;
+            let decision = self.policy.evaluate(&facts, &crate::NothingSpent, request.created_at)?;
             decision.check(&count.approvers).map_err(|error| with_ignored(error, &count.ignored))?;
         }
         let mut next = self.members.clone();
@@ -272,15 +272,6 @@ fn with_ignored(error: Error, ignored: &[String]) -> Error {
         return error;
     }
     Error::Governance(format!("{error}; not counted: {}", ignored.join("; ")))
-}
-
-/// For governance changes: no spends.
-struct NoSpends;
-
-impl Ledger for NoSpends {
-    fn spent(&self, _: &str, _: shardvault_chains::Chain, _: &crate::Asset, _: u64) -> Result<u128, String> {
-        Ok(0)
-    }
 }
 
 /// SHA-256 of a request's canonical bytes, hex (how logs and the API name it).

@@ -262,11 +262,20 @@ fn ready(state: &State, row: &GovernedRow, approvals: &[Signoff]) -> Result<Read
         });
     }
     // Nothing spent is the most a period limit allows: a denial now is final.
-    Ok(match governance.authorize(row.request.as_bytes(), &request, &armored, &facts, &NoLedger, now()) {
-        Ok(_) => Readiness::Ready,
-        Err(denied @ shardvault_governance::Error::Denied { .. }) => Readiness::Denied(denied.to_string()),
-        Err(_) => Readiness::Waiting,
-    })
+    Ok(
+        match governance.authorize(
+            row.request.as_bytes(),
+            &request,
+            &armored,
+            &facts,
+            &shardvault_governance::NothingSpent,
+            now(),
+        ) {
+            Ok(_) => Readiness::Ready,
+            Err(denied @ shardvault_governance::Error::Denied { .. }) => Readiness::Denied(denied.to_string()),
+            Err(_) => Readiness::Waiting,
+        },
+    )
 }
 
 /// What the approvals so far make of a request.
@@ -290,20 +299,6 @@ fn deny(state: &State, id: &str, reason: &str) -> Result<(), ApiError> {
     db.audit(now(), "failed", id, &answer).map_err(ApiError::storage)?;
     db.set_status(id, "failed").map_err(ApiError::storage)?;
     db.set_response(id, &answer.to_string()).map_err(ApiError::storage)
-}
-
-struct NoLedger;
-
-impl shardvault_governance::Ledger for NoLedger {
-    fn spent(
-        &self,
-        _: &str,
-        _: shardvault_chains::Chain,
-        _: &shardvault_governance::Asset,
-        _: u64,
-    ) -> Result<u128, String> {
-        Ok(0)
-    }
 }
 
 /// Runs an approved request's call and stores its answer.
