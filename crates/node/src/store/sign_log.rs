@@ -156,19 +156,8 @@ impl LogKey {
         let mut mac = self.mac();
         mac.update(ENTRY_TAG);
         mac.update(&seq.to_be_bytes());
-        let fields: [&[u8]; 9] = [
-            previous,
-            row.kind.as_bytes(),
-            &row.key_id,
-            row.path.as_bytes(),
-            &row.signed,
-            &row.request,
-            &row.session,
-            &row.signers,
-            &row.signature,
-        ];
-        for field in fields {
-            mac.update(&(field.len() as u64).to_be_bytes());
+        for field in std::iter::once(previous).chain(row.fields()) {
+            mac.update(&length(field.len()));
             mac.update(field);
         }
         mac.update(&row.refers.to_be_bytes());
@@ -456,23 +445,30 @@ impl SignLogHead {
     }
 }
 
+impl Row {
+    /// The row's fields in the order the MAC chain and the public head
+    /// commit to them (each length-prefixed there; `refers` follows).
+    fn fields(&self) -> [&[u8]; 8] {
+        [
+            self.kind.as_bytes(),
+            &self.key_id,
+            self.path.as_bytes(),
+            &self.signed,
+            &self.request,
+            &self.session,
+            &self.signers,
+            &self.signature,
+        ]
+    }
+}
+
 fn length(n: usize) -> [u8; 8] {
     u64::try_from(n).unwrap_or(u64::MAX).to_be_bytes()
 }
 
 fn public_link(previous: &[u8; 32], seq: i64, row: &Row) -> [u8; 32] {
     let mut hash = Sha256::new().chain_update(previous).chain_update(seq.to_be_bytes());
-    let fields: [&[u8]; 8] = [
-        row.kind.as_bytes(),
-        &row.key_id,
-        row.path.as_bytes(),
-        &row.signed,
-        &row.request,
-        &row.session,
-        &row.signers,
-        &row.signature,
-    ];
-    for field in fields {
+    for field in row.fields() {
         hash.update(length(field.len()));
         hash.update(field);
     }
