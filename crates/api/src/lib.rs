@@ -9,7 +9,9 @@
 //! it does not know, so the server may add some.
 #![forbid(unsafe_code)]
 
+mod backup;
 mod governance;
+pub use backup::*;
 pub use governance::*;
 
 use std::collections::BTreeMap;

@@ -28,6 +28,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 #![warn(missing_docs)]
 
+mod backup;
 mod derive;
 mod ecdsa;
 mod error;
@@ -48,6 +49,7 @@ use frost_secp256k1_tr::Secp256K1Sha256TR;
 // system's generator to pass outside tests.
 pub use rand_core::{CryptoRng, OsRng, RngCore};
 
+pub use backup::{HexPoint, ShareBackup};
 pub use derive::extended_public_key;
 use ecdsa::{EcdsaDkg, EcdsaRefresh, EcdsaSign};
 pub use error::{Error, Rejection};

@@ -9,11 +9,11 @@ use std::fmt;
 
 use zeroize::Zeroize;
 
+use crate::backup::ShareBackup;
 use crate::child_chain_code;
 use crate::error::Error;
 use crate::group::{lagrange_at_zero, Ed25519, Group, Secp256k1};
 use crate::hd::{coefficient, context};
-use crate::share::KeyShare;
 use crate::DerivationPath;
 use crate::Secret32;
 use crate::{Epoch, PartyId, Scheme};
@@ -50,35 +50,48 @@ impl RecoveredKey {
     }
 }
 
-/// Recovers the private key at `path` from shares of one key and epoch.
-/// The root needs any t shares; a hardened path needs every party's chain
-/// seed, i.e. a share (of any epoch) from every party.
-pub fn recover_key(shares: &[KeyShare], path: &DerivationPath) -> Result<RecoveredKey, Error> {
+/// Recovers the private key at `path` from backups of one key, each checked
+/// first ([`ShareBackup::check`]). The root needs any t shares of one epoch;
+/// a hardened path needs every party's chain seed, i.e. a backup (of any
+/// epoch) from every party.
+pub fn recover_key(shares: &[ShareBackup], path: &DerivationPath) -> Result<RecoveredKey, Error> {
     let first = shares.first().ok_or_else(|| Error::InvalidInput("no shares given".into()))?;
-    match first.scheme() {
+    for share in shares {
+        share.check()?;
+    }
+    match first.scheme {
         Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => recover_in::<Secp256k1>(shares, path),
         Scheme::EddsaEd25519 => recover_in::<Ed25519>(shares, path),
     }
 }
 
-fn recover_in<G: Group>(shares: &[KeyShare], path: &DerivationPath) -> Result<RecoveredKey, Error> {
+fn recover_in<G: Group>(shares: &[ShareBackup], path: &DerivationPath) -> Result<RecoveredKey, Error> {
     let first = shares.first().ok_or_else(|| Error::InvalidInput("no shares given".into()))?;
-    let threshold = first.threshold();
-    let mut by_party: BTreeMap<PartyId, &KeyShare> = BTreeMap::new();
+    let threshold = first.threshold()?;
+    let mut by_party: BTreeMap<PartyId, &ShareBackup> = BTreeMap::new();
     for share in shares {
-        if share.key_id() != first.key_id() || share.public_key() != first.public_key() {
+        if share.key_id != first.key_id
+            || share.scheme != first.scheme
+            || share.root_public_key != first.root_public_key
+            || share.threshold()? != threshold
+        {
             return Err(Error::InvalidInput(format!(
-                "share of key {} does not belong with key {}",
-                share.key_id(),
-                first.key_id()
+                "a share of key {} does not belong with key {}",
+                share.key_id, first.key_id
             )));
         }
-        by_party.insert(share.party(), share);
+        // Of one party, keep the newest epoch's share.
+        match by_party.get(&share.party) {
+            Some(kept) if kept.epoch >= share.epoch => {}
+            _ => {
+                by_party.insert(share.party, share);
+            }
+        }
     }
     // x from t shares of one epoch (the newest we have).
-    let epoch = by_party.values().map(|s| s.epoch()).fold(first.epoch(), Epoch::max);
-    let current: Vec<&KeyShare> =
-        by_party.values().copied().filter(|s| s.epoch() == epoch).take(usize::from(threshold.threshold())).collect();
+    let epoch = by_party.values().map(|s| s.epoch).fold(first.epoch, Epoch::max);
+    let current: Vec<&ShareBackup> =
+        by_party.values().copied().filter(|s| s.epoch == epoch).take(usize::from(threshold.threshold())).collect();
     if current.len() < usize::from(threshold.threshold()) {
         return Err(Error::InvalidInput(format!(
             "need {} shares of epoch {epoch}, have {}",
@@ -86,28 +99,28 @@ fn recover_in<G: Group>(shares: &[KeyShare], path: &DerivationPath) -> Result<Re
             current.len()
         )));
     }
-    let xs: Vec<u8> = current.iter().map(|s| s.party().get()).collect();
+    let xs: Vec<u8> = current.iter().map(|s| s.party.get()).collect();
     let mut secret = G::scalar_from_u64(0);
     for share in &current {
-        let lambda = lagrange_at_zero::<G>(share.party().get(), &xs)
+        let lambda = lagrange_at_zero::<G>(share.party.get(), &xs)
             .ok_or_else(|| Error::InvalidInput("duplicate parties".into()))?;
-        let s = G::scalar_from_bytes(share.secret_scalar()?.expose_secret())
+        let s = G::scalar_from_bytes(share.secret_share.expose_secret())
             .ok_or_else(|| Error::decode("key share", "secret share"))?;
         secret = secret + lambda * s;
     }
-    if G::point_to_bytes(&G::mul_base(&secret)) != first.public_key() {
+    if G::point_to_bytes(&G::mul_base(&secret)) != first.root_public_key {
         secret.zeroize();
         return Err(Error::InvalidInput("the shares do not interpolate to the key's public key".into()));
     }
     // Hardened prefix: τ = Σ_k a_{k,0}, needing every party's chain seed.
     let prefix = path.hardened_prefix();
     if !prefix.components().is_empty() {
-        let ctx = context(first.scheme(), &first.key_id(), first.public_key(), &prefix);
+        let ctx = context(first.scheme, &first.key_id, &first.root_public_key, &prefix);
         for party in threshold.party_ids() {
             let share = by_party.get(&party).ok_or_else(|| {
                 Error::InvalidInput(format!("hardened path {prefix} needs party {party}'s chain seed"))
             })?;
-            let mut a0 = coefficient::<G>(share.chain_seed(), &ctx, 0);
+            let mut a0 = coefficient::<G>(&share.chain_seed, &ctx, 0);
             secret = secret + a0;
             a0.zeroize();
         }
@@ -121,7 +134,7 @@ fn recover_in<G: Group>(shares: &[KeyShare], path: &DerivationPath) -> Result<Re
         chain_code = child.chain_code;
     }
     let key = RecoveredKey {
-        scheme: first.scheme(),
+        scheme: first.scheme,
         path: path.clone(),
         public_key: G::point_to_bytes(&point),
         secret: Secret32::new(G::scalar_to_bytes(&secret)),

@@ -55,7 +55,7 @@ fn lifecycle(scheme: Scheme, t: u8, n: u8, signer_sets: &[&[u8]]) {
     }
 
     // Offline recovery from every share reproduces the child key.
-    let all: Vec<_> = shares.values().cloned().collect();
+    let all: Vec<_> = shares.values().map(|share| share.backup().unwrap()).collect();
     let recovered = recover_key(&all, &path.parse::<DerivationPath>().unwrap()).unwrap();
     assert_eq!(recovered.public_key, child.public_key);
     if scheme != Scheme::EddsaEd25519 {
