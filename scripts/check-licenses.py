@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Fail if any dependency is not under a permissive licence.
 
-Reads `cargo metadata` (no extra tools to install) and the npm lockfile of
-the CI-only chain SDK checks (tools/chain-sdks). Each package's SPDX
+Reads `cargo metadata` (no extra tools to install) and the npm lockfiles of
+the CI-only checks (every tools/*/package-lock.json: the chain SDKs, the
+independent Shamir implementation). Each package's SPDX
 expression must be satisfiable with the allowed licences below: an OR needs
 one allowed side, an AND needs both. GPL, AGPL, LGPL, SSPL and
 non-commercial licences are therefore refused.
 """
+import glob
 import json
 import re
 import subprocess
@@ -52,11 +54,14 @@ def main() -> int:
 
 
 def npm_packages() -> list:
-    """(name, licence) of every package in tools/chain-sdks/package-lock.json."""
-    with open("tools/chain-sdks/package-lock.json") as f:
-        lock = json.load(f)
-    return [(path.rsplit("node_modules/", 1)[-1], entry.get("license"))
-            for path, entry in lock.get("packages", {}).items() if path]
+    """(name, licence) of every package in each tools/*/package-lock.json."""
+    packages = []
+    for lockfile in sorted(glob.glob("tools/*/package-lock.json")):
+        with open(lockfile) as f:
+            lock = json.load(f)
+        packages += [(path.rsplit("node_modules/", 1)[-1], entry.get("license"))
+                     for path, entry in lock.get("packages", {}).items() if path]
+    return packages
 
 
 if __name__ == "__main__":
