@@ -72,10 +72,25 @@ pub struct ExportedKeyShare {
     pub encryption_pubkeys: Vec<String>,
     /// Each party's share: an age file (binary), base64 (standard, padded).
     pub encrypted_shares: Vec<String>,
+    /// Shares of every party's chain seed, each sealed to another party's
+    /// recipient: with them any t parties' files recover hardened paths.
+    pub encrypted_seed_shares: Vec<EncryptedSeedShare>,
     /// Every address the coordinator knows for the key, for `recover --verify-addresses`.
     pub addresses: Vec<BackupAddress>,
     /// [`ExportedKeyShare::compute_checksum`], hex.
     pub checksum: String,
+}
+
+/// A share of party `from_party`'s chain seed, sealed to `to_party`'s recipient.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptedSeedShare {
+    /// Whose seed.
+    pub from_party: u8,
+    /// Whose recipient opens it.
+    pub to_party: u8,
+    /// An age file (binary), base64 (standard, padded).
+    pub encrypted_share: String,
 }
 
 /// An address of a backed-up key.
@@ -98,7 +113,8 @@ impl ExportedKeyShare {
     /// its UTF-8 bytes, in this order: key_id, key_type, scheme, threshold
     /// and epoch (decimal), root_public_key, chaincode, then for each party
     /// its id (decimal), its recipient and its encrypted share (the base64
-    /// text). It catches a package damaged in storage; it is no signature
+    /// text), then for each seed share its from and to parties (decimal) and
+    /// its base64 text. It catches a package damaged in storage; it is no signature
     /// (see docs/FORMATS.md for what recovery checks instead).
     pub fn compute_checksum(&self) -> String {
         let mut hash = Sha256::new();
@@ -117,6 +133,11 @@ impl ExportedKeyShare {
             field(&party.to_string());
             field(self.encryption_pubkeys.get(i).map_or("", String::as_str));
             field(self.encrypted_shares.get(i).map_or("", String::as_str));
+        }
+        for seed in &self.encrypted_seed_shares {
+            field(&seed.from_party.to_string());
+            field(&seed.to_party.to_string());
+            field(&seed.encrypted_share);
         }
         hex::encode(hash.finalize())
     }

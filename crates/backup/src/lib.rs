@@ -84,6 +84,10 @@ pub fn recipient(text: &str) -> Result<age::ssh::Recipient, Error> {
 /// Encrypts `plaintext` to every one of `recipients` (any of them decrypts
 /// it). The JSON is built and encrypted in zeroized buffers.
 pub fn seal(plaintext: &BackupPlaintext, recipients: &[String]) -> Result<Vec<u8>, Error> {
+    seal_json(plaintext, recipients)
+}
+
+fn seal_json<T: Serialize>(plaintext: &T, recipients: &[String]) -> Result<Vec<u8>, Error> {
     let parsed = recipients.iter().map(|r| recipient(r)).collect::<Result<Vec<_>, _>>()?;
     let json = Zeroizing::new(serde_json::to_vec(plaintext).map_err(|e| Error::Encrypt(e.to_string()))?);
     let encryptor = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
@@ -99,13 +103,7 @@ pub fn seal(plaintext: &BackupPlaintext, recipients: &[String]) -> Result<Vec<u8
 /// this release's format, and a share consistent in itself
 /// ([`ShareBackup::check`]).
 pub fn open(sealed: &[u8], identities: &[&dyn age::Identity]) -> Result<BackupPlaintext, Error> {
-    if sealed.len() > MAX_SEALED {
-        return Err(Error::Decrypt(format!("{} bytes is more than a share ({MAX_SEALED} at most)", sealed.len())));
-    }
-    let decryptor = age::Decryptor::new(sealed).map_err(|e| Error::Decrypt(e.to_string()))?;
-    let mut reader = decryptor.decrypt(identities.iter().copied()).map_err(|e| Error::Decrypt(e.to_string()))?;
-    let mut json = Zeroizing::new(Vec::new());
-    reader.read_to_end(&mut json).map_err(|e| Error::Decrypt(e.to_string()))?;
+    let json = decrypt(sealed, identities)?;
     let plaintext: BackupPlaintext = serde_json::from_slice(&json).map_err(|e| Error::Plaintext(e.to_string()))?;
     if plaintext.format != PLAINTEXT_FORMAT || plaintext.version != PLAINTEXT_VERSION {
         return Err(Error::Plaintext(format!(
@@ -116,3 +114,18 @@ pub fn open(sealed: &[u8], identities: &[&dyn age::Identity]) -> Result<BackupPl
     plaintext.share.check().map_err(|e| Error::Plaintext(e.to_string()))?;
     Ok(plaintext)
 }
+
+/// The decrypted bytes of an age file, in a zeroized buffer.
+fn decrypt(sealed: &[u8], identities: &[&dyn age::Identity]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    if sealed.len() > MAX_SEALED {
+        return Err(Error::Decrypt(format!("{} bytes is more than a share ({MAX_SEALED} at most)", sealed.len())));
+    }
+    let decryptor = age::Decryptor::new(sealed).map_err(|e| Error::Decrypt(e.to_string()))?;
+    let reader = decryptor.decrypt(identities.iter().copied()).map_err(|e| Error::Decrypt(e.to_string()))?;
+    let mut json = Zeroizing::new(Vec::new());
+    reader.take(MAX_SEALED as u64).read_to_end(&mut json).map_err(|e| Error::Decrypt(e.to_string()))?;
+    Ok(json)
+}
+
+mod seed;
+pub use seed::{combine_seed, open_seed_share, seal_seed_shares, SeedSharePlaintext, SEED_SHARE_FORMAT};

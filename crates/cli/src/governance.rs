@@ -478,7 +478,7 @@ pub fn unfinished(json: bool, api: &Api, error: ClientError, wait: Option<Durati
 
 /// Polls request `id` (every second) until it leaves pending: its call's
 /// answer, or the failure, rejection or expiry as an error.
-fn wait_for(api: &Api, id: &str, timeout: Duration) -> Result<Value> {
+pub fn wait_for(api: &Api, id: &str, timeout: Duration) -> Result<Value> {
     let start = Instant::now();
     eprintln!("waiting for request {id} to be approved (up to {} s)…", timeout.as_secs());
     loop {

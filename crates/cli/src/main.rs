@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod backup;
 mod bench;
 mod client;
 mod daemon;
@@ -92,6 +93,10 @@ enum Command {
     /// The coordinator's audit log: verify its hash chain and signatures.
     #[command(subcommand)]
     Audit(governance::AuditCommand),
+    /// Key-share backups: export (every member approves; each node seals
+    /// its own share with age), fetch, list.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Measure signing latency and throughput on a fresh devnet against the
     /// in-process floor (release builds give meaningful numbers).
     Bench(BenchArgs),
@@ -419,6 +424,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Policy(command) => governance::policy(cli.json, command),
         Command::Request(command) => governance::request(cli.json, command),
         Command::Audit(command) => governance::audit(cli.json, command),
+        Command::Backup(command) => backup::run(cli.json, command),
         Command::Sign(args) if args.tx_hex.is_some() || args.tx_base64.is_some() => {
             let body = shardvault_api::TransactionRequest {
                 tx_hex: args.tx_hex.clone(),
@@ -704,6 +710,9 @@ mod tests {
         "limit",
         "csv",
         "wait",
+        // Backups: which keys, sealed to whom.
+        "keys",
+        "recipients",
     ];
 
     /// README: "every configuration flag also reads an environment variable".

@@ -267,7 +267,8 @@ pub fn policy(checked: &Checked, governance: &Governance, now: u64) -> Value {
     let note = "period limits are counted by the nodes from their own spend ledgers; this evaluation assumes \
                 nothing was spent yet";
     let facts: Result<Facts, _> = facts_of(&checked.request.operation);
-    let evaluated = facts.and_then(|facts| state.policy().evaluate(&facts, &shardvault_governance::NothingSpent, now));
+    let evaluated = facts
+        .and_then(|facts| state.decide(&checked.request.operation, &facts, &shardvault_governance::NothingSpent, now));
     let mut value = match evaluated {
         Ok(decision) => {
             let requires: Vec<Value> = decision

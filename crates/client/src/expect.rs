@@ -4,9 +4,9 @@
 //! call gets no approval (what you see is what you sign).
 
 use base64::Engine;
-use shardvault_api::{AddressRequest, CreateKey, SignRequest, TransactionRequest};
+use shardvault_api::{AddressRequest, BackupRequest, CreateKey, SignRequest, TransactionRequest};
 use shardvault_chains::Chain;
-use shardvault_governance::{Operation, Payload};
+use shardvault_governance::{MemberKey, Operation, Payload};
 use shardvault_types::DerivationPath;
 
 /// A creating call, as sent.
@@ -22,6 +22,8 @@ pub enum Expected<'a> {
     Transaction { key_id: &'a str, request: &'a TransactionRequest },
     /// `POST /v1/keys/{key_id}/refresh`.
     Refresh { key_id: &'a str },
+    /// `POST /v1/backups`.
+    Backup(&'a BackupRequest),
 }
 
 type Check = Result<(), String>;
@@ -73,19 +75,42 @@ impl Expected<'_> {
                 transaction_payload(request, payload)
             }
             (Expected::Refresh { .. }, Operation::Refresh { .. }) => Ok(()),
+            (Expected::Backup(asked), Operation::ExportBackup { keys, recipients }) => backup(asked, keys, recipients),
             (_, operation) => Err(format!("the request is a {} request, not the call made", operation.kind())),
         }
     }
 
     fn key_id(&self) -> Option<&str> {
         match self {
-            Expected::CreateKey(_) => None,
+            Expected::CreateKey(_) | Expected::Backup(_) => None,
             Expected::Address { key_id, .. }
             | Expected::Sign { key_id, .. }
             | Expected::Transaction { key_id, .. }
             | Expected::Refresh { key_id } => Some(key_id),
         }
     }
+}
+
+/// The recipients asked, exactly and in order, and the keys asked (all of
+/// them when none were named: the request lists which, for the approvers).
+fn backup(asked: &BackupRequest, keys: &[shardvault_types::KeyId], recipients: &[MemberKey]) -> Check {
+    let parsed = asked
+        .recipients
+        .iter()
+        .map(|line| line.parse::<MemberKey>().map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    same("recipients", parsed.as_slice(), recipients)?;
+    if asked.keys.is_empty() {
+        return Ok(());
+    }
+    let mut named = asked
+        .keys
+        .iter()
+        .map(|id| id.parse::<shardvault_types::KeyId>().map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    named.sort();
+    named.dedup();
+    same("keys", named.as_slice(), keys)
 }
 
 /// The message format asked: the one named, or one the chain signs in.
@@ -211,5 +236,29 @@ mod tests {
         };
         assert!(Expected::CreateKey(&asked).check(&create(2, 3)).is_ok());
         assert!(Expected::CreateKey(&asked).check(&create(3, 3)).is_err(), "another threshold");
+    }
+
+    /// An export to other recipients, in another order or of other keys gets no approval.
+    #[test]
+    fn a_backup_request_other_than_the_call_is_not_approved() {
+        let officers: Vec<MemberKey> = (0..3)
+            .map(|i| shardvault_governance::Identity::generate(&format!("o{i}")).unwrap().member_key().unwrap())
+            .collect();
+        let lines: Vec<String> = officers.iter().map(|k| k.to_openssh().unwrap()).collect();
+        let (a, b) = (KeyId::random(), KeyId::random());
+        let mut both = vec![a, b];
+        both.sort();
+        let export = |keys: Vec<KeyId>, recipients: Vec<MemberKey>| Operation::ExportBackup { keys, recipients };
+        let every_key = BackupRequest { keys: Vec::new(), recipients: lines.clone() };
+        assert!(Expected::Backup(&every_key).check(&export(both.clone(), officers.clone())).is_ok());
+        let mut swapped = officers.clone();
+        swapped.swap(0, 2);
+        assert!(Expected::Backup(&every_key).check(&export(both.clone(), swapped)).is_err(), "reordered");
+        let mut foreign = officers.clone();
+        foreign[1] = shardvault_governance::Identity::generate("x").unwrap().member_key().unwrap();
+        assert!(Expected::Backup(&every_key).check(&export(both.clone(), foreign)).is_err(), "another recipient");
+        let named = BackupRequest { keys: vec![b.to_string(), a.to_string()], recipients: lines };
+        assert!(Expected::Backup(&named).check(&export(both, officers.clone())).is_ok());
+        assert!(Expected::Backup(&named).check(&export(vec![a], officers)).is_err(), "fewer keys");
     }
 }

@@ -25,8 +25,9 @@ mod organisation;
 pub use governed::{finished, Outcome};
 pub use organisation::{check_request, RequestFilter};
 use shardvault_api::{
-    AddressRequest, AttestedAddress, CreateKey, Empty, ErrorBody, ErrorCode, Health, Key, KeyDetails, KeyList,
-    RefreshFinished, Refreshed, RequestRecord, SignRequest, SignatureAnswer, SignedTransaction, TransactionRequest,
+    AddressRequest, AttestedAddress, BackupList, BackupPackage, BackupRequest, CreateKey, Empty, ErrorBody, ErrorCode,
+    Health, Key, KeyDetails, KeyList, RefreshFinished, Refreshed, RequestRecord, SignRequest, SignatureAnswer,
+    SignedTransaction, TransactionRequest,
 };
 
 /// What can go wrong talking to the API.
@@ -286,6 +287,22 @@ impl Client {
     /// `POST /v1/keys/{key_id}/refresh/finish`.
     pub fn finish_refresh(&self, key_id: &str, idempotency_key: Option<&str>) -> Result<RefreshFinished> {
         self.post(&format!("/v1/keys/{key_id}/refresh/finish"), &Empty {}, idempotency_key)?.into_typed()
+    }
+
+    /// `POST /v1/backups`: a request every member who may approve must
+    /// approve, checked to be exactly this export before this client
+    /// approves it; the package once it ran, or the pending request.
+    pub fn export_backup(
+        &self,
+        request: &BackupRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Outcome<BackupPackage>> {
+        self.governed_outcome(self.post("/v1/backups", request, idempotency_key)?, Expected::Backup(request))
+    }
+
+    /// `GET /v1/backups`.
+    pub fn backups(&self) -> Result<BackupList> {
+        self.get("/v1/backups")?.into_typed()
     }
 
     /// `GET /v1/requests/{id}`.

@@ -28,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 mod addresses;
+mod backups;
 mod openapi;
 mod refresh;
 mod requests;
@@ -111,6 +112,7 @@ fn routes() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(requests::policy, requests::set_policy))
         .routes(routes!(requests::governance))
         .routes(routes!(requests::audit))
+        .routes(routes!(backups::export, backups::list))
         .routes(routes!(crate::auth::login))
 }
 

@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 use shardvault_types::{Epoch, KeyId, PartyId, Scheme, Threshold};
 use shardvault_wire::{NodeId, RefreshCertificate};
 
+pub(crate) mod backups;
 pub(crate) mod governance;
 pub(crate) use governance::{Call, GovernedRow};
 
 /// The layout this coordinator reads and writes.
-pub(crate) const SCHEMA_VERSION: u32 = 2;
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
 /// Why the database cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +143,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     // Version 2: governance (log, governed requests, sessions, audit).
     tx.execute_batch(governance::TABLES)?;
+    // Version 3: backups.
+    tx.execute_batch(backups::TABLE)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }

@@ -43,6 +43,7 @@ pub use policy::{
     Spend,
 };
 pub use request::{
-    Operation, Payload, Request, RequestId, DEFAULT_LIFETIME_SECS, MAX_CLOCK_SKEW_SECS, MAX_LIFETIME_SECS,
+    Operation, Payload, Request, RequestId, DEFAULT_LIFETIME_SECS, MAX_BACKUP_KEYS, MAX_CLOCK_SKEW_SECS,
+    MAX_LIFETIME_SECS,
 };
 pub use state::{request_hash_hex, Count, LogEntry, State, MAX_APPROVALS};

@@ -135,7 +135,20 @@ pub enum Operation {
         /// The new policy.
         policy: Policy,
     },
+    /// Export an encrypted backup of keys' shares: each party's node seals
+    /// its own share to that party's recipient. Needs every member who may
+    /// approve (docs/GOVERNANCE.md, "Backups").
+    ExportBackup {
+        /// The keys, in increasing order, each once.
+        #[serde(with = "canonical::text_list")]
+        keys: Vec<KeyId>,
+        /// One `ssh-ed25519` recipient per party, in party order (party 1 first).
+        recipients: Vec<MemberKey>,
+    },
 }
+
+/// The most keys one backup request exports.
+pub const MAX_BACKUP_KEYS: usize = 64;
 
 /// What a signing request signs: the bytes as the signer receives them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +199,7 @@ impl Operation {
             Operation::AddMember { .. } => "add_member",
             Operation::RemoveMember { .. } => "remove_member",
             Operation::SetPolicy { .. } => "set_policy",
+            Operation::ExportBackup { .. } => "export_backup",
         }
     }
 
@@ -293,11 +307,42 @@ impl Request {
         if !self.creator.starts_with("SHA256:") || self.creator.len() > 64 {
             return Err(Error::Governance("a request's creator is a key fingerprint, SHA256:…".into()));
         }
-        if let Operation::Sign { payload: Payload::RawDigest { digest }, .. } = &self.operation {
-            if digest.len() != 32 {
-                return Err(Error::Governance(format!("a raw digest is 32 bytes, not {}", digest.len())));
+        match &self.operation {
+            Operation::Sign { payload: Payload::RawDigest { digest }, .. } if digest.len() != 32 => {
+                Err(Error::Governance(format!("a raw digest is 32 bytes, not {}", digest.len())))
             }
+            Operation::ExportBackup { keys, recipients } => check_backup_shape(keys, recipients),
+            _ => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// A backup names 1 to [`MAX_BACKUP_KEYS`] keys, in increasing order, and
+/// one distinct recipient per party (at most 255): a key holding two
+/// parties' shares would hold more of every key than one party does.
+fn check_backup_shape(keys: &[KeyId], recipients: &[MemberKey]) -> Result<(), Error> {
+    if keys.is_empty() || keys.len() > MAX_BACKUP_KEYS {
+        return Err(Error::Governance(format!(
+            "a backup exports 1 to {MAX_BACKUP_KEYS} keys, not {}; export more in several requests",
+            keys.len()
+        )));
+    }
+    if keys.iter().zip(keys.iter().skip(1)).any(|(a, b)| a >= b) {
+        return Err(Error::Governance("a backup lists its keys in increasing order, each once".into()));
+    }
+    if recipients.is_empty() || recipients.len() > usize::from(u8::MAX) {
+        return Err(Error::Governance(format!(
+            "a backup has one recipient per party (1 to 255), not {}",
+            recipients.len()
+        )));
+    }
+    for (index, recipient) in recipients.iter().enumerate() {
+        if recipients.iter().take(index).any(|earlier| earlier == recipient) {
+            return Err(Error::Governance(format!(
+                "recipient {} is given for two parties; give each party's share its own key",
+                recipient.fingerprint()
+            )));
+        }
+    }
+    Ok(())
 }

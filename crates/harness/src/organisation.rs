@@ -154,6 +154,9 @@ pub fn operation_of(job: &Job) -> Option<Operation> {
             Operation::Sign { key_id, path: path.clone(), payload: payload.requested() }
         }
         JobKind::Refresh { .. } => Operation::Refresh { key_id },
+        JobKind::ExportBackup { recipients } => {
+            Operation::ExportBackup { keys: vec![key_id], recipients: recipients.clone() }
+        }
         JobKind::Activate { .. } | JobKind::Attest { .. } => return None,
     })
 }

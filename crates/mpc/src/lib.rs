@@ -55,7 +55,7 @@ use ecdsa::{EcdsaDkg, EcdsaRefresh, EcdsaSign};
 pub use error::{Error, Rejection};
 use frost::{FrostDkg, FrostRefresh, FrostSign};
 pub use hd::{HardenedTweak, HdMachine};
-pub use recover::{recover_key, RecoveredKey};
+pub use recover::{recover_key, recover_key_with_seeds, RecoveredKey};
 pub use secret::ChainSeed;
 pub use session::{
     EchoDigest, Envelope, Inbox, Machine, Outbox, Payload, Session, Step, ENVELOPE_VERSION, MAX_PAYLOAD,

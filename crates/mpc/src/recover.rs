@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::group::{lagrange_at_zero, Ed25519, Group, Secp256k1};
 use crate::hd::{coefficient, context};
 use crate::DerivationPath;
-use crate::Secret32;
+use crate::{ChainSeed, Secret32};
 use crate::{Epoch, PartyId, Scheme};
 use shardvault_types::derive::ckd_pub;
 
@@ -55,17 +55,33 @@ impl RecoveredKey {
 /// a hardened path needs every party's chain seed, i.e. a backup (of any
 /// epoch) from every party.
 pub fn recover_key(shares: &[ShareBackup], path: &DerivationPath) -> Result<RecoveredKey, Error> {
+    recover_key_with_seeds(shares, &BTreeMap::new(), path)
+}
+
+/// As [`recover_key`], with the chain seeds of parties whose backups are
+/// missing rebuilt elsewhere (from the seed shares every backup carries,
+/// docs/HD-DERIVATION.md, "Recovery from any t backups"). A party's own
+/// backup's seed is used where both exist.
+pub fn recover_key_with_seeds(
+    shares: &[ShareBackup],
+    seeds: &BTreeMap<PartyId, ChainSeed>,
+    path: &DerivationPath,
+) -> Result<RecoveredKey, Error> {
     let first = shares.first().ok_or_else(|| Error::InvalidInput("no shares given".into()))?;
     for share in shares {
         share.check()?;
     }
     match first.scheme {
-        Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => recover_in::<Secp256k1>(shares, path),
-        Scheme::EddsaEd25519 => recover_in::<Ed25519>(shares, path),
+        Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => recover_in::<Secp256k1>(shares, seeds, path),
+        Scheme::EddsaEd25519 => recover_in::<Ed25519>(shares, seeds, path),
     }
 }
 
-fn recover_in<G: Group>(shares: &[ShareBackup], path: &DerivationPath) -> Result<RecoveredKey, Error> {
+fn recover_in<G: Group>(
+    shares: &[ShareBackup],
+    seeds: &BTreeMap<PartyId, ChainSeed>,
+    path: &DerivationPath,
+) -> Result<RecoveredKey, Error> {
     let first = shares.first().ok_or_else(|| Error::InvalidInput("no shares given".into()))?;
     let threshold = first.threshold()?;
     let mut by_party: BTreeMap<PartyId, &ShareBackup> = BTreeMap::new();
@@ -117,10 +133,13 @@ fn recover_in<G: Group>(shares: &[ShareBackup], path: &DerivationPath) -> Result
     if !prefix.components().is_empty() {
         let ctx = context(first.scheme, &first.key_id, &first.root_public_key, &prefix);
         for party in threshold.party_ids() {
-            let share = by_party.get(&party).ok_or_else(|| {
-                Error::InvalidInput(format!("hardened path {prefix} needs party {party}'s chain seed"))
+            let seed = by_party.get(&party).map(|share| &share.chain_seed).or_else(|| seeds.get(&party));
+            let seed = seed.ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "hardened path {prefix} needs party {party}'s chain seed: its backup, or t seed shares of it"
+                ))
             })?;
-            let mut a0 = coefficient::<G>(&share.chain_seed, &ctx, 0);
+            let mut a0 = coefficient::<G>(seed, &ctx, 0);
             secret = secret + a0;
             a0.zeroize();
         }

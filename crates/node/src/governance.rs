@@ -44,6 +44,8 @@ pub fn system_clock() -> Clock {
 /// ledger's key) and the policy's decision (its spends).
 #[derive(Debug)]
 pub(crate) struct Approved {
+    /// The request's id.
+    pub id: shardvault_governance::RequestId,
     /// SHA-256 of the request's canonical bytes.
     pub request: [u8; 32],
     /// The rule that allowed it, and what it moves.
@@ -68,7 +70,7 @@ pub(crate) fn approve(genesis: &Genesis, store: &Store, job: &Job, now: u64) -> 
     let hash = sha256(governed.request.as_bytes());
     let decision = policy::authorize(&state, governed, &request, job, &store.ledger(hash), now)?;
     tracing::info!(request = %request.id, rule = %decision.rule, log = state.entries(), "request approved");
-    Ok(Approved { request: hash, decision })
+    Ok(Approved { id: request.id, request: hash, decision })
 }
 
 /// Decodes the request: its canonical bytes and nothing else, for this
@@ -174,6 +176,14 @@ fn same_as_request(job: &Job, operation: &Operation) -> Result<(), String> {
         // signing request's approvals (and the policy the signature needs).
         (JobKind::DeriveHardened { path }, Operation::Sign { path: p, .. }) if *path != p.hardened_prefix() => {
             return Err(format!("the job derives {path} but the request signs at {p}"));
+        }
+        (JobKind::ExportBackup { recipients }, Operation::ExportBackup { keys, recipients: approved }) => {
+            if !keys.contains(&job.key_id) {
+                return Err(format!("the job exports key {} but the request does not name it", job.key_id));
+            }
+            if recipients != approved {
+                return Err("the job seals to other recipients than the request names".into());
+            }
         }
         (JobKind::DeriveHardened { .. }, Operation::DeriveAddress { .. } | Operation::Sign { .. })
         | (JobKind::Refresh { .. }, Operation::Refresh { .. }) => {}

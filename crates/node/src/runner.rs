@@ -4,7 +4,7 @@
 //! results in its sealed [`Store`]. The process around it (connection to the
 //! coordinator, signals) is a thin shell.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use shardvault_mpc::{
     derive_hardened, dkg, refresh_to, sign, Dkg, Envelope, Epoch, HdMachine, KeyShare, OsRng, PartyId, Refresh,
@@ -19,7 +19,9 @@ use shardvault_governance::Genesis;
 
 use crate::governance::{self, system_clock, Approved, Clock};
 use crate::signing::{what_to_sign, RawSigning};
-use crate::store::{SignIntent, Spending, Store, StoreError};
+use crate::store::{BackupEntry, SignIntent, Spending, Store, StoreError};
+use sha2::{Digest, Sha256};
+use shardvault_backup::BackupPlaintext;
 
 /// What one node takes on at once. Frames for a session whose `Start` has not
 /// arrived yet (a peer that started first may already be talking) are kept,
@@ -377,6 +379,14 @@ impl Node {
                 self.remember_finished(job.session);
                 return Ok(vec![FromNode::Done { session: job.session, outcome }]);
             }
+            JobKind::ExportBackup { recipients } => {
+                let approved = approved
+                    .as_ref()
+                    .ok_or_else(|| NodeError::Refused("governance: an export without an approved request".into()))?;
+                let outcome = self.export_backup(&job, me, recipients, approved, now)?;
+                self.remember_finished(job.session);
+                return Ok(vec![FromNode::Done { session: job.session, outcome }]);
+            }
             JobKind::CreateKey { scheme, threshold } => {
                 if job.participants.keys().copied().ne(threshold.party_ids()) {
                     return Err(NodeError::Refused("key generation needs every party of the key".into()));
@@ -421,7 +431,7 @@ impl Node {
                 // cannot make a signature this node did not log.
                 // The request's spends go into the ledger in the same
                 // transaction as the intent.
-                let Some(Approved { request: hash, decision }) = &approved else {
+                let Some(Approved { request: hash, decision, .. }) = &approved else {
                     return Err(NodeError::Refused("governance: a sign job without an approved request".into()));
                 };
                 let intent = self.store.log_intent_spending(
@@ -533,6 +543,67 @@ impl Node {
         let signature = statement.sign(&self.identity).to_vec();
         tracing::info!(node = %self.id, key = %job.key_id, %path, %chain, address = %statement.address, "address attested");
         Ok(Outcome::Attested { statement, signature })
+    }
+
+    /// Seals this node's active share of the key, with its chain seed, to
+    /// its own party's recipient, and records that before handing it out.
+    /// The job must name every party of the key, at their pinned nodes, and
+    /// one recipient per party (already checked equal to the request's).
+    fn export_backup(
+        &self,
+        job: &Job,
+        me: PartyId,
+        recipients: &[shardvault_governance::MemberKey],
+        approved: &Approved,
+        now: u64,
+    ) -> Result<Outcome, NodeError> {
+        self.check_parties(job)?;
+        let share = self.share_for(job, me, None)?;
+        let threshold = share.threshold();
+        if job.participants.keys().copied().ne(threshold.party_ids()) {
+            return Err(NodeError::Refused("a backup export names every party of the key".into()));
+        }
+        if recipients.len() != usize::from(threshold.parties()) {
+            return Err(NodeError::Refused(format!(
+                "key {} has {} parties but the request names {} recipients; name one per party, in party order",
+                job.key_id,
+                threshold.parties(),
+                recipients.len()
+            )));
+        }
+        let recipient = recipients
+            .get(usize::from(me.get()) - 1)
+            .ok_or_else(|| NodeError::Refused(format!("no recipient for party {me}")))?;
+        let lines = recipients
+            .iter()
+            .map(|r| r.to_openssh().map_err(|e| NodeError::Refused(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let line = lines.get(usize::from(me.get()) - 1).cloned().unwrap_or_default();
+        let organisation = self.genesis.id().map_err(|e| NodeError::Refused(e.to_string()))?;
+        let plaintext = BackupPlaintext::new(organisation.to_string(), approved.id.to_string(), now, share.backup()?);
+        let refuse = |e: shardvault_backup::Error| NodeError::Refused(e.to_string());
+        let sealed = shardvault_backup::seal(&plaintext, &[line]).map_err(refuse)?;
+        // Shares of this party's chain seed for every other party's holder,
+        // so that any t backups recover every hardened path.
+        let seed_shares = shardvault_backup::seal_seed_shares(&plaintext, &lines)
+            .map_err(refuse)?
+            .into_iter()
+            .map(|(party, file)| {
+                PartyId::new(party).map(|party| (party, file)).map_err(|e| NodeError::Refused(e.to_string()))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        self.store.log_backup(&BackupEntry {
+            key_id: job.key_id,
+            epoch: share.epoch(),
+            request_id: approved.id.to_string(),
+            request: approved.request,
+            recipient: recipient.fingerprint(),
+            sealed_sha256: Sha256::digest(&sealed).into(),
+            at: now,
+        })?;
+        tracing::info!(node = %self.id, key = %job.key_id, epoch = %share.epoch(), request = %approved.id,
+            recipient = %recipient.fingerprint(), "backup sealed");
+        Ok(Outcome::BackedUp { epoch: share.epoch(), sealed, seed_shares })
     }
 
     /// Refuses to sign alongside a party this node banned for the key.

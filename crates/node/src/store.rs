@@ -36,8 +36,10 @@ use shardvault_vault::files::{check_private_if_exists, create_private_file, File
 use shardvault_vault::{open, seal, KdfParams, Kek, SealContext};
 use shardvault_wire::NodeId;
 
+mod backups;
 mod governance;
 mod sign_log;
+pub use backups::BackupEntry;
 pub use governance::{Spending, StoreLedger, StoredEntry};
 pub use sign_log::{
     SignIntent, SignLogEntry, SignLogHead, SignLogStatus, SIGN_LOG_HEAD_DOMAIN, SIGN_LOG_KEY_KIND, SIGN_LOG_KEY_ROW,
@@ -226,6 +228,7 @@ impl Store {
         )?;
         db.execute_batch(sign_log::CREATE_TABLE)?;
         db.execute_batch(governance::CREATE_TABLES)?;
+        db.execute_batch(backups::CREATE_TABLE)?;
         create_key_identity_tables(&db)?;
         let meta = |name: &str| -> Result<Option<Vec<u8>>, StoreError> {
             Ok(db.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional()?)

@@ -121,6 +121,46 @@ impl AddressStatement {
         usize::from(self.threshold.threshold()).max(2)
     }
 
+    /// Decodes [`AddressStatement::to_bytes`]'s encoding (and nothing else:
+    /// what decodes re-encodes to exactly `bytes`).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let bad = |what: &str| Error::BadStatement(format!("address statement: {what}"));
+        let (version, mut rest) = bytes.split_first().ok_or_else(|| bad("empty"))?;
+        if *version != ADDRESS_ATTESTATION_VERSION {
+            return Err(bad(&format!("version {version}, not {ADDRESS_ATTESTATION_VERSION}")));
+        }
+        let mut next = || -> Result<&[u8], Error> {
+            let (length, tail) = rest.split_first_chunk::<4>().ok_or_else(|| bad("truncated"))?;
+            let length = usize::try_from(u32::from_be_bytes(*length)).map_err(|_| bad("length"))?;
+            let (field, tail) = tail.split_at_checked(length).ok_or_else(|| bad("truncated"))?;
+            rest = tail;
+            Ok(field)
+        };
+        let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|_| bad("text is not UTF-8"));
+        let key_id = KeyId::from_bytes(next()?.try_into().map_err(|_| bad("key id"))?);
+        let scheme: Scheme = text(next()?)?.parse().map_err(|_| bad("scheme"))?;
+        let (&[t], &[n]) = (next()?, next()?) else { return Err(bad("threshold")) };
+        let threshold = Threshold::new(t, n).map_err(|_| bad("threshold"))?;
+        let components = next()?
+            .chunks(4)
+            .map(|c| <[u8; 4]>::try_from(c).map(u32::from_be_bytes).map_err(|_| bad("path")))
+            .collect::<Result<Vec<u32>, Error>>()?;
+        let path = DerivationPath::from_components(components).map_err(|_| bad("path"))?;
+        let chain: Chain = text(next()?)?.parse().map_err(|_| bad("chain"))?;
+        let bech32_prefix = match next()?.split_first() {
+            Some((0, [])) => None,
+            Some((1, prefix)) => Some(text(prefix)?),
+            _ => return Err(bad("bech32 prefix")),
+        };
+        let public_key = next()?.to_vec();
+        let address = text(next()?)?;
+        let statement = AddressStatement { key_id, scheme, threshold, path, chain, bech32_prefix, public_key, address };
+        if statement.to_bytes() != bytes {
+            return Err(bad("not in canonical form"));
+        }
+        Ok(statement)
+    }
+
     /// Signs the statement as `identity`.
     pub fn sign(&self, identity: &NodeIdentity) -> [u8; 64] {
         identity.sign(ADDRESS_ATTESTATION_DOMAIN, &self.to_bytes())
@@ -206,6 +246,21 @@ mod tests {
             bech32_prefix: None,
             public_key,
             address,
+        }
+    }
+
+    #[test]
+    fn a_statement_decodes_from_its_bytes_and_nothing_else() {
+        for prefix in [None, Some("osmo".to_string())] {
+            let statement = AddressStatement { bech32_prefix: prefix, ..statement() };
+            let bytes = statement.to_bytes();
+            assert_eq!(AddressStatement::from_bytes(&bytes).unwrap(), statement);
+            for cut in 0..bytes.len() {
+                assert!(AddressStatement::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(AddressStatement::from_bytes(&longer).is_err());
         }
     }
 

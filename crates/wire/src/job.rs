@@ -91,6 +91,13 @@ pub enum JobKind {
         /// Cosmos SDK chains: the bech32 prefix (none: `cosmos`).
         bech32_prefix: Option<String>,
     },
+    /// Seal this node's active share of the key, with its chain seed, to its
+    /// party's recipient (`recipients[party - 1]`) as an age file. Carries an
+    /// approved export request naming the key and exactly these recipients.
+    ExportBackup {
+        /// One `ssh-ed25519` recipient per party of the key, in party order.
+        recipients: Vec<shardvault_governance::MemberKey>,
+    },
 }
 
 /// Every party's signed statement that it stored epoch `epoch` of a key: a
@@ -152,6 +159,7 @@ impl JobKind {
             JobKind::Refresh { .. } => "refresh",
             JobKind::Activate { .. } => "activate",
             JobKind::Attest { .. } => "attest",
+            JobKind::ExportBackup { .. } => "export-backup",
         }
     }
 }
@@ -323,6 +331,16 @@ pub enum Outcome {
         /// Its identity signature over the statement (64 bytes).
         signature: Vec<u8>,
     },
+    /// The node's share, sealed to its party's recipient.
+    BackedUp {
+        /// The epoch of the share sealed.
+        epoch: Epoch,
+        /// The age file (binary), to this party's recipient.
+        sealed: Vec<u8>,
+        /// For every other party: a share of this party's chain seed, as an
+        /// age file to that party's recipient.
+        seed_shares: BTreeMap<PartyId, Vec<u8>>,
+    },
 }
 
 /// The version of the node↔coordinator protocol: [`ToNode`], [`FromNode`]
@@ -331,11 +349,11 @@ pub enum Outcome {
 /// coordinator of different versions refuse each other there, each naming
 /// both versions, before either decodes a message of the other's version.
 /// Bump it with any change to these types' encoding (4: jobs carry their
-/// approved request). 2 stands for the
+/// approved request; 5: backup export). 2 stands for the
 /// releases that exchanged none (hop prologue `shardvault/hop/v2`, which
 /// stays); their handshakes still authenticate, so they are refused by
 /// version too. Releases of prologue v1 fail the handshake itself.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Coordinator → node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

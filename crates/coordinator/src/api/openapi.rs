@@ -43,6 +43,7 @@ pub(super) struct KeyPath(
         (name = "addresses", description = "attested addresses"),
         (name = "signing", description = "messages and transactions"),
         (name = "requests", description = "request records"),
+        (name = "backups", description = "encrypted key-share backups"),
     )
 )]
 struct Base;

@@ -1,0 +1,179 @@
+//! `shardvault backup`: export the keys' shares, each sealed by its own node
+//! to its party's `ssh-ed25519` recipient (docs/FORMATS.md, "Backups"),
+//! fetch an approved export's package, and list which keys need a backup.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use shardvault_api::{BackupPackage, BackupRequest, BACKUP_FORMAT, BACKUP_VERSION};
+use shardvault_client::Outcome;
+
+use crate::ApiArgs;
+
+/// Backups of key shares.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Export every key (or those named): a governed request that every
+    /// member who may approve must approve. Each node seals its own share to
+    /// its party's recipient with age; the coordinator only assembles them.
+    Export(ExportArgs),
+    /// Write the package of an export request that ran (after `export`
+    /// without --wait, once the approvals are in).
+    Fetch {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The export request's id.
+        request_id: String,
+        /// Where to write the package (created 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Every key, its epoch and its last backup; keys whose active epoch has
+    /// no backup (never backed up, or refreshed since) are flagged.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// A key to export (repeat for several; none: every key).
+    #[arg(long = "key")]
+    keys: Vec<String>,
+    /// One recipient per party, in party order (party 1 first): an OpenSSH
+    /// `ssh-ed25519 AAAA… comment` line, or a file holding one (`id_ed25519.pub`).
+    #[arg(long = "recipient", required = true)]
+    recipients: Vec<String>,
+    /// Where to write the package (created 0600; never overwritten).
+    #[arg(long)]
+    out: PathBuf,
+    /// Wait until every member approved and the export ran.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, env = "SHARDVAULT_WAIT_TIMEOUT", default_value_t = 3600)]
+    wait_timeout: u64,
+}
+
+pub fn run(json: bool, command: &BackupCommand) -> Result<()> {
+    match command {
+        BackupCommand::Export(args) => export(json, args),
+        BackupCommand::Fetch { api, request_id, out } => {
+            refuse_existing(out)?;
+            let client = crate::client(api)?;
+            let record = client.request(request_id).with_context(|| format!("fetching request {request_id}"))?;
+            match shardvault_client::finished::<BackupPackage>(record)? {
+                Outcome::Done(package) => write(json, out, &package),
+                Outcome::Pending(record) => bail!(
+                    "request {} is still pending: every member who may approve must approve it \
+                     (`shardvault request show {}` says who has not)",
+                    record.request_id,
+                    record.request_id
+                ),
+            }
+        }
+        BackupCommand::List { api } => list(json, &crate::client(api)?.backups()?),
+    }
+}
+
+fn export(json: bool, args: &ExportArgs) -> Result<()> {
+    refuse_existing(&args.out)?;
+    let recipients = args.recipients.iter().map(|r| recipient(r)).collect::<Result<Vec<_>>>()?;
+    let body = BackupRequest { keys: args.keys.clone(), recipients };
+    let client = crate::client(&args.api)?;
+    match client.export_backup(&body, Some(&crate::idempotency(&args.api)))? {
+        Outcome::Done(package) => write(json, &args.out, &package),
+        Outcome::Pending(record) if args.wait => {
+            let answer =
+                crate::governance::wait_for(&client, &record.request_id, Duration::from_secs(args.wait_timeout))?;
+            let package: BackupPackage =
+                serde_json::from_value(answer).context("the export's answer is not a backup package")?;
+            write(json, &args.out, &package)
+        }
+        Outcome::Pending(record) => {
+            let next = format!(
+                "every member who may approve must approve it (`shardvault request approve {0}`); then \
+                 `shardvault backup fetch {0} --out {1}` writes the package",
+                record.request_id,
+                args.out.display()
+            );
+            crate::print_answer(
+                json,
+                &json!({ "request_id": record.request_id, "status": record.status, "next": next }),
+            )
+        }
+    }
+}
+
+/// A recipient given as the key line itself or as a file holding it.
+fn recipient(given: &str) -> Result<String> {
+    if given.trim_start().starts_with("ssh-") {
+        return Ok(given.trim().to_string());
+    }
+    let text = std::fs::read_to_string(given)
+        .with_context(|| format!("recipient {given:?} is neither an `ssh-ed25519 AAAA…` line nor a readable file"))?;
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    Ok(line.trim().to_string())
+}
+
+fn refuse_existing(out: &Path) -> Result<()> {
+    if out.exists() {
+        bail!("{} exists; choose another --out (a backup is never written over)", out.display());
+    }
+    Ok(())
+}
+
+/// Checks the package's shape and checksums, then writes it 0600.
+fn write(json: bool, out: &Path, package: &BackupPackage) -> Result<()> {
+    if package.format != BACKUP_FORMAT || package.version != BACKUP_VERSION {
+        bail!(
+            "the coordinator answered a {} version {} package, not {BACKUP_FORMAT} version {BACKUP_VERSION}",
+            package.format,
+            package.version
+        );
+    }
+    for entry in &package.exported_key_shares {
+        if entry.checksum != entry.compute_checksum() {
+            bail!("the package's entry for key {} fails its checksum; not writing it", entry.key_id);
+        }
+    }
+    let text = serde_json::to_vec_pretty(package)?;
+    refuse_existing(out)?;
+    shardvault_vault::files::write_private(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    let keys: Vec<Value> = package
+        .exported_key_shares
+        .iter()
+        .map(|e| json!({ "key_id": e.key_id, "scheme": e.scheme, "epoch": e.epoch, "threshold": e.threshold, "parties": e.party_ids.len() }))
+        .collect();
+    crate::print_answer(
+        json,
+        &json!({ "request_id": package.request_id, "out": out.display().to_string(), "keys": keys,
+                 "next": "keep each recipient's private key apart; `age -d -i KEY` opens that party's share, `shardvault recover` rebuilds keys offline" }),
+    )
+}
+
+fn list(json: bool, list: &shardvault_api::BackupList) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(list)?);
+        return Ok(());
+    }
+    for key in &list.keys {
+        let last = match &key.last_backup {
+            Some(b) => format!("last backup: epoch {} at {} (request {})", b.epoch, b.at, b.request_id),
+            None => "never backed up".to_string(),
+        };
+        let flag = if key.current { "" } else { "  ← NEEDS A BACKUP (its active epoch has none)" };
+        println!("{}  {}  epoch {}  {last}{flag}", key.key_id, key.scheme, key.epoch);
+    }
+    let stale = list.keys.iter().filter(|k| !k.current).count();
+    if stale > 0 {
+        eprintln!("{stale} key(s) have no backup of their active epoch: run `shardvault backup export`");
+    }
+    Ok(())
+}
