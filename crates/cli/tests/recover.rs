@@ -392,6 +392,86 @@ fn recovered_keys_sign_solana_and_ethereum_transfers_offline() {
     refused(&recover(&backup, &all, &args), &["not this key's to sign"]);
 }
 
+/// `--sign` for the other families: each signature verifies, with
+/// libsecp256k1 or ed25519-dalek, over what the chain's specification says
+/// is signed (written out here), under the cluster's key for that address;
+/// Litecoin's PSBT is accepted by Bitcoin Core's interpreter.
+#[test]
+fn tron_cosmos_litecoin_aptos_and_sui_transactions_are_signed_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let all: Vec<&Officer> = officers.iter().collect();
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let ed = run_dkg(Scheme::EddsaEd25519, 2, 3);
+    let ec = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let backup = write(
+        dir.path(),
+        &package(vec![entry(&backups(&ed), &recipients, vec![]), entry(&backups(&ec), &recipients, vec![])]),
+    );
+    let secp = bitcoin::secp256k1::Secp256k1::verification_only();
+    for (chain, shares) in
+        [(Chain::Tron, &ec), (Chain::Cosmos, &ec), (Chain::Litecoin, &ec), (Chain::Aptos, &ed), (Chain::Sui, &ed)]
+    {
+        let scheme = shares.values().next().unwrap().scheme();
+        let public = cluster_public_key(shares, &index_path(chain, 2));
+        let sample = shardvault_chains::sample::transfer(chain, KeyType::from(scheme), &public).unwrap();
+        let file = dir.path().join(format!("{chain}.tx"));
+        std::fs::write(&file, &sample.unsigned).unwrap();
+        let key_id = shares.values().next().unwrap().key_id().to_string();
+        let args = [
+            "--json",
+            "--key",
+            key_id.as_str(),
+            "--chain",
+            chain.name(),
+            "--index",
+            "2",
+            "--network",
+            sample.network,
+            "--sign",
+            file.to_str().unwrap(),
+        ];
+        let answer = succeeded(&recover(&backup, &all, &args));
+        assert_eq!(answer["keys"][0]["public_key"], hex::encode(&public), "{chain}");
+        let signed = &answer["signed"];
+        let signature = hex::decode(signed["signature"].as_str().unwrap_or_default()).unwrap();
+        match chain {
+            Chain::Tron | Chain::Cosmos => {
+                // Both sign sha256 of the bytes the SDK gave (Tron's raw_data, Cosmos's SignDoc).
+                let digest = shardvault_testkit::sha256(&sample.unsigned);
+                let message = bitcoin::secp256k1::Message::from_digest(digest);
+                let sig = bitcoin::secp256k1::ecdsa::Signature::from_compact(&signature[..64]).unwrap();
+                let key = bitcoin::secp256k1::PublicKey::from_slice(&public).unwrap();
+                secp.verify_ecdsa(&message, &sig, &key).unwrap_or_else(|e| panic!("{chain}: {e}"));
+            }
+            Chain::Litecoin => {
+                let tx = hex::decode(signed["tx_hex"].as_str().unwrap()).unwrap();
+                let psbt = base64::engine::general_purpose::STANDARD.decode(signed["psbt"].as_str().unwrap()).unwrap();
+                let psbt = bitcoin::Psbt::deserialize(&psbt).unwrap();
+                let spent: Vec<(Vec<u8>, u64)> = psbt
+                    .inputs
+                    .iter()
+                    .map(|i| i.witness_utxo.as_ref().map(|o| (o.script_pubkey.to_bytes(), o.value.to_sat())).unwrap())
+                    .collect();
+                for index in 0..spent.len() {
+                    shardvault_testkit::bitcoin_core_verifies(&tx, index, &spent).unwrap();
+                }
+            }
+            Chain::Aptos => {
+                // sha3-256("APTOS::RawTransaction") ‖ the BCS RawTransaction.
+                let message = [&shardvault_testkit::sha3_256(b"APTOS::RawTransaction")[..], &sample.unsigned].concat();
+                shardvault_testkit::verify_ed25519(&public, &message, &signature).unwrap();
+            }
+            _ => {
+                // Sui: flag 0x00 ‖ signature ‖ key, over blake2b-256(intent [0, 0, 0] ‖ TransactionData).
+                assert_eq!((signature[0], &signature[65..]), (0, public.as_slice()));
+                let digest = shardvault_testkit::blake2b256(&[&[0u8, 0, 0][..], &sample.unsigned].concat());
+                shardvault_testkit::verify_ed25519(&public, &digest, &signature[1..65]).unwrap();
+            }
+        }
+    }
+}
+
 /// Every refusal the issue names: wrong identity, too few shares, mixed
 /// epochs, another key's share, a tampered checksum, a tampered age file,
 /// a wrong passphrase, an address list that is not the key's.
