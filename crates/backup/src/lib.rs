@@ -32,7 +32,10 @@ pub enum Error {
     /// Encryption failed.
     #[error("cannot encrypt the share: {0}")]
     Encrypt(String),
-    /// None of the identities decrypts the share, or it is not an age file.
+    /// None of the identities is a recipient of the share.
+    #[error("none of the identities given is a recipient of this share")]
+    NoIdentity,
+    /// The share is not an age file, or it fails to decrypt (damaged or tampered with).
     #[error("cannot decrypt the share: {0}")]
     Decrypt(String),
     /// The decrypted bytes are not a share backup this release reads.
@@ -121,7 +124,10 @@ fn decrypt(sealed: &[u8], identities: &[&dyn age::Identity]) -> Result<Zeroizing
         return Err(Error::Decrypt(format!("{} bytes is more than a share ({MAX_SEALED} at most)", sealed.len())));
     }
     let decryptor = age::Decryptor::new(sealed).map_err(|e| Error::Decrypt(e.to_string()))?;
-    let reader = decryptor.decrypt(identities.iter().copied()).map_err(|e| Error::Decrypt(e.to_string()))?;
+    let reader = decryptor.decrypt(identities.iter().copied()).map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys => Error::NoIdentity,
+        other => Error::Decrypt(other.to_string()),
+    })?;
     let mut json = Zeroizing::new(Vec::new());
     reader.take(MAX_SEALED as u64).read_to_end(&mut json).map_err(|e| Error::Decrypt(e.to_string()))?;
     Ok(json)

@@ -13,6 +13,7 @@ mod devnet;
 mod governance;
 mod identity;
 mod lifecycle;
+mod recover;
 mod report;
 mod review;
 
@@ -97,6 +98,11 @@ enum Command {
     /// its own share with age), fetch, list.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// Break-glass, offline: rebuild a key from a backup package and its
+    /// recipients' OpenSSH keys, print a child private key in the chain's
+    /// import format, recheck the backup's addresses, sign a transaction
+    /// (docs/RECOVERY.md). Never touches the network.
+    Recover(Box<recover::RecoverArgs>),
     /// Measure signing latency and throughput on a fresh devnet against the
     /// in-process floor (release builds give meaningful numbers).
     Bench(BenchArgs),
@@ -420,6 +426,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Key(KeyCommand::List { api }) => show(cli.json, &client(api)?.keys()?),
         Command::Key(KeyCommand::Show(args)) => show(cli.json, &client(&args.api)?.key(&args.key)?),
         Command::Address(args) => address(cli.json, args),
+        Command::Recover(args) => recover::run(args, cli.json),
         Command::Member(command) => governance::member(cli.json, command),
         Command::Policy(command) => governance::policy(cli.json, command),
         Command::Request(command) => governance::request(cli.json, command),
@@ -713,6 +720,11 @@ mod tests {
         // Backups: which keys, sealed to whom.
         "keys",
         "recipients",
+        // Recovery: which backup, whose keys open it, what to check or sign.
+        "backup",
+        "backup_identity",
+        "verify_addresses",
+        "sign_file",
     ];
 
     /// README: "every configuration flag also reads an environment variable".

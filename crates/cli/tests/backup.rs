@@ -142,6 +142,29 @@ fn every_member_approves_an_export_and_age_opens_each_officers_share() {
     let listed = net.cli(&["backup", "list"]).unwrap();
     assert!(listed["keys"].as_array().unwrap().iter().all(|k| k["current"] == true), "{listed}");
 
+    // Offline, with two of the three officers' keys (one locked), the
+    // package alone rebuilds each key at the cluster's address.
+    let passphrase_file = dir.path().join("passphrase");
+    std::fs::write(&passphrase_file, PASSPHRASE).unwrap();
+    for ((key_id, address), chain) in keys.iter().zip(["ethereum", "solana"]) {
+        let recovered = Command::new(EXE)
+            .args(["--json", "recover", "--backup"])
+            .arg(&out)
+            .arg("--identity")
+            .arg(&recipients[1])
+            .arg("--identity")
+            .arg(&recipients[2])
+            .arg("--identity-passphrase-file")
+            .arg(&passphrase_file)
+            .args(["--key", key_id, "--chain", chain, "--index", "0", "--verify-addresses"])
+            .env_remove("SHARDVAULT_API")
+            .output()
+            .unwrap();
+        assert!(recovered.status.success(), "{}", String::from_utf8_lossy(&recovered.stderr));
+        let recovered: Value = serde_json::from_slice(&recovered.stdout).unwrap();
+        assert_eq!(recovered["keys"][0]["address"], address.as_str(), "{recovered}");
+    }
+
     // A refresh makes the backup stale: the list says so.
     let (key_id, _) = &keys[0];
     net.cli(&["refresh", "--key", key_id]).unwrap_or_else(|pending| panic!("{pending}"));

@@ -1,0 +1,279 @@
+//! `shardvault recover`: the offline break-glass tool (docs/RECOVERY.md).
+//! From a backup package and the recipients' OpenSSH keys it rebuilds a
+//! key whole on this machine — no network, no coordinator, no node — prints
+//! the child private key a chain's wallets import, rechecks the addresses
+//! the backup lists, and signs a transaction offline.
+
+mod identities;
+mod keys;
+mod package;
+mod signing;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+use shardvault_mpc::{recover_key_with_seeds, DerivationPath, RecoveredKey};
+use zeroize::Zeroizing;
+
+use keys::{KeyOutput, Target};
+
+/// `shardvault recover`.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The backup package (`shardvault backup export --out FILE`).
+    #[arg(long, value_name = "FILE")]
+    backup: PathBuf,
+    /// A recipient's OpenSSH ed25519 private key (`ssh-keygen -t ed25519`);
+    /// repeat it for each officer's key: t of them open the root key.
+    #[arg(long = "identity", id = "backup_identity", value_name = "KEY", required = true)]
+    identities: Vec<PathBuf>,
+    /// A file whose first line is the passphrase of the passphrase-protected
+    /// identities (else the environment variable SHARDVAULT_BACKUP_PASSPHRASE,
+    /// else a prompt on the terminal for each).
+    #[arg(long, env = "SHARDVAULT_BACKUP_PASSPHRASE_FILE", value_name = "FILE")]
+    identity_passphrase_file: Option<PathBuf>,
+    /// The key to recover (hex id); needed when the package holds several.
+    #[arg(long)]
+    key: Option<String>,
+    /// The derivation path, e.g. "m/9'/0'/60'/0'/0'/0'"; without --chain,
+    /// the key is printed for every chain of its type.
+    #[arg(long, conflicts_with = "index")]
+    path: Option<String>,
+    /// bitcoin, litecoin, ethereum (or bsc, polygon, arbitrum, optimism, base,
+    /// avalanche), solana, aptos, tron, cosmos or sui.
+    #[arg(long)]
+    chain: Option<String>,
+    /// With --chain: the address index, at the cluster's path
+    /// m/9'/0'/coin'/0'/0'/index'.
+    #[arg(long, requires = "chain")]
+    index: Option<u32>,
+    /// Bitcoin: bitcoin (default), testnet, signet, regtest; Litecoin:
+    /// mainnet (default), testnet, regtest (the address and the WIF prefix
+    /// follow it). With --sign: the network the transaction must be for
+    /// (EVM: mainnet, sepolia, …; Cosmos: the chain id).
+    #[arg(long)]
+    network: Option<String>,
+    /// Cosmos SDK chains: the address's bech32 prefix (default cosmos).
+    #[arg(long)]
+    bech32_prefix: Option<String>,
+    /// Recompute every address the backup lists from the recovered key and
+    /// refuse on any mismatch.
+    #[arg(long)]
+    verify_addresses: bool,
+    /// Sign this unsigned transaction with the recovered key (as `shardvault
+    /// sign` takes it: a PSBT, binary or base64; an EVM preimage, hex; a
+    /// Solana, Aptos, Sui, Tron or Cosmos transaction, hex or base64) and
+    /// print it signed, as `sign` does.
+    #[arg(long = "sign", id = "sign_file", value_name = "FILE", requires = "chain")]
+    sign: Option<PathBuf>,
+    /// With --sign, EVM: the chain fixing the chain id, when --chain is ethereum.
+    #[arg(long, requires = "sign_file")]
+    evm_chain: Option<String>,
+}
+
+const WARNING: &str = "\
+WARNING: BREAK-GLASS RECOVERY. This rebuilds the whole private key on THIS machine: whoever
+can read this machine's memory, terminal, scrollback or disk can take the funds. Run it only
+offline on a machine you trust, print nothing you do not need, move the funds to a new key,
+then wipe this machine (and every file this command's output went to).";
+
+/// Runs `shardvault recover`.
+pub fn run(args: &RecoverArgs, json: bool) -> Result<()> {
+    eprintln!("{WARNING}");
+    let backup = package::read(&args.backup)?;
+    let entry = package::select(&backup, args.key.as_deref())?;
+    let scheme = package::scheme(entry)?;
+    let passphrases = identities::Passphrases { file: args.identity_passphrase_file.as_deref() };
+    let identities = identities::read_all(&args.identities, &passphrases)?;
+    let opened = package::open(&backup, entry, &identities)?;
+    // The root first: t shares of one epoch interpolate to the root public key.
+    let root = recover_key_with_seeds(&opened.shares, &opened.seeds, &DerivationPath::root())?;
+    if hex::encode(&root.public_key) != entry.root_public_key.to_ascii_lowercase() {
+        bail!("the shares interpolate to {}, not the root public key the backup lists", hex::encode(&root.public_key));
+    }
+    let derive = |path: &DerivationPath| -> Result<RecoveredKey> {
+        if !path.hardened_prefix().components().is_empty() {
+            opened.require_every_seed(path)?;
+        }
+        Ok(recover_key_with_seeds(&opened.shares, &opened.seeds, path)?)
+    };
+
+    let mut keys = Vec::new();
+    let mut signed = None;
+    if let Some(path) = target_path(args)? {
+        let key = derive(&path)?;
+        let targets = match &args.chain {
+            Some(name) => vec![Target::new(name, args.network.as_deref(), args.bech32_prefix.as_deref())?],
+            None => shardvault_chains::Chain::ALL
+                .iter()
+                .filter(|c| c.accepts(shardvault_chains::KeyType::from(scheme)))
+                .map(|c| Target::new(c.name(), None, args.bech32_prefix.as_deref()))
+                .collect::<Result<_>>()?,
+        };
+        for target in &targets {
+            keys.push(keys::output(target, &key)?);
+        }
+        if let (Some(file), [target]) = (&args.sign, targets.as_slice()) {
+            let request = signing::Request { file, target, evm_chain: args.evm_chain.as_deref() };
+            let signers: Vec<u8> = opened.parties.iter().copied().collect();
+            signed = Some(signing::sign(&request, &entry.key_id, &key, &signers)?);
+        }
+    } else if !args.verify_addresses {
+        bail!("say which key to print: --path P, or --chain C --index I (or only check with --verify-addresses)");
+    }
+    let verified = match args.verify_addresses {
+        true => Some(verify_addresses(entry, &derive)?),
+        false => None,
+    };
+
+    let parties: Vec<u8> = opened.parties.iter().copied().collect();
+    let output = Output {
+        key_id: &entry.key_id,
+        scheme: &entry.scheme,
+        root_public_key: &entry.root_public_key,
+        epoch: entry.epoch,
+        threshold: entry.threshold,
+        parties_opened: &parties,
+        keys: &keys,
+        verified_addresses: verified.as_deref(),
+        signed: signed.as_ref(),
+    };
+    print(json, &output)?;
+    eprintln!(
+        "WARNING: the private key{} above exist{} whole on this machine. Move the funds, then wipe it.",
+        if keys.len() == 1 { "" } else { "s" },
+        if keys.len() == 1 { "s" } else { "" }
+    );
+    Ok(())
+}
+
+/// `--path P`, or the cluster's path for `--chain C --index I`.
+fn target_path(args: &RecoverArgs) -> Result<Option<DerivationPath>> {
+    match (&args.path, args.index, &args.chain) {
+        (Some(path), _, _) => Ok(Some(path.parse().with_context(|| format!("--path {path}"))?)),
+        (None, Some(index), Some(chain)) => {
+            let chain: shardvault_chains::Chain = chain.parse()?;
+            if index >= shardvault_mpc::HARDENED {
+                bail!("--index {index} must be below 2^31");
+            }
+            // The same path the coordinator derives for `address --index`.
+            Ok(Some(format!("m/9'/0'/{}'/0'/0'/{index}'", chain.coin_type()).parse()?))
+        }
+        (None, None, Some(_)) if args.sign.is_some() || !args.verify_addresses => {
+            bail!("--chain needs --index I or --path P")
+        }
+        _ => Ok(None),
+    }
+}
+
+/// One address the backup lists, recomputed.
+#[derive(Debug, Serialize)]
+struct VerifiedAddress {
+    chain: String,
+    path: String,
+    address: String,
+    recomputed: String,
+    matches: bool,
+}
+
+/// Recomputes every address of the entry; refuses if any differs.
+fn verify_addresses(
+    entry: &shardvault_api::ExportedKeyShare,
+    derive: &dyn Fn(&DerivationPath) -> Result<RecoveredKey>,
+) -> Result<Vec<VerifiedAddress>> {
+    let mut checked = Vec::new();
+    for listed in &entry.addresses {
+        let path: DerivationPath =
+            listed.path.parse().with_context(|| format!("the backup lists an address at path {}", listed.path))?;
+        let target = Target::new(&listed.chain, None, listed.bech32_prefix.as_deref())?;
+        let key = derive(&path)?;
+        let recomputed = target.address(shardvault_chains::KeyType::from(key.scheme), &key.public_key)?;
+        checked.push(VerifiedAddress {
+            chain: listed.chain.clone(),
+            path: listed.path.clone(),
+            matches: recomputed == listed.address,
+            address: listed.address.clone(),
+            recomputed,
+        });
+    }
+    let wrong: Vec<String> = checked
+        .iter()
+        .filter(|a| !a.matches)
+        .map(|a| format!("{} {}: listed {}, the recovered key's is {}", a.chain, a.path, a.address, a.recomputed))
+        .collect();
+    if !wrong.is_empty() {
+        bail!(
+            "{} of {} addresses the backup lists are not the recovered key's: {}. Do not trust this backup's \
+             address list (or the key): compare with the addresses your cluster attested",
+            wrong.len(),
+            checked.len(),
+            wrong.join("; ")
+        );
+    }
+    Ok(checked)
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    key_id: &'a str,
+    scheme: &'a str,
+    root_public_key: &'a str,
+    epoch: u64,
+    threshold: u8,
+    parties_opened: &'a [u8],
+    keys: &'a [KeyOutput],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_addresses: Option<&'a [VerifiedAddress]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signed: Option<&'a shardvault_api::SignedTransaction>,
+}
+
+/// `--json`: one object. Otherwise `field: value` lines per key. Written
+/// from a buffer that is wiped afterwards.
+fn print(json: bool, output: &Output<'_>) -> Result<()> {
+    let mut text = Zeroizing::new(Vec::new());
+    if json {
+        serde_json::to_writer_pretty(&mut *text, output)?;
+        text.push(b'\n');
+    } else {
+        human(&mut text, output)?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&text)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+fn human(out: &mut Vec<u8>, o: &Output<'_>) -> Result<()> {
+    let parties: Vec<String> = o.parties_opened.iter().map(u8::to_string).collect();
+    writeln!(out, "key_id: {}\nscheme: {}\nroot_public_key: {}", o.key_id, o.scheme, o.root_public_key)?;
+    writeln!(out, "epoch: {}\nrecovered from the shares of parties: {}", o.epoch, parties.join(", "))?;
+    for key in o.keys {
+        writeln!(out, "\nchain: {}\npath: {}\naddress: {}", key.chain, key.path, key.address)?;
+        writeln!(out, "public_key: {}", key.public_key)?;
+        writeln!(out, "private_key ({}): {}", key.private_key_format, key.private_key.as_str())?;
+        writeln!(out, "import: {}", key.import)?;
+    }
+    if let Some(verified) = o.verified_addresses {
+        writeln!(out, "\naddresses verified: {} of {} the backup lists", verified.len(), verified.len())?;
+        for a in verified {
+            writeln!(out, "  {:<9} {:<26} {}", a.chain, a.path, a.address)?;
+        }
+    }
+    if let Some(signed) = o.signed {
+        writeln!(out, "\nsigned transaction:")?;
+        if let serde_json::Value::Object(fields) = serde_json::to_value(signed)? {
+            for (name, value) in fields {
+                match value {
+                    serde_json::Value::String(s) => writeln!(out, "{name}: {s}")?,
+                    serde_json::Value::Null => {}
+                    other => writeln!(out, "{name}: {other}")?,
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,708 @@
+//! `shardvault recover`, run as a binary on backup packages made here the
+//! way nodes make them: shares from a DKG (`shardvault_mpc::local`), each
+//! sealed with `shardvault_backup::seal` to a key `ssh-keygen -t ed25519`
+//! made (one passphrase-protected), assembled with correct checksums and
+//! the addresses the shares derive (the nodes' hardened derivation and
+//! address code). What it prints is checked by other code: libsecp256k1
+//! and rust-bitcoin for keys, WIF and addresses, ed25519-dalek and Bitcoin
+//! Core's interpreter for signatures; the `#[ignore]`d tests at the end hand
+//! them to the chains' own software (embit, eth_account, litesvm).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine;
+use serde_json::Value;
+use shardvault_api::{
+    BackupAddress, BackupPackage, EncryptedSeedShare, ExportedKeyShare, BACKUP_FORMAT, BACKUP_VERSION,
+};
+use shardvault_backup::BackupPlaintext;
+use shardvault_chains::{Chain, KeyType};
+use shardvault_mpc::{
+    derive_hardened, dkg, extended_public_key, local, refresh, DerivationPath, KeyId, KeyShare, OsRng, PartyId, Scheme,
+    SessionId, ShareBackup, Threshold,
+};
+
+mod common;
+use common::EXE;
+
+const ORGANISATION: &str = "5e1f00000000000000000000000000000000000000000000000000000000cafe";
+const REQUEST: &str = "b4c4";
+const PASSPHRASE: &str = "correct horse battery staple";
+
+type Shares = BTreeMap<PartyId, KeyShare>;
+
+/// A recipient: an OpenSSH key pair made by ssh-keygen.
+struct Officer {
+    key: PathBuf,
+    public: String,
+}
+
+fn officer(dir: &Path, name: &str, passphrase: &str) -> Officer {
+    let key = dir.join(name);
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", name, "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen (Debian package openssh-client; .ci/run installs it) must be on PATH");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap().trim().to_string();
+    Officer { key, public }
+}
+
+/// Three officers, the second's key passphrase-protected.
+fn officers(dir: &Path) -> Vec<Officer> {
+    vec![officer(dir, "alice", ""), officer(dir, "bob", PASSPHRASE), officer(dir, "carol", "")]
+}
+
+fn run_dkg(scheme: Scheme, t: u8, n: u8) -> Shares {
+    let threshold = Threshold::new(t, n).unwrap();
+    let (key_id, session) = (KeyId::random(), SessionId::random());
+    local::run(
+        threshold.party_ids().map(|me| dkg(scheme, key_id, threshold, me, session, &mut OsRng).unwrap()).collect(),
+    )
+    .unwrap()
+}
+
+fn run_refresh(shares: &Shares) -> Shares {
+    let session = SessionId::random();
+    local::run(shares.values().map(|s| refresh(s, session, &mut OsRng).unwrap()).collect()).unwrap()
+}
+
+/// The child public key at `path` as the cluster derives it: the hardened
+/// prefix by the nodes' MPC protocol, then CKDpub.
+fn cluster_public_key(shares: &Shares, path: &str) -> Vec<u8> {
+    let path: DerivationPath = path.parse().unwrap();
+    let session = SessionId::random();
+    let tweaks = local::run(
+        shares.values().map(|s| derive_hardened(s, &path.hardened_prefix(), session, &mut OsRng).unwrap()).collect(),
+    )
+    .unwrap();
+    let first = shares.keys().next().unwrap();
+    extended_public_key(&shares[first], Some(&tweaks[first]), &path).unwrap().public_key
+}
+
+/// The cluster's path for `--chain C --index I`.
+fn index_path(chain: Chain, index: u32) -> String {
+    format!("m/9'/0'/{}'/0'/0'/{index}'", chain.coin_type())
+}
+
+/// The address the cluster gives `chain`'s index `index`.
+fn cluster_address(shares: &Shares, chain: Chain, index: u32) -> BackupAddress {
+    let path = index_path(chain, index);
+    let scheme = shares.values().next().unwrap().scheme();
+    let address = chain.address(KeyType::from(scheme), &cluster_public_key(shares, &path)).unwrap();
+    BackupAddress { chain: chain.name().into(), path, address, bech32_prefix: None }
+}
+
+/// A package entry as the coordinator assembles it from the nodes' blobs:
+/// `backups[i]` sealed to `recipients[i]`.
+fn entry(backups: &[ShareBackup], recipients: &[&str], addresses: Vec<BackupAddress>) -> ExportedKeyShare {
+    let first = &backups[0];
+    let root = hex::encode(&first.root_public_key);
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let lines: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+    let mut seeds = Vec::new();
+    let sealed = backups.iter().zip(recipients).map(|(backup, recipient)| {
+        let plaintext = BackupPlaintext::new(ORGANISATION.into(), REQUEST.into(), 1_700_000_000, backup.clone());
+        for (to_party, file) in shardvault_backup::seal_seed_shares(&plaintext, &lines).unwrap() {
+            seeds.push(EncryptedSeedShare { from_party: backup.party.get(), to_party, encrypted_share: b64(&file) });
+        }
+        b64(&shardvault_backup::seal(&plaintext, &[recipient.to_string()]).unwrap())
+    });
+    let sealed: Vec<String> = sealed.collect();
+    let mut entry = ExportedKeyShare {
+        key_id: first.key_id.to_string(),
+        key_type: if first.scheme == Scheme::EddsaEd25519 { "ed25519" } else { "secp256k1" }.into(),
+        scheme: first.scheme.to_string(),
+        threshold: first.threshold,
+        party_ids: backups.iter().map(|b| b.party.get()).collect(),
+        epoch: u64::from(first.epoch.0),
+        chaincode: hex::encode(shardvault_mpc::child_chain_code(&first.root_public_key, &DerivationPath::root())),
+        root_public_key: root,
+        encryption_pubkeys: recipients.iter().map(|r| r.to_string()).collect(),
+        encrypted_shares: sealed,
+        encrypted_seed_shares: seeds,
+        addresses,
+        checksum: String::new(),
+    };
+    entry.checksum = entry.compute_checksum();
+    entry
+}
+
+fn backups(shares: &Shares) -> Vec<ShareBackup> {
+    shares.values().map(|s| s.backup().unwrap()).collect()
+}
+
+fn package(entries: Vec<ExportedKeyShare>) -> BackupPackage {
+    BackupPackage {
+        format: BACKUP_FORMAT.into(),
+        version: BACKUP_VERSION,
+        organisation: ORGANISATION.into(),
+        request_id: REQUEST.into(),
+        timestamp: 1_700_000_000,
+        exported_key_shares: entries,
+    }
+}
+
+fn write(dir: &Path, package: &BackupPackage) -> PathBuf {
+    let file = dir.join(format!("backup-{}.json", SessionId::random()));
+    std::fs::write(&file, serde_json::to_vec_pretty(package).unwrap()).unwrap();
+    file
+}
+
+/// `shardvault recover --backup FILE --identity …` with `args`; the
+/// passphrase file is given whenever bob's key is.
+fn recover(backup: &Path, identities: &[&Officer], args: &[&str]) -> Output {
+    let dir = backup.parent().unwrap();
+    let passphrase = dir.join("passphrase");
+    std::fs::write(&passphrase, format!("{PASSPHRASE}\n")).unwrap();
+    let mut command = Command::new(EXE);
+    command.arg("recover").arg("--backup").arg(backup).env_remove("SHARDVAULT_BACKUP_PASSPHRASE");
+    for identity in identities {
+        command.arg("--identity").arg(&identity.key);
+    }
+    command.arg("--identity-passphrase-file").arg(&passphrase);
+    command.args(args).output().unwrap()
+}
+
+fn succeeded(output: &Output) -> Value {
+    assert!(output.status.success(), "recover failed: {}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("BREAK-GLASS") && stderr.contains("wipe"), "the warning: {stderr}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn refused(output: &Output, expected: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(
+        !output.status.success(),
+        "recover should have refused; printed {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(output.stdout.is_empty(), "a refusal prints no key");
+    for text in expected {
+        assert!(stderr.contains(text), "expected {text:?} in: {stderr}");
+    }
+    stderr
+}
+
+/// ECDSA 2-of-3: with every officer's key, the Bitcoin and Ethereum keys at
+/// the cluster's paths are the cluster's addresses; the WIF and the hex key
+/// give those addresses in rust-bitcoin and libsecp256k1; every address the
+/// backup lists is rechecked.
+#[test]
+fn ecdsa_keys_recover_with_the_cluster_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let bitcoin = cluster_address(&shares, Chain::Bitcoin, 0);
+    let ethereum = cluster_address(&shares, Chain::Ethereum, 3);
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let backup = write(
+        dir.path(),
+        &package(vec![entry(&backups(&shares), &recipients, vec![bitcoin.clone(), ethereum.clone()])]),
+    );
+    let all: Vec<&Officer> = officers.iter().collect();
+
+    let answer =
+        succeeded(&recover(&backup, &all, &["--json", "--chain", "bitcoin", "--index", "0", "--verify-addresses"]));
+    let key = &answer["keys"][0];
+    assert_eq!(answer["scheme"], "ecdsa-secp256k1");
+    assert_eq!(answer["root_public_key"], hex::encode(shares.values().next().unwrap().public_key()));
+    assert_eq!(answer["parties_opened"], serde_json::json!([1, 2, 3]));
+    assert_eq!((key["chain"].as_str(), key["path"].as_str()), (Some("bitcoin"), Some(bitcoin.path.as_str())));
+    assert_eq!(key["address"], bitcoin.address);
+    assert_eq!(key["private_key_format"], "wif");
+    let wif = bitcoin::PrivateKey::from_wif(key["private_key"].as_str().unwrap()).unwrap();
+    assert!(wif.compressed && wif.network == bitcoin::NetworkKind::Main);
+    let public = wif.public_key(&bitcoin::secp256k1::Secp256k1::new());
+    assert_eq!(hex::encode(public.to_bytes()), key["public_key"].as_str().unwrap());
+    let p2wpkh = bitcoin::Address::p2wpkh(&bitcoin::CompressedPublicKey(public.inner), bitcoin::Network::Bitcoin);
+    assert_eq!(p2wpkh.to_string(), bitcoin.address);
+    assert_eq!(answer["verified_addresses"].as_array().unwrap().len(), 2);
+
+    let answer = succeeded(&recover(&backup, &all, &["--json", "--chain", "ethereum", "--index", "3"]));
+    let key = &answer["keys"][0];
+    assert_eq!(key["address"], ethereum.address);
+    let secret = hex::decode(key["private_key"].as_str().unwrap().strip_prefix("0x").unwrap()).unwrap();
+    let public = shardvault_testkit::secp256k1_public_key(&secret).unwrap();
+    assert_eq!(shardvault_testkit::eip55_address(&public).unwrap(), ethereum.address);
+
+    // Bitcoin testnet: the same key, a tb1 address and a testnet WIF.
+    let answer =
+        succeeded(&recover(&backup, &all, &["--json", "--chain", "bitcoin", "--index", "0", "--network", "testnet"]));
+    let wif = bitcoin::PrivateKey::from_wif(answer["keys"][0]["private_key"].as_str().unwrap()).unwrap();
+    assert_eq!(wif.network, bitcoin::NetworkKind::Test);
+    assert!(answer["keys"][0]["address"].as_str().unwrap().starts_with("tb1q"));
+
+    // The passphrase from the environment instead of a file; human output.
+    let mut command = Command::new(EXE);
+    command.args(["recover", "--chain", "litecoin", "--index", "0", "--backup"]).arg(&backup);
+    for o in &officers {
+        command.arg("--identity").arg(&o.key);
+    }
+    let human = command.env("SHARDVAULT_BACKUP_PASSPHRASE", PASSPHRASE).output().unwrap();
+    assert!(human.status.success(), "{}", String::from_utf8_lossy(&human.stderr));
+    let text = String::from_utf8(human.stdout).unwrap();
+    let litecoin = Chain::Litecoin
+        .address(KeyType::EcdsaSecp256k1, &cluster_public_key(&shares, &index_path(Chain::Litecoin, 0)))
+        .unwrap();
+    assert!(text.contains(&format!("address: {litecoin}")) && text.contains("private_key (wif): T"), "{text}");
+}
+
+/// Any t identities rebuild the root key (checked against the root public
+/// key by libsecp256k1); a hardened path, which needs every party's chain
+/// seed today, is refused naming the missing party.
+#[test]
+fn t_identities_recover_the_root_and_every_hardened_path_with_the_seed_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let backup = write(dir.path(), &package(vec![entry(&backups(&shares), &recipients, vec![])]));
+    for pair in [[0, 1], [1, 2], [0, 2]] {
+        let identities: Vec<&Officer> = pair.iter().map(|i| &officers[*i]).collect();
+        let answer = succeeded(&recover(&backup, &identities, &["--json", "--path", "m", "--chain", "ethereum"]));
+        let secret =
+            hex::decode(answer["keys"][0]["private_key"].as_str().unwrap().strip_prefix("0x").unwrap()).unwrap();
+        let public = shardvault_testkit::secp256k1_public_key(&secret).unwrap();
+        assert_eq!(public, shares.values().next().unwrap().public_key(), "{pair:?}");
+    }
+    // Any two officers recover a hardened path: the third party's chain
+    // seed comes from the seed shares its node sealed to them.
+    let path = "m/9'/0'/60'/0'/0'/0'";
+    let expected = cluster_public_key(&shares, path);
+    for pair in [[0, 1], [1, 2], [0, 2]] {
+        let identities: Vec<&Officer> = pair.iter().map(|i| &officers[*i]).collect();
+        let answer = succeeded(&recover(&backup, &identities, &["--json", "--chain", "ethereum", "--index", "0"]));
+        let secret =
+            hex::decode(answer["keys"][0]["private_key"].as_str().unwrap().strip_prefix("0x").unwrap()).unwrap();
+        let public = shardvault_testkit::secp256k1_public_key(&secret).unwrap();
+        assert_eq!(public, expected, "{pair:?}");
+    }
+    // A package without seed shares (or with too few) names what is missing.
+    let mut bare = entry(&backups(&shares), &recipients, vec![]);
+    bare.encrypted_seed_shares.retain(|s| s.from_party != 3);
+    bare.checksum = bare.compute_checksum();
+    let bare = write(dir.path(), &package(vec![bare]));
+    let output = recover(&bare, &[&officers[0], &officers[1]], &["--json", "--chain", "ethereum", "--index", "0"]);
+    refused(&output, &["hardened", "parties 1, 2", "party 3", officers[2].public.as_str()]);
+}
+
+/// BIP340 2-of-3: the untweaked internal key's WIF gives, through
+/// rust-bitcoin's BIP86 tweak, the cluster's P2TR address; a PSBT signed by
+/// `recover --sign` is accepted by Bitcoin Core's interpreter.
+#[test]
+fn a_taproot_key_recovers_and_signs_a_psbt_bitcoin_core_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let shares = run_dkg(Scheme::SchnorrSecp256k1, 2, 3);
+    let address = cluster_address(&shares, Chain::Bitcoin, 1);
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let backup = write(dir.path(), &package(vec![entry(&backups(&shares), &recipients, vec![address.clone()])]));
+    let all: Vec<&Officer> = officers.iter().collect();
+    let public = cluster_public_key(&shares, &address.path);
+    let sample = shardvault_chains::sample::transfer(Chain::Bitcoin, KeyType::SchnorrSecp256k1, &public).unwrap();
+    let psbt = dir.path().join("spend.psbt");
+    std::fs::write(&psbt, &sample.unsigned).unwrap();
+
+    let args = ["--json", "--chain", "bitcoin", "--index", "1", "--verify-addresses", "--sign", psbt.to_str().unwrap()];
+    let answer = succeeded(&recover(&backup, &all, &args));
+    let key = &answer["keys"][0];
+    assert_eq!(key["address"], address.address);
+    let wif = bitcoin::PrivateKey::from_wif(key["private_key"].as_str().unwrap()).unwrap();
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let internal = wif.public_key(&secp).inner.x_only_public_key().0;
+    assert_eq!(bitcoin::Address::p2tr(&secp, internal, None, bitcoin::Network::Bitcoin).to_string(), address.address);
+    assert!(key["import"].as_str().unwrap().contains("tr(WIF)"));
+
+    let signed = &answer["signed"];
+    let tx = hex::decode(signed["tx_hex"].as_str().unwrap()).unwrap();
+    let psbt = bitcoin::Psbt::deserialize(
+        &base64::engine::general_purpose::STANDARD.decode(signed["psbt"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let spent: Vec<(Vec<u8>, u64)> = psbt
+        .inputs
+        .iter()
+        .map(|i| i.witness_utxo.as_ref().map(|o| (o.script_pubkey.to_bytes(), o.value.to_sat())).unwrap())
+        .collect();
+    for index in 0..spent.len() {
+        shardvault_testkit::bitcoin_core_verifies(&tx, index, &spent).unwrap();
+    }
+    assert_eq!(signed["txid"], signed["id"]);
+}
+
+/// Ed25519 2-of-3: the scalar (labelled as one) is the Solana address's key;
+/// a Solana transfer signed by `recover --sign` verifies under the address
+/// with ed25519-dalek's strict verification, and an EVM transfer signed by
+/// a recovered ECDSA key recovers to its address.
+#[test]
+fn recovered_keys_sign_solana_and_ethereum_transfers_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let all: Vec<&Officer> = officers.iter().collect();
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let ed = run_dkg(Scheme::EddsaEd25519, 2, 3);
+    let ec = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let solana = cluster_address(&ed, Chain::Solana, 0);
+    let ethereum = cluster_address(&ec, Chain::Ethereum, 0);
+    let backup = write(
+        dir.path(),
+        &package(vec![
+            entry(&backups(&ed), &recipients, vec![solana.clone()]),
+            entry(&backups(&ec), &recipients, vec![ethereum.clone()]),
+        ]),
+    );
+    let ed_id = ed.values().next().unwrap().key_id().to_string();
+    let ec_id = ec.values().next().unwrap().key_id().to_string();
+
+    let public = cluster_public_key(&ed, &solana.path);
+    let sample = shardvault_chains::sample::transfer(Chain::Solana, KeyType::Ed25519, &public).unwrap();
+    let unsigned = dir.path().join("solana.b64");
+    std::fs::write(&unsigned, base64::engine::general_purpose::STANDARD.encode(&sample.unsigned)).unwrap();
+    let args =
+        ["--json", "--key", ed_id.as_str(), "--chain", "solana", "--index", "0", "--sign", unsigned.to_str().unwrap()];
+    let answer = succeeded(&recover(&backup, &all, &args));
+    let key = &answer["keys"][0];
+    assert_eq!(key["address"], solana.address);
+    assert_eq!(key["private_key_format"], "ed25519-scalar-le");
+    let scalar: [u8; 32] = hex::decode(key["private_key"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let expanded = ed25519_dalek::hazmat::ExpandedSecretKey {
+        scalar: Option::from(curve25519_dalek::Scalar::from_canonical_bytes(scalar)).unwrap(),
+        hash_prefix: [0; 32],
+    };
+    assert_eq!(ed25519_dalek::VerifyingKey::from(&expanded).as_bytes(), public.as_slice());
+    let signed = &answer["signed"];
+    let signature = hex::decode(signed["signature"].as_str().unwrap()).unwrap();
+    shardvault_testkit::verify_ed25519(&public, &sample.unsigned, &signature).unwrap();
+    assert_eq!(signed["id"], bs58::encode(&signature).into_string());
+    let wire =
+        base64::engine::general_purpose::STANDARD.decode(signed["transaction_base64"].as_str().unwrap()).unwrap();
+    assert!(wire.ends_with(&sample.unsigned) && wire[1..65] == signature[..], "[1 signature][message]");
+
+    let public = cluster_public_key(&ec, &ethereum.path);
+    let sample = shardvault_chains::sample::transfer(Chain::Ethereum, KeyType::EcdsaSecp256k1, &public).unwrap();
+    let unsigned = dir.path().join("eth.hex");
+    std::fs::write(&unsigned, format!("0x{}\n", hex::encode(&sample.unsigned))).unwrap();
+    let args = [
+        "--json",
+        "--key",
+        ec_id.as_str(),
+        "--chain",
+        "ethereum",
+        "--index",
+        "0",
+        "--sign",
+        unsigned.to_str().unwrap(),
+    ];
+    let signed = succeeded(&recover(&backup, &all, &args))["signed"].clone();
+    let digest = shardvault_testkit::keccak256(&sample.unsigned);
+    assert_eq!(signed["digest"], hex::encode(digest));
+    let signature = hex::decode(signed["signature"].as_str().unwrap()).unwrap();
+    let recovery_id = signed["recovery_id"].as_u64().unwrap() as u8;
+    shardvault_testkit::verify_ecdsa(&public, &digest, &signature, recovery_id).unwrap();
+    let raw = hex::decode(signed["raw"].as_str().unwrap().strip_prefix("0x").unwrap()).unwrap();
+    assert_eq!(signed["hash"], format!("0x{}", hex::encode(shardvault_testkit::keccak256(&raw))));
+
+    // Several keys and no --key: refused, naming them.
+    let output = recover(&backup, &all, &["--json", "--chain", "solana", "--index", "0"]);
+    refused(&output, &["--key", ed_id.as_str(), &ec_id]);
+    // A transaction that is not this key's: refused by the nodes' key check.
+    let other = shardvault_chains::sample::transfer(Chain::Solana, KeyType::Ed25519, &[0x3b; 32]).unwrap();
+    std::fs::write(&unsigned, hex::encode(&other.unsigned)).unwrap();
+    let args =
+        ["--json", "--key", ed_id.as_str(), "--chain", "solana", "--index", "0", "--sign", unsigned.to_str().unwrap()];
+    refused(&recover(&backup, &all, &args), &["not this key's to sign"]);
+}
+
+/// `--sign` for the other families: each signature verifies, with
+/// libsecp256k1 or ed25519-dalek, over what the chain's specification says
+/// is signed (written out here), under the cluster's key for that address;
+/// Litecoin's PSBT is accepted by Bitcoin Core's interpreter.
+#[test]
+fn tron_cosmos_litecoin_aptos_and_sui_transactions_are_signed_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let all: Vec<&Officer> = officers.iter().collect();
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let ed = run_dkg(Scheme::EddsaEd25519, 2, 3);
+    let ec = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let backup = write(
+        dir.path(),
+        &package(vec![entry(&backups(&ed), &recipients, vec![]), entry(&backups(&ec), &recipients, vec![])]),
+    );
+    let secp = bitcoin::secp256k1::Secp256k1::verification_only();
+    for (chain, shares) in
+        [(Chain::Tron, &ec), (Chain::Cosmos, &ec), (Chain::Litecoin, &ec), (Chain::Aptos, &ed), (Chain::Sui, &ed)]
+    {
+        let scheme = shares.values().next().unwrap().scheme();
+        let public = cluster_public_key(shares, &index_path(chain, 2));
+        let sample = shardvault_chains::sample::transfer(chain, KeyType::from(scheme), &public).unwrap();
+        let file = dir.path().join(format!("{chain}.tx"));
+        std::fs::write(&file, &sample.unsigned).unwrap();
+        let key_id = shares.values().next().unwrap().key_id().to_string();
+        let args = [
+            "--json",
+            "--key",
+            key_id.as_str(),
+            "--chain",
+            chain.name(),
+            "--index",
+            "2",
+            "--network",
+            sample.network,
+            "--sign",
+            file.to_str().unwrap(),
+        ];
+        let answer = succeeded(&recover(&backup, &all, &args));
+        assert_eq!(answer["keys"][0]["public_key"], hex::encode(&public), "{chain}");
+        let signed = &answer["signed"];
+        let signature = hex::decode(signed["signature"].as_str().unwrap_or_default()).unwrap();
+        match chain {
+            Chain::Tron | Chain::Cosmos => {
+                // Both sign sha256 of the bytes the SDK gave (Tron's raw_data, Cosmos's SignDoc).
+                let digest = shardvault_testkit::sha256(&sample.unsigned);
+                let message = bitcoin::secp256k1::Message::from_digest(digest);
+                let sig = bitcoin::secp256k1::ecdsa::Signature::from_compact(&signature[..64]).unwrap();
+                let key = bitcoin::secp256k1::PublicKey::from_slice(&public).unwrap();
+                secp.verify_ecdsa(&message, &sig, &key).unwrap_or_else(|e| panic!("{chain}: {e}"));
+            }
+            Chain::Litecoin => {
+                let tx = hex::decode(signed["tx_hex"].as_str().unwrap()).unwrap();
+                let psbt = base64::engine::general_purpose::STANDARD.decode(signed["psbt"].as_str().unwrap()).unwrap();
+                let psbt = bitcoin::Psbt::deserialize(&psbt).unwrap();
+                let spent: Vec<(Vec<u8>, u64)> = psbt
+                    .inputs
+                    .iter()
+                    .map(|i| i.witness_utxo.as_ref().map(|o| (o.script_pubkey.to_bytes(), o.value.to_sat())).unwrap())
+                    .collect();
+                for index in 0..spent.len() {
+                    shardvault_testkit::bitcoin_core_verifies(&tx, index, &spent).unwrap();
+                }
+            }
+            Chain::Aptos => {
+                // sha3-256("APTOS::RawTransaction") ‖ the BCS RawTransaction.
+                let message = [&shardvault_testkit::sha3_256(b"APTOS::RawTransaction")[..], &sample.unsigned].concat();
+                shardvault_testkit::verify_ed25519(&public, &message, &signature).unwrap();
+            }
+            _ => {
+                // Sui: flag 0x00 ‖ signature ‖ key, over blake2b-256(intent [0, 0, 0] ‖ TransactionData).
+                assert_eq!((signature[0], &signature[65..]), (0, public.as_slice()));
+                let digest = shardvault_testkit::blake2b256(&[&[0u8, 0, 0][..], &sample.unsigned].concat());
+                shardvault_testkit::verify_ed25519(&public, &digest, &signature[1..65]).unwrap();
+            }
+        }
+    }
+}
+
+/// Every refusal the issue names: wrong identity, too few shares, mixed
+/// epochs, another key's share, a tampered checksum, a tampered age file,
+/// a wrong passphrase, an address list that is not the key's.
+#[test]
+fn bad_backups_and_identities_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let stranger = officer(dir.path(), "mallory", "");
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let good = entry(&backups(&shares), &recipients, vec![cluster_address(&shares, Chain::Ethereum, 0)]);
+    let all: Vec<&Officer> = officers.iter().collect();
+    let root = ["--json", "--path", "m", "--chain", "ethereum"];
+    let backup = write(dir.path(), &package(vec![good.clone()]));
+
+    let stderr = refused(&recover(&backup, &[&stranger], &root), &["wrong identity", "party 1: ssh-ed25519"]);
+    assert!(stderr.contains(&officers[0].public));
+    refused(
+        &recover(&backup, &[&officers[2], &stranger], &root),
+        &["too few shares", "needs 2", "parties 3", "party 1 ("],
+    );
+
+    // Party 2's place holds its share of the next epoch (after a refresh).
+    let refreshed = backups(&run_refresh(&shares));
+    let mut mixed = backups(&shares);
+    mixed[1] = refreshed[1].clone();
+    let backup = write(dir.path(), &package(vec![entry(&mixed, &recipients, vec![])]));
+    refused(&recover(&backup, &all, &root), &["epoch 1", "different epochs"]);
+
+    // Party 2's place holds party 2's share of another key.
+    let mut spliced = backups(&shares);
+    spliced[1] = backups(&run_dkg(Scheme::EcdsaSecp256k1, 2, 3))[1].clone();
+    let backup = write(dir.path(), &package(vec![entry(&spliced, &recipients, vec![])]));
+    refused(&recover(&backup, &all, &root), &["different keys"]);
+
+    // A checksum that does not match.
+    let mut damaged = good.clone();
+    damaged.encrypted_shares.swap(0, 2);
+    let backup = write(dir.path(), &package(vec![damaged]));
+    refused(&recover(&backup, &all, &root), &["checksum", "tampered"]);
+
+    // An age file with one byte changed, under a recomputed checksum.
+    let mut tampered = good.clone();
+    let mut blob = base64::engine::general_purpose::STANDARD.decode(&tampered.encrypted_shares[0]).unwrap();
+    *blob.last_mut().unwrap() ^= 1;
+    tampered.encrypted_shares[0] = base64::engine::general_purpose::STANDARD.encode(blob);
+    tampered.checksum = tampered.compute_checksum();
+    let backup = write(dir.path(), &package(vec![tampered]));
+    refused(&recover(&backup, &all, &root), &["party 1", "does not decrypt", "tampered"]);
+
+    // Recipients listed in another order than the shares are sealed to.
+    let mut swapped = good.clone();
+    swapped.encryption_pubkeys.swap(0, 1);
+    swapped.checksum = swapped.compute_checksum();
+    let backup = write(dir.path(), &package(vec![swapped]));
+    refused(&recover(&backup, &[&officers[0], &officers[2]], &root), &["not encrypted to it", "tampered"]);
+
+    // A listed address that is not the key's.
+    let mut lying = good.clone();
+    lying.addresses[0].address = "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf".into();
+    let backup = write(dir.path(), &package(vec![lying]));
+    refused(&recover(&backup, &all, &["--json", "--verify-addresses"]), &["not the recovered key's", "0x7E5F4552"]);
+
+    // A wrong passphrase for bob's key.
+    let backup = write(dir.path(), &package(vec![good]));
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not it\n").unwrap();
+    let output = Command::new(EXE)
+        .arg("recover")
+        .arg("--backup")
+        .arg(&backup)
+        .arg("--identity")
+        .arg(&officers[1].key)
+        .arg("--identity-passphrase-file")
+        .arg(&wrong)
+        .args(root)
+        .output()
+        .unwrap();
+    refused(&output, &["wrong passphrase"]);
+    // Not a package at all.
+    std::fs::write(&backup, b"{\"format\":\"something else\"}").unwrap();
+    refused(&recover(&backup, &all, &root), &["not a shardvault backup package"]);
+}
+
+// --- The chains' own software (run by .ci/run; see tools/recover_check.py) ---
+
+/// What `tools/recover_check.py` (embit, eth_account) says each key is.
+fn python_check(checks: &Value) -> Value {
+    let python = std::env::var("SHARDVAULT_RECOVER_PYTHON")
+        .expect("SHARDVAULT_RECOVER_PYTHON names a python with tools/requirements-recover.txt");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/recover_check.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), checks.to_string().as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// embit imports the printed WIFs (P2WPKH and, as tr(WIF), P2TR) and
+/// eth_account the printed hex key: each gives the cluster's address.
+#[test]
+#[ignore = "needs embit and eth_account (PyPI); run by .ci/run's recovery step"]
+fn wallets_libraries_import_the_printed_keys_at_the_cluster_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let all: Vec<&Officer> = officers.iter().collect();
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let ec = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let tr = run_dkg(Scheme::SchnorrSecp256k1, 2, 3);
+    let backup = write(
+        dir.path(),
+        &package(vec![entry(&backups(&ec), &recipients, vec![]), entry(&backups(&tr), &recipients, vec![])]),
+    );
+    let id = |shares: &Shares| shares.values().next().unwrap().key_id().to_string();
+    let key = |shares: &Shares, chain: &str, network: &str| {
+        let key_id = id(shares);
+        let args = ["--json", "--key", key_id.as_str(), "--chain", chain, "--index", "0", "--network", network];
+        succeeded(&recover(&backup, &all, &args))["keys"][0].clone()
+    };
+    let mut checks = Vec::new();
+    let mut expected = Vec::new();
+    for (shares, kind, chain, network) in [
+        (&ec, "wif-p2wpkh", Chain::Bitcoin, "bitcoin"),
+        (&ec, "wif-p2wpkh", Chain::Bitcoin, "testnet"),
+        (&tr, "wif-p2tr", Chain::Bitcoin, "bitcoin"),
+        (&ec, "eth", Chain::Ethereum, "mainnet"),
+    ] {
+        let printed = key(shares, chain.name(), network);
+        let public = cluster_public_key(shares, &index_path(chain, 0));
+        let cluster = match (chain, network) {
+            (Chain::Bitcoin, "testnet") => shardvault_chains::p2wpkh(&public, bitcoin::Network::Testnet).unwrap(),
+            _ => chain.address(KeyType::from(shares.values().next().unwrap().scheme()), &public).unwrap(),
+        };
+        assert_eq!(printed["address"], cluster);
+        checks.push(serde_json::json!({ "kind": kind, "key": printed["private_key"], "network": network }));
+        expected.push(cluster);
+    }
+    assert_eq!(python_check(&Value::from(checks)), serde_json::json!(expected));
+}
+
+/// A Solana transfer the Solana SDK builds for the recovered key's address,
+/// signed by `recover --sign`, executes in litesvm.
+#[test]
+#[ignore = "needs the chains' SDKs (npm); run by .ci/run's Chain SDKs step"]
+fn a_solana_transfer_signed_offline_executes_in_litesvm() {
+    use std::io::{BufRead, BufReader, Write};
+    let sdks = std::env::var("SHARDVAULT_CHAIN_SDKS").expect("SHARDVAULT_CHAIN_SDKS names tools/chain-sdks");
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let all: Vec<&Officer> = officers.iter().collect();
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let ed = run_dkg(Scheme::EddsaEd25519, 2, 3);
+    let backup = write(dir.path(), &package(vec![entry(&backups(&ed), &recipients, vec![])]));
+    let target = ["--json", "--chain", "solana", "--index", "0"];
+    let printed = succeeded(&recover(&backup, &all, &target))["keys"][0].clone();
+    let public = hex::decode(printed["public_key"].as_str().unwrap()).unwrap();
+    assert_eq!(public, cluster_public_key(&ed, &index_path(Chain::Solana, 0)));
+
+    let mut sdk = Command::new("node")
+        .arg(format!("{sdks}/prove.mjs"))
+        .arg("solana")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let mut stdin = sdk.stdin.take().unwrap();
+    let mut stdout = BufReader::new(sdk.stdout.take().unwrap());
+    let mut read = || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let value: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("prove.mjs said {line:?}"));
+        assert!(value.get("error").is_none(), "{}", value["error"]);
+        value
+    };
+    writeln!(stdin, "{}", serde_json::json!({ "public_key": hex::encode(&public) })).unwrap();
+    let built = read();
+    assert_eq!(built["address"], printed["address"]);
+    let mut signed = Vec::new();
+    for (i, unsigned) in built["unsigned"].as_array().unwrap().iter().enumerate() {
+        let file = dir.path().join(format!("tx{i}.hex"));
+        std::fs::write(&file, unsigned.as_str().unwrap()).unwrap();
+        let args = [&target[..], &["--sign", file.to_str().unwrap()][..]].concat();
+        let answer = succeeded(&recover(&backup, &all, &args))["signed"].clone();
+        signed.push(serde_json::json!({ "transaction": answer["transaction"], "signature": answer["signature"], "id": answer["id"] }));
+    }
+    // prove.mjs also checks an off-chain message: signed here with the
+    // printed scalar (RFC 8032 over it, any secret nonce prefix).
+    let text = b"I control this address: shardvault".to_vec();
+    let message = shardvault_chains::MessageFormat::SolanaOffchain.signing_input(&public, &text).unwrap();
+    let scalar: [u8; 32] = hex::decode(printed["private_key"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let expanded = ed25519_dalek::hazmat::ExpandedSecretKey {
+        scalar: Option::from(curve25519_dalek::Scalar::from_canonical_bytes(scalar)).unwrap(),
+        hash_prefix: [7; 32],
+    };
+    let verifying = ed25519_dalek::VerifyingKey::from(&expanded);
+    let signature = ed25519_dalek::hazmat::raw_sign::<sha2::Sha512>(&expanded, &message, &verifying).to_bytes();
+    let message = serde_json::json!({ "text": hex::encode(&text), "signature": hex::encode(signature) });
+    writeln!(stdin, "{}", serde_json::json!({ "signed": signed, "message": message })).unwrap();
+    let verdict = read();
+    assert!(sdk.wait().unwrap().success());
+    assert_eq!(verdict["executed"].as_array().unwrap().len(), 3, "legacy, v0, v0 with a lookup table");
+    assert_eq!(verdict["recipient_balance"], "7500000");
+}

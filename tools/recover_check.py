@@ -1,0 +1,40 @@
+"""Import the private keys `shardvault recover` prints with wallets' own libraries.
+
+Reads a JSON list from stdin, each {"kind": "wif-p2wpkh" | "wif-p2tr" | "eth", "key": "…",
+"network": "bitcoin" | "testnet" | …}, and prints as a JSON list the address each library
+derives from the key: embit for Bitcoin WIFs (P2WPKH, and P2TR with the BIP86 tweak embit
+applies to the internal key, as a tr(KEY) descriptor does), eth_account for 0x-hex keys.
+The library must also accept the key's network: a mainnet WIF is not a testnet one.
+Used by the test `recover` (crates/cli/tests).
+"""
+import json
+import sys
+
+from embit import ec, script
+from embit.networks import NETWORKS
+from eth_account import Account
+
+EMBIT_NETWORK = {"bitcoin": "main", "mainnet": "main", "testnet": "test", "signet": "signet", "regtest": "regtest"}
+
+
+def address(check):
+    if check["kind"] == "eth":
+        return Account.from_key(check["key"]).address
+    network = NETWORKS[EMBIT_NETWORK[check["network"]]]
+    key = ec.PrivateKey.from_wif(check["key"])
+    if key.network["wif"] != network["wif"]:
+        raise ValueError(f"the WIF is for {key.network['name']}, not {network['name']}")
+    if not key.compressed:
+        raise ValueError("the WIF is of an uncompressed key")
+    public = key.get_public_key()
+    if check["kind"] == "wif-p2wpkh":
+        return script.p2wpkh(public).address(network)
+    return script.p2tr(public).address(network)
+
+
+def main() -> None:
+    print(json.dumps([address(check) for check in json.load(sys.stdin)]))
+
+
+if __name__ == "__main__":
+    main()
