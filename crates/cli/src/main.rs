@@ -16,6 +16,7 @@ mod lifecycle;
 mod recover;
 mod report;
 mod review;
+mod shamir;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -106,6 +107,16 @@ enum Command {
     /// Measure signing latency and throughput on a fresh devnet against the
     /// in-process floor (release builds give meaningful numbers).
     Bench(BenchArgs),
+    /// Split a secret into Shamir shares and combine them again (HashiCorp
+    /// Vault's share format).
+    ///
+    /// Shares made by Vault's `shamir` package, or by any implementation of
+    /// its format, combine here, and these combine there. A share is the
+    /// standard base64 of its bytes: one y byte per secret byte, then its x
+    /// byte (docs/FORMATS.md). The format has no checksum, so `combine`
+    /// cannot tell a wrong share set from a right one: check what it returns.
+    #[command(subcommand)]
+    Shamir(shamir::ShamirCommand),
 }
 
 #[derive(Debug, Args)]
@@ -384,6 +395,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::NodeIdentity(args) => daemon::node_identity(args, cli.json),
         Command::RotateKek(args) => daemon::rotate_kek(args),
         Command::Identity(command) => identity::run(command, cli.json),
+        Command::Shamir(command) => shamir::run(command, cli.json),
         Command::Devnet(args) => {
             let mut devnet = devnet::Devnet::launch(&args.dir, args.nodes, args.tls, args.owner.as_deref())?;
             let file = std::fs::read_to_string(args.dir.join("devnet.json"))?;
@@ -725,6 +737,11 @@ mod tests {
         "backup_identity",
         "verify_addresses",
         "sign_file",
+        // Shamir: which secret or shares, how many, where the shares go.
+        "parts",
+        "input",
+        "inputs",
+        "out_dir",
     ];
 
     /// README: "every configuration flag also reads an environment variable".

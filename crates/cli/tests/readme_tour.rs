@@ -485,7 +485,7 @@ fn readme() -> String {
 #[test]
 fn the_readme_tour_runs_as_shown() {
     let blocks = tour(&readme(), "## A five-minute tour");
-    assert_eq!(blocks.len(), 3, "the tour, its governed part and the in-process lifecycle");
+    assert_eq!(blocks.len(), 4, "the tour, its governed part, the in-process lifecycle and Shamir splitting");
     let dir = tempfile::tempdir().unwrap();
     let mut tour = Tour { dir: dir.path().to_path_buf(), state: State::default(), background: Vec::new() };
     let mut ran = 0;

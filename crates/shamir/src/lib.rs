@@ -113,9 +113,10 @@ fn split_with<R: RngCore + CryptoRng>(
     // other threshold - 1 are random (any value, 0 included, as in Vault).
     let mut coefficients = Zeroizing::new(vec![0u8; usize::from(threshold)]);
     for &byte in secret {
-        let (constant, random) = coefficients.split_at_mut(1);
-        constant.fill(byte);
-        fill(rng, random)?;
+        if let Some((constant, random)) = coefficients.split_first_mut() {
+            *constant = byte;
+            fill(rng, random)?;
+        }
         for (share, &x) in shares.iter_mut().zip(&xs) {
             share.push(evaluate(&coefficients, x));
         }
