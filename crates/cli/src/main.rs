@@ -735,6 +735,7 @@ mod tests {
         // Recovery: which backup, whose keys open it, what to check or sign.
         "backup",
         "backup_identity",
+        "identity_shares",
         "verify_addresses",
         "sign_file",
         // Shamir: which secret or shares, how many, where the shares go.

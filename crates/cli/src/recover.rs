@@ -28,8 +28,13 @@ pub struct RecoverArgs {
     backup: PathBuf,
     /// A recipient's OpenSSH ed25519 private key (`ssh-keygen -t ed25519`);
     /// repeat it for each officer's key: t of them open the root key.
-    #[arg(long = "identity", id = "backup_identity", value_name = "KEY", required = true)]
+    #[arg(long = "identity", id = "backup_identity", value_name = "KEY", required_unless_present = "identity_shares")]
     identities: Vec<PathBuf>,
+    /// A recipient's private key split with `shardvault shamir split` (e.g.
+    /// 3-of-5 among officers): a file of base64 shares, one per line, at
+    /// least the split's threshold. Repeat for each such key.
+    #[arg(long = "identity-shares", id = "identity_shares", value_name = "FILE")]
+    identity_shares: Vec<PathBuf>,
     /// A file whose first line is the passphrase of the passphrase-protected
     /// identities (else the environment variable SHARDVAULT_BACKUP_PASSPHRASE,
     /// else a prompt on the terminal for each).
@@ -87,7 +92,7 @@ pub fn run(args: &RecoverArgs, json: bool) -> Result<()> {
     let entry = package::select(&backup, args.key.as_deref())?;
     let scheme = package::scheme(entry)?;
     let passphrases = identities::Passphrases { file: args.identity_passphrase_file.as_deref() };
-    let identities = identities::read_all(&args.identities, &passphrases)?;
+    let identities = identities::read_all(&args.identities, &args.identity_shares, &passphrases)?;
     let opened = package::open(&backup, entry, &identities)?;
     // The root first: t shares of one epoch interpolate to the root public key.
     let root = recover_key_with_seeds(&opened.shares, &opened.seeds, &DerivationPath::root())?;

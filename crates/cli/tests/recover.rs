@@ -706,3 +706,45 @@ fn a_solana_transfer_signed_offline_executes_in_litesvm() {
     assert_eq!(verdict["executed"].as_array().unwrap().len(), 3, "legacy, v0, v0 with a lookup table");
     assert_eq!(verdict["recipient_balance"], "7500000");
 }
+
+/// An officer's backup key split 3-of-5 (Vault's Shamir format, as `shamir
+/// split` writes): three of the five shares stand in for the key file; two
+/// do not, and the refusal says so.
+#[test]
+fn an_identity_given_as_shamir_shares_opens_its_partys_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let backup = write(dir.path(), &package(vec![entry(&backups(&shares), &recipients, vec![])]));
+    let key = std::fs::read(&officers[2].key).unwrap();
+    let pieces = shardvault_shamir::split(&key, 5, 3).unwrap();
+    let lines = |n: usize| {
+        let text: Vec<String> =
+            pieces.iter().skip(1).take(n).map(|p| base64::engine::general_purpose::STANDARD.encode(p)).collect();
+        text.join("\n") + "\n"
+    };
+    for (count, ok) in [(3, true), (4, true), (2, false)] {
+        let file = dir.path().join(format!("carol-{count}.shares"));
+        std::fs::write(&file, lines(count)).unwrap();
+        let output = Command::new(EXE)
+            .args(["--json", "recover", "--backup"])
+            .arg(&backup)
+            .arg("--identity")
+            .arg(&officers[0].key)
+            .arg("--identity-shares")
+            .arg(&file)
+            .args(["--path", "m", "--chain", "ethereum"])
+            .output()
+            .unwrap();
+        match ok {
+            true => {
+                let answer = succeeded(&output);
+                assert_eq!(answer["parties_opened"], serde_json::json!([1, 3]), "{answer}");
+            }
+            false => {
+                refused(&output, &["shares", "combine"]);
+            }
+        }
+    }
+}

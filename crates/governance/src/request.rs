@@ -336,8 +336,17 @@ fn check_backup_shape(keys: &[KeyId], recipients: &[MemberKey]) -> Result<(), Er
             recipients.len()
         )));
     }
+    // age converts an ssh-ed25519 key to X25519 from its y coordinate alone:
+    // a key and its sign-flipped twin are one decryption key.
+    let y = |key: &MemberKey| {
+        let mut bytes = key.ed25519_bytes();
+        if let Some(last) = bytes.last_mut() {
+            *last &= 0x7f;
+        }
+        bytes
+    };
     for (index, recipient) in recipients.iter().enumerate() {
-        if recipients.iter().take(index).any(|earlier| earlier == recipient) {
+        if recipients.iter().take(index).any(|earlier| y(earlier) == y(recipient)) {
             return Err(Error::Governance(format!(
                 "recipient {} is given for two parties; give each party's share its own key",
                 recipient.fingerprint()
@@ -345,4 +354,29 @@ fn check_backup_shape(keys: &[KeyId], recipients: &[MemberKey]) -> Result<(), Er
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(bytes: [u8; 32]) -> MemberKey {
+        let public = ssh_key::PublicKey::from(ssh_key::public::Ed25519PublicKey(bytes));
+        MemberKey::from_public(public).unwrap()
+    }
+
+    /// age opens a key and its sign-flipped twin with one private key.
+    #[test]
+    fn a_backup_recipient_and_its_sign_flipped_twin_are_one_recipient() {
+        let alice = crate::Identity::generate("alice").unwrap().member_key().unwrap();
+        let bob = crate::Identity::generate("bob").unwrap().member_key().unwrap();
+        let mut flipped = alice.ed25519_bytes();
+        flipped[31] ^= 0x80;
+        let twin = key(flipped);
+        assert_ne!(twin, alice);
+        let keys = vec![KeyId::random()];
+        assert!(check_backup_shape(&keys, &[alice.clone(), bob.clone()]).is_ok());
+        let refused = check_backup_shape(&keys, &[alice, bob, twin]).unwrap_err();
+        assert!(refused.to_string().contains("two parties"), "{refused}");
+    }
 }

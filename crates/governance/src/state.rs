@@ -158,9 +158,9 @@ impl State {
     }
 
     /// The approvals `operation` needs, by the policy on `facts`. A backup
-    /// export needs every member who may approve, whatever the rule that
-    /// matches it asks (a rule denying it still denies it): it hands out
-    /// every share at once.
+    /// export the policy allows needs every member who may approve, whatever
+    /// the rule that matches it asks (a rule denying it, or no rule matching
+    /// it, still denies it): it hands out every share at once.
     pub fn decide(
         &self,
         operation: &Operation,
@@ -172,11 +172,9 @@ impl State {
         if !matches!(operation, Operation::ExportBackup { .. }) {
             return evaluated;
         }
-        let rule_index = match evaluated {
-            Ok(decision) => decision.rule_index,
-            Err(Error::Denied { rule: None, .. }) => self.policy.rules.len(),
-            Err(error) => return Err(error),
-        };
+        // The rule that matches must allow it (no match denies, as for every
+        // request); it then needs everyone, whatever that rule asks.
+        let rule_index = evaluated?.rule_index;
         let groups: Vec<Group> = self
             .members
             .iter()

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use base64::Engine;
 use ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
 use zeroize::Zeroizing;
 
@@ -76,6 +77,45 @@ impl BackupIdentity {
         let text = Zeroizing::new(
             std::fs::read_to_string(file).with_context(|| format!("reading the identity {}", file.display()))?,
         );
+        Self::from_text(&text, file, passphrases)
+    }
+
+    /// Rebuilds an OpenSSH private key split with `shardvault shamir split`
+    /// (HashiCorp Vault's share format) from `file`: base64 shares, one per
+    /// line, at least the split's threshold of them.
+    pub fn from_shares(file: &Path, passphrases: &Passphrases<'_>) -> Result<Self> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(file).with_context(|| format!("reading the identity shares {}", file.display()))?,
+        );
+        let mut shares = Vec::new();
+        for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let share = base64::engine::general_purpose::STANDARD
+                .decode(line.trim())
+                .map_err(|_| anyhow::anyhow!("{} line {}: not a base64 Shamir share", file.display(), number + 1))?;
+            shares.push(Zeroizing::new(share));
+        }
+        let pieces: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
+        let secret = shardvault_shamir::combine(&pieces)
+            .with_context(|| format!("{}: the shares do not combine", file.display()))?;
+        // Vault's format has no checksum: too few or wrong shares give other
+        // bytes, which do not read as a key.
+        let text = Zeroizing::new(String::from_utf8(secret.to_vec()).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: the {} shares combine to no OpenSSH key: too few of them, or shares of another secret",
+                file.display(),
+                pieces.len()
+            )
+        })?);
+        Self::from_text(&text, file, passphrases).with_context(|| {
+            format!(
+                "{}: the {} shares combine to no usable key (too few, or of another secret?)",
+                file.display(),
+                pieces.len()
+            )
+        })
+    }
+
+    fn from_text(text: &str, file: &Path, passphrases: &Passphrases<'_>) -> Result<Self> {
         let key = PrivateKey::from_openssh(text.trim()).with_context(|| {
             format!("{} is not an OpenSSH private key (ssh-keygen -t ed25519 writes one)", file.display())
         })?;
@@ -124,10 +164,13 @@ impl BackupIdentity {
 }
 
 /// Reads every `--identity`; the same key given twice is refused.
-pub fn read_all(files: &[PathBuf], passphrases: &Passphrases<'_>) -> Result<Vec<BackupIdentity>> {
+pub fn read_all(files: &[PathBuf], shared: &[PathBuf], passphrases: &Passphrases<'_>) -> Result<Vec<BackupIdentity>> {
     let mut identities: Vec<BackupIdentity> = Vec::new();
-    for file in files {
-        let identity = BackupIdentity::read(file, passphrases)?;
+    type Reader = fn(&Path, &Passphrases<'_>) -> Result<BackupIdentity>;
+    let read = files.iter().map(|file| (file, BackupIdentity::read as Reader));
+    let combined = shared.iter().map(|file| (file, BackupIdentity::from_shares as Reader));
+    for (file, reader) in read.chain(combined) {
+        let identity = reader(file, passphrases)?;
         if let Some(twin) = identities.iter().find(|i| i.public.key_data() == identity.public.key_data()) {
             bail!("{} and {} are the same key", twin.file.display(), file.display());
         }

@@ -236,7 +236,12 @@ fn seeds(
         let expected =
             (key.to_ascii_lowercase(), entry.root_public_key.to_ascii_lowercase(), seed.from_party, seed.to_party);
         let found = (share.key_id.clone(), share.root_public_key.clone(), share.from_party, share.to_party);
-        if found != expected || share.organisation != package.organisation || share.request_id != package.request_id {
+        let shape = (share.threshold, usize::from(share.parties)) == (entry.threshold, entry.party_ids.len());
+        if found != expected
+            || !shape
+            || share.organisation != package.organisation
+            || share.request_id != package.request_id
+        {
             bail!(
                 "key {key}: the seed share listed from party {} to party {} is of another key, party or backup",
                 seed.from_party,

@@ -30,6 +30,10 @@ fn facts(job: &Job, request: &Request) -> Result<Facts, NodeError> {
     let key_id = job.key_id.to_string();
     let undecodable =
         |e: shardvault_governance::Error| refused(format!("what is to be signed does not decode for the policy: {e}"));
+    if let JobKind::ExportBackup { .. } = &job.kind {
+        // One job per key: rules about keys apply to each key exported.
+        return Facts::operation(request.operation.kind(), Some(&key_id)).map_err(undecodable);
+    }
     let JobKind::Sign { payload, .. } = &job.kind else {
         // A derivation for a signature is judged as that signature, decoded
         // from the request's own bytes.
