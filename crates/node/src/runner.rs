@@ -571,18 +571,19 @@ impl Node {
                 recipients.len()
             )));
         }
-        let recipient = recipients
-            .get(usize::from(me.get()) - 1)
-            .ok_or_else(|| NodeError::Refused(format!("no recipient for party {me}")))?;
         let lines = recipients
             .iter()
             .map(|r| r.to_openssh().map_err(|e| NodeError::Refused(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        let line = lines.get(usize::from(me.get()) - 1).cloned().unwrap_or_default();
+        let own = usize::from(me.get()) - 1;
+        let (recipient, line) = recipients
+            .get(own)
+            .zip(lines.get(own))
+            .ok_or_else(|| NodeError::Refused(format!("no recipient for party {me}")))?;
         let organisation = self.genesis.id().map_err(|e| NodeError::Refused(e.to_string()))?;
         let plaintext = BackupPlaintext::new(organisation.to_string(), approved.id.to_string(), now, share.backup()?);
         let refuse = |e: shardvault_backup::Error| NodeError::Refused(e.to_string());
-        let sealed = shardvault_backup::seal(&plaintext, &[line]).map_err(refuse)?;
+        let sealed = shardvault_backup::seal(&plaintext, std::slice::from_ref(line)).map_err(refuse)?;
         // Shares of this party's chain seed for every other party's holder,
         // so that any t backups recover every hardened path.
         let seed_shares = shardvault_backup::seal_seed_shares(&plaintext, &lines)

@@ -99,14 +99,14 @@ impl BackupIdentity {
             .with_context(|| format!("{}: the shares do not combine", file.display()))?;
         // Vault's format has no checksum: too few or wrong shares give other
         // bytes, which do not read as a key.
-        let text = Zeroizing::new(String::from_utf8(secret.to_vec()).map_err(|_| {
+        let text = std::str::from_utf8(&secret).map_err(|_| {
             anyhow::anyhow!(
                 "{}: the {} shares combine to no OpenSSH key: too few of them, or shares of another secret",
                 file.display(),
                 pieces.len()
             )
-        })?);
-        Self::from_text(&text, file, passphrases).with_context(|| {
+        })?;
+        Self::from_text(text, file, passphrases).with_context(|| {
             format!(
                 "{}: the {} shares combine to no usable key (too few, or of another secret?)",
                 file.display(),

@@ -20,7 +20,7 @@ use shardvault_api::{
 };
 use shardvault_governance::{MemberKey, Operation};
 use shardvault_types::derive::child_chain_code;
-use shardvault_types::{DerivationPath, Epoch, KeyId, Scheme, SessionId};
+use shardvault_types::{DerivationPath, KeyId, Scheme, SessionId};
 use shardvault_wire::{AddressStatement, Job, JobKind, NodeId, Outcome};
 
 use super::{agree, answer, key_id, load_key, parse, requests, Answer, ApiError, Approved};
@@ -86,6 +86,7 @@ pub(crate) async fn run(state: &State, approved: &Approved) -> Answer {
         .map(|key| key.to_openssh().map_err(|e| ApiError::bug(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let mut exported = Vec::with_capacity(keys.len());
+    let mut epochs = Vec::with_capacity(keys.len());
     for id in keys {
         let key = load_key(state, id)?;
         let job = Job {
@@ -97,15 +98,13 @@ pub(crate) async fn run(state: &State, approved: &Approved) -> Answer {
         };
         let results = state.run(job).await;
         exported.push(entry(state, &key, &lines, &results)?);
+        // `entry` refused any epoch but the key's.
+        epochs.push((key.key_id, key.epoch));
     }
     let at = now();
     let request_id = approved.request.id.to_string();
-    for entry in &exported {
-        let key = key_id(&entry.key_id)?;
-        state
-            .db()
-            .put_backup(&request_id, &key, Epoch(u32::try_from(entry.epoch).unwrap_or(u32::MAX)), at, &lines)
-            .map_err(ApiError::storage)?;
+    for (key, epoch) in &epochs {
+        state.db().put_backup(&request_id, key, *epoch, at, &lines).map_err(ApiError::storage)?;
     }
     let package = BackupPackage {
         format: BACKUP_FORMAT.into(),
