@@ -10,7 +10,11 @@ use utoipa::ToSchema;
 pub const BACKUP_FORMAT: &str = "shardvault-backup";
 
 /// The package version this release writes and reads.
-pub const BACKUP_VERSION: u16 = 1;
+pub const BACKUP_VERSION: u16 = 2;
+
+/// The oldest package version this release reads (version 1 packages carry
+/// no node signatures: they are read only unverified).
+pub const BACKUP_MIN_VERSION: u16 = 1;
 
 /// `POST /v1/backups`: export the named keys (none: every key), one
 /// recipient per party in party order (recipient 1 for party 1, …). A
@@ -34,7 +38,7 @@ pub struct BackupRequest {
 pub struct BackupPackage {
     /// Always [`BACKUP_FORMAT`].
     pub format: String,
-    /// Always [`BACKUP_VERSION`].
+    /// [`BACKUP_VERSION`] when written; read from [`BACKUP_MIN_VERSION`] up.
     pub version: u16,
     /// The organisation id (hex SHA-256 of its genesis).
     pub organisation: String,
@@ -75,7 +79,13 @@ pub struct ExportedKeyShare {
     /// Shares of every party's chain seed, each sealed to another party's
     /// recipient: with them any t parties' files recover hardened paths.
     pub encrypted_seed_shares: Vec<EncryptedSeedShare>,
-    /// Every address the coordinator knows for the key, for `recover --verify-addresses`.
+    /// Every node's signature over its backup statement (docs/FORMATS.md
+    /// "Backup statement"), in party order: what `recover --cluster` and
+    /// `backup fetch` check the files against. Empty in version 1 packages.
+    #[serde(default)]
+    pub share_attestations: Vec<ShareAttestation>,
+    /// Every address the nodes attested for the key, with their
+    /// attestations, for `recover --verify-addresses`.
     pub addresses: Vec<BackupAddress>,
     /// [`ExportedKeyShare::compute_checksum`], hex.
     pub checksum: String,
@@ -93,6 +103,18 @@ pub struct EncryptedSeedShare {
     pub encrypted_share: String,
 }
 
+/// One node's signature over the backup statement of its party's files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShareAttestation {
+    /// The party whose files the node sealed.
+    pub party: u8,
+    /// The node (its identity key is pinned in the cluster file).
+    pub node: u16,
+    /// Ed25519 under the node's identity key over the backup statement, hex (64 bytes).
+    pub signature: String,
+}
+
 /// An address of a backed-up key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +128,13 @@ pub struct BackupAddress {
     /// Cosmos chains: the bech32 prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bech32_prefix: Option<String>,
+    /// The child public key at `path`, hex (absent in version 1 packages).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub public_key: String,
+    /// The nodes' address attestations (docs/FORMATS.md "Address
+    /// attestation"); empty in version 1 packages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<crate::Attestation>,
 }
 
 impl ExportedKeyShare {

@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use shardvault_api::{BackupPackage, BackupRequest, BACKUP_FORMAT, BACKUP_VERSION};
 use shardvault_client::Outcome;
+use shardvault_governance::MemberKey;
 
 use crate::ApiArgs;
 
@@ -30,6 +31,8 @@ pub enum BackupCommand {
         /// Where to write the package (created 0600; never overwritten).
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        check: CheckArgs,
     },
     /// Every key, its epoch and its last backup; keys whose active epoch has
     /// no backup (never backed up, or refreshed since) are flagged.
@@ -59,17 +62,32 @@ pub struct ExportArgs {
     /// How long --wait waits, in seconds.
     #[arg(long, env = "SHARDVAULT_WAIT_TIMEOUT", default_value_t = 3600)]
     wait_timeout: u64,
+    #[command(flatten)]
+    check: CheckArgs,
+}
+
+/// How a package is checked before it is written.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The pinned cluster file (a devnet writes DIR/cluster.json): the
+    /// package is written only if every party's files are signed by its node.
+    #[arg(long, env = "SHARDVAULT_CLUSTER")]
+    cluster: Option<PathBuf>,
+    /// Write the package without checking the nodes' signatures (with a
+    /// warning). A backup nobody checked may not recover anything.
+    #[arg(long, conflicts_with = "cluster")]
+    unverified: bool,
 }
 
 pub fn run(json: bool, command: &BackupCommand) -> Result<()> {
     match command {
         BackupCommand::Export(args) => export(json, args),
-        BackupCommand::Fetch { api, request_id, out } => {
+        BackupCommand::Fetch { api, request_id, out, check } => {
             refuse_existing(out)?;
             let client = crate::client(api)?;
             let record = client.request(request_id).with_context(|| format!("fetching request {request_id}"))?;
             match shardvault_client::finished::<BackupPackage>(record)? {
-                Outcome::Done(package) => write(json, out, &package),
+                Outcome::Done(package) => write(json, out, &package, check, None),
                 Outcome::Pending(record) => bail!(
                     "request {} is still pending: every member who may approve must approve it \
                      (`shardvault request show {}` says who has not)",
@@ -85,16 +103,22 @@ pub fn run(json: bool, command: &BackupCommand) -> Result<()> {
 fn export(json: bool, args: &ExportArgs) -> Result<()> {
     refuse_existing(&args.out)?;
     let recipients = args.recipients.iter().map(|r| recipient(r)).collect::<Result<Vec<_>>>()?;
+    let asked = recipients
+        .iter()
+        .map(|line| Ok(line.parse::<MemberKey>()?.to_openssh()?))
+        .collect::<Result<Vec<_>>>()
+        .context("a recipient")?;
     let body = BackupRequest { keys: args.keys.clone(), recipients };
     let client = crate::client(&args.api)?;
+    let write = |package: &BackupPackage| write(json, &args.out, package, &args.check, Some(&asked));
     match client.export_backup(&body, Some(&crate::idempotency(&args.api)))? {
-        Outcome::Done(package) => write(json, &args.out, &package),
+        Outcome::Done(package) => write(&package),
         Outcome::Pending(record) if args.wait => {
             let answer =
                 crate::governance::wait_for(&client, &record.request_id, Duration::from_secs(args.wait_timeout))?;
             let package: BackupPackage =
                 serde_json::from_value(answer).context("the export's answer is not a backup package")?;
-            write(json, &args.out, &package)
+            write(&package)
         }
         Outcome::Pending(record) => {
             let next = format!(
@@ -129,8 +153,10 @@ fn refuse_existing(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks the package's shape and checksums, then writes it 0600.
-fn write(json: bool, out: &Path, package: &BackupPackage) -> Result<()> {
+/// Checks the package's shape, checksums and (unless --unverified) every
+/// party's node signature against the pinned cluster file, and that it is
+/// sealed to the recipients `asked` for; then writes it 0600.
+fn write(json: bool, out: &Path, package: &BackupPackage, check: &CheckArgs, asked: Option<&[String]>) -> Result<()> {
     if package.format != BACKUP_FORMAT || package.version != BACKUP_VERSION {
         bail!(
             "the coordinator answered a {} version {} package, not {BACKUP_FORMAT} version {BACKUP_VERSION}",
@@ -142,7 +168,15 @@ fn write(json: bool, out: &Path, package: &BackupPackage) -> Result<()> {
         if entry.checksum != entry.compute_checksum() {
             bail!("the package's entry for key {} fails its checksum; not writing it", entry.key_id);
         }
+        if asked.is_some_and(|asked| entry.encryption_pubkeys != asked) {
+            bail!(
+                "the package's entry for key {} is sealed to {:?}, not to the recipients given; not writing it",
+                entry.key_id,
+                entry.encryption_pubkeys
+            );
+        }
     }
+    authenticate(package, check)?;
     let text = serde_json::to_vec_pretty(package)?;
     refuse_existing(out)?;
     shardvault_vault::files::write_private(out, &text).with_context(|| format!("writing {}", out.display()))?;
@@ -156,6 +190,37 @@ fn write(json: bool, out: &Path, package: &BackupPackage) -> Result<()> {
         &json!({ "request_id": package.request_id, "out": out.display().to_string(), "keys": keys,
                  "next": "keep each recipient's private key apart; `age -d -i KEY` opens that party's share, `shardvault recover` rebuilds keys offline" }),
     )
+}
+
+/// Refuses a package in which any party's files are not signed by its node
+/// (checked against the pinned cluster file), unless --unverified.
+fn authenticate(package: &BackupPackage, check: &CheckArgs) -> Result<()> {
+    let Some(file) = &check.cluster else {
+        if !check.unverified {
+            bail!(
+                "refusing to write a backup without checking it: give the pinned cluster file with --cluster FILE \
+                 or SHARDVAULT_CLUSTER (every node signs the files it sealed), or --unverified"
+            );
+        }
+        eprintln!("WARNING: --unverified: the nodes' signatures on this backup were not checked");
+        return Ok(());
+    };
+    let cluster = crate::daemon::read_cluster(file)?;
+    for entry in &package.exported_key_shares {
+        let authenticity = crate::authenticity::check(package, entry, &cluster)?;
+        if !authenticity.complete(entry) {
+            bail!(
+                "the package's entry for key {} is not what its nodes sealed ({}); not writing it. Export again; \
+                 if it repeats, the coordinator or that node is not to be trusted",
+                entry.key_id,
+                authenticity.describe_rejected()
+            );
+        }
+        for (address, why) in &authenticity.unattested {
+            eprintln!("warning: key {}: the listed address {address} is not attested: {why}", entry.key_id);
+        }
+    }
+    Ok(())
 }
 
 fn list(json: bool, list: &shardvault_api::BackupList) -> Result<()> {

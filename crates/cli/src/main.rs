@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod authenticity;
 mod backup;
 mod bench;
 mod client;

@@ -18,7 +18,9 @@ use serde::Serialize;
 use shardvault_mpc::{recover_key_with_seeds, DerivationPath, RecoveredKey};
 use zeroize::Zeroizing;
 
+use crate::authenticity::{self, Authenticity};
 use keys::{KeyOutput, Target};
+use shardvault_api::BackupAddress;
 
 /// `shardvault recover`.
 #[derive(Debug, Args)]
@@ -65,9 +67,20 @@ pub struct RecoverArgs {
     #[arg(long)]
     bech32_prefix: Option<String>,
     /// Recompute every address the backup lists from the recovered key and
-    /// refuse on any mismatch.
+    /// refuse on any mismatch (with --cluster: every address the nodes
+    /// attested; the printed key's address is then always checked).
     #[arg(long)]
     verify_addresses: bool,
+    /// The pinned cluster file (a devnet writes DIR/cluster.json; keep a copy
+    /// with the backup): only files their node signed are used, and only
+    /// addresses max(2, t) of its nodes attested are trusted.
+    #[arg(long, env = "SHARDVAULT_CLUSTER", value_name = "FILE")]
+    cluster: Option<PathBuf>,
+    /// Recover without checking the nodes' signatures (a version 1 package,
+    /// or a lost cluster file): anyone who knows the recipients could have
+    /// written the package. Compare the addresses with ones you verified.
+    #[arg(long, conflicts_with = "cluster")]
+    unverified: bool,
     /// Sign this unsigned transaction with the recovered key (as `shardvault
     /// sign` takes it: a PSBT, binary or base64; an EVM preimage, hex; a
     /// Solana, Aptos, Sui, Tron or Cosmos transaction, hex or base64) and
@@ -91,9 +104,10 @@ pub fn run(args: &RecoverArgs, json: bool) -> Result<()> {
     let backup = package::read(&args.backup)?;
     let entry = package::select(&backup, args.key.as_deref())?;
     let scheme = package::scheme(entry)?;
+    let authenticity = authenticate(args, &backup, entry)?;
     let passphrases = identities::Passphrases { file: args.identity_passphrase_file.as_deref() };
     let identities = identities::read_all(&args.identities, &args.identity_shares, &passphrases)?;
-    let opened = package::open(&backup, entry, &identities)?;
+    let opened = package::open(&backup, entry, &identities, authenticity.as_ref().map(|a| &a.parties))?;
     // The root first: t shares of one epoch interpolate to the root public key.
     let root = recover_key_with_seeds(&opened.shares, &opened.seeds, &DerivationPath::root())?;
     if hex::encode(&root.public_key) != entry.root_public_key.to_ascii_lowercase() {
@@ -108,8 +122,9 @@ pub fn run(args: &RecoverArgs, json: bool) -> Result<()> {
 
     let mut keys = Vec::new();
     let mut signed = None;
-    if let Some(path) = target_path(args)? {
-        let key = derive(&path)?;
+    let target = target_path(args)?;
+    if let Some(path) = &target {
+        let key = derive(path)?;
         let targets = match &args.chain {
             Some(name) => vec![Target::new(name, args.network.as_deref(), args.bech32_prefix.as_deref())?],
             None => shardvault_chains::Chain::ALL
@@ -129,9 +144,23 @@ pub fn run(args: &RecoverArgs, json: bool) -> Result<()> {
     } else if !args.verify_addresses {
         bail!("say which key to print: --path P, or --chain C --index I (or only check with --verify-addresses)");
     }
-    let verified = match args.verify_addresses {
-        true => Some(verify_addresses(entry, &derive)?),
-        false => None,
+    let listed = authenticity.as_ref().map_or(entry.addresses.as_slice(), |a| a.addresses.as_slice());
+    let to_check: Vec<&BackupAddress> = match (args.verify_addresses, &target, &authenticity) {
+        (true, _, _) => listed.iter().collect(),
+        // An attested address at the printed path is always compared: a
+        // hostile node's wrong seed shares show there.
+        (false, Some(path), Some(_)) => listed.iter().filter(|a| a.path.parse().ok().as_ref() == Some(path)).collect(),
+        _ => Vec::new(),
+    };
+    if args.verify_addresses && to_check.is_empty() {
+        eprintln!(
+            "warning: the backup lists no {}address to verify",
+            if authenticity.is_some() { "attested " } else { "" }
+        );
+    }
+    let verified = match to_check.is_empty() && !args.verify_addresses {
+        true => None,
+        false => Some(verify_addresses(&to_check, &derive)?),
     };
 
     let parties: Vec<u8> = opened.parties.iter().copied().collect();
@@ -144,6 +173,7 @@ pub fn run(args: &RecoverArgs, json: bool) -> Result<()> {
         parties_opened: &parties,
         keys: &keys,
         verified_addresses: verified.as_deref(),
+        authenticity: authenticity.as_ref(),
         signed: signed.as_ref(),
     };
     print(json, &output)?;
@@ -153,6 +183,39 @@ pub fn run(args: &RecoverArgs, json: bool) -> Result<()> {
         if keys.len() == 1 { "s" } else { "" }
     );
     Ok(())
+}
+
+/// With --cluster: which parties' files their nodes signed (each party that
+/// does not count is named on stderr and left unused). Refuses to go on
+/// without either --cluster or --unverified.
+fn authenticate(
+    args: &RecoverArgs,
+    backup: &shardvault_api::BackupPackage,
+    entry: &shardvault_api::ExportedKeyShare,
+) -> Result<Option<Authenticity>> {
+    let Some(file) = &args.cluster else {
+        if !args.unverified {
+            bail!(
+                "refusing to recover from a package nobody vouched for: give the pinned cluster file with \
+                 --cluster FILE or SHARDVAULT_CLUSTER (its nodes signed their files), or --unverified to use the \
+                 package as it is (a version 1 package carries no signatures)"
+            );
+        }
+        eprintln!(
+            "WARNING: --unverified: the package's files are used without checking the nodes' signatures; anyone \
+             who knows the recipients could have written it. Compare the addresses with ones you verified."
+        );
+        return Ok(None);
+    };
+    let cluster = crate::daemon::read_cluster(file)?;
+    let authenticity = authenticity::check(backup, entry, &cluster)?;
+    for (party, why) in &authenticity.rejected {
+        eprintln!("warning: not using party {party}'s files: {why}");
+    }
+    for (address, why) in &authenticity.unattested {
+        eprintln!("warning: not trusting the listed address {address}: {why}");
+    }
+    Ok(Some(authenticity))
 }
 
 /// `--path P`, or the cluster's path for `--chain C --index I`.
@@ -184,13 +247,13 @@ struct VerifiedAddress {
     matches: bool,
 }
 
-/// Recomputes every address of the entry; refuses if any differs.
+/// Recomputes every address listed; refuses if any differs.
 fn verify_addresses(
-    entry: &shardvault_api::ExportedKeyShare,
+    addresses: &[&BackupAddress],
     derive: &dyn Fn(&DerivationPath) -> Result<RecoveredKey>,
 ) -> Result<Vec<VerifiedAddress>> {
     let mut checked = Vec::new();
-    for listed in &entry.addresses {
+    for listed in addresses {
         let path: DerivationPath =
             listed.path.parse().with_context(|| format!("the backup lists an address at path {}", listed.path))?;
         let target = Target::new(&listed.chain, None, listed.bech32_prefix.as_deref())?;
@@ -211,8 +274,10 @@ fn verify_addresses(
         .collect();
     if !wrong.is_empty() {
         bail!(
-            "{} of {} addresses the backup lists are not the recovered key's: {}. Do not trust this backup's \
-             address list (or the key): compare with the addresses your cluster attested",
+            "{} of {} addresses the backup lists are not the recovered key's: {}. Do not use this key: with \
+             --cluster the nodes attested those addresses, so a share or seed share in the package is wrong \
+             (recover with other officers' keys, leaving out the party in doubt); without it, compare with the \
+             addresses your cluster attested",
             wrong.len(),
             checked.len(),
             wrong.join("; ")
@@ -232,6 +297,9 @@ struct Output<'a> {
     keys: &'a [KeyOutput],
     #[serde(skip_serializing_if = "Option::is_none")]
     verified_addresses: Option<&'a [VerifiedAddress]>,
+    /// With --cluster: which parties' files their nodes signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authenticity: Option<&'a Authenticity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signed: Option<&'a shardvault_api::SignedTransaction>,
 }
@@ -262,8 +330,12 @@ fn human(out: &mut Vec<u8>, o: &Output<'_>) -> Result<()> {
         writeln!(out, "private_key ({}): {}", key.private_key_format, key.private_key.as_str())?;
         writeln!(out, "import: {}", key.import)?;
     }
+    if let Some(a) = o.authenticity {
+        let nodes: Vec<String> = a.nodes.iter().map(|(p, n)| format!("party {p} by node {n}")).collect();
+        writeln!(out, "signed by their nodes (pinned cluster file): {}", nodes.join(", "))?;
+    }
     if let Some(verified) = o.verified_addresses {
-        writeln!(out, "\naddresses verified: {} of {} the backup lists", verified.len(), verified.len())?;
+        writeln!(out, "\naddresses verified: {}", verified.len())?;
         for a in verified {
             writeln!(out, "  {:<9} {:<26} {}", a.chain, a.path, a.address)?;
         }

@@ -156,13 +156,20 @@ fn every_member_approves_an_export_and_age_opens_each_officers_share() {
             .arg(&recipients[2])
             .arg("--identity-passphrase-file")
             .arg(&passphrase_file)
-            .args(["--key", key_id, "--chain", chain, "--index", "0", "--verify-addresses"])
+            .args(["--key", key_id, "--chain", chain, "--index", "0", "--verify-addresses", "--cluster"])
+            .arg(net.cluster_file())
             .env_remove("SHARDVAULT_API")
             .output()
             .unwrap();
         assert!(recovered.status.success(), "{}", String::from_utf8_lossy(&recovered.stderr));
         let recovered: Value = serde_json::from_slice(&recovered.stdout).unwrap();
         assert_eq!(recovered["keys"][0]["address"], address.as_str(), "{recovered}");
+        // Every party's files verified against the nodes' pinned identities,
+        // and the address against their attestations.
+        assert_eq!(recovered["authenticity"]["parties"], serde_json::json!([1, 2, 3]), "{recovered}");
+        assert_eq!(recovered["authenticity"]["rejected"], serde_json::json!([]), "{recovered}");
+        let verified = recovered["verified_addresses"].as_array().unwrap();
+        assert!(verified.iter().any(|a| a["address"] == address.as_str() && a["matches"] == true), "{recovered}");
     }
 
     // A refresh makes the backup stale: the list says so.

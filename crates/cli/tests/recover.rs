@@ -6,23 +6,29 @@
 //! address code). What it prints is checked by other code: libsecp256k1
 //! and rust-bitcoin for keys, WIF and addresses, ed25519-dalek and Bitcoin
 //! Core's interpreter for signatures; the `#[ignore]`d tests at the end hand
-//! them to the chains' own software (embit, eth_account, litesvm).
+//! them to the chains' own software (embit, eth_account, litesvm). Party p's
+//! files are signed as node p of a test cluster, whose file `write` puts
+//! beside every package; `recover` passes it with --cluster.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use base64::Engine;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use shardvault_api::{
-    BackupAddress, BackupPackage, EncryptedSeedShare, ExportedKeyShare, BACKUP_FORMAT, BACKUP_VERSION,
+    Attestation, BackupAddress, BackupPackage, EncryptedSeedShare, ExportedKeyShare, ShareAttestation, BACKUP_FORMAT,
+    BACKUP_VERSION,
 };
 use shardvault_backup::BackupPlaintext;
 use shardvault_chains::{Chain, KeyType};
 use shardvault_mpc::{
-    derive_hardened, dkg, extended_public_key, local, refresh, DerivationPath, KeyId, KeyShare, OsRng, PartyId, Scheme,
-    SessionId, ShareBackup, Threshold,
+    derive_hardened, dkg, extended_public_key, local, refresh, DerivationPath, Epoch, KeyId, KeyShare, OsRng, PartyId,
+    Scheme, SessionId, ShareBackup, Threshold,
 };
+use shardvault_wire::{generate_keypair, AddressStatement, BackupStatement, Cluster, NodeId, NodeIdentity};
 
 mod common;
 use common::EXE;
@@ -32,6 +38,90 @@ const REQUEST: &str = "b4c4";
 const PASSPHRASE: &str = "correct horse battery staple";
 
 type Shares = BTreeMap<PartyId, KeyShare>;
+
+/// The test cluster: three nodes, node p holding party p of every key.
+struct Nodes {
+    identities: BTreeMap<u16, NodeIdentity>,
+    file: String,
+}
+
+fn nodes() -> &'static Nodes {
+    static NODES: OnceLock<Nodes> = OnceLock::new();
+    NODES.get_or_init(|| {
+        let (_, coordinator) = generate_keypair().unwrap();
+        let (mut keys, mut identities) = (BTreeMap::new(), BTreeMap::new());
+        for node in 1..=3u16 {
+            let (secret, public) = generate_keypair().unwrap();
+            keys.insert(NodeId(node), public);
+            identities.insert(node, NodeIdentity::derive(&secret));
+        }
+        let pinned = identities.iter().map(|(n, i)| (NodeId(*n), i.public())).collect();
+        let cluster = Cluster { coordinator, nodes: keys, identities: pinned };
+        Nodes { identities, file: serde_json::to_string_pretty(&cluster).unwrap() }
+    })
+}
+
+/// Node `node`'s signature over its statement for `entry`'s party `party`,
+/// as the node makes it: over the files as they are in the entry.
+fn sign_party(entry: &ExportedKeyShare, party: u8, node: u16) -> ShareAttestation {
+    let digest = |text: &str| -> [u8; 32] {
+        Sha256::digest(base64::engine::general_purpose::STANDARD.decode(text).unwrap()).into()
+    };
+    let statement = BackupStatement {
+        organisation: ORGANISATION.into(),
+        request_id: REQUEST.into(),
+        node: NodeId(node),
+        key_id: entry.key_id.parse().unwrap(),
+        scheme: entry.scheme.parse().unwrap(),
+        threshold: Threshold::new(entry.threshold, entry.party_ids.len() as u8).unwrap(),
+        epoch: Epoch(entry.epoch as u32),
+        party: PartyId::new(party).unwrap(),
+        nodes: entry
+            .party_ids
+            .iter()
+            .map(|p| {
+                let node = entry.share_attestations.iter().find(|a| a.party == *p).map_or(u16::from(*p), |a| a.node);
+                (PartyId::new(*p).unwrap(), NodeId(node))
+            })
+            .collect(),
+        root_public_key: hex::decode(&entry.root_public_key).unwrap(),
+        recipients: entry.encryption_pubkeys.clone(),
+        sealed_sha256: digest(&entry.encrypted_shares[usize::from(party) - 1]),
+        seed_shares_sha256: entry
+            .encrypted_seed_shares
+            .iter()
+            .filter(|s| s.from_party == party)
+            .map(|s| (PartyId::new(s.to_party).unwrap(), digest(&s.encrypted_share)))
+            .collect(),
+    };
+    let signature = statement.sign(&nodes().identities[&node]);
+    ShareAttestation { party, node, signature: hex::encode(signature) }
+}
+
+/// Every party's files signed by its node, every address attested by all
+/// three nodes, and the checksum recomputed: what the cluster would write.
+fn sign(mut entry: ExportedKeyShare) -> ExportedKeyShare {
+    entry.share_attestations = entry.party_ids.iter().map(|p| sign_party(&entry, *p, u16::from(*p))).collect();
+    for address in &mut entry.addresses {
+        let statement = AddressStatement {
+            key_id: entry.key_id.parse().unwrap(),
+            scheme: entry.scheme.parse().unwrap(),
+            threshold: Threshold::new(entry.threshold, entry.party_ids.len() as u8).unwrap(),
+            path: address.path.parse().unwrap(),
+            chain: address.chain.parse().unwrap(),
+            bech32_prefix: address.bech32_prefix.clone(),
+            public_key: hex::decode(&address.public_key).unwrap(),
+            address: address.address.clone(),
+        };
+        address.attestations = nodes()
+            .identities
+            .iter()
+            .map(|(node, identity)| Attestation { node: *node, signature: hex::encode(statement.sign(identity)) })
+            .collect();
+    }
+    entry.checksum = entry.compute_checksum();
+    entry
+}
 
 /// A recipient: an OpenSSH key pair made by ssh-keygen.
 struct Officer {
@@ -92,12 +182,20 @@ fn index_path(chain: Chain, index: u32) -> String {
 fn cluster_address(shares: &Shares, chain: Chain, index: u32) -> BackupAddress {
     let path = index_path(chain, index);
     let scheme = shares.values().next().unwrap().scheme();
-    let address = chain.address(KeyType::from(scheme), &cluster_public_key(shares, &path)).unwrap();
-    BackupAddress { chain: chain.name().into(), path, address, bech32_prefix: None }
+    let public_key = cluster_public_key(shares, &path);
+    let address = chain.address(KeyType::from(scheme), &public_key).unwrap();
+    BackupAddress {
+        chain: chain.name().into(),
+        path,
+        address,
+        bech32_prefix: None,
+        public_key: hex::encode(public_key),
+        attestations: Vec::new(),
+    }
 }
 
 /// A package entry as the coordinator assembles it from the nodes' blobs:
-/// `backups[i]` sealed to `recipients[i]`.
+/// `backups[i]` sealed to `recipients[i]`, signed by the test cluster.
 fn entry(backups: &[ShareBackup], recipients: &[&str], addresses: Vec<BackupAddress>) -> ExportedKeyShare {
     let first = &backups[0];
     let root = hex::encode(&first.root_public_key);
@@ -112,7 +210,7 @@ fn entry(backups: &[ShareBackup], recipients: &[&str], addresses: Vec<BackupAddr
         b64(&shardvault_backup::seal(&plaintext, &[recipient.to_string()]).unwrap())
     });
     let sealed: Vec<String> = sealed.collect();
-    let mut entry = ExportedKeyShare {
+    let entry = ExportedKeyShare {
         key_id: first.key_id.to_string(),
         key_type: if first.scheme == Scheme::EddsaEd25519 { "ed25519" } else { "secp256k1" }.into(),
         scheme: first.scheme.to_string(),
@@ -124,11 +222,11 @@ fn entry(backups: &[ShareBackup], recipients: &[&str], addresses: Vec<BackupAddr
         encryption_pubkeys: recipients.iter().map(|r| r.to_string()).collect(),
         encrypted_shares: sealed,
         encrypted_seed_shares: seeds,
+        share_attestations: Vec::new(),
         addresses,
         checksum: String::new(),
     };
-    entry.checksum = entry.compute_checksum();
-    entry
+    sign(entry)
 }
 
 fn backups(shares: &Shares) -> Vec<ShareBackup> {
@@ -146,20 +244,35 @@ fn package(entries: Vec<ExportedKeyShare>) -> BackupPackage {
     }
 }
 
+/// Writes the package, and the test cluster's file beside it.
 fn write(dir: &Path, package: &BackupPackage) -> PathBuf {
     let file = dir.join(format!("backup-{}.json", SessionId::random()));
     std::fs::write(&file, serde_json::to_vec_pretty(package).unwrap()).unwrap();
+    std::fs::write(cluster_file(&file), &nodes().file).unwrap();
     file
 }
 
-/// `shardvault recover --backup FILE --identity …` with `args`; the
-/// passphrase file is given whenever bob's key is.
+fn cluster_file(backup: &Path) -> PathBuf {
+    backup.with_file_name("cluster.json")
+}
+
+/// `shardvault recover --backup FILE --identity … --cluster …` with
+/// `args`; the passphrase file is given whenever bob's key is.
 fn recover(backup: &Path, identities: &[&Officer], args: &[&str]) -> Output {
+    recover_with(backup, identities, args, &["--cluster", cluster_file(backup).to_str().unwrap()])
+}
+
+/// The same, without checking the nodes' signatures.
+fn recover_unverified(backup: &Path, identities: &[&Officer], args: &[&str]) -> Output {
+    recover_with(backup, identities, args, &["--unverified"])
+}
+
+fn recover_with(backup: &Path, identities: &[&Officer], args: &[&str], check: &[&str]) -> Output {
     let dir = backup.parent().unwrap();
     let passphrase = dir.join("passphrase");
     std::fs::write(&passphrase, format!("{PASSPHRASE}\n")).unwrap();
     let mut command = Command::new(EXE);
-    command.arg("recover").arg("--backup").arg(backup).env_remove("SHARDVAULT_BACKUP_PASSPHRASE");
+    command.arg("recover").arg("--backup").arg(backup).args(check).env_remove("SHARDVAULT_BACKUP_PASSPHRASE");
     for identity in identities {
         command.arg("--identity").arg(&identity.key);
     }
@@ -243,6 +356,8 @@ fn ecdsa_keys_recover_with_the_cluster_addresses() {
     for o in &officers {
         command.arg("--identity").arg(&o.key);
     }
+    // The cluster file from the environment too.
+    command.env("SHARDVAULT_CLUSTER", cluster_file(&backup));
     let human = command.env("SHARDVAULT_BACKUP_PASSPHRASE", PASSPHRASE).output().unwrap();
     assert!(human.status.success(), "{}", String::from_utf8_lossy(&human.stderr));
     let text = String::from_utf8(human.stdout).unwrap();
@@ -539,27 +654,40 @@ fn bad_backups_and_identities_are_refused_clearly() {
     let backup = write(dir.path(), &package(vec![damaged]));
     refused(&recover(&backup, &all, &root), &["checksum", "tampered"]);
 
-    // An age file with one byte changed, under a recomputed checksum.
+    // An age file with one byte changed, under a recomputed checksum: its
+    // node did not sign it, so the other two parties recover the key; not
+    // checking signatures, it is caught when it fails to decrypt.
     let mut tampered = good.clone();
     let mut blob = base64::engine::general_purpose::STANDARD.decode(&tampered.encrypted_shares[0]).unwrap();
     *blob.last_mut().unwrap() ^= 1;
     tampered.encrypted_shares[0] = base64::engine::general_purpose::STANDARD.encode(blob);
     tampered.checksum = tampered.compute_checksum();
     let backup = write(dir.path(), &package(vec![tampered]));
-    refused(&recover(&backup, &all, &root), &["party 1", "does not decrypt", "tampered"]);
+    let output = recover(&backup, &all, &root);
+    assert_eq!(succeeded(&output)["parties_opened"], serde_json::json!([2, 3]));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not using party 1's files: node 1's signature"));
+    refused(&recover(&backup, &[&officers[0], &officers[2]], &root), &["too few shares", "not signed by its node"]);
+    refused(&recover_unverified(&backup, &all, &root), &["party 1", "does not decrypt", "tampered"]);
 
-    // Recipients listed in another order than the shares are sealed to.
+    // Recipients listed in another order than the shares are sealed to:
+    // every node signed the order it sealed to.
     let mut swapped = good.clone();
     swapped.encryption_pubkeys.swap(0, 1);
     swapped.checksum = swapped.compute_checksum();
     let backup = write(dir.path(), &package(vec![swapped]));
-    refused(&recover(&backup, &[&officers[0], &officers[2]], &root), &["not encrypted to it", "tampered"]);
+    refused(&recover(&backup, &all, &root), &["no share of key", "signed by its node"]);
+    refused(&recover_unverified(&backup, &[&officers[0], &officers[2]], &root), &["not encrypted to it", "tampered"]);
 
-    // A listed address that is not the key's.
+    // A listed address that is not the key's: not attested, so not trusted
+    // (and not checked); unverified, it is checked and refused.
     let mut lying = good.clone();
     lying.addresses[0].address = "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf".into();
     let backup = write(dir.path(), &package(vec![lying]));
-    refused(&recover(&backup, &all, &["--json", "--verify-addresses"]), &["not the recovered key's", "0x7E5F4552"]);
+    let output = recover(&backup, &all, &["--json", "--verify-addresses"]);
+    assert_eq!(succeeded(&output)["verified_addresses"], serde_json::json!([]));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not trusting the listed address ethereum"));
+    let output = recover_unverified(&backup, &all, &["--json", "--verify-addresses"]);
+    refused(&output, &["not the recovered key's", "0x7E5F4552"]);
 
     // A wrong passphrase for bob's key.
     let backup = write(dir.path(), &package(vec![good]));
@@ -569,6 +697,8 @@ fn bad_backups_and_identities_are_refused_clearly() {
         .arg("recover")
         .arg("--backup")
         .arg(&backup)
+        .arg("--cluster")
+        .arg(cluster_file(&backup))
         .arg("--identity")
         .arg(&officers[1].key)
         .arg("--identity-passphrase-file")
@@ -580,6 +710,83 @@ fn bad_backups_and_identities_are_refused_clearly() {
     // Not a package at all.
     std::fs::write(&backup, b"{\"format\":\"something else\"}").unwrap();
     refused(&recover(&backup, &all, &root), &["not a shardvault backup package"]);
+}
+
+/// The coordinator (which knows the officers' public keys) seals a key of
+/// its own to them and lists it under the real key's id and root, with the
+/// real nodes' signatures copied over: no party counts, so nothing is
+/// recovered, where not checking would have printed the forger's key.
+#[test]
+fn a_package_its_nodes_did_not_seal_recovers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let all: Vec<&Officer> = officers.iter().collect();
+    let root = ["--json", "--path", "m", "--chain", "ethereum"];
+    let real = entry(&backups(&run_dkg(Scheme::EcdsaSecp256k1, 2, 3)), &recipients, vec![]);
+    let forged_shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let mut forged = entry(&backups(&forged_shares), &recipients, vec![]);
+    forged.share_attestations = real.share_attestations.clone();
+    forged.checksum = forged.compute_checksum();
+    let backup = write(dir.path(), &package(vec![forged.clone()]));
+    let stderr = refused(&recover(&backup, &all, &root), &["no share of key", "signed by its node"]);
+    assert!(stderr.contains("not using party 1's files: node 1's signature does not verify"), "{stderr}");
+    // Unsigned altogether (a version 1 package's shape).
+    let mut unsigned = forged.clone();
+    unsigned.share_attestations.clear();
+    unsigned.checksum = unsigned.compute_checksum();
+    let backup = write(dir.path(), &package(vec![unsigned]));
+    refused(&recover(&backup, &all, &root), &["no node signature"]);
+    // Node 3 claims party 1's place (signing a party map that says so):
+    // the other nodes signed the real map, so their parties stop counting
+    // (node 3's own for party 3 too); too few are left.
+    let mut claimed = entry(&backups(&forged_shares), &recipients, vec![]);
+    claimed.share_attestations[0].node = 3;
+    claimed.share_attestations[0] = sign_party(&claimed, 1, 3);
+    claimed.checksum = claimed.compute_checksum();
+    let backup = write(dir.path(), &package(vec![claimed]));
+    let output = recover(&backup, &all, &root);
+    let stderr = refused(&output, &["too few shares", "not using party 2's files: node 2's signature does not verify"]);
+    assert!(stderr.contains("not using party 3's files"), "{stderr}");
+    // Neither --cluster nor --unverified: refused before any identity is read.
+    let output = recover_with(&backup, &all, &root, &[]);
+    refused(&output, &["--cluster FILE", "--unverified"]);
+    // Unchecked, the forgery goes through: what the signatures prevent.
+    let backup = write(dir.path(), &package(vec![forged]));
+    let answer = succeeded(&recover_unverified(&backup, &all, &root));
+    let secret = hex::decode(answer["keys"][0]["private_key"].as_str().unwrap().strip_prefix("0x").unwrap()).unwrap();
+    let forger = forged_shares.values().next().unwrap().public_key().to_vec();
+    assert_eq!(shardvault_testkit::secp256k1_public_key(&secret).unwrap(), forger);
+}
+
+/// A hostile node seals shares of a wrong chain seed (and signs them: they
+/// are its own files). When its party is the one missing, the hardened key
+/// comes out wrong while the root checks out; the address the nodes
+/// attested at that path shows it, and recovery refuses.
+#[test]
+fn a_hostile_nodes_wrong_seed_shares_are_caught_at_an_attested_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let ethereum = cluster_address(&shares, Chain::Ethereum, 0);
+    let mut lied = backups(&shares);
+    lied[2].chain_seed = backups(&run_dkg(Scheme::EcdsaSecp256k1, 2, 3))[2].chain_seed.clone();
+    let honest = entry(&backups(&shares), &recipients, vec![ethereum.clone()]);
+    let mut hostile = entry(&lied, &recipients, vec![ethereum]);
+    // Party 3's own share is the real one; only its seed shares lie.
+    hostile.encrypted_shares[2] = honest.encrypted_shares[2].clone();
+    let hostile = sign(hostile);
+    let backup = write(dir.path(), &package(vec![hostile]));
+    let target = ["--json", "--chain", "ethereum", "--index", "0"];
+    let pair = [&officers[0], &officers[1]];
+    refused(
+        &recover(&backup, &pair, &target),
+        &["not the recovered key's", "a share or seed share in the package is wrong"],
+    );
+    // With party 3's own share the seed is its real one again.
+    let answer = succeeded(&recover(&backup, &[&officers[0], &officers[2]], &target));
+    assert_eq!(answer["verified_addresses"][0]["matches"], true);
 }
 
 // --- The chains' own software (run by .ci/run; see tools/recover_check.py) ---
@@ -730,6 +937,8 @@ fn an_identity_given_as_shamir_shares_opens_its_partys_share() {
         let output = Command::new(EXE)
             .args(["--json", "recover", "--backup"])
             .arg(&backup)
+            .arg("--cluster")
+            .arg(cluster_file(&backup))
             .arg("--identity")
             .arg(&officers[0].key)
             .arg("--identity-shares")

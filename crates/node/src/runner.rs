@@ -11,8 +11,8 @@ use shardvault_mpc::{
     Session, Sign, SignRequest,
 };
 use shardvault_wire::{
-    AddressStatement, Channels, Cluster, Frame, FromNode, Job, JobKind, NodeId, NodeIdentity, NoiseSecretKey, Outcome,
-    RefreshCertificate, ToNode,
+    AddressStatement, BackupStatement, Channels, Cluster, Frame, FromNode, Job, JobKind, NodeId, NodeIdentity,
+    NoiseSecretKey, Outcome, RefreshCertificate, ToNode,
 };
 
 use shardvault_governance::Genesis;
@@ -593,18 +593,34 @@ impl Node {
                 PartyId::new(party).map(|party| (party, file)).map_err(|e| NodeError::Refused(e.to_string()))
             })
             .collect::<Result<BTreeMap<_, _>, _>>()?;
+        let statement = BackupStatement {
+            organisation: organisation.to_string(),
+            request_id: approved.id.to_string(),
+            node: self.id,
+            key_id: job.key_id,
+            scheme: share.scheme(),
+            threshold,
+            epoch: share.epoch(),
+            party: me,
+            nodes: job.participants.clone(),
+            root_public_key: share.public_key().to_vec(),
+            recipients: lines.clone(),
+            sealed_sha256: Sha256::digest(&sealed).into(),
+            seed_shares_sha256: seed_shares.iter().map(|(party, file)| (*party, Sha256::digest(file).into())).collect(),
+        };
         self.store.log_backup(&BackupEntry {
             key_id: job.key_id,
             epoch: share.epoch(),
             request_id: approved.id.to_string(),
             request: approved.request,
             recipient: recipient.fingerprint(),
-            sealed_sha256: Sha256::digest(&sealed).into(),
+            sealed_sha256: statement.sealed_sha256,
             at: now,
         })?;
         tracing::info!(node = %self.id, key = %job.key_id, epoch = %share.epoch(), request = %approved.id,
             recipient = %recipient.fingerprint(), "backup sealed");
-        Ok(Outcome::BackedUp { epoch: share.epoch(), sealed, seed_shares })
+        let signature = statement.sign(&self.identity).to_vec();
+        Ok(Outcome::BackedUp { epoch: share.epoch(), sealed, seed_shares, signature })
     }
 
     /// Refuses to sign alongside a party this node banned for the key.

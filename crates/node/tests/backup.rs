@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 use std::io::BufReader;
 
+use sha2::{Digest, Sha256};
 use shardvault_backup::BackupPlaintext;
 use shardvault_governance::{Identity, MemberKey, Operation};
 use shardvault_harness::{identity, one_owner_or_admin, Nodes, Organisation};
 use shardvault_mpc::{KeyId, PartyId, Scheme, SessionId, Threshold};
-use shardvault_wire::{Job, JobKind, NodeId, Outcome};
+use shardvault_wire::{BackupStatement, Job, JobKind, NodeId, Outcome};
 
 fn participants(nodes: &[u16]) -> BTreeMap<PartyId, NodeId> {
     nodes.iter().map(|n| (PartyId::new(u8::try_from(*n).unwrap()).unwrap(), NodeId(*n))).collect()
@@ -97,7 +98,9 @@ fn each_node_seals_its_own_share_to_its_partys_recipient_and_logs_it() {
         let results = f.c.run(f.export(f.recipients(), &[0, 1]));
         let mut backups = Vec::new();
         for (node, result) in &results {
-            let Ok(Outcome::BackedUp { sealed, .. }) = result else { panic!("node {node}: {result:?}") };
+            let Ok(Outcome::BackedUp { sealed, seed_shares, signature, epoch }) = result else {
+                panic!("node {node}: {result:?}")
+            };
             let party = usize::from(node.0) - 1;
             // The party's officer opens it; the other officers do not.
             for other in (0..3).filter(|o| *o != party) {
@@ -112,6 +115,28 @@ fn each_node_seals_its_own_share_to_its_partys_recipient_and_logs_it() {
             assert_eq!(usize::from(plaintext.share.party.get()), party + 1);
             assert_eq!(plaintext.share.key_id, f.key_id);
             assert_eq!(plaintext.organisation, f.c.organisation.id.to_string());
+            // The node signed exactly these files, for this export, key,
+            // party and party map, under the identity the cluster pins.
+            let statement = BackupStatement {
+                organisation: plaintext.organisation.clone(),
+                request_id: plaintext.request_id.clone(),
+                node: *node,
+                key_id: f.key_id,
+                scheme,
+                threshold: Threshold::new(2, 3).unwrap(),
+                epoch: *epoch,
+                party: plaintext.share.party,
+                nodes: participants(&[1, 2, 3]),
+                root_public_key: plaintext.share.root_public_key.clone(),
+                recipients: f.recipients().iter().map(|r| r.to_openssh().unwrap()).collect(),
+                sealed_sha256: Sha256::digest(sealed).into(),
+                seed_shares_sha256: seed_shares.iter().map(|(p, file)| (*p, Sha256::digest(file).into())).collect(),
+            };
+            let signature: [u8; 64] = signature.as_slice().try_into().unwrap();
+            statement.verify(&f.c.cluster, &signature).unwrap();
+            let claimed = BackupStatement { node: NodeId(node.0 % 3 + 1), ..statement.clone() };
+            assert!(claimed.verify(&f.c.cluster, &signature).is_err(), "node {node}'s signature as another's");
+            assert_eq!(seed_shares.keys().map(|p| p.get()).collect::<Vec<_>>().len(), 2);
             backups.push(plaintext.share);
         }
         // Any two shares are the key.

@@ -85,7 +85,7 @@ pub fn address_for(
     }
 }
 
-fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn field(out: &mut Vec<u8>, bytes: &[u8]) {
     // Fields are far below 4 GiB (a path has at most 255 components).
     out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
     out.extend_from_slice(bytes);

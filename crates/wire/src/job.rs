@@ -340,6 +340,9 @@ pub enum Outcome {
         /// For every other party: a share of this party's chain seed, as an
         /// age file to that party's recipient.
         seed_shares: BTreeMap<PartyId, Vec<u8>>,
+        /// The node's identity signature over the
+        /// [`crate::BackupStatement`] of these files.
+        signature: Vec<u8>,
     },
 }
 
@@ -349,11 +352,11 @@ pub enum Outcome {
 /// coordinator of different versions refuse each other there, each naming
 /// both versions, before either decodes a message of the other's version.
 /// Bump it with any change to these types' encoding (4: jobs carry their
-/// approved request; 5: backup export). 2 stands for the
+/// approved request; 5: backup export; 6: signed backup statements). 2 stands for the
 /// releases that exchanged none (hop prologue `shardvault/hop/v2`, which
 /// stays); their handshakes still authenticate, so they are refused by
 /// version too. Releases of prologue v1 fail the handshake itself.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Coordinator → node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod attestation;
+mod backup;
 mod channel;
 mod cluster;
 mod frame;
@@ -25,6 +26,7 @@ pub use attestation::{
     address_for, AddressAttestation, AddressStatement, AttestationCheck, ADDRESS_ATTESTATION_DOMAIN,
     ADDRESS_ATTESTATION_VERSION,
 };
+pub use backup::{BackupStatement, BACKUP_STATEMENT_DOMAIN, BACKUP_STATEMENT_VERSION};
 pub use channel::{Channels, Received};
 pub use cluster::{generate_keypair, Cluster, NodeId, NoisePublicKey, NoiseSecretKey};
 pub use frame::{Frame, FRAME_VERSION, MAX_FRAME};

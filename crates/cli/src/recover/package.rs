@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use shardvault_api::{BackupPackage, ExportedKeyShare, BACKUP_FORMAT, BACKUP_VERSION};
+use shardvault_api::{BackupPackage, ExportedKeyShare, BACKUP_FORMAT, BACKUP_MIN_VERSION, BACKUP_VERSION};
 use shardvault_backup::SeedSharePlaintext;
 use shardvault_mpc::{ChainSeed, KeyId, PartyId, Scheme, ShareBackup};
 
@@ -27,9 +27,10 @@ pub fn read(file: &Path) -> Result<BackupPackage> {
     let package: BackupPackage = serde_json::from_slice(&text).with_context(|| {
         format!("{} is not a shardvault backup package (docs/FORMATS.md, \"Backups\")", file.display())
     })?;
-    if package.format != BACKUP_FORMAT || package.version != BACKUP_VERSION {
+    if package.format != BACKUP_FORMAT || !(BACKUP_MIN_VERSION..=BACKUP_VERSION).contains(&package.version) {
         bail!(
-            "{} is format {:?} version {}; this release reads {BACKUP_FORMAT} version {BACKUP_VERSION}",
+            "{} is format {:?} version {}; this release reads {BACKUP_FORMAT} versions \
+             {BACKUP_MIN_VERSION} to {BACKUP_VERSION}",
             file.display(),
             package.format,
             package.version
@@ -139,13 +140,24 @@ impl Opened {
 }
 
 /// Decrypts every share of `entry` that one of `identities` opens, checks
-/// each against the entry, and refuses fewer than t.
-pub fn open(package: &BackupPackage, entry: &ExportedKeyShare, identities: &[BackupIdentity]) -> Result<Opened> {
+/// each against the entry, and refuses fewer than t. With `trusted` (the
+/// parties whose node signed their files), no other party's share or seed
+/// shares are used.
+pub fn open(
+    package: &BackupPackage,
+    entry: &ExportedKeyShare,
+    identities: &[BackupIdentity],
+    trusted: Option<&BTreeSet<u8>>,
+) -> Result<Opened> {
     let key = &entry.key_id;
     let ages: Vec<&dyn age::Identity> = identities.iter().map(BackupIdentity::age).collect();
     let (mut shares, mut parties, mut missing) = (Vec::new(), BTreeSet::new(), Vec::new());
     for ((party, recipient), blob) in entry.party_ids.iter().zip(&entry.encryption_pubkeys).zip(&entry.encrypted_shares)
     {
+        if trusted.is_some_and(|trusted| !trusted.contains(party)) {
+            missing.push((*party, format!("{recipient}; not signed by its node")));
+            continue;
+        }
         let sealed = base64::engine::general_purpose::STANDARD
             .decode(blob.trim())
             .with_context(|| format!("key {key}: the share of party {party} is not base64: the package is damaged"))?;
@@ -182,6 +194,16 @@ pub fn open(package: &BackupPackage, entry: &ExportedKeyShare, identities: &[Bac
         }
     }
     let t = usize::from(entry.threshold);
+    let unsigned: BTreeSet<u8> =
+        entry.party_ids.iter().copied().filter(|p| trusted.is_some_and(|trusted| !trusted.contains(p))).collect();
+    if parties.is_empty() && !unsigned.is_empty() {
+        bail!(
+            "no share of key {key} is both opened by the identities and signed by its node: parties {} are not \
+             signed by their node (the warnings above say why). This package is not what the cluster sealed; use \
+             another copy, and check that --cluster is this cluster's file",
+            list(&unsigned)
+        );
+    }
     if parties.is_empty() {
         let files: Vec<String> = identities.iter().map(|i| i.describe()).collect();
         let recipients: Vec<String> =
@@ -203,7 +225,7 @@ pub fn open(package: &BackupPackage, entry: &ExportedKeyShare, identities: &[Bac
             missing.join(", ")
         );
     }
-    let seeds = seeds(package, entry, &ages, &parties, &missing)?;
+    let seeds = seeds(package, entry, &ages, &parties, &missing, trusted)?;
     Ok(Opened { shares, parties, missing, seeds })
 }
 
@@ -215,11 +237,13 @@ fn seeds(
     identities: &[&dyn age::Identity],
     parties: &BTreeSet<u8>,
     missing: &[(u8, String)],
+    trusted: Option<&BTreeSet<u8>>,
 ) -> Result<BTreeMap<PartyId, ChainSeed>> {
     let key = &entry.key_id;
     let mut opened: BTreeMap<u8, Vec<SeedSharePlaintext>> = BTreeMap::new();
     for seed in &entry.encrypted_seed_shares {
-        if !parties.contains(&seed.to_party) || !missing.iter().any(|(p, _)| *p == seed.from_party) {
+        let vouched = trusted.is_none_or(|trusted| trusted.contains(&seed.from_party));
+        if !vouched || !parties.contains(&seed.to_party) || !missing.iter().any(|(p, _)| *p == seed.from_party) {
             continue;
         }
         let sealed =

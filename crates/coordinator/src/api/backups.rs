@@ -15,8 +15,8 @@ use axum::response::Response;
 use axum::Json;
 use base64::Engine;
 use shardvault_api::{
-    BackupAddress, BackupList, BackupPackage, BackupRequest, BackupStatus, EncryptedSeedShare, ErrorBody, ErrorCode,
-    ExportedKeyShare, BACKUP_FORMAT, BACKUP_VERSION,
+    Attestation, BackupAddress, BackupList, BackupPackage, BackupRequest, BackupStatus, EncryptedSeedShare, ErrorBody,
+    ErrorCode, ExportedKeyShare, ShareAttestation, BACKUP_FORMAT, BACKUP_VERSION,
 };
 use shardvault_governance::{MemberKey, Operation};
 use shardvault_types::derive::child_chain_code;
@@ -141,8 +141,9 @@ fn entry(
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let mut sealed = Vec::with_capacity(key.nodes.len());
     let mut seeds = Vec::new();
+    let mut share_attestations = Vec::with_capacity(key.nodes.len());
     for (party, node) in &key.nodes {
-        let Some(Ok(Outcome::BackedUp { sealed: own, seed_shares, .. })) = results.get(node) else {
+        let Some(Ok(Outcome::BackedUp { sealed: own, seed_shares, signature, .. })) = results.get(node) else {
             return Err(ApiError::new(ErrorCode::NodeFailure, format!("node {node} sealed no share")));
         };
         let others: Vec<_> = key.nodes.keys().filter(|p| *p != party).collect();
@@ -152,6 +153,13 @@ fn entry(
                 format!("node {node} sealed seed shares for other parties than the key's"),
             ));
         }
+        // Whether it verifies is for the client to check, against the
+        // cluster file it pins (the coordinator's word would prove nothing).
+        share_attestations.push(ShareAttestation {
+            party: party.get(),
+            node: node.0,
+            signature: hex::encode(signature),
+        });
         sealed.push(b64(own));
         seeds.extend(seed_shares.iter().map(|(to, file)| EncryptedSeedShare {
             from_party: party.get(),
@@ -171,6 +179,7 @@ fn entry(
         encryption_pubkeys: recipients.to_vec(),
         encrypted_shares: sealed,
         encrypted_seed_shares: seeds,
+        share_attestations,
         addresses: addresses(state, &key.key_id)?,
         checksum: String::new(),
     };
@@ -186,22 +195,26 @@ fn key_type(scheme: Scheme) -> &'static str {
     }
 }
 
-/// Every address the nodes attested for the key.
+/// Every address the nodes attested for the key, with their attestations.
 fn addresses(state: &State, key_id: &KeyId) -> Result<Vec<BackupAddress>, ApiError> {
-    let statements = state.db().address_statements(key_id).map_err(ApiError::storage)?;
+    let db = state.db();
+    let statements = db.address_statements(key_id).map_err(ApiError::storage)?;
     let mut addresses: Vec<BackupAddress> = Vec::new();
     for bytes in statements {
         let statement = AddressStatement::from_bytes(&bytes)
             .map_err(|e| ApiError::new(ErrorCode::Storage, format!("a stored address statement: {e}")))?;
-        let address = BackupAddress {
+        let attestations = db.attestations(key_id, &bytes).map_err(ApiError::storage)?;
+        addresses.push(BackupAddress {
             chain: statement.chain.name().into(),
             path: statement.path.to_string(),
             address: statement.address,
             bech32_prefix: statement.bech32_prefix,
-        };
-        if !addresses.contains(&address) {
-            addresses.push(address);
-        }
+            public_key: hex::encode(&statement.public_key),
+            attestations: attestations
+                .into_iter()
+                .map(|(node, signature)| Attestation { node: node.0, signature: hex::encode(signature) })
+                .collect(),
+        });
     }
     Ok(addresses)
 }
