@@ -793,19 +793,51 @@ fn a_hostile_nodes_wrong_seed_shares_are_caught_at_an_attested_address() {
 
 /// What `tools/recover_check.py` (embit, eth_account) says each key is.
 fn python_check(checks: &Value) -> Value {
-    let python = std::env::var("SHARDVAULT_RECOVER_PYTHON")
-        .expect("SHARDVAULT_RECOVER_PYTHON names a python with tools/requirements-recover.txt");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/recover_check.py");
+    python("SHARDVAULT_RECOVER_PYTHON", "recover_check.py", checks)
+}
+
+/// Runs `tools/SCRIPT` with the python `variable` names, `input` on stdin;
+/// its JSON answer.
+fn python(variable: &str, script: &str, input: &Value) -> Value {
+    let python =
+        std::env::var(variable).unwrap_or_else(|_| panic!("{variable} names a python with tools/requirements-*.txt"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools").join(script);
     let mut child = Command::new(python)
         .arg(script)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), checks.to_string().as_bytes()).unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.to_string().as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
     serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A transfer signed offline by `recover --sign` with a key two of the
+/// three officers recovered executes on py-evm (eth-tester): its sender is
+/// the cluster's address and the recipient gains its value.
+#[test]
+#[ignore = "needs eth-tester[py-evm] (PyPI); run by .ci/run's EVM step"]
+fn a_transfer_signed_by_a_recovered_evm_key_executes_on_py_evm() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let ec = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let ethereum = cluster_address(&ec, Chain::Ethereum, 0);
+    let backup = write(dir.path(), &package(vec![entry(&backups(&ec), &recipients, vec![ethereum.clone()])]));
+    let public = cluster_public_key(&ec, &ethereum.path);
+    let sample = shardvault_chains::sample::transfer(Chain::Ethereum, KeyType::EcdsaSecp256k1, &public).unwrap();
+    let unsigned = dir.path().join("transfer.hex");
+    std::fs::write(&unsigned, format!("0x{}\n", hex::encode(&sample.unsigned))).unwrap();
+    let args = ["--json", "--chain", "ethereum", "--index", "0", "--sign", unsigned.to_str().unwrap()];
+    let signed = succeeded(&recover(&backup, &[&officers[0], &officers[2]], &args))["signed"].clone();
+    let recipient = "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf";
+    let request =
+        serde_json::json!({ "chain_id": 1, "sender": ethereum.address, "to": recipient, "raw": [signed["raw"]] });
+    let result = python("SHARDVAULT_EVM_PYTHON", "evm_execute.py", &request);
+    assert_eq!(result["recipient_gain_wei"].as_u64(), Some(10_000_000_000_000_000), "{result}");
+    assert_eq!(result["senders"][0].as_str().unwrap().to_lowercase(), ethereum.address.to_lowercase());
 }
 
 /// embit imports the printed WIFs (P2WPKH and, as tr(WIF), P2TR) and
