@@ -115,6 +115,10 @@ pub struct CoordinatorArgs {
     /// with other signers (keep it well under the client's timeout).
     #[arg(long, env = "SHARDVAULT_SIGN_TIMEOUT", default_value_t = 15)]
     pub sign_timeout: u64,
+    /// Seconds between checks for keys whose refresh the policy schedules
+    /// (`refresh_every_secs`; docs/POLICY.md "Scheduled refresh").
+    #[arg(long, env = "SHARDVAULT_REFRESH_CHECK_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub refresh_check_secs: u64,
     #[command(flatten)]
     pub liveness: LivenessArgs,
 }
@@ -173,6 +177,7 @@ pub fn coordinator(args: &CoordinatorArgs) -> Result<()> {
             sign_timeout: Duration::from_secs(args.sign_timeout),
             ping_interval: Duration::from_millis(args.liveness.ping_interval_ms),
             silence_timeout: Duration::from_millis(args.liveness.silence_timeout_ms),
+            refresh_check: Duration::from_secs(args.refresh_check_secs),
         };
         // Refuse plain HTTP off loopback before announcing the URL.
         if config.tls.is_none() && !listener.local_addr()?.ip().is_loopback() && !config.insecure_plaintext {

@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 mod addresses;
 mod backups;
 mod openapi;
-mod refresh;
+pub(crate) mod refresh;
 mod requests;
 mod transactions;
 
@@ -52,6 +52,10 @@ impl ApiError {
     pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError { status, code, message: message.into() }
+    }
+    /// What went wrong, for logs.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
     /// The same code with another status (`storage` when nothing ran: 503).
     fn with_status(self, status: StatusCode) -> Self {
@@ -842,7 +846,7 @@ async fn refresh(
 /// Refreshes an approved key.
 pub(crate) async fn run_refresh(state: &State, id: &str, approved: &Approved) -> Answer {
     let key = load_key(state, &key_id(id)?)?;
-    refresh::refresh(state, key, approved).await
+    refresh::refresh(state, key, approved.governed.clone()).await
 }
 
 /// Finish the key's last refresh: activate a confirmed epoch on every node,

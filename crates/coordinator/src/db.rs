@@ -216,6 +216,15 @@ impl Db {
         rows.map(|row| read_key(&row?)).collect()
     }
 
+    /// When the key was first recorded (unix seconds).
+    pub(crate) fn key_created(&self, key_id: &KeyId) -> rusqlite::Result<Option<u64>> {
+        let created: Option<i64> = self
+            .conn
+            .query_row("SELECT created FROM keys WHERE key_id = ?1", [key_id.to_string()], |r| r.get(0))
+            .optional()?;
+        Ok(created.map(|c| u64::try_from(c).unwrap_or(0)))
+    }
+
     pub(crate) fn put_derived(&self, key_id: &KeyId, path: &str, derived: &Derived) -> rusqlite::Result<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO derivations (key_id, path, public_key, chain_code) VALUES (?1, ?2, ?3, ?4)",

@@ -391,6 +391,7 @@ mod tests {
             sign_timeout: timeout,
             ping_interval: timeout / 2,
             silence_timeout: timeout,
+            refresh_check: Duration::from_secs(60),
             tls: None,
             insecure_plaintext: false,
             allowed_hosts: Vec::new(),

@@ -14,6 +14,7 @@ mod governance;
 mod guard;
 mod jobs;
 mod relay;
+mod schedule;
 pub mod tls;
 
 #[cfg(test)]
@@ -63,6 +64,9 @@ pub struct Config {
     /// A node that sent nothing (not even a pong) for this long is
     /// disconnected, its jobs fail, and it is not chosen until it reconnects.
     pub silence_timeout: Duration,
+    /// How often keys are checked for a refresh the policy schedules
+    /// (docs/POLICY.md "Scheduled refresh").
+    pub refresh_check: Duration,
 }
 
 /// Serves the API and the relay on `listener` until `shutdown` fires: over
@@ -93,7 +97,9 @@ pub async fn serve(
     let hosts = guard::Hosts::new(address.ip(), &config.allowed_hosts);
     let tls = config.tls.clone();
     let db = db::Db::open(&config.database).map_err(std::io::Error::other)?;
+    let refresh_check = config.refresh_check;
     let state = Arc::new(jobs::State::new(config, db, shutdown.clone()).map_err(std::io::Error::other)?);
+    tokio::spawn(schedule::run(state.clone(), refresh_check, shutdown.clone()));
     let app = guard::layer(api::router(state.clone()).merge(relay::router(state)), hosts);
     let stopped = async move {
         while !*shutdown.borrow_and_update() {
@@ -178,6 +184,7 @@ mod tests {
             sign_timeout: std::time::Duration::from_secs(5),
             ping_interval: std::time::Duration::from_secs(1),
             silence_timeout: std::time::Duration::from_secs(5),
+            refresh_check: std::time::Duration::from_secs(60),
             tls: None,
             insecure_plaintext: false,
             allowed_hosts: Vec::new(),

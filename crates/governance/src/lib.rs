@@ -40,7 +40,7 @@ pub use member::{Member, MemberName, Role};
 pub use member_key::MemberKey;
 pub use policy::{
     Action, CallPattern, Conditions, Decision, Eip712Domain, Group, Ledger, NothingSpent, PeriodLimit, Policy, Rule,
-    Spend,
+    Spend, MIN_REFRESH_EVERY_SECS,
 };
 pub use request::{
     Operation, Payload, Request, RequestId, DEFAULT_LIFETIME_SECS, MAX_BACKUP_KEYS, MAX_CLOCK_SKEW_SECS,

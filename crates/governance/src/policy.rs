@@ -25,6 +25,12 @@ pub struct Policy {
     /// it takes effect there (0, the default, is left out of the JSON).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub change_delay_secs: u64,
+    /// Refresh every key once its active epoch is this many seconds old
+    /// (0, the default and left out of the JSON: only when asked). Such a
+    /// scheduled refresh needs no approval: each node checks its own record
+    /// of when the epoch became active (docs/POLICY.md "Scheduled refresh").
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refresh_every_secs: u64,
     /// Named destination lists.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub address_books: BTreeMap<String, Vec<String>>,
@@ -157,6 +163,11 @@ pub struct Eip712Domain {
     pub verifying_contract: Option<String>,
 }
 
+/// The shortest refresh period a policy may schedule: a refresh is a full
+/// protocol run on every node, and a coordinator could otherwise keep the
+/// nodes refreshing.
+pub const MIN_REFRESH_EVERY_SECS: u64 = 10;
+
 impl Policy {
     /// A new organisation's policy until changed: raw digests and raw bytes
     /// denied; everything else needs one approval by an owner or an admin.
@@ -165,6 +176,7 @@ impl Policy {
         Policy {
             version: 1,
             change_delay_secs: 0,
+            refresh_every_secs: 0,
             address_books: BTreeMap::new(),
             rules: vec![
                 Rule {
@@ -258,6 +270,12 @@ impl Policy {
     pub fn validate(&self, members: &[Member]) -> Result<(), Error> {
         if self.version != 1 {
             return Err(invalid(format!("version {}: this node reads policy version 1", self.version)));
+        }
+        if self.refresh_every_secs != 0 && self.refresh_every_secs < MIN_REFRESH_EVERY_SECS {
+            return Err(invalid(format!(
+                "refresh_every_secs {}: refresh at most every {MIN_REFRESH_EVERY_SECS} seconds (or 0: only when asked)",
+                self.refresh_every_secs
+            )));
         }
         for (book, entries) in &self.address_books {
             if book.trim().is_empty() || entries.iter().any(|entry| entry.is_empty() || entry.trim() != entry) {

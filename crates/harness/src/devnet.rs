@@ -15,11 +15,14 @@ pub struct DevnetOptions {
     /// Serve the API and the relay over TLS only (`https://`, `wss://`) with
     /// a devnet CA that the nodes and [`Devnet::cli`] pin.
     pub tls: bool,
+    /// Environment variables for the devnet's processes (their settings,
+    /// e.g. `SHARDVAULT_REFRESH_CHECK_SECS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for DevnetOptions {
     fn default() -> Self {
-        DevnetOptions { nodes: 3, tls: false }
+        DevnetOptions { nodes: 3, tls: false, env: Vec::new() }
     }
 }
 
@@ -56,7 +59,7 @@ impl Devnet {
     /// As [`Devnet::start`], with `options`.
     pub fn start_with(exe: &str, dir: &Path, options: DevnetOptions) -> Devnet {
         let mut command = Command::new(exe);
-        command.args(["--json", "devnet"]);
+        command.args(["--json", "devnet"]).envs(options.env.iter().map(|(k, v)| (k, v)));
         if options.tls {
             command.arg("--tls");
         }

@@ -52,6 +52,7 @@ impl InProcess {
             sign_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(1),
             silence_timeout: Duration::from_secs(5),
+            refresh_check: Duration::from_secs(60),
             tls: None,
             insecure_plaintext: false,
             allowed_hosts: Vec::new(),

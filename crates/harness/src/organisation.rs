@@ -40,6 +40,7 @@ pub fn one_owner_or_admin() -> Policy {
     Policy {
         version: 1,
         change_delay_secs: 0,
+        refresh_every_secs: 0,
         address_books: Default::default(),
         rules: vec![Rule {
             name: "one owner or admin".into(),

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use shardvault_governance::{canonical::sha256, Decision, Genesis, LogEntry, Operation, Request, State};
+use shardvault_mpc::{Epoch, KeyId};
 use shardvault_wire::{Governed, Job, JobKind};
 
 use crate::runner::NodeError;
@@ -71,6 +72,48 @@ pub(crate) fn approve(genesis: &Genesis, store: &Store, job: &Job, now: u64) -> 
     let decision = policy::authorize(&state, governed, &request, job, &store.ledger(hash), now)?;
     tracing::info!(request = %request.id, rule = %decision.rule, log = state.entries(), "request approved");
     Ok(Approved { id: request.id, request: hash, decision })
+}
+
+/// A refresh job with the governance `log` and no request (docs/POLICY.md
+/// "Scheduled refresh"): allowed only when the policy in force here (after
+/// the log, whose entries carry their own approvals) schedules refreshes
+/// and the key's `active` epoch began at least that long ago by this node's
+/// clock. An epoch with no recorded start (a key from an earlier release)
+/// is recorded as starting now, and refused.
+pub(crate) fn check_scheduled_refresh(
+    genesis: &Genesis,
+    store: &Store,
+    log: &[LogEntry],
+    key_id: KeyId,
+    active: Epoch,
+    now: u64,
+) -> Result<(), NodeError> {
+    let state = apply_log(genesis, store, log, now)?;
+    let every = state.policy().refresh_every_secs;
+    if every == 0 {
+        return Err(refused(
+            "a refresh job must carry its approved request: the policy in force on this node schedules no refresh \
+             (its refresh_every_secs is 0)"
+                .to_string(),
+        ));
+    }
+    let Some(since) = store.epoch_start(key_id, active)? else {
+        store.record_epoch_start(key_id, active, now)?;
+        return Err(refused(format!(
+            "this node has no record of when epoch {active} of key {key_id} began; it counts from now, so its \
+             scheduled refresh is due in {every} s"
+        )));
+    };
+    let due = since.saturating_add(every);
+    if now < due {
+        return Err(refused(format!(
+            "epoch {active} of key {key_id} is active here since {since}; the policy refreshes every {every} s, so \
+             its scheduled refresh is due at {due} (in {} s)",
+            due - now
+        )));
+    }
+    tracing::info!(key = %key_id, epoch = %active, since, every, "scheduled refresh due");
+    Ok(())
 }
 
 /// Decodes the request: its canonical bytes and nothing else, for this

@@ -367,6 +367,15 @@ impl Node {
         let now = (self.clock)();
         let approved = match &job.kind {
             JobKind::Activate { .. } | JobKind::Attest { .. } => None,
+            // A refresh the policy schedules carries the governance log and
+            // no request: due by this node's own record of when its active
+            // epoch began (the job's `from` must be that epoch, below).
+            JobKind::Refresh { .. } if job.governance.as_ref().is_some_and(|g| g.request.is_empty()) => {
+                let log = job.governance.as_ref().map_or(&[][..], |g| g.log.as_slice());
+                let active = self.store.active_share(job.key_id)?.epoch();
+                governance::check_scheduled_refresh(&self.genesis, &self.store, log, job.key_id, active, now)?;
+                None
+            }
             _ => Some(governance::approve(&self.genesis, &self.store, &job, now)?),
         };
         let (protocol, envelopes) = match &job.kind {
@@ -653,6 +662,7 @@ impl Node {
         }
         certificate.verify(job.key_id, &job.participants, &self.cluster)?;
         self.store.activate(job.key_id, certificate.epoch)?;
+        self.store.record_epoch_start(job.key_id, certificate.epoch, (self.clock)())?;
         Ok(certificate.epoch)
     }
 
@@ -704,6 +714,7 @@ impl Node {
             Protocol::Dkg(mut s) => {
                 let share = s.take_output().ok_or_else(|| NodeError::Refused("no output".into()))?;
                 self.store.insert_new_key_with_parties(&share, &running.job.participants)?;
+                self.store.record_epoch_start(share.key_id(), share.epoch(), (self.clock)())?;
                 Ok(Outcome::KeyCreated { public_key: share.public_key().to_vec() })
             }
             Protocol::Derive(mut s) => {

@@ -37,6 +37,7 @@ use shardvault_vault::{open, seal, KdfParams, Kek, SealContext};
 use shardvault_wire::NodeId;
 
 mod backups;
+mod epochs;
 mod governance;
 mod sign_log;
 pub use backups::BackupEntry;
@@ -229,6 +230,7 @@ impl Store {
         db.execute_batch(sign_log::CREATE_TABLE)?;
         db.execute_batch(governance::CREATE_TABLES)?;
         db.execute_batch(backups::CREATE_TABLE)?;
+        db.execute_batch(epochs::CREATE_TABLE)?;
         create_key_identity_tables(&db)?;
         let meta = |name: &str| -> Result<Option<Vec<u8>>, StoreError> {
             Ok(db.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional()?)

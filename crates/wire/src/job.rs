@@ -31,7 +31,9 @@ pub struct Job {
 /// node needs to decide for itself whether a job was approved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Governed {
-    /// The request's canonical bytes (canonical JSON, UTF-8).
+    /// The request's canonical bytes (canonical JSON, UTF-8). Empty for a
+    /// refresh the policy schedules, which no one approves: each node checks
+    /// the schedule itself (docs/POLICY.md "Scheduled refresh").
     pub request: String,
     /// Armored SSHSIG approvals of exactly those bytes.
     pub approvals: Vec<String>,

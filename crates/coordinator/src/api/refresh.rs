@@ -19,14 +19,15 @@ use std::collections::BTreeMap;
 use axum::http::StatusCode;
 use shardvault_api::{ErrorCode, RefreshFinished, Refreshed};
 use shardvault_types::{Epoch, KeyId, SessionId};
-use shardvault_wire::{Job, JobKind, NodeId, Outcome, RefreshCertificate};
+use shardvault_wire::{Governed, Job, JobKind, NodeId, Outcome, RefreshCertificate};
 
 use super::{agree, answer, Answer, ApiError};
 use crate::db::KeyRecord;
 use crate::jobs::{NodeResult, State};
 
-/// Refreshes every share of `key` and activates the new epoch.
-pub(super) async fn refresh(state: &State, mut key: KeyRecord, approved: &super::Approved) -> Answer {
+/// Refreshes every share of `key` and activates the new epoch, under an
+/// approved request's `governed` (or, scheduled, the log and no request).
+pub(super) async fn refresh(state: &State, mut key: KeyRecord, governed: Governed) -> Answer {
     let id = key.key_id;
     let latest = state.db().latest_refresh(&id).map_err(ApiError::storage)?;
     if let Some((epoch, status, _)) = &latest {
@@ -54,7 +55,7 @@ pub(super) async fn refresh(state: &State, mut key: KeyRecord, approved: &super:
         key_id: id,
         participants: key.nodes.clone(),
         kind: JobKind::Refresh { from, to },
-        governance: Some(approved.governed.clone()),
+        governance: Some(governed),
     };
     let certificate = match certificate(&key, to, &state.run(job).await) {
         Ok(certificate) => certificate,
@@ -86,6 +87,14 @@ pub(super) async fn refresh(state: &State, mut key: KeyRecord, approved: &super:
         request_id: None,
     };
     answer(StatusCode::OK, &refreshed)
+}
+
+/// A refresh the policy schedules (docs/POLICY.md "Scheduled refresh"): the
+/// job carries the governance log and no request; every node checks that
+/// the policy schedules it and that its active epoch is old enough.
+pub(crate) async fn scheduled(state: &State, key: KeyRecord) -> Answer {
+    let governed = state.organisation().governed("", Vec::new());
+    refresh(state, key, governed).await
 }
 
 /// Finishes the key's last refresh: activates a certified epoch everywhere,
