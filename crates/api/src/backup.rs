@@ -113,6 +113,21 @@ pub struct ShareAttestation {
     pub node: u16,
     /// Ed25519 under the node's identity key over the backup statement, hex (64 bytes).
     pub signature: String,
+    /// Every hardened path the node derived for the key, in path order, with
+    /// its child public key: signed in the statement, so recovered chain
+    /// seeds are checked against them and none can be left out.
+    #[serde(default)]
+    pub hardened: Vec<HardenedKey>,
+}
+
+/// A hardened path a node derived, and its child public key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HardenedKey {
+    /// The path (every component hardened at its end).
+    pub path: String,
+    /// `X'`, hex.
+    pub public_key: String,
 }
 
 /// An address of a backed-up key.

@@ -9,7 +9,9 @@
 //! statement is rebuilt from the package itself — the entry's fields and
 //! the files as they are in it — and its node's signature checked, so a
 //! party counts only if its files are exactly those its node sealed. An
-//! address counts only if max(2, t) pinned nodes attested it.
+//! address counts only if max(2, t) pinned nodes attested it, and so does a
+//! hardened path's child public key that the nodes list in their
+//! statements (which the coordinator therefore cannot leave out).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,6 +37,10 @@ pub struct Authenticity {
     pub addresses: Vec<BackupAddress>,
     /// Addresses the package lists that are not attested, and why.
     pub unattested: Vec<(String, String)>,
+    /// Hardened paths with the child public key max(2, t) of the counted
+    /// parties' nodes signed: what the recovered chain seeds must give.
+    #[serde(skip)]
+    pub hardened: BTreeMap<DerivationPath, Vec<u8>>,
 }
 
 impl Authenticity {
@@ -73,19 +79,26 @@ pub fn check(package: &BackupPackage, entry: &ExportedKeyShare, cluster: &Cluste
         rejected: Vec::new(),
         addresses: Vec::new(),
         unattested: Vec::new(),
+        hardened: BTreeMap::new(),
     };
+    let mut listed: BTreeMap<(DerivationPath, Vec<u8>), usize> = BTreeMap::new();
     for party in &entry.party_ids {
         match check_party(package, entry, &facts, &nodes, *party, cluster) {
-            Ok(node) if authenticity.nodes.values().any(|n| *n == node) => authenticity
+            Ok((node, _)) if authenticity.nodes.values().any(|n| *n == node) => authenticity
                 .rejected
                 .push((*party, format!("node {node} also signed for another party; a node holds one party"))),
-            Ok(node) => {
+            Ok((node, hardened)) => {
                 authenticity.parties.insert(*party);
                 authenticity.nodes.insert(*party, node);
+                for derived in hardened {
+                    *listed.entry(derived).or_default() += 1;
+                }
             }
             Err(error) => authenticity.rejected.push((*party, format!("{error:#}"))),
         }
     }
+    let required = usize::from(facts.threshold.threshold()).max(2);
+    authenticity.hardened = listed.into_iter().filter(|(_, n)| *n >= required).map(|(derived, _)| derived).collect();
     for address in &entry.addresses {
         match check_address(&facts, address, cluster) {
             Ok(()) => authenticity.addresses.push(address.clone()),
@@ -120,8 +133,8 @@ impl Facts {
     }
 }
 
-/// The node that signed `party`'s files, if its signature verifies over
-/// the statement rebuilt from the package.
+/// The node that signed `party`'s files and the hardened paths it listed,
+/// if its signature verifies over the statement rebuilt from the package.
 fn check_party(
     package: &BackupPackage,
     entry: &ExportedKeyShare,
@@ -129,7 +142,7 @@ fn check_party(
     nodes: &BTreeMap<PartyId, NodeId>,
     party: u8,
     cluster: &Cluster,
-) -> Result<u16> {
+) -> Result<(u16, BTreeMap<DerivationPath, Vec<u8>>)> {
     let Some(attestation) = entry.share_attestations.iter().find(|a| a.party == party) else {
         anyhow::bail!("the package carries no node signature for it (a version 1 package carries none)");
     };
@@ -143,6 +156,14 @@ fn check_party(
     for seed in entry.encrypted_seed_shares.iter().filter(|s| s.from_party == party) {
         if seed_shares_sha256.insert(PartyId::new(seed.to_party)?, digest(&seed.encrypted_share)?).is_some() {
             anyhow::bail!("two seed shares of it for party {}", seed.to_party);
+        }
+    }
+    let mut hardened = BTreeMap::new();
+    for derived in &attestation.hardened {
+        let path: DerivationPath = derived.path.parse().with_context(|| format!("hardened path {}", derived.path))?;
+        let public_key = hex::decode(&derived.public_key).context("a hardened path's public key is not hex")?;
+        if hardened.insert(path, public_key).is_some() {
+            anyhow::bail!("hardened path {} is listed twice", derived.path);
         }
     }
     let statement = BackupStatement {
@@ -159,6 +180,7 @@ fn check_party(
         recipients: entry.encryption_pubkeys.clone(),
         sealed_sha256: digest(sealed)?,
         seed_shares_sha256,
+        hardened,
     };
     let signature = signature(&attestation.signature)?;
     statement.verify(cluster, &signature).with_context(|| {
@@ -168,7 +190,7 @@ fn check_party(
             attestation.node
         )
     })?;
-    Ok(attestation.node)
+    Ok((attestation.node, statement.hardened))
 }
 
 fn check_address(facts: &Facts, address: &BackupAddress, cluster: &Cluster) -> Result<()> {

@@ -74,8 +74,9 @@ pub struct CheckArgs {
     #[arg(long, env = "SHARDVAULT_CLUSTER")]
     cluster: Option<PathBuf>,
     /// Write the package without checking the nodes' signatures (with a
-    /// warning). A backup nobody checked may not recover anything.
-    #[arg(long, conflicts_with = "cluster")]
+    /// warning; it overrides SHARDVAULT_CLUSTER). A backup nobody checked may
+    /// not recover anything.
+    #[arg(long)]
     unverified: bool,
 }
 
@@ -87,7 +88,10 @@ pub fn run(json: bool, command: &BackupCommand) -> Result<()> {
             let client = crate::client(api)?;
             let record = client.request(request_id).with_context(|| format!("fetching request {request_id}"))?;
             match shardvault_client::finished::<BackupPackage>(record)? {
-                Outcome::Done(package) => write(json, out, &package, check, None),
+                Outcome::Done(package) => {
+                    let expected = Expected { request_id: Some(request_id), keys: &[], recipients: None };
+                    write(json, out, &package, check, &expected)
+                }
                 Outcome::Pending(record) => bail!(
                     "request {} is still pending: every member who may approve must approve it \
                      (`shardvault request show {}` says who has not)",
@@ -110,15 +114,18 @@ fn export(json: bool, args: &ExportArgs) -> Result<()> {
         .context("a recipient")?;
     let body = BackupRequest { keys: args.keys.clone(), recipients };
     let client = crate::client(&args.api)?;
-    let write = |package: &BackupPackage| write(json, &args.out, package, &args.check, Some(&asked));
+    let write = |package: &BackupPackage, request_id: Option<&str>| {
+        let expected = Expected { request_id, keys: &args.keys, recipients: Some(&asked) };
+        write(json, &args.out, package, &args.check, &expected)
+    };
     match client.export_backup(&body, Some(&crate::idempotency(&args.api)))? {
-        Outcome::Done(package) => write(&package),
+        Outcome::Done(package) => write(&package, None),
         Outcome::Pending(record) if args.wait => {
             let answer =
                 crate::governance::wait_for(&client, &record.request_id, Duration::from_secs(args.wait_timeout))?;
             let package: BackupPackage =
                 serde_json::from_value(answer).context("the export's answer is not a backup package")?;
-            write(&package)
+            write(&package, Some(&record.request_id))
         }
         Outcome::Pending(record) => {
             let next = format!(
@@ -153,10 +160,18 @@ fn refuse_existing(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks the package's shape, checksums and (unless --unverified) every
-/// party's node signature against the pinned cluster file, and that it is
-/// sealed to the recipients `asked` for; then writes it 0600.
-fn write(json: bool, out: &Path, package: &BackupPackage, check: &CheckArgs, asked: Option<&[String]>) -> Result<()> {
+/// What the package must answer: the request, the keys asked for (none:
+/// every key), the recipients given.
+struct Expected<'a> {
+    request_id: Option<&'a str>,
+    keys: &'a [String],
+    recipients: Option<&'a [String]>,
+}
+
+/// Checks the package as `recover` will read it (shape, checksums), that it
+/// answers what was `expected`, and (unless --unverified) every party's node
+/// signature against the pinned cluster file; then writes it 0600.
+fn write(json: bool, out: &Path, package: &BackupPackage, check: &CheckArgs, expected: &Expected<'_>) -> Result<()> {
     if package.format != BACKUP_FORMAT || package.version != BACKUP_VERSION {
         bail!(
             "the coordinator answered a {} version {} package, not {BACKUP_FORMAT} version {BACKUP_VERSION}",
@@ -164,11 +179,20 @@ fn write(json: bool, out: &Path, package: &BackupPackage, check: &CheckArgs, ask
             package.version
         );
     }
+    if let Some(id) = expected.request_id.filter(|id| *id != package.request_id) {
+        bail!("the coordinator answered the package of request {}, not of {id}; not writing it", package.request_id);
+    }
+    if package.exported_key_shares.is_empty() {
+        bail!("the coordinator answered a package without keys; not writing it");
+    }
+    if let Some(key) =
+        expected.keys.iter().find(|k| !package.exported_key_shares.iter().any(|e| e.key_id.eq_ignore_ascii_case(k)))
+    {
+        bail!("the package holds no entry for key {key}, which the export names; not writing it");
+    }
     for entry in &package.exported_key_shares {
-        if entry.checksum != entry.compute_checksum() {
-            bail!("the package's entry for key {} fails its checksum; not writing it", entry.key_id);
-        }
-        if asked.is_some_and(|asked| entry.encryption_pubkeys != asked) {
+        crate::recover::check_entry(entry).context("not writing the package")?;
+        if expected.recipients.is_some_and(|asked| entry.encryption_pubkeys != asked) {
             bail!(
                 "the package's entry for key {} is sealed to {:?}, not to the recipients given; not writing it",
                 entry.key_id,
@@ -195,7 +219,7 @@ fn write(json: bool, out: &Path, package: &BackupPackage, check: &CheckArgs, ask
 /// Refuses a package in which any party's files are not signed by its node
 /// (checked against the pinned cluster file), unless --unverified.
 fn authenticate(package: &BackupPackage, check: &CheckArgs) -> Result<()> {
-    let Some(file) = &check.cluster else {
+    let Some(file) = check.cluster.as_ref().filter(|_| !check.unverified) else {
         if !check.unverified {
             bail!(
                 "refusing to write a backup without checking it: give the pinned cluster file with --cluster FILE \

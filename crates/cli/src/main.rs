@@ -698,6 +698,7 @@ mod tests {
         "path",
         "bech32_prefix",
         "unverified",
+        "unchecked_seeds",
         "message_hex",
         "format",
         "nonce",

@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::authenticity::{self, Authenticity};
 use keys::{KeyOutput, Target};
+pub use package::check_entry;
 use shardvault_api::BackupAddress;
 
 /// `shardvault recover`.
@@ -79,8 +80,13 @@ pub struct RecoverArgs {
     /// Recover without checking the nodes' signatures (a version 1 package,
     /// or a lost cluster file): anyone who knows the recipients could have
     /// written the package. Compare the addresses with ones you verified.
-    #[arg(long, conflicts_with = "cluster")]
+    #[arg(long)]
     unverified: bool,
+    /// With --cluster: print a hardened key even when the package lists no
+    /// hardened path its nodes signed, so the recovered chain seeds cannot
+    /// be checked (a hostile node's wrong seed would go unnoticed).
+    #[arg(long)]
+    unchecked_seeds: bool,
     /// Sign this unsigned transaction with the recovered key (as `shardvault
     /// sign` takes it: a PSBT, binary or base64; an EVM preimage, hex; a
     /// Solana, Aptos, Sui, Tron or Cosmos transaction, hex or base64) and
@@ -120,9 +126,14 @@ pub fn run(args: &RecoverArgs, json: bool) -> Result<()> {
         Ok(recover_key_with_seeds(&opened.shares, &opened.seeds, path)?)
     };
 
+    let target = target_path(args)?;
+    let hardened = target.as_ref().is_some_and(|p| !p.hardened_prefix().components().is_empty());
+    let seeds_checked = match &authenticity {
+        Some(a) if hardened || args.verify_addresses => Some(check_seeds(a, &derive, args.unchecked_seeds)?),
+        _ => None,
+    };
     let mut keys = Vec::new();
     let mut signed = None;
-    let target = target_path(args)?;
     if let Some(path) = &target {
         let key = derive(path)?;
         let targets = match &args.chain {
@@ -174,6 +185,7 @@ pub fn run(args: &RecoverArgs, json: bool) -> Result<()> {
         keys: &keys,
         verified_addresses: verified.as_deref(),
         authenticity: authenticity.as_ref(),
+        seeds_checked,
         signed: signed.as_ref(),
     };
     print(json, &output)?;
@@ -193,7 +205,8 @@ fn authenticate(
     backup: &shardvault_api::BackupPackage,
     entry: &shardvault_api::ExportedKeyShare,
 ) -> Result<Option<Authenticity>> {
-    let Some(file) = &args.cluster else {
+    let cluster = args.cluster.as_ref().filter(|_| !args.unverified);
+    let Some(file) = cluster else {
         if !args.unverified {
             bail!(
                 "refusing to recover from a package nobody vouched for: give the pinned cluster file with \
@@ -216,6 +229,45 @@ fn authenticate(
         eprintln!("warning: not trusting the listed address {address}: {why}");
     }
     Ok(Some(authenticity))
+}
+
+/// Derives every hardened path the nodes signed (max(2, t) of them, in
+/// their backup statements) with the recovered shares and chain seeds and
+/// refuses unless each gives the child public key they signed: a chain seed
+/// a hostile node sealed wrong (in its own file or as seed shares) shows
+/// here, whatever path is printed. The number checked; none is refused
+/// unless `unchecked`.
+fn check_seeds(
+    authenticity: &Authenticity,
+    derive: &dyn Fn(&DerivationPath) -> Result<RecoveredKey>,
+    unchecked: bool,
+) -> Result<usize> {
+    if authenticity.hardened.is_empty() {
+        if !unchecked {
+            bail!(
+                "the package lists no hardened path its nodes signed, so the recovered chain seeds cannot be checked \
+                 and a hostile node's wrong seed would give a wrong key unnoticed. Derive an address on the cluster \
+                 and export again, or pass --unchecked-seeds and compare the printed address yourself"
+            );
+        }
+        eprintln!(
+            "WARNING: --unchecked-seeds: the recovered chain seeds are not checked; compare the address yourself"
+        );
+        return Ok(0);
+    }
+    for (path, public_key) in &authenticity.hardened {
+        let key = derive(path)?;
+        if &key.public_key != public_key {
+            bail!(
+                "with the recovered chain seeds, path {path} gives the child key {}, not {} as the nodes signed: a \
+                 chain seed in this package is wrong (a hostile node sealed it). Do not use this key; recover with \
+                 other officers' keys, leaving out one party at a time, until this check passes",
+                hex::encode(&key.public_key),
+                hex::encode(public_key)
+            );
+        }
+    }
+    Ok(authenticity.hardened.len())
 }
 
 /// `--path P`, or the cluster's path for `--chain C --index I`.
@@ -300,6 +352,10 @@ struct Output<'a> {
     /// With --cluster: which parties' files their nodes signed.
     #[serde(skip_serializing_if = "Option::is_none")]
     authenticity: Option<&'a Authenticity>,
+    /// With --cluster, for a hardened path: how many hardened paths the
+    /// nodes signed gave their child key with the recovered chain seeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seeds_checked: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signed: Option<&'a shardvault_api::SignedTransaction>,
 }

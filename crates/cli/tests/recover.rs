@@ -19,8 +19,8 @@ use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shardvault_api::{
-    Attestation, BackupAddress, BackupPackage, EncryptedSeedShare, ExportedKeyShare, ShareAttestation, BACKUP_FORMAT,
-    BACKUP_VERSION,
+    Attestation, BackupAddress, BackupPackage, EncryptedSeedShare, ExportedKeyShare, HardenedKey, ShareAttestation,
+    BACKUP_FORMAT, BACKUP_VERSION,
 };
 use shardvault_backup::BackupPlaintext;
 use shardvault_chains::{Chain, KeyType};
@@ -61,9 +61,27 @@ fn nodes() -> &'static Nodes {
     })
 }
 
+/// The hardened paths the test cluster "derived" for a key: indices 0 to 3
+/// of every chain the key signs for, with the child keys `backups` (all n,
+/// so every chain seed) give — none where they do not make one key (the
+/// mixed and spliced packages of the refusal tests).
+fn signed_paths(backups: &[ShareBackup]) -> Vec<HardenedKey> {
+    let key_type = KeyType::from(backups[0].scheme);
+    let mut paths = BTreeMap::new();
+    for chain in Chain::ALL.iter().filter(|c| c.accepts(key_type)) {
+        for index in 0..=3 {
+            let path: DerivationPath = index_path(*chain, index).parse().unwrap();
+            let Ok(key) = shardvault_mpc::recover_key(backups, &path) else { return Vec::new() };
+            paths.insert(path, hex::encode(&key.public_key));
+        }
+    }
+    paths.into_iter().map(|(path, public_key)| HardenedKey { path: path.to_string(), public_key }).collect()
+}
+
 /// Node `node`'s signature over its statement for `entry`'s party `party`,
-/// as the node makes it: over the files as they are in the entry.
-fn sign_party(entry: &ExportedKeyShare, party: u8, node: u16) -> ShareAttestation {
+/// as the node makes it: over the files as they are in the entry, and the
+/// `hardened` paths it derived.
+fn sign_party(entry: &ExportedKeyShare, party: u8, node: u16, hardened: &[HardenedKey]) -> ShareAttestation {
     let digest = |text: &str| -> [u8; 32] {
         Sha256::digest(base64::engine::general_purpose::STANDARD.decode(text).unwrap()).into()
     };
@@ -93,15 +111,18 @@ fn sign_party(entry: &ExportedKeyShare, party: u8, node: u16) -> ShareAttestatio
             .filter(|s| s.from_party == party)
             .map(|s| (PartyId::new(s.to_party).unwrap(), digest(&s.encrypted_share)))
             .collect(),
+        hardened: hardened.iter().map(|h| (h.path.parse().unwrap(), hex::decode(&h.public_key).unwrap())).collect(),
     };
     let signature = statement.sign(&nodes().identities[&node]);
-    ShareAttestation { party, node, signature: hex::encode(signature) }
+    ShareAttestation { party, node, signature: hex::encode(signature), hardened: hardened.to_vec() }
 }
 
-/// Every party's files signed by its node, every address attested by all
-/// three nodes, and the checksum recomputed: what the cluster would write.
-fn sign(mut entry: ExportedKeyShare) -> ExportedKeyShare {
-    entry.share_attestations = entry.party_ids.iter().map(|p| sign_party(&entry, *p, u16::from(*p))).collect();
+/// Every party's files signed by its node (with the `hardened` paths it
+/// derived), every address attested by all three nodes, and the checksum
+/// recomputed: what the cluster would write.
+fn sign(mut entry: ExportedKeyShare, hardened: &[HardenedKey]) -> ExportedKeyShare {
+    entry.share_attestations =
+        entry.party_ids.iter().map(|p| sign_party(&entry, *p, u16::from(*p), hardened)).collect();
     for address in &mut entry.addresses {
         let statement = AddressStatement {
             key_id: entry.key_id.parse().unwrap(),
@@ -226,7 +247,7 @@ fn entry(backups: &[ShareBackup], recipients: &[&str], addresses: Vec<BackupAddr
         addresses,
         checksum: String::new(),
     };
-    sign(entry)
+    sign(entry, &signed_paths(backups))
 }
 
 fn backups(shares: &Shares) -> Vec<ShareBackup> {
@@ -272,7 +293,8 @@ fn recover_with(backup: &Path, identities: &[&Officer], args: &[&str], check: &[
     let passphrase = dir.join("passphrase");
     std::fs::write(&passphrase, format!("{PASSPHRASE}\n")).unwrap();
     let mut command = Command::new(EXE);
-    command.arg("recover").arg("--backup").arg(backup).args(check).env_remove("SHARDVAULT_BACKUP_PASSPHRASE");
+    command.arg("recover").arg("--backup").arg(backup).args(check);
+    command.env_remove("SHARDVAULT_BACKUP_PASSPHRASE").env_remove("SHARDVAULT_CLUSTER");
     for identity in identities {
         command.arg("--identity").arg(&identity.key);
     }
@@ -742,7 +764,8 @@ fn a_package_its_nodes_did_not_seal_recovers_nothing() {
     // (node 3's own for party 3 too); too few are left.
     let mut claimed = entry(&backups(&forged_shares), &recipients, vec![]);
     claimed.share_attestations[0].node = 3;
-    claimed.share_attestations[0] = sign_party(&claimed, 1, 3);
+    let paths = claimed.share_attestations[0].hardened.clone();
+    claimed.share_attestations[0] = sign_party(&claimed, 1, 3, &paths);
     claimed.checksum = claimed.compute_checksum();
     let backup = write(dir.path(), &package(vec![claimed]));
     let output = recover(&backup, &all, &root);
@@ -751,6 +774,24 @@ fn a_package_its_nodes_did_not_seal_recovers_nothing() {
     // Neither --cluster nor --unverified: refused before any identity is read.
     let output = recover_with(&backup, &all, &root, &[]);
     refused(&output, &["--cluster FILE", "--unverified"]);
+    // A version 1 package (from before signatures): refused with the cluster
+    // file, read with --unverified, which overrides SHARDVAULT_CLUSTER.
+    let mut old = entry(&backups(&forged_shares), &recipients, vec![]);
+    old.share_attestations.clear();
+    old.checksum = old.compute_checksum();
+    let mut v1 = package(vec![old]);
+    v1.version = 1;
+    let backup = write(dir.path(), &v1);
+    refused(&recover(&backup, &all, &root), &["no node signature", "version 1"]);
+    let output = Command::new(EXE)
+        .args(["--json", "recover", "--unverified", "--backup"])
+        .arg(&backup)
+        .args(["--identity", officers[0].key.to_str().unwrap(), "--identity", officers[2].key.to_str().unwrap()])
+        .args(root)
+        .env("SHARDVAULT_CLUSTER", cluster_file(&backup))
+        .output()
+        .unwrap();
+    assert_eq!(succeeded(&output)["parties_opened"], serde_json::json!([1, 3]));
     // Unchecked, the forgery goes through: what the signatures prevent.
     let backup = write(dir.path(), &package(vec![forged]));
     let answer = succeeded(&recover_unverified(&backup, &all, &root));
@@ -759,34 +800,57 @@ fn a_package_its_nodes_did_not_seal_recovers_nothing() {
     assert_eq!(shardvault_testkit::secp256k1_public_key(&secret).unwrap(), forger);
 }
 
-/// A hostile node seals shares of a wrong chain seed (and signs them: they
-/// are its own files). When its party is the one missing, the hardened key
-/// comes out wrong while the root checks out; the address the nodes
-/// attested at that path shows it, and recovery refuses.
+/// A hostile node seals a wrong chain seed (and signs it: they are its own
+/// files), as seed shares or in its own share file. The root checks out;
+/// the hardened paths every node signed in its backup statement do not, so
+/// recovery refuses — also when the coordinator strips the address list,
+/// whatever path is asked for, and whichever officers are present.
 #[test]
-fn a_hostile_nodes_wrong_seed_shares_are_caught_at_an_attested_address() {
+fn a_hostile_nodes_wrong_chain_seed_is_caught_by_the_signed_hardened_paths() {
     let dir = tempfile::tempdir().unwrap();
     let officers = officers(dir.path());
     let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
     let shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let honest_paths = signed_paths(&backups(&shares));
     let ethereum = cluster_address(&shares, Chain::Ethereum, 0);
     let mut lied = backups(&shares);
     lied[2].chain_seed = backups(&run_dkg(Scheme::EcdsaSecp256k1, 2, 3))[2].chain_seed.clone();
     let honest = entry(&backups(&shares), &recipients, vec![ethereum.clone()]);
-    let mut hostile = entry(&lied, &recipients, vec![ethereum]);
+    let wrong = entry(&lied, &recipients, vec![ethereum]);
     // Party 3's own share is the real one; only its seed shares lie.
-    hostile.encrypted_shares[2] = honest.encrypted_shares[2].clone();
-    let hostile = sign(hostile);
-    let backup = write(dir.path(), &package(vec![hostile]));
-    let target = ["--json", "--chain", "ethereum", "--index", "0"];
+    let mut seed_shares_lie = wrong.clone();
+    seed_shares_lie.encrypted_shares[2] = honest.encrypted_shares[2].clone();
+    // Party 3's seed shares are the real ones; its own file lies.
+    let mut own_file_lies = honest.clone();
+    own_file_lies.encrypted_shares[2] = wrong.encrypted_shares[2].clone();
+    let refusal = ["a chain seed in this package is wrong"];
+    // Any index: nothing at index 7 was derived, and the addresses are gone.
+    let unlisted = ["--json", "--chain", "ethereum", "--index", "7"];
+    for (hostile, liars_officer_needed) in [(seed_shares_lie, false), (own_file_lies, true)] {
+        let mut hostile = sign(hostile, &honest_paths);
+        hostile.addresses.clear();
+        hostile.checksum = hostile.compute_checksum();
+        let backup = write(dir.path(), &package(vec![hostile]));
+        let (caught, fine) = match liars_officer_needed {
+            false => ([&officers[0], &officers[1]], [&officers[0], &officers[2]]),
+            true => ([&officers[0], &officers[2]], [&officers[0], &officers[1]]),
+        };
+        refused(&recover(&backup, &caught, &unlisted), &refusal);
+        let answer = succeeded(&recover(&backup, &fine, &unlisted));
+        assert_eq!(answer["seeds_checked"], honest_paths.len(), "{answer}");
+        assert_eq!(answer["keys"][0]["address"], cluster_address(&shares, Chain::Ethereum, 7).address);
+    }
+    // A package no node listed a hardened path in cannot check the seeds.
+    let mut none = sign(honest, &[]);
+    none.addresses.clear();
+    none.checksum = none.compute_checksum();
+    let backup = write(dir.path(), &package(vec![none]));
     let pair = [&officers[0], &officers[1]];
-    refused(
-        &recover(&backup, &pair, &target),
-        &["not the recovered key's", "a share or seed share in the package is wrong"],
-    );
-    // With party 3's own share the seed is its real one again.
-    let answer = succeeded(&recover(&backup, &[&officers[0], &officers[2]], &target));
-    assert_eq!(answer["verified_addresses"][0]["matches"], true);
+    refused(&recover(&backup, &pair, &unlisted), &["no hardened path its nodes signed", "--unchecked-seeds"]);
+    let answer = succeeded(&recover(&backup, &pair, &[&unlisted[..], &["--unchecked-seeds"]].concat()));
+    assert_eq!(answer["seeds_checked"], 0);
+    // The root needs no seed.
+    succeeded(&recover(&backup, &pair, &["--json", "--path", "m", "--chain", "ethereum"]));
 }
 
 // --- The chains' own software (run by .ci/run; see tools/recover_check.py) ---

@@ -602,20 +602,28 @@ impl Node {
                 PartyId::new(party).map(|party| (party, file)).map_err(|e| NodeError::Refused(e.to_string()))
             })
             .collect::<Result<BTreeMap<_, _>, _>>()?;
+        // Every field from this node's own state: its share, its pinned
+        // party map (`share_for` pinned it if it was not), its tweaks.
+        let nodes = self
+            .store
+            .key_parties(job.key_id)?
+            .ok_or_else(|| NodeError::Refused(format!("key {} has no pinned party map", job.key_id)))?;
+        let hardened = self.store.tweaks(job.key_id)?.into_iter().map(|tweak| (tweak.path, tweak.public_key)).collect();
         let statement = BackupStatement {
             organisation: organisation.to_string(),
             request_id: approved.id.to_string(),
             node: self.id,
-            key_id: job.key_id,
+            key_id: share.key_id(),
             scheme: share.scheme(),
             threshold,
             epoch: share.epoch(),
             party: me,
-            nodes: job.participants.clone(),
+            nodes,
             root_public_key: share.public_key().to_vec(),
             recipients: lines.clone(),
             sealed_sha256: Sha256::digest(&sealed).into(),
             seed_shares_sha256: seed_shares.iter().map(|(party, file)| (*party, Sha256::digest(file).into())).collect(),
+            hardened,
         };
         self.store.log_backup(&BackupEntry {
             key_id: job.key_id,
@@ -629,7 +637,7 @@ impl Node {
         tracing::info!(node = %self.id, key = %job.key_id, epoch = %share.epoch(), request = %approved.id,
             recipient = %recipient.fingerprint(), "backup sealed");
         let signature = statement.sign(&self.identity).to_vec();
-        Ok(Outcome::BackedUp { epoch: share.epoch(), sealed, seed_shares, signature })
+        Ok(Outcome::BackedUp { epoch: share.epoch(), sealed, seed_shares, hardened: statement.hardened, signature })
     }
 
     /// Refuses to sign alongside a party this node banned for the key.

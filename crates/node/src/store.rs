@@ -607,6 +607,20 @@ impl Store {
         Ok(())
     }
 
+    /// Every hardened path derived here for `key_id`, with its tweak.
+    pub fn tweaks(&self, key_id: KeyId) -> Result<Vec<HardenedTweak>, StoreError> {
+        let mut query = self.db.prepare("SELECT path FROM tweaks WHERE key_id = ?1 ORDER BY path")?;
+        let paths = query.query_map([key_id.as_bytes()], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        let corrupt = |detail: String| StoreError::Corrupt { key_id, detail };
+        paths
+            .iter()
+            .map(|text| {
+                let path: DerivationPath = text.parse().map_err(|e| corrupt(format!("tweak path {text}: {e}")))?;
+                self.tweak(key_id, &path)?.ok_or_else(|| corrupt(format!("tweak {text} vanished")))
+            })
+            .collect()
+    }
+
     /// The cached hardened tweak of `path`, if derived before.
     pub fn tweak(&self, key_id: KeyId, path: &DerivationPath) -> Result<Option<HardenedTweak>, StoreError> {
         let sealed: Option<Vec<u8>> = self

@@ -95,10 +95,19 @@ impl Fixture {
 fn each_node_seals_its_own_share_to_its_partys_recipient_and_logs_it() {
     for scheme in [Scheme::EcdsaSecp256k1, Scheme::EddsaEd25519] {
         let mut f = Fixture::new(scheme);
+        // A derived hardened path: the nodes list it, with its child key.
+        let path: shardvault_mpc::DerivationPath = "m/9'/0'/60'/0'/0'/0'".parse().unwrap();
+        let derive = job(f.key_id, &[1, 2, 3], JobKind::DeriveHardened { path: path.clone() });
+        let operation = Operation::DeriveAddress { key_id: f.key_id, path: path.clone() };
+        let derived = f.c.run(f.approved(derive, operation, &[0]));
+        let Some(Ok(Outcome::Derived { public_key: child, .. })) = derived.values().next() else {
+            panic!("{derived:?}")
+        };
+        let child = child.clone();
         let results = f.c.run(f.export(f.recipients(), &[0, 1]));
         let mut backups = Vec::new();
         for (node, result) in &results {
-            let Ok(Outcome::BackedUp { sealed, seed_shares, signature, epoch }) = result else {
+            let Ok(Outcome::BackedUp { sealed, seed_shares, hardened, signature, epoch }) = result else {
                 panic!("node {node}: {result:?}")
             };
             let party = usize::from(node.0) - 1;
@@ -131,7 +140,9 @@ fn each_node_seals_its_own_share_to_its_partys_recipient_and_logs_it() {
                 recipients: f.recipients().iter().map(|r| r.to_openssh().unwrap()).collect(),
                 sealed_sha256: Sha256::digest(sealed).into(),
                 seed_shares_sha256: seed_shares.iter().map(|(p, file)| (*p, Sha256::digest(file).into())).collect(),
+                hardened: [(path.clone(), child.clone())].into_iter().collect(),
             };
+            assert_eq!(hardened, &statement.hardened);
             let signature: [u8; 64] = signature.as_slice().try_into().unwrap();
             statement.verify(&f.c.cluster, &signature).unwrap();
             let claimed = BackupStatement { node: NodeId(node.0 % 3 + 1), ..statement.clone() };

@@ -3,7 +3,8 @@
 //! (scheme, t-of-n, root public key X) at epoch e, sealed my share to the
 //! party recipients L into the age file with SHA-256 h, and shares of my
 //! chain seed for the other parties into the files with SHA-256 h_q; the
-//! key's parties are held by the nodes M".
+//! key's parties are held by the nodes M; the hardened paths I derived have
+//! the child public keys D".
 //!
 //! age has no sender authentication: anyone who knows the recipients can
 //! encrypt something else to them. The statement is what makes a package
@@ -14,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use shardvault_types::{Epoch, KeyId, PartyId, Scheme, Threshold};
+use shardvault_types::{DerivationPath, Epoch, KeyId, PartyId, Scheme, Threshold};
 
 use crate::attestation::field;
 use crate::{Cluster, Error, NodeId, NodeIdentity};
@@ -56,6 +57,21 @@ pub struct BackupStatement {
     /// For every other party: SHA-256 of the age file holding its share of
     /// this party's chain seed.
     pub seed_shares_sha256: BTreeMap<PartyId, [u8; 32]>,
+    /// Every hardened path this node derived for the key, with its child
+    /// public key `X'` (the same on every node): what recovered chain seeds
+    /// are checked against.
+    pub hardened: BTreeMap<DerivationPath, Vec<u8>>,
+}
+
+/// A count, as the encoding writes it (u32be; no list here comes near).
+fn count(out: &mut Vec<u8>, n: usize) {
+    field(out, &u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
+}
+
+/// A recipient as signed: its key type and key, without the comment (which
+/// age ignores and the coordinator could change).
+fn recipient_key(line: &str) -> String {
+    line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
 
 impl BackupStatement {
@@ -63,11 +79,13 @@ impl BackupStatement {
     /// statement"): `u8 version = 1`, then every field as `u32be length ‖
     /// bytes`: organisation, request id, node id (u16be), key id (16 bytes),
     /// scheme name, t, n, epoch (u32be), party (1 byte), the number of
-    /// parties (1 byte) and for each, in party order, the party (1 byte) and
-    /// its node (u16be), root public key,
-    /// the number of recipients (1 byte) and each recipient, the share
-    /// file's SHA-256, the number of seed-share files (1 byte) and for each,
-    /// in party order, the party (1 byte) and the file's SHA-256.
+    /// parties (u32be) and for each, in party order, the party (1 byte) and
+    /// its node (u16be), root public key, the number of recipients (u32be)
+    /// and each recipient's key type and key (`ssh-ed25519 AAAA…`, no
+    /// comment), the share file's SHA-256, the number of seed-share files
+    /// (u32be) and for each, in party order, the party (1 byte) and the
+    /// file's SHA-256, the number of hardened paths (u32be) and for each, in
+    /// path order, the path (u32be per component) and its child public key.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = vec![BACKUP_STATEMENT_VERSION];
         field(&mut out, self.organisation.as_bytes());
@@ -79,21 +97,26 @@ impl BackupStatement {
         field(&mut out, &[self.threshold.parties()]);
         field(&mut out, &self.epoch.0.to_be_bytes());
         field(&mut out, &[self.party.get()]);
-        field(&mut out, &[u8::try_from(self.nodes.len()).unwrap_or(u8::MAX)]);
+        count(&mut out, self.nodes.len());
         for (party, node) in &self.nodes {
             field(&mut out, &[party.get()]);
             field(&mut out, &node.0.to_be_bytes());
         }
         field(&mut out, &self.root_public_key);
-        field(&mut out, &[u8::try_from(self.recipients.len()).unwrap_or(u8::MAX)]);
+        count(&mut out, self.recipients.len());
         for recipient in &self.recipients {
-            field(&mut out, recipient.as_bytes());
+            field(&mut out, recipient_key(recipient).as_bytes());
         }
         field(&mut out, &self.sealed_sha256);
-        field(&mut out, &[u8::try_from(self.seed_shares_sha256.len()).unwrap_or(u8::MAX)]);
+        count(&mut out, self.seed_shares_sha256.len());
         for (party, digest) in &self.seed_shares_sha256 {
             field(&mut out, &[party.get()]);
             field(&mut out, digest);
+        }
+        count(&mut out, self.hardened.len());
+        for (path, public_key) in &self.hardened {
+            field(&mut out, &path.encode());
+            field(&mut out, public_key);
         }
         out
     }
@@ -126,12 +149,17 @@ mod tests {
             party: PartyId::new(2).unwrap(),
             nodes: (1..=3).map(|p| (PartyId::new(p).unwrap(), NodeId(u16::from(p)))).collect(),
             root_public_key: vec![2; 33],
-            recipients: vec!["ssh-ed25519 AAAA one".into(), "ssh-ed25519 AAAA two".into(), "three".into()],
+            recipients: vec![
+                "ssh-ed25519 AAAA1 one".into(),
+                "ssh-ed25519 AAAA2 two".into(),
+                "ssh-ed25519 AAAA3".into(),
+            ],
             sealed_sha256: [9; 32],
             seed_shares_sha256: [(1, [1; 32]), (3, [3; 32])]
                 .into_iter()
                 .map(|(p, d)| (PartyId::new(p).unwrap(), d))
                 .collect(),
+            hardened: [("m/9'/0'/60'/0'/0'/0'".parse().unwrap(), vec![2; 33])].into_iter().collect(),
         }
     }
 
@@ -162,9 +190,22 @@ mod tests {
         let mut fewer = statement();
         fewer.seed_shares_sha256.remove(&PartyId::new(1).unwrap());
         changed.push(fewer);
+        let mut stripped = statement();
+        stripped.hardened.clear();
+        changed.push(stripped);
+        let mut moved = statement();
+        moved.hardened = [("m/9'/0'/60'/0'/0'/1'".parse().unwrap(), vec![2; 33])].into_iter().collect();
+        changed.push(moved);
         for other in changed {
             assert_ne!(other.to_bytes(), base, "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_recipients_comment_is_not_signed() {
+        let mut commented = statement();
+        commented.recipients[0] = "ssh-ed25519 AAAA1  another comment".into();
+        assert_eq!(commented.to_bytes(), statement().to_bytes());
     }
 
     #[test]

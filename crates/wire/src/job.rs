@@ -342,6 +342,9 @@ pub enum Outcome {
         /// For every other party: a share of this party's chain seed, as an
         /// age file to that party's recipient.
         seed_shares: BTreeMap<PartyId, Vec<u8>>,
+        /// Every hardened path the node derived for the key, with its child
+        /// public key (in the statement).
+        hardened: BTreeMap<shardvault_types::DerivationPath, Vec<u8>>,
         /// The node's identity signature over the
         /// [`crate::BackupStatement`] of these files.
         signature: Vec<u8>,

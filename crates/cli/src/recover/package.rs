@@ -44,7 +44,7 @@ pub fn read(file: &Path) -> Result<BackupPackage> {
 
 /// An entry's checksum and shape: one recipient and one share per party,
 /// the parties `1..=n`, and the names the entry's fields use.
-fn check_entry(entry: &ExportedKeyShare) -> Result<()> {
+pub fn check_entry(entry: &ExportedKeyShare) -> Result<()> {
     let key = &entry.key_id;
     if entry.compute_checksum() != entry.checksum.to_ascii_lowercase() {
         bail!(

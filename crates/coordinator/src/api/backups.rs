@@ -16,7 +16,7 @@ use axum::Json;
 use base64::Engine;
 use shardvault_api::{
     Attestation, BackupAddress, BackupList, BackupPackage, BackupRequest, BackupStatus, EncryptedSeedShare, ErrorBody,
-    ErrorCode, ExportedKeyShare, ShareAttestation, BACKUP_FORMAT, BACKUP_VERSION,
+    ErrorCode, ExportedKeyShare, HardenedKey, ShareAttestation, BACKUP_FORMAT, BACKUP_VERSION,
 };
 use shardvault_governance::{MemberKey, Operation};
 use shardvault_types::derive::child_chain_code;
@@ -143,7 +143,8 @@ fn entry(
     let mut seeds = Vec::new();
     let mut share_attestations = Vec::with_capacity(key.nodes.len());
     for (party, node) in &key.nodes {
-        let Some(Ok(Outcome::BackedUp { sealed: own, seed_shares, signature, .. })) = results.get(node) else {
+        let Some(Ok(Outcome::BackedUp { sealed: own, seed_shares, hardened, signature, .. })) = results.get(node)
+        else {
             return Err(ApiError::new(ErrorCode::NodeFailure, format!("node {node} sealed no share")));
         };
         let others: Vec<_> = key.nodes.keys().filter(|p| *p != party).collect();
@@ -159,6 +160,10 @@ fn entry(
             party: party.get(),
             node: node.0,
             signature: hex::encode(signature),
+            hardened: hardened
+                .iter()
+                .map(|(path, public_key)| HardenedKey { path: path.to_string(), public_key: hex::encode(public_key) })
+                .collect(),
         });
         sealed.push(b64(own));
         seeds.extend(seed_shares.iter().map(|(to, file)| EncryptedSeedShare {
