@@ -478,6 +478,15 @@ fn json_form_is_short_and_deterministic() {
     assert!(form.starts_with(r#"{"version":1,"address_books":{"a":["y"],"b":["x"]}"#), "{form}");
     let delayed = policy(r#"{"version":1,"change_delay_secs":3600,"rules":[]}"#);
     assert_eq!(serde_json::to_string(&delayed).unwrap(), r#"{"version":1,"change_delay_secs":3600,"rules":[]}"#);
+    let scheduled = policy(r#"{"version":1,"refresh_every_secs":2592000,"change_delay_secs":60,"rules":[]}"#);
+    assert_eq!(
+        serde_json::to_string(&scheduled).unwrap(),
+        r#"{"version":1,"change_delay_secs":60,"refresh_every_secs":2592000,"rules":[]}"#
+    );
+    scheduled.validate(&[]).unwrap();
+    // A refresh every few seconds would keep every node refreshing.
+    let error = policy(r#"{"version":1,"refresh_every_secs":5,"rules":[]}"#).validate(&[]).unwrap_err().to_string();
+    assert!(error.contains("refresh at most every 10 seconds"), "{error}");
     // Unknown fields are refused everywhere, and Action has exactly two forms.
     for bad in [
         r#"{"version":1,"rules":[],"extra":1}"#,

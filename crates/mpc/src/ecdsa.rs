@@ -10,11 +10,12 @@ use dkls23::protocols::dkg::{
     KeepInitZeroSharePhase3to4, ProofCommitment, TransmitInitMulPhase3to4, TransmitInitZeroSharePhase2to4,
     TransmitInitZeroSharePhase3to4,
 };
+use dkls23::protocols::repair::RepairTerm;
 use dkls23::protocols::signing::{
     Broadcast3to4, KeepPhase1to2, KeepPhase2to3, SignData, TransmitPhase1to2, TransmitPhase2to3, UniqueKeep1to2,
     UniqueKeep2to3,
 };
-use dkls23::protocols::{Abort, AbortKind, AbortReason, Parameters, PartiesMessage, PartyIndex};
+use dkls23::protocols::{Abort, AbortKind, AbortReason, Parameters, PartiesMessage, PartyIndex, PublicKeyPackage};
 use dkls23::DkgSession;
 use k256_dkls::elliptic_curve::group::GroupEncoding;
 use k256_dkls::elliptic_curve::PrimeField;
@@ -25,8 +26,9 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::derive::ChildShare;
 use crate::error::Error;
 use crate::group::{Group, Secp256k1};
+use crate::repair::RepairContext;
 use crate::secret::ChainSeed;
-use crate::session::{decode, encode, Inbox, Machine, Outbox, Step};
+use crate::session::{decode, encode, Inbox, Machine, Outbox, Payload, Step};
 use crate::share::{KeyShare, SecretShare};
 use crate::Signature;
 use crate::{Epoch, KeyId, PartyId, Scheme, SessionId, Threshold};
@@ -571,4 +573,60 @@ fn refreshed_verifying_shares(
         verifying.insert(party, point_bytes(&new_point));
     }
     Ok(verifying)
+}
+
+// ---------------------------------------------------------------- repair
+
+/// This helper's masked term for rebuilding `target`'s share (for the target
+/// only; docs/DESIGN.md "Replacing a lost node"). `repair_id` binds the
+/// masks to one repair: every helper must use the same one.
+pub(crate) fn repair_term(
+    share: &KeyShare,
+    helpers: &BTreeSet<PartyId>,
+    target: PartyId,
+    repair_id: &[u8],
+) -> Result<Payload, Error> {
+    let helpers = helpers.iter().map(|p| index(*p)).collect::<Result<Vec<_>, _>>()?;
+    let term = ecdsa_party(share)?
+        .repair_term(&helpers, index(target)?, repair_id)
+        .map_err(|e| Error::InvalidInput(format!("share repair: {e}")))?;
+    Ok(Payload::new(encode(&term)?))
+}
+
+/// The target's share from every helper's term, checked by the library
+/// against the key's verifying share of `target`. Hollow: it cannot sign
+/// until all parties ran a complete refresh.
+pub(crate) fn repair_assemble(
+    context: &RepairContext,
+    target: PartyId,
+    terms: &BTreeMap<PartyId, Payload>,
+    chain_seed: ChainSeed,
+) -> Result<KeyShare, Error> {
+    let point = |bytes: &[u8]| dkls_point(bytes).ok_or_else(|| Error::decode("repair context", "a point"));
+    let mut verifying = BTreeMap::new();
+    for (party, bytes) in &context.verifying_shares {
+        verifying.insert(index(*party)?, point(bytes)?);
+    }
+    let package =
+        PublicKeyPackage::<Curve>::new(point(&context.public_key)?, verifying, parameters(context.threshold)?);
+    let mut received = Vec::with_capacity(terms.len());
+    for (from, payload) in terms {
+        let term: RepairTerm<Curve> = decode(*from, payload)?;
+        if term.helper != index(*from)? {
+            return Err(Error::misbehaved(*from, "a repair term in another helper's name"));
+        }
+        received.push(term);
+    }
+    let party = dkls23::protocols::repair::repair_assemble(&package, index(target)?, &received, |_| String::new())
+        .map_err(|e| Error::Protocol(format!("share repair: {e}")))?;
+    KeyShare::new(
+        context.key_id,
+        target,
+        context.threshold,
+        context.epoch,
+        context.public_key.clone(),
+        context.verifying_shares.clone(),
+        chain_seed,
+        SecretShare::Ecdsa(Box::new(party)),
+    )
 }

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use frost_core::keys::{dkg, refresh, KeyPackage, PublicKeyPackage, SigningShare, VerifyingShare};
+use frost_core::keys::{dkg, refresh, repairable, KeyPackage, PublicKeyPackage, SigningShare, VerifyingShare};
 use frost_core::round1::{SigningCommitments, SigningNonces};
 use frost_core::round2::SignatureShare;
 use frost_core::{Ciphersuite, Identifier, SigningPackage, VerifyingKey};
@@ -18,8 +18,9 @@ use rand_core::{CryptoRng, RngCore};
 use crate::derive::ChildShare;
 use crate::error::Error;
 use crate::group::{Ed25519, Group, Secp256k1};
+use crate::repair::RepairContext;
 use crate::secret::ChainSeed;
-use crate::session::{decode, encode, Inbox, Machine, Outbox, Step};
+use crate::session::{decode, encode, Inbox, Machine, Outbox, Payload, Step};
 use crate::share::{KeyShare, SecretShare};
 use crate::Signature;
 use crate::{Epoch, KeyId, PartyId, Scheme, Threshold};
@@ -438,4 +439,88 @@ impl<S: Suite> Machine for FrostSign<S> {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------- repair
+
+/// This helper's deltas for rebuilding `target`'s share: one for every
+/// helper, itself included (docs/DESIGN.md "Replacing a lost node").
+pub(crate) fn repair_deltas<S: Suite>(
+    share: &KeyShare,
+    helpers: &BTreeSet<PartyId>,
+    target: PartyId,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<BTreeMap<PartyId, Payload>, Error> {
+    let package = S::unwrap(share.secret()).ok_or_else(|| Error::InvalidInput("share of another scheme".into()))?;
+    let ids = helpers.iter().map(|p| identifier::<S>(*p)).collect::<Result<Vec<_>, _>>()?;
+    let deltas = repairable::repair_share_part1::<S, _>(&ids, package, rng, identifier::<S>(target)?)
+        .map_err(|e| Error::InvalidInput(format!("share repair: {e}")))?;
+    let mut out = BTreeMap::new();
+    for helper in helpers {
+        let delta = deltas
+            .get(&identifier::<S>(*helper)?)
+            .ok_or_else(|| Error::Protocol(format!("share repair: no delta for helper {helper}")))?;
+        out.insert(*helper, Payload::new(delta.serialize()));
+    }
+    Ok(out)
+}
+
+/// This helper's sigma for the target, from the delta every helper sent it.
+pub(crate) fn repair_sigma<S: Suite>(
+    helpers: &BTreeSet<PartyId>,
+    deltas: &BTreeMap<PartyId, Payload>,
+) -> Result<Payload, Error> {
+    if !deltas.keys().eq(helpers.iter()) {
+        return Err(Error::InvalidInput("share repair: a sigma needs one delta from every helper".into()));
+    }
+    let parsed = deltas
+        .iter()
+        .map(|(from, payload)| {
+            repairable::Delta::<S>::deserialize(payload.as_bytes())
+                .map_err(|e| Error::misbehaved(*from, format!("malformed repair delta: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Payload::new(repairable::repair_share_part2(&parsed).serialize()))
+}
+
+/// The target's share from every helper's sigma. The library does not check
+/// it, so it is checked here: its verifying share must be the key's for
+/// `target`.
+pub(crate) fn repair_assemble<S: Suite>(
+    context: &RepairContext,
+    target: PartyId,
+    sigmas: &BTreeMap<PartyId, Payload>,
+    chain_seed: ChainSeed,
+) -> Result<KeyShare, Error> {
+    let parsed = sigmas
+        .iter()
+        .map(|(from, payload)| {
+            repairable::Sigma::<S>::deserialize(payload.as_bytes())
+                .map_err(|e| Error::misbehaved(*from, format!("malformed repair sigma: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let public = public_package::<S>(&context.public_key, &context.verifying_shares, context.threshold)?;
+    let id = identifier::<S>(target)?;
+    let package = repairable::repair_share_part3(&parsed, id, &public)
+        .map_err(|e| Error::Protocol(format!("share repair: {e}")))?;
+    let expected = public
+        .verifying_shares()
+        .get(&id)
+        .ok_or_else(|| Error::InvalidInput(format!("share repair: party {target} is not a party of the key")))?;
+    if package.verifying_share() != expected {
+        return Err(Error::Protocol(format!(
+            "share repair: the helpers' values do not add up to party {target}'s share (a helper sent a wrong one; \
+             retry with other helpers)"
+        )));
+    }
+    KeyShare::new(
+        context.key_id,
+        target,
+        context.threshold,
+        context.epoch,
+        context.public_key.clone(),
+        context.verifying_shares.clone(),
+        chain_seed,
+        S::wrap(package),
+    )
 }

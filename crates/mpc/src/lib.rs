@@ -37,6 +37,7 @@ mod group;
 mod hd;
 pub mod local;
 mod recover;
+mod repair;
 mod secret;
 mod session;
 mod share;
@@ -56,6 +57,7 @@ pub use error::{Error, Rejection};
 use frost::{FrostDkg, FrostRefresh, FrostSign};
 pub use hd::{HardenedTweak, HdMachine};
 pub use recover::{recover_key, recover_key_with_seeds, RecoveredKey};
+pub use repair::{repair_assemble, repair_sigma, repair_start, RepairContext};
 pub use secret::ChainSeed;
 pub use session::{
     EchoDigest, Envelope, Inbox, Machine, Outbox, Payload, Session, Step, ENVELOPE_VERSION, MAX_PAYLOAD,

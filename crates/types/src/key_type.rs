@@ -28,6 +28,16 @@ impl From<Scheme> for KeyType {
     }
 }
 
+impl KeyType {
+    /// The curve, as backups name it (`secp256k1`, `ed25519`).
+    pub fn curve(self) -> &'static str {
+        match self {
+            KeyType::EcdsaSecp256k1 | KeyType::SchnorrSecp256k1 => "secp256k1",
+            KeyType::Ed25519 => "ed25519",
+        }
+    }
+}
+
 impl fmt::Display for KeyType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

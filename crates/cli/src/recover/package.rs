@@ -67,10 +67,7 @@ pub fn check_entry(entry: &ExportedKeyShare) -> Result<()> {
         bail!("the backup entry of key {key} is {}-of-{n}", entry.threshold);
     }
     let scheme = scheme(entry)?;
-    let curve = match scheme {
-        Scheme::EddsaEd25519 => "ed25519",
-        Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => "secp256k1",
-    };
+    let curve = shardvault_chains::KeyType::from(scheme).curve();
     if entry.key_type != curve {
         bail!("the backup entry of key {key} is of scheme {scheme} but key type {:?}", entry.key_type);
     }

@@ -20,7 +20,7 @@ use shardvault_api::{
 };
 use shardvault_governance::{MemberKey, Operation};
 use shardvault_types::derive::child_chain_code;
-use shardvault_types::{DerivationPath, KeyId, Scheme, SessionId};
+use shardvault_types::{DerivationPath, KeyId, KeyType, SessionId};
 use shardvault_wire::{AddressStatement, Job, JobKind, NodeId, Outcome};
 
 use super::{agree, answer, key_id, load_key, parse, requests, Answer, ApiError, Approved};
@@ -174,7 +174,7 @@ fn entry(
     }
     let mut entry = ExportedKeyShare {
         key_id: key.key_id.to_string(),
-        key_type: key_type(key.scheme).into(),
+        key_type: KeyType::from(key.scheme).curve().into(),
         scheme: key.scheme.as_str().into(),
         threshold: key.threshold.threshold(),
         party_ids: key.nodes.keys().map(|party| party.get()).collect(),
@@ -190,14 +190,6 @@ fn entry(
     };
     entry.checksum = entry.compute_checksum();
     Ok(entry)
-}
-
-/// The curve a scheme's keys are on, as the package names it.
-fn key_type(scheme: Scheme) -> &'static str {
-    match scheme {
-        Scheme::EcdsaSecp256k1 | Scheme::SchnorrSecp256k1 => "secp256k1",
-        Scheme::EddsaEd25519 => "ed25519",
-    }
 }
 
 /// Every address the nodes attested for the key, with their attestations.
