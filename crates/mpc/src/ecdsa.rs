@@ -619,14 +619,5 @@ pub(crate) fn repair_assemble(
     }
     let party = dkls23::protocols::repair::repair_assemble(&package, index(target)?, &received, |_| String::new())
         .map_err(|e| Error::Protocol(format!("share repair: {e}")))?;
-    KeyShare::new(
-        context.key_id,
-        target,
-        context.threshold,
-        context.epoch,
-        context.public_key.clone(),
-        context.verifying_shares.clone(),
-        chain_seed,
-        SecretShare::Ecdsa(Box::new(party)),
-    )
+    context.share(target, chain_seed, SecretShare::Ecdsa(Box::new(party)))
 }

@@ -513,14 +513,5 @@ pub(crate) fn repair_assemble<S: Suite>(
              retry with other helpers)"
         )));
     }
-    KeyShare::new(
-        context.key_id,
-        target,
-        context.threshold,
-        context.epoch,
-        context.public_key.clone(),
-        context.verifying_shares.clone(),
-        chain_seed,
-        S::wrap(package),
-    )
+    context.share(target, chain_seed, S::wrap(package))
 }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::secret::ChainSeed;
 use crate::session::Payload;
-use crate::share::KeyShare;
+use crate::share::{KeyShare, SecretShare};
 use crate::{ecdsa, frost};
 use crate::{Epoch, KeyId, PartyId, Scheme, Threshold};
 
@@ -64,6 +64,12 @@ impl RepairContext {
             public_key: share.public_key().to_vec(),
             verifying_shares: share.verifying_shares().clone(),
         }
+    }
+
+    /// `target`'s share of this key: `secret`, with its chain seed.
+    pub(crate) fn share(&self, target: PartyId, chain_seed: ChainSeed, secret: SecretShare) -> Result<KeyShare, Error> {
+        let (key, verifying) = (self.public_key.clone(), self.verifying_shares.clone());
+        KeyShare::new(self.key_id, target, self.threshold, self.epoch, key, verifying, chain_seed, secret)
     }
 }
 
