@@ -128,8 +128,12 @@ pub fn run(args: &RecoverArgs, json: bool) -> Result<()> {
 
     let target = target_path(args)?;
     let hardened = target.as_ref().is_some_and(|p| !p.hardened_prefix().components().is_empty());
+    // A hardened key is printed only once the seeds check out; addresses
+    // are verified with them checked where the nodes signed any path.
     let seeds_checked = match &authenticity {
-        Some(a) if hardened || args.verify_addresses => Some(check_seeds(a, &derive, args.unchecked_seeds)?),
+        Some(a) if hardened || (args.verify_addresses && !a.hardened.is_empty()) => {
+            Some(check_seeds(a, &derive, args.unchecked_seeds)?)
+        }
         _ => None,
     };
     let mut keys = Vec::new();

@@ -23,7 +23,12 @@ pub(crate) async fn run(state: Arc<State>, interval: Duration, mut shutdown: wat
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => {}
+            changed = shutdown.changed() => {
+                // The sender gone is a shutdown too (else this would spin).
+                if changed.is_err() {
+                    return;
+                }
+            }
         }
         if *shutdown.borrow() {
             return;
