@@ -1010,6 +1010,40 @@ fn a_solana_transfer_signed_offline_executes_in_litesvm() {
     assert_eq!(verdict["recipient_balance"], "7500000");
 }
 
+/// Offline means offline: in a network namespace with no interface up
+/// (`unshare -rn`), recover rebuilds a hardened key and checks it against
+/// the nodes' signatures, and strace sees it create no socket at all.
+#[test]
+fn recover_needs_no_network_and_opens_no_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    let shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let ethereum = cluster_address(&shares, Chain::Ethereum, 0);
+    let backup = write(dir.path(), &package(vec![entry(&backups(&shares), &recipients, vec![ethereum.clone()])]));
+    let trace = dir.path().join("syscalls");
+    let output = Command::new("unshare")
+        .args(["-rn", "strace", "-f", "-qq", "-e", "trace=socket,connect", "-o"])
+        .arg(&trace)
+        .arg(EXE)
+        .args(["--json", "recover", "--backup"])
+        .arg(&backup)
+        .arg("--cluster")
+        .arg(cluster_file(&backup))
+        .arg("--identity")
+        .arg(&officers[0].key)
+        .arg("--identity")
+        .arg(&officers[2].key)
+        .args(["--chain", "ethereum", "--index", "0", "--verify-addresses"])
+        .env_remove("SHARDVAULT_CLUSTER")
+        .output()
+        .expect("unshare (util-linux) and strace must be installed (.ci/run installs them)");
+    let answer = succeeded(&output);
+    assert_eq!(answer["keys"][0]["address"], ethereum.address);
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    assert!(!calls.contains("socket(") && !calls.contains("connect("), "recover made network calls:\n{calls}");
+}
+
 /// An officer's backup key split 3-of-5 (Vault's Shamir format, as `shamir
 /// split` writes): three of the five shares stand in for the key file; two
 /// do not, and the refusal says so.
