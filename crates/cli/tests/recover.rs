@@ -265,6 +265,12 @@ fn package(entries: Vec<ExportedKeyShare>) -> BackupPackage {
     }
 }
 
+/// One key's package, sealed to `officers` in party order, written to `dir`.
+fn backup_of(dir: &Path, officers: &[Officer], shares: &Shares, addresses: Vec<BackupAddress>) -> PathBuf {
+    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
+    write(dir, &package(vec![entry(&backups(shares), &recipients, addresses)]))
+}
+
 /// Writes the package, and the test cluster's file beside it.
 fn write(dir: &Path, package: &BackupPackage) -> PathBuf {
     let file = dir.join(format!("backup-{}.json", SessionId::random()));
@@ -398,7 +404,7 @@ fn t_identities_recover_the_root_and_every_hardened_path_with_the_seed_shares() 
     let officers = officers(dir.path());
     let shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
     let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
-    let backup = write(dir.path(), &package(vec![entry(&backups(&shares), &recipients, vec![])]));
+    let backup = backup_of(dir.path(), &officers, &shares, vec![]);
     for pair in [[0, 1], [1, 2], [0, 2]] {
         let identities: Vec<&Officer> = pair.iter().map(|i| &officers[*i]).collect();
         let answer = succeeded(&recover(&backup, &identities, &["--json", "--path", "m", "--chain", "ethereum"]));
@@ -437,8 +443,7 @@ fn a_taproot_key_recovers_and_signs_a_psbt_bitcoin_core_accepts() {
     let officers = officers(dir.path());
     let shares = run_dkg(Scheme::SchnorrSecp256k1, 2, 3);
     let address = cluster_address(&shares, Chain::Bitcoin, 1);
-    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
-    let backup = write(dir.path(), &package(vec![entry(&backups(&shares), &recipients, vec![address.clone()])]));
+    let backup = backup_of(dir.path(), &officers, &shares, vec![address.clone()]);
     let all: Vec<&Officer> = officers.iter().collect();
     let public = cluster_public_key(&shares, &address.path);
     let sample = shardvault_chains::sample::transfer(Chain::Bitcoin, KeyType::SchnorrSecp256k1, &public).unwrap();
@@ -886,10 +891,9 @@ fn python(variable: &str, script: &str, input: &Value) -> Value {
 fn a_transfer_signed_by_a_recovered_evm_key_executes_on_py_evm() {
     let dir = tempfile::tempdir().unwrap();
     let officers = officers(dir.path());
-    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
     let ec = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
     let ethereum = cluster_address(&ec, Chain::Ethereum, 0);
-    let backup = write(dir.path(), &package(vec![entry(&backups(&ec), &recipients, vec![ethereum.clone()])]));
+    let backup = backup_of(dir.path(), &officers, &ec, vec![ethereum.clone()]);
     let public = cluster_public_key(&ec, &ethereum.path);
     let sample = shardvault_chains::sample::transfer(Chain::Ethereum, KeyType::EcdsaSecp256k1, &public).unwrap();
     let unsigned = dir.path().join("transfer.hex");
@@ -956,9 +960,8 @@ fn a_solana_transfer_signed_offline_executes_in_litesvm() {
     let dir = tempfile::tempdir().unwrap();
     let officers = officers(dir.path());
     let all: Vec<&Officer> = officers.iter().collect();
-    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
     let ed = run_dkg(Scheme::EddsaEd25519, 2, 3);
-    let backup = write(dir.path(), &package(vec![entry(&backups(&ed), &recipients, vec![])]));
+    let backup = backup_of(dir.path(), &officers, &ed, vec![]);
     let target = ["--json", "--chain", "solana", "--index", "0"];
     let printed = succeeded(&recover(&backup, &all, &target))["keys"][0].clone();
     let public = hex::decode(printed["public_key"].as_str().unwrap()).unwrap();
@@ -1017,10 +1020,9 @@ fn a_solana_transfer_signed_offline_executes_in_litesvm() {
 fn recover_needs_no_network_and_opens_no_socket() {
     let dir = tempfile::tempdir().unwrap();
     let officers = officers(dir.path());
-    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
     let shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
     let ethereum = cluster_address(&shares, Chain::Ethereum, 0);
-    let backup = write(dir.path(), &package(vec![entry(&backups(&shares), &recipients, vec![ethereum.clone()])]));
+    let backup = backup_of(dir.path(), &officers, &shares, vec![ethereum.clone()]);
     let trace = dir.path().join("syscalls");
     let output = Command::new("unshare")
         .args(["-rn", "strace", "-f", "-qq", "-e", "trace=socket,connect", "-o"])
@@ -1052,8 +1054,7 @@ fn an_identity_given_as_shamir_shares_opens_its_partys_share() {
     let dir = tempfile::tempdir().unwrap();
     let officers = officers(dir.path());
     let shares = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
-    let recipients: Vec<&str> = officers.iter().map(|o| o.public.as_str()).collect();
-    let backup = write(dir.path(), &package(vec![entry(&backups(&shares), &recipients, vec![])]));
+    let backup = backup_of(dir.path(), &officers, &shares, vec![]);
     let key = std::fs::read(&officers[2].key).unwrap();
     let pieces = shardvault_shamir::split(&key, 5, 3).unwrap();
     let lines = |n: usize| {
