@@ -32,12 +32,14 @@ mod backup;
 mod derive;
 mod ecdsa;
 mod error;
+mod escrow;
 mod frost;
 mod group;
 mod hd;
 pub mod local;
 mod recover;
 mod repair;
+mod repair_session;
 mod secret;
 mod session;
 mod share;
@@ -54,10 +56,12 @@ pub use backup::{HexPoint, ShareBackup};
 pub use derive::extended_public_key;
 use ecdsa::{EcdsaDkg, EcdsaRefresh, EcdsaSign};
 pub use error::{Error, Rejection};
+pub use escrow::{escrow_seed, rebuild_seed, seed_commitment, EscrowedSeeds, SeedEscrow, SeedPiece};
 use frost::{FrostDkg, FrostRefresh, FrostSign};
 pub use hd::{HardenedTweak, HdMachine};
 pub use recover::{recover_key, recover_key_with_seeds, RecoveredKey};
 pub use repair::{repair_assemble, repair_sigma, repair_start, RepairContext};
+pub use repair_session::{repair_as_helper, repair_as_target, Helping, Repair, RepairOutput};
 pub use secret::ChainSeed;
 pub use session::{
     EchoDigest, Envelope, Inbox, Machine, Outbox, Payload, Session, Step, ENVELOPE_VERSION, MAX_PAYLOAD,

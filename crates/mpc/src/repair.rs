@@ -120,7 +120,16 @@ pub fn repair_sigma(
     helpers: &BTreeSet<PartyId>,
     deltas: &BTreeMap<PartyId, Payload>,
 ) -> Result<Payload, Error> {
-    match share.scheme() {
+    sigma_for(share.scheme(), helpers, deltas)
+}
+
+/// [`repair_sigma`] by scheme.
+pub(crate) fn sigma_for(
+    scheme: Scheme,
+    helpers: &BTreeSet<PartyId>,
+    deltas: &BTreeMap<PartyId, Payload>,
+) -> Result<Payload, Error> {
+    match scheme {
         Scheme::EcdsaSecp256k1 => Err(Error::InvalidInput("share repair: ECDSA has no second message".into())),
         Scheme::EddsaEd25519 => frost::repair_sigma::<Ed25519Sha512>(helpers, deltas),
         Scheme::SchnorrSecp256k1 => frost::repair_sigma::<Secp256K1Sha256TR>(helpers, deltas),
