@@ -19,8 +19,17 @@ use shardvault_chains::{Chain, MessageFormat, Transaction, Unsigned};
 use crate::Error;
 
 /// The operation kinds of requests (docs/GOVERNANCE.md, "Requests").
-pub const OPERATIONS: [&str; 8] =
-    ["sign", "create_key", "derive_address", "refresh", "add_member", "remove_member", "set_policy", "export_backup"];
+pub const OPERATIONS: [&str; 9] = [
+    "sign",
+    "create_key",
+    "derive_address",
+    "refresh",
+    "add_member",
+    "remove_member",
+    "set_policy",
+    "export_backup",
+    "replace_node",
+];
 
 /// Solana's system program: its instructions move SOL.
 pub(crate) const SOLANA_SYSTEM_PROGRAM: &str = "11111111111111111111111111111111";
@@ -38,7 +47,8 @@ const COSMOS_NATIVE_DENOM: &str = "uatom";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Facts {
     /// The operation kind: `sign`, `create_key`, `derive_address`,
-    /// `refresh`, `add_member`, `remove_member`, `set_policy`, `export_backup`.
+    /// `refresh`, `add_member`, `remove_member`, `set_policy`, `export_backup`,
+    /// `replace_node`.
     pub operation: String,
     /// The key the operation uses, where it uses one.
     pub key_id: Option<String>,

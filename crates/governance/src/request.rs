@@ -145,6 +145,20 @@ pub enum Operation {
         /// One `ssh-ed25519` recipient per party, in party order (party 1 first).
         recipients: Vec<MemberKey>,
     },
+    /// Replace a lost node: node `node` is from now on the one holding these
+    /// keys, and the other nodes rebuild its share of every key it held
+    /// (docs/DESIGN.md "Replacing a lost node"). Needs every member who may
+    /// approve, as an export does: the new node receives shares.
+    ReplaceNode {
+        /// The node id (unchanged: it keeps its party index in every key).
+        node: u16,
+        /// Its new Noise static public key (X25519), 32 bytes.
+        #[serde(with = "hex_bytes")]
+        noise_key: Vec<u8>,
+        /// Its new identity public key (Ed25519), 32 bytes.
+        #[serde(with = "hex_bytes")]
+        identity_key: Vec<u8>,
+    },
 }
 
 /// The most keys one backup request exports.
@@ -200,12 +214,20 @@ impl Operation {
             Operation::RemoveMember { .. } => "remove_member",
             Operation::SetPolicy { .. } => "set_policy",
             Operation::ExportBackup { .. } => "export_backup",
+            Operation::ReplaceNode { .. } => "replace_node",
         }
     }
 
     /// Whether it changes the governance state (and so goes into the log).
     pub fn is_governance(&self) -> bool {
         matches!(self, Operation::AddMember { .. } | Operation::RemoveMember { .. } | Operation::SetPolicy { .. })
+    }
+
+    /// Whether it needs every member who may approve, whatever the policy's
+    /// rule asks: it hands shares out (an export to officers, a replacement
+    /// to a new node).
+    pub fn needs_everyone(&self) -> bool {
+        matches!(self, Operation::ExportBackup { .. } | Operation::ReplaceNode { .. })
     }
 
     /// The key it concerns, if any.
@@ -312,6 +334,15 @@ impl Request {
                 Err(Error::Governance(format!("a raw digest is 32 bytes, not {}", digest.len())))
             }
             Operation::ExportBackup { keys, recipients } => check_backup_shape(keys, recipients),
+            Operation::ReplaceNode { node, noise_key, identity_key } => {
+                if *node == 0 || noise_key.len() != 32 || identity_key.len() != 32 {
+                    return Err(Error::Governance(
+                        "a node replacement names a node id (1 or more) and its new 32-byte Noise and identity keys"
+                            .into(),
+                    ));
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

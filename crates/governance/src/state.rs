@@ -158,9 +158,9 @@ impl State {
     }
 
     /// The approvals `operation` needs, by the policy on `facts`. A backup
-    /// export the policy allows needs every member who may approve, whatever
-    /// the rule that matches it asks (a rule denying it, or no rule matching
-    /// it, still denies it): it hands out every share at once.
+    /// export or a node replacement the policy allows needs every member who
+    /// may approve, whatever the rule that matches it asks (a rule denying
+    /// it, or no rule matching it, still denies it): each hands out shares.
     pub fn decide(
         &self,
         operation: &Operation,
@@ -169,7 +169,7 @@ impl State {
         now: u64,
     ) -> Result<Decision, Error> {
         let evaluated = self.policy.evaluate(facts, ledger, now);
-        if !matches!(operation, Operation::ExportBackup { .. }) {
+        if !operation.needs_everyone() {
             return evaluated;
         }
         // The rule that matches must allow it (no match denies, as for every
@@ -182,9 +182,10 @@ impl State {
             .map(|member| Group { count: 1, roles: Vec::new(), members: vec![member.name.clone()] })
             .collect();
         if groups.is_empty() {
-            return Err(Error::Governance("no member may approve a backup export".into()));
+            return Err(Error::Governance(format!("no member may approve a {} request", operation.kind())));
         }
-        Ok(Decision { rule_index, rule: "every member (backup export)".into(), groups, spends: Vec::new() })
+        let rule = format!("every member ({})", operation.kind().replace('_', " "));
+        Ok(Decision { rule_index, rule, groups, spends: Vec::new() })
     }
 
     /// Applies one log entry after checking it: a governance request for this

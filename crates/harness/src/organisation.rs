@@ -143,7 +143,8 @@ pub fn now() -> u64 {
 }
 
 /// The operation a job carries out, as its request names it (`None` for
-/// activations and attestations).
+/// activations, attestations, seed escrows, and repairs, whose replacement
+/// request names keys the job does not carry).
 pub fn operation_of(job: &Job) -> Option<Operation> {
     let key_id = job.key_id;
     Some(match &job.kind {
@@ -158,7 +159,9 @@ pub fn operation_of(job: &Job) -> Option<Operation> {
         JobKind::ExportBackup { recipients } => {
             Operation::ExportBackup { keys: vec![key_id], recipients: recipients.clone() }
         }
-        JobKind::Activate { .. } | JobKind::Attest { .. } => return None,
+        JobKind::Activate { .. } | JobKind::Attest { .. } | JobKind::EscrowSeeds | JobKind::RepairShare { .. } => {
+            return None
+        }
     })
 }
 

@@ -51,6 +51,10 @@ pub(crate) struct Approved {
     pub request: [u8; 32],
     /// The rule that allowed it, and what it moves.
     pub decision: Decision,
+    /// What it asks, as this node decoded it.
+    pub operation: Operation,
+    /// When it was created (unix seconds, the creator's clock).
+    pub created_at: u64,
 }
 
 fn refused(reason: impl std::fmt::Display) -> NodeError {
@@ -71,7 +75,13 @@ pub(crate) fn approve(genesis: &Genesis, store: &Store, job: &Job, now: u64) -> 
     let hash = sha256(governed.request.as_bytes());
     let decision = policy::authorize(&state, governed, &request, job, &store.ledger(hash), now)?;
     tracing::info!(request = %request.id, rule = %decision.rule, log = state.entries(), "request approved");
-    Ok(Approved { id: request.id, request: hash, decision })
+    Ok(Approved {
+        id: request.id,
+        request: hash,
+        decision,
+        operation: request.operation,
+        created_at: request.created_at,
+    })
 }
 
 /// A refresh job with the governance `log` and no request (docs/POLICY.md
@@ -226,6 +236,18 @@ fn same_as_request(job: &Job, operation: &Operation) -> Result<(), String> {
             }
             if recipients != approved {
                 return Err("the job seals to other recipients than the request names".into());
+            }
+        }
+        // A replacement rebuilds the node's share of every key it plays a
+        // party of, refreshes those keys and re-derives their paths.
+        (JobKind::RepairShare { target, parties }, Operation::ReplaceNode { node, .. }) => {
+            if parties.get(target).map(|n| n.0) != Some(*node) {
+                return Err(format!("the job repairs party {target}, which is not node {node}'s in its party map"));
+            }
+        }
+        (JobKind::Refresh { .. } | JobKind::DeriveHardened { .. }, Operation::ReplaceNode { node, .. }) => {
+            if !job.participants.values().any(|n| n.0 == *node) {
+                return Err(format!("the job does not concern node {node}, which the replacement names"));
             }
         }
         (JobKind::DeriveHardened { .. }, Operation::DeriveAddress { .. } | Operation::Sign { .. })

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use shardvault_mpc::{
-    derive_hardened, dkg, refresh_to, sign, Dkg, Envelope, Epoch, HdMachine, KeyShare, OsRng, PartyId, Refresh,
-    Session, Sign, SignRequest,
+    derive_hardened, dkg, refresh_to, sign, Dkg, Envelope, Epoch, HdMachine, KeyShare, OsRng, PartyId, Refresh, Repair,
+    RepairOutput, SeedEscrow, Session, Sign, SignRequest,
 };
 use shardvault_wire::{
     AddressStatement, BackupStatement, Channels, Cluster, Frame, FromNode, Job, JobKind, NodeId, NodeIdentity,
@@ -22,6 +22,8 @@ use crate::signing::{what_to_sign, RawSigning};
 use crate::store::{BackupEntry, SignIntent, Spending, Store, StoreError};
 use sha2::{Digest, Sha256};
 use shardvault_backup::BackupPlaintext;
+
+mod replace;
 
 /// What one node takes on at once. Frames for a session whose `Start` has not
 /// arrived yet (a peer that started first may already be talking) are kept,
@@ -82,6 +84,14 @@ enum Protocol {
         intent: i64,
     },
     Refresh(Session<Refresh>),
+    Escrow(Session<SeedEscrow>),
+    /// `parties`: the key's map (the new node pins it); `epoch`: a helper's
+    /// share's epoch (none for the new node, which learns it).
+    Repair {
+        session: Session<Repair>,
+        parties: BTreeMap<PartyId, NodeId>,
+        epoch: Option<Epoch>,
+    },
 }
 
 impl Protocol {
@@ -91,6 +101,8 @@ impl Protocol {
             Protocol::Derive(s) => s.receive(envelope),
             Protocol::Sign { session, .. } => session.receive(envelope),
             Protocol::Refresh(s) => s.receive(envelope),
+            Protocol::Escrow(s) => s.receive(envelope),
+            Protocol::Repair { session, .. } => session.receive(envelope),
         }
     }
 
@@ -100,6 +112,8 @@ impl Protocol {
             Protocol::Derive(s) => s.is_finished(),
             Protocol::Sign { session, .. } => session.is_finished(),
             Protocol::Refresh(s) => s.is_finished(),
+            Protocol::Escrow(s) => s.is_finished(),
+            Protocol::Repair { session, .. } => session.is_finished(),
         }
     }
 }
@@ -366,7 +380,7 @@ impl Node {
         tracing::info!(node = %self.id, session = %job.session, key = %job.key_id, job = job.kind.name(), "job started");
         let now = (self.clock)();
         let approved = match &job.kind {
-            JobKind::Activate { .. } | JobKind::Attest { .. } => None,
+            JobKind::Activate { .. } | JobKind::Attest { .. } | JobKind::EscrowSeeds => None,
             // A refresh the policy schedules carries the governance log and
             // no request: due by this node's own record of when its active
             // epoch began (the job's `from` must be that epoch, below).
@@ -378,6 +392,9 @@ impl Node {
             }
             _ => Some(governance::approve(&self.genesis, &self.store, &job, now)?),
         };
+        if let Some(approved) = &approved {
+            self.apply_replacement(approved)?;
+        }
         let (protocol, envelopes) = match &job.kind {
             JobKind::Activate { certificate } => {
                 let epoch = self.activate(&job, me, certificate)?;
@@ -411,9 +428,20 @@ impl Node {
                 let (s, out) = dkg(*scheme, job.key_id, *threshold, me, job.session, &mut OsRng)?;
                 (Protocol::Dkg(s), out)
             }
+            JobKind::EscrowSeeds => self.start_escrow(&job, me)?,
+            JobKind::RepairShare { target, parties } => self.start_repair(&job, me, *target, parties)?,
             JobKind::DeriveHardened { path } => {
                 let share = self.share_for(&job, me, None)?;
                 path.require_hardened_start().map_err(|e| NodeError::Refused(e.to_string()))?;
+                let replacing = approved.as_ref().and_then(|a| match a.operation {
+                    shardvault_governance::Operation::ReplaceNode { node, .. } => Some(NodeId(node)),
+                    _ => None,
+                });
+                if replacing.is_some_and(|node| node != self.id) && self.store.tweak(job.key_id, path)?.is_none() {
+                    return Err(NodeError::Refused(format!(
+                        "a node replacement re-derives only paths derived before; {path} was not derived on this node"
+                    )));
+                }
                 let (s, out) = derive_hardened(&share, path, job.session, &mut OsRng)?;
                 (Protocol::Derive(s), out)
             }
@@ -478,7 +506,7 @@ impl Node {
         };
         let binding = job.digest()?;
         let (channels, handshakes) =
-            Channels::open(job.session, &binding, self.id, &self.secret, &self.cluster, job.nodes())?;
+            Channels::open(job.session, &binding, self.id, &self.secret, &self.pinned_cluster()?, job.nodes())?;
         let mut running = Running { job, channels, protocol, heard: HashMap::new() };
         let mut out: Vec<FromNode> = handshakes.into_iter().map(FromNode::Frame).collect();
         out.extend(route(&mut running, envelopes)?);
@@ -501,6 +529,13 @@ impl Node {
         };
         if share.party() != me {
             return Err(NodeError::Refused(format!("this node holds party {} of the key, not {me}", share.party())));
+        }
+        if !matches!(job.kind, JobKind::Refresh { .. }) && self.store.is_repaired(job.key_id, share.epoch())? {
+            return Err(NodeError::Refused(format!(
+                "this node's share of key {} was repaired and is usable only for the complete refresh that must \
+                 follow; refresh the key first",
+                job.key_id
+            )));
         }
         self.check_parties(job)?;
         if self.store.key_parties(job.key_id)?.is_none() {
@@ -668,7 +703,7 @@ impl Node {
         if certificate.public_key != share.public_key() {
             return Err(NodeError::Refused("the certificate is for another key".into()));
         }
-        certificate.verify(job.key_id, &job.participants, &self.cluster)?;
+        certificate.verify(job.key_id, &job.participants, &self.pinned_cluster()?)?;
         self.store.activate(job.key_id, certificate.epoch)?;
         self.store.record_epoch_start(job.key_id, certificate.epoch, (self.clock)())?;
         Ok(certificate.epoch)
@@ -748,6 +783,24 @@ impl Node {
                 let statement = RefreshCertificate::statement(key_id, share.epoch(), share.public_key());
                 let stored = self.identity.sign(RefreshCertificate::DOMAIN, &statement).to_vec();
                 Ok(Outcome::Refreshed { epoch: share.epoch(), stored })
+            }
+            Protocol::Escrow(mut s) => {
+                let escrow = s.take_output().ok_or_else(|| NodeError::Refused("no output".into()))?;
+                self.store.put_escrow(&escrow)?;
+                Ok(Outcome::Escrowed)
+            }
+            Protocol::Repair { mut session, parties, epoch } => {
+                match session.take_output().ok_or_else(|| NodeError::Refused("no output".into()))? {
+                    RepairOutput::Repaired(share) => {
+                        self.store.insert_repaired_key(&share, &parties)?;
+                        tracing::warn!(node = %self.id, key = %key_id, epoch = %share.epoch(), "share repaired; a complete refresh must follow");
+                        Ok(Outcome::Repaired { epoch: share.epoch() })
+                    }
+                    RepairOutput::Helped => {
+                        let epoch = epoch.ok_or_else(|| NodeError::Refused("a helper without a share".into()))?;
+                        Ok(Outcome::Repaired { epoch })
+                    }
+                }
             }
         })();
         match result {

@@ -39,9 +39,11 @@ use shardvault_wire::NodeId;
 mod backups;
 mod epochs;
 mod governance;
+mod replacement;
 mod sign_log;
 pub use backups::BackupEntry;
 pub use governance::{Spending, StoreLedger, StoredEntry};
+pub use replacement::ReplacedNode;
 pub use sign_log::{
     SignIntent, SignLogEntry, SignLogHead, SignLogStatus, SIGN_LOG_HEAD_DOMAIN, SIGN_LOG_KEY_KIND, SIGN_LOG_KEY_ROW,
 };
@@ -154,6 +156,25 @@ pub enum StoreError {
     /// The store already holds a node identity key.
     #[error("this store already holds a node identity key; it is never replaced")]
     IdentityExists,
+    /// An escrow gave another seed commitment for a party than the one stored.
+    #[error(
+        "key {key_id}: the escrow commits to another chain seed for party {party} than the one stored here; \
+         a seed never changes, so one of the nodes misbehaves"
+    )]
+    EscrowMismatch {
+        /// The key.
+        key_id: KeyId,
+        /// The party.
+        party: PartyId,
+    },
+    /// A replacement of a node older than the one pinned for it.
+    #[error("node {node} was replaced by a later request ({request}); this older one is not applied")]
+    ReplacementSuperseded {
+        /// The node.
+        node: NodeId,
+        /// The request in force.
+        request: String,
+    },
     /// A new key under an id this node already holds a key (or a trace of one) for.
     #[error("key id {0} is already known on this node; a new key needs a new id")]
     KeyExists(KeyId),
@@ -231,6 +252,7 @@ impl Store {
         db.execute_batch(governance::CREATE_TABLES)?;
         db.execute_batch(backups::CREATE_TABLE)?;
         db.execute_batch(epochs::CREATE_TABLE)?;
+        db.execute_batch(replacement::CREATE_TABLES)?;
         create_key_identity_tables(&db)?;
         let meta = |name: &str| -> Result<Option<Vec<u8>>, StoreError> {
             Ok(db.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional()?)
@@ -507,6 +529,10 @@ impl Store {
         // Older epochs go first: at most one active row per key (unique index).
         // Without a pending epoch the transaction is dropped, undoing the delete.
         tx.execute("DELETE FROM shares WHERE key_id = ?1 AND epoch < ?2", params![key_id.as_bytes(), epoch.0])?;
+        tx.execute(
+            "DELETE FROM repaired_shares WHERE key_id = ?1 AND epoch < ?2",
+            params![key_id.as_bytes(), epoch.0],
+        )?;
         let updated = tx.execute(
             "UPDATE shares SET state = 'active' WHERE key_id = ?1 AND epoch = ?2 AND state = 'pending'",
             params![key_id.as_bytes(), epoch.0],

@@ -100,6 +100,24 @@ pub enum JobKind {
         /// One `ssh-ed25519` recipient per party of the key, in party order.
         recipients: Vec<shardvault_governance::MemberKey>,
     },
+    /// Escrow this node's chain seed of the key among the key's other
+    /// parties, and keep their pieces of theirs (all n parties, at their
+    /// pinned nodes): what lets any t of them give a lost party its seed
+    /// back (docs/DESIGN.md "Replacing a lost node"). Run after key
+    /// generation and once for keys from before escrow; it changes no key.
+    EscrowSeeds,
+    /// Rebuild party `target`'s share of the key on its new node, from the
+    /// other participants' shares (t or more helpers), with its chain seed
+    /// from their escrowed pieces. Carries the approved node replacement
+    /// request naming the target's node; `parties` is the key's whole
+    /// party→node map, which every helper checks against its own pinned
+    /// map, and which the new node pins.
+    RepairShare {
+        /// The party repaired.
+        target: PartyId,
+        /// The key's party→node map.
+        parties: BTreeMap<PartyId, NodeId>,
+    },
 }
 
 /// Every party's signed statement that it stored epoch `epoch` of a key: a
@@ -162,6 +180,8 @@ impl JobKind {
             JobKind::Activate { .. } => "activate",
             JobKind::Attest { .. } => "attest",
             JobKind::ExportBackup { .. } => "export-backup",
+            JobKind::EscrowSeeds => "escrow-seeds",
+            JobKind::RepairShare { .. } => "repair-share",
         }
     }
 }
@@ -349,6 +369,15 @@ pub enum Outcome {
         /// [`crate::BackupStatement`] of these files.
         signature: Vec<u8>,
     },
+    /// This node holds a piece of every other party's chain seed, and every
+    /// party's seed commitment.
+    Escrowed,
+    /// A helper: the target assembled its share. The target: its share is
+    /// stored, usable only for the complete refresh that must follow.
+    Repaired {
+        /// The epoch of the repaired share.
+        epoch: Epoch,
+    },
 }
 
 /// The version of the node↔coordinator protocol: [`ToNode`], [`FromNode`]
@@ -357,11 +386,12 @@ pub enum Outcome {
 /// coordinator of different versions refuse each other there, each naming
 /// both versions, before either decodes a message of the other's version.
 /// Bump it with any change to these types' encoding (4: jobs carry their
-/// approved request; 5: backup export; 6: signed backup statements). 2 stands for the
+/// approved request; 5: backup export; 6: signed backup statements; 7: seed
+/// escrow and share repair). 2 stands for the
 /// releases that exchanged none (hop prologue `shardvault/hop/v2`, which
 /// stays); their handshakes still authenticate, so they are refused by
 /// version too. Releases of prologue v1 fail the handshake itself.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Coordinator → node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
