@@ -514,6 +514,49 @@ pub struct Refreshed {
     pub request_id: Option<String>,
 }
 
+/// `POST /v1/nodes/{node}/replace`: the lost node's id (in the path) gets
+/// these keys, from the new machine's `shardvault node-identity --dir DIR`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceNode {
+    /// The new machine's Noise static public key (64 hex digits).
+    pub noise_key: String,
+    /// Its identity public key (64 hex digits).
+    pub identity_key: String,
+}
+
+/// One key a node replacement rebuilt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyRepaired {
+    pub key_id: String,
+    /// The repaired party.
+    pub party: u8,
+    /// The epoch the share was rebuilt at, and the one the complete refresh made.
+    pub epoch_before: u32,
+    pub epoch_after: u32,
+    /// Hardened paths the new node derived again (each the same child key on every node).
+    pub paths: Vec<String>,
+}
+
+/// The answer to an approved `POST /v1/nodes/{node}/replace`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeReplaced {
+    pub node: u16,
+    /// Every key the node is a party of, rebuilt on the new machine.
+    pub keys: Vec<KeyRepaired>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// `POST /v1/keys/{key_id}/escrow`: every party holds a piece of every
+/// other party's chain seed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SeedsEscrowed {
+    pub key_id: String,
+    /// The parties whose nodes took part (all of the key's).
+    pub parties: Vec<u8>,
+}
+
 /// `POST /v1/keys/{key_id}/refresh/finish`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RefreshFinished {

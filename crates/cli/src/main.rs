@@ -67,6 +67,11 @@ enum Command {
     /// Print a node's public keys (Noise static key and identity key) for
     /// its entry in the cluster file.
     NodeIdentity(daemon::NodeIdentityArgs),
+    /// Replace a lost node: the new machine (its keys from `node-identity`)
+    /// becomes that node, and the other nodes rebuild its share of every key
+    /// (same keys, same addresses). A request every member approves; once
+    /// approved, start the new node and the coordinator does the rest.
+    NodeReplace(NodeReplaceArgs),
     /// Re-seal a stopped node's store under a new passphrase or key file.
     RotateKek(daemon::RotateKekArgs),
     /// A member's personal key (OpenSSH ed25519), for approvals.
@@ -118,6 +123,27 @@ enum Command {
     /// cannot tell a wrong share set from a right one: check what it returns.
     #[command(subcommand)]
     Shamir(shamir::ShamirCommand),
+}
+
+#[derive(Debug, Args)]
+struct NodeReplaceArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// The lost node's id (it keeps its id and its party in every key).
+    #[arg(long)]
+    node: u16,
+    /// The new machine's Noise static public key (`node-identity --dir DIR`).
+    #[arg(long)]
+    noise_key: String,
+    /// The new machine's identity public key (`node-identity --dir DIR`).
+    #[arg(long)]
+    identity_key: String,
+    /// Wait for the approvals and the replacement.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, env = "SHARDVAULT_WAIT_TIMEOUT", default_value_t = 600)]
+    wait_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +233,10 @@ enum KeyCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Escrow every party's chain seed among the key's other nodes, so that
+    /// a lost node can be replaced (`node-replace`). Done at key generation;
+    /// run it once for keys made before.
+    Escrow(KeyArgs),
     /// Show one key: epoch, nodes, banned parties, last refresh.
     Show(KeyArgs),
 }
@@ -437,6 +467,19 @@ fn run(cli: &Cli) -> Result<()> {
             governance::governed(cli.json, &client, answer, None)
         }
         Command::Key(KeyCommand::List { api }) => show(cli.json, &client(api)?.keys()?),
+        Command::Key(KeyCommand::Escrow(args)) => {
+            show(cli.json, &client(&args.api)?.escrow_seeds(&args.key, Some(&idempotency(&args.api)))?)
+        }
+        Command::NodeReplace(args) => {
+            let client = client(&args.api)?;
+            let request = shardvault_api::ReplaceNode {
+                noise_key: args.noise_key.clone(),
+                identity_key: args.identity_key.clone(),
+            };
+            let answer = client.replace_node(args.node, &request, Some(&idempotency(&args.api)));
+            let wait = args.wait.then(|| Duration::from_secs(args.wait_timeout));
+            governance::governed(cli.json, &client, answer, wait)
+        }
         Command::Key(KeyCommand::Show(args)) => show(cli.json, &client(&args.api)?.key(&args.key)?),
         Command::Address(args) => address(cli.json, args),
         Command::Recover(args) => recover::run(args, cli.json),
@@ -713,6 +756,10 @@ mod tests {
         "signers",
         "finish",
         "idempotency_key",
+        // Which node is replaced, by which machine.
+        "node",
+        "noise_key",
+        "identity_key",
         // Turning off a protection is a decision for one invocation: one
         // exported variable must not make the client, the coordinator and a
         // node all speak plaintext (found by review).

@@ -4,7 +4,7 @@
 //! call gets no approval (what you see is what you sign).
 
 use base64::Engine;
-use shardvault_api::{AddressRequest, BackupRequest, CreateKey, SignRequest, TransactionRequest};
+use shardvault_api::{AddressRequest, BackupRequest, CreateKey, ReplaceNode, SignRequest, TransactionRequest};
 use shardvault_chains::Chain;
 use shardvault_governance::{MemberKey, Operation, Payload};
 use shardvault_types::DerivationPath;
@@ -24,6 +24,8 @@ pub enum Expected<'a> {
     Refresh { key_id: &'a str },
     /// `POST /v1/backups`.
     Backup(&'a BackupRequest),
+    /// `POST /v1/nodes/{node}/replace`.
+    ReplaceNode { node: u16, request: &'a ReplaceNode },
 }
 
 type Check = Result<(), String>;
@@ -76,13 +78,18 @@ impl Expected<'_> {
             }
             (Expected::Refresh { .. }, Operation::Refresh { .. }) => Ok(()),
             (Expected::Backup(asked), Operation::ExportBackup { keys, recipients }) => backup(asked, keys, recipients),
+            (Expected::ReplaceNode { node, request }, Operation::ReplaceNode { node: n, noise_key, identity_key }) => {
+                same("node", *node, *n)?;
+                same("noise key", hex("noise_key", &request.noise_key)?, noise_key.clone())?;
+                same("identity key", hex("identity_key", &request.identity_key)?, identity_key.clone())
+            }
             (_, operation) => Err(format!("the request is a {} request, not the call made", operation.kind())),
         }
     }
 
     fn key_id(&self) -> Option<&str> {
         match self {
-            Expected::CreateKey(_) | Expected::Backup(_) => None,
+            Expected::CreateKey(_) | Expected::Backup(_) | Expected::ReplaceNode { .. } => None,
             Expected::Address { key_id, .. }
             | Expected::Sign { key_id, .. }
             | Expected::Transaction { key_id, .. }

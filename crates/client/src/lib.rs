@@ -26,8 +26,8 @@ pub use governed::{finished, Outcome};
 pub use organisation::{check_request, RequestFilter};
 use shardvault_api::{
     AddressRequest, AttestedAddress, BackupList, BackupPackage, BackupRequest, CreateKey, Empty, ErrorBody, ErrorCode,
-    Health, Key, KeyDetails, KeyList, RefreshFinished, Refreshed, RequestRecord, SignRequest, SignatureAnswer,
-    SignedTransaction, TransactionRequest,
+    Health, Key, KeyDetails, KeyList, NodeReplaced, RefreshFinished, Refreshed, ReplaceNode, RequestRecord,
+    SeedsEscrowed, SignRequest, SignatureAnswer, SignedTransaction, TransactionRequest,
 };
 
 /// What can go wrong talking to the API.
@@ -298,6 +298,24 @@ impl Client {
         idempotency_key: Option<&str>,
     ) -> Result<Outcome<BackupPackage>> {
         self.governed_outcome(self.post("/v1/backups", request, idempotency_key)?, Expected::Backup(request))
+    }
+
+    /// `POST /v1/nodes/{node}/replace`: a request every member who may
+    /// approve must approve, checked to name exactly this node and these
+    /// keys before this client approves it.
+    pub fn replace_node(
+        &self,
+        node: u16,
+        request: &ReplaceNode,
+        idempotency_key: Option<&str>,
+    ) -> Result<NodeReplaced> {
+        let response = self.post(&format!("/v1/nodes/{node}/replace"), request, idempotency_key)?;
+        self.governed(response, Expected::ReplaceNode { node, request })
+    }
+
+    /// `POST /v1/keys/{key_id}/escrow`.
+    pub fn escrow_seeds(&self, key_id: &str, idempotency_key: Option<&str>) -> Result<SeedsEscrowed> {
+        self.post(&format!("/v1/keys/{key_id}/escrow"), &Empty {}, idempotency_key)?.into_typed()
     }
 
     /// `GET /v1/backups`.

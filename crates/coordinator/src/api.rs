@@ -31,6 +31,7 @@ mod addresses;
 mod backups;
 mod openapi;
 pub(crate) mod refresh;
+mod replace;
 mod requests;
 mod transactions;
 
@@ -56,6 +57,10 @@ impl ApiError {
     /// What went wrong, for logs.
     pub(crate) fn message(&self) -> &str {
         &self.message
+    }
+    /// The same error, saying what was being done.
+    pub(crate) fn context(self, doing: &str) -> Self {
+        ApiError { message: format!("{doing}: {}", self.message), ..self }
     }
     /// The same code with another status (`storage` when nothing ran: 503).
     fn with_status(self, status: StatusCode) -> Self {
@@ -117,6 +122,8 @@ fn routes() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(requests::governance))
         .routes(routes!(requests::audit))
         .routes(routes!(backups::export, backups::list))
+        .routes(routes!(replace::replace))
+        .routes(routes!(replace::escrow_seeds))
         .routes(routes!(crate::auth::login))
 }
 
@@ -404,6 +411,13 @@ pub(crate) async fn run_create_key(state: &State, body: &Bytes, approved: &Appro
     let record =
         KeyRecord { key_id, scheme, threshold, public_key, epoch: shardvault_types::Epoch(0), nodes: participants };
     state.db().put_key(&record).map_err(ApiError::storage)?;
+    // So that a lost node can be replaced (docs/DESIGN.md "Replacing a lost
+    // node"). The key exists either way; `POST …/escrow` repeats it.
+    if threshold.threshold() < threshold.parties() {
+        if let Err(error) = replace::escrow(state, &record).await {
+            tracing::warn!(key = %key_id, error = %error.message(), "seed escrow failed; run `shardvault key escrow` for this key");
+        }
+    }
     answer(StatusCode::CREATED, &key_answer(&record))
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use shardvault_types::{Epoch, KeyId, PartyId, Scheme, Threshold};
-use shardvault_wire::{NodeId, RefreshCertificate};
+use shardvault_wire::{IdentityPublicKey, NodeId, NoisePublicKey, RefreshCertificate};
 
 pub(crate) mod backups;
 pub(crate) mod governance;
@@ -127,7 +127,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
          CREATE TABLE IF NOT EXISTS bans (key_id TEXT NOT NULL, party INTEGER NOT NULL, node INTEGER NOT NULL,
              reason TEXT NOT NULL, PRIMARY KEY (key_id, party));
          CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, route TEXT NOT NULL,
-             body_hash TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL);",
+             body_hash TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS node_keys (node INTEGER PRIMARY KEY, noise TEXT NOT NULL, identity TEXT NOT NULL,
+             request TEXT NOT NULL);",
     )?;
     // Claims: a key is recorded as `running` (with its request) before the
     // request runs, and `done` once its answer is stored.
@@ -231,6 +233,42 @@ impl Db {
             params![key_id.to_string(), path, derived.public_key, derived.chain_code.to_vec()],
         )?;
         Ok(())
+    }
+
+    /// Every hardened path derived for `key_id`.
+    pub(crate) fn derived_paths(&self, key_id: &KeyId) -> rusqlite::Result<Vec<String>> {
+        let mut query = self.conn.prepare("SELECT path FROM derivations WHERE key_id = ?1 ORDER BY path")?;
+        let rows = query.query_map([key_id.to_string()], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    /// Records a replaced node's new keys (approved by the request `request`).
+    pub(crate) fn put_node_keys(
+        &self,
+        node: NodeId,
+        noise: NoisePublicKey,
+        identity: IdentityPublicKey,
+        request: &str,
+    ) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO node_keys (node, noise, identity, request) VALUES (?1, ?2, ?3, ?4)",
+            params![node.0, String::from(noise), String::from(identity), request],
+        )?;
+        Ok(())
+    }
+
+    /// Every replaced node's keys.
+    pub(crate) fn node_keys(&self) -> rusqlite::Result<Vec<(NodeId, NoisePublicKey, IdentityPublicKey)>> {
+        let mut query = self.conn.prepare("SELECT node, noise, identity FROM node_keys ORDER BY node")?;
+        let rows =
+            query.query_map([], |r| Ok((r.get::<_, u16>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        rows.map(|row| {
+            let (node, noise, identity) = row?;
+            let noise = noise.parse().map_err(|e| unreadable(1, format!("node {node}'s Noise key: {e}")))?;
+            let identity = identity.parse().map_err(|e| unreadable(2, format!("node {node}'s identity key: {e}")))?;
+            Ok((NodeId(node), noise, identity))
+        })
+        .collect()
     }
 
     pub(crate) fn derived(&self, key_id: &KeyId, path: &str) -> rusqlite::Result<Option<Derived>> {

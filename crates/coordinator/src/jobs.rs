@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use shardvault_types::SessionId;
-use shardvault_wire::{Frame, FromNode, Job, JobKind, NodeId, Outcome, ToNode};
+use shardvault_wire::{Cluster, Frame, FromNode, Job, JobKind, NodeId, Outcome, ToNode};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::db::Db;
@@ -155,6 +155,24 @@ impl State {
     /// with the same key runs.
     pub(crate) fn claim(&self, key: &str) -> Option<Claim<'_>> {
         lock(&self.in_flight).insert(key.to_string()).then(|| Claim { state: self, key: key.to_string() })
+    }
+
+    /// The cluster file, with the keys of every node replaced by an
+    /// approved request over it (docs/DESIGN.md "Replacing a lost node").
+    pub(crate) fn cluster(&self) -> rusqlite::Result<Cluster> {
+        let mut cluster = self.config.cluster.clone();
+        for (node, noise, identity) in self.db().node_keys()? {
+            cluster.nodes.insert(node, noise);
+            cluster.identities.insert(node, identity);
+        }
+        Ok(cluster)
+    }
+
+    /// Drops `node`'s connection, if any (its machine was replaced).
+    pub(crate) fn drop_connection(&self, node: NodeId) {
+        if lock(&self.nodes).remove(&node).is_some() {
+            tracing::warn!(%node, "connection of a replaced node dropped");
+        }
     }
 
     pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Db> {
@@ -374,7 +392,7 @@ mod tests {
     use std::time::Duration;
 
     use shardvault_types::{Epoch, KeyId, PartyId};
-    use shardvault_wire::{generate_keypair, Cluster};
+    use shardvault_wire::generate_keypair;
 
     use super::*;
 

@@ -42,7 +42,14 @@ async fn connection(mut socket: WebSocket, state: Arc<State>) {
         tracing::warn!("relay connection without a handshake closed");
         return;
     };
-    let response = match hop::respond(&state.config.secret, &state.config.cluster, &first) {
+    let cluster = match state.cluster() {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            tracing::error!(%error, "the replaced nodes' keys do not read; relay connection closed");
+            return;
+        }
+    };
+    let response = match hop::respond(&state.config.secret, &cluster, &first) {
         Ok(response) => response,
         Err(error) => {
             tracing::warn!(%error, "relay handshake refused");

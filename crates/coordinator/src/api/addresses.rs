@@ -127,7 +127,7 @@ async fn attest(
 ) -> Result<BTreeMap<NodeId, Vec<u8>>, ApiError> {
     let bytes = statement.to_bytes();
     let needed = statement.required_attestations();
-    let cluster = &state.config.cluster;
+    let cluster = &state.cluster().map_err(ApiError::storage)?;
     // Where the cluster file pins a node's identity, only signatures that
     // verify are kept (a client pinning the same file would refuse the rest).
     let verifies = |node: NodeId, signature: &[u8]| match cluster.identities.get(&node) {

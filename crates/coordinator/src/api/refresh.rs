@@ -70,7 +70,7 @@ pub(super) async fn refresh(state: &State, mut key: KeyRecord, governed: Governe
         }
     };
     certificate
-        .verify(id, &key.nodes, &state.config.cluster)
+        .verify(id, &key.nodes, &state.cluster().map_err(ApiError::storage)?)
         .map_err(|e| ApiError::new(ErrorCode::BadCertificate, format!("a node's confirmation does not verify: {e}")))?;
     state.db().put_refresh(&id, to, "certified", Some(&certificate)).map_err(ApiError::storage)?;
     // Every node holds `to` now: sign with it, and a complete refresh clears bans.

@@ -319,6 +319,7 @@ async fn execute(state: &State, id: &str, row: GovernedRow, approvals: Vec<Signo
         "POST /v1/keys/{id}/addresses" => super::addresses::run(state, &key, &body, Some(&approved)).await,
         "POST /v1/keys/{id}/refresh" => super::run_refresh(state, &key, &approved).await,
         "POST /v1/backups" => super::backups::run(state, &approved).await,
+        "POST /v1/nodes/{node}/replace" => super::replace::run(state, &approved).await,
         "POST /v1/members" | "POST /v1/members/remove" | "POST /v1/policy" => govern(state, &approved),
         other => Err(ApiError::bug(format!("no runner for {other}"))),
     };

@@ -1,0 +1,218 @@
+//! Replacing a lost node, and the seed escrow that makes it possible
+//! (docs/DESIGN.md "Replacing a lost node"). The coordinator only sequences
+//! jobs; every node checks the approved replacement request itself.
+//!
+//! For each key the lost node is a party of, once the request is approved
+//! and the new machine connected with its new keys:
+//!
+//! 1. `RepairShare` on every party's node: the others rebuild its share and
+//!    its chain seed, the new node stores them, usable only for step 2;
+//! 2. a complete refresh of all n, certified and activated as every refresh
+//!    ([`super::refresh`]): the old machine's epoch is deleted everywhere;
+//! 3. `DeriveHardened` of every path derived before: the new node gets its
+//!    tweaks back, and every node checks the child key is the cached one;
+//! 4. `EscrowSeeds`, so the new node holds pieces of the others' seeds.
+//!
+//! Each step can be repeated: a request that failed half-way is asked again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State as Extract};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use shardvault_api::{ErrorCode, KeyRepaired, NodeReplaced, ReplaceNode, SeedsEscrowed};
+use shardvault_governance::Operation;
+use shardvault_types::{DerivationPath, SessionId};
+use shardvault_wire::{Governed, IdentityPublicKey, Job, JobKind, NodeId, NoisePublicKey, Outcome};
+
+use super::{
+    agree, answer, idempotent, key_id, load_key, no_body, openapi, parse, requests, Answer, ApiError, Approved,
+    ErrorBody,
+};
+use crate::db::KeyRecord;
+use crate::jobs::State;
+
+/// How long an approved replacement waits for the new machine to connect.
+const CONNECT_WAIT: Duration = Duration::from_secs(60);
+
+/// Replace a lost node: the machine with these keys becomes node `node`,
+/// and the other nodes rebuild its share of every key (same keys, same
+/// addresses). Needs every member who may approve; every node checks.
+#[utoipa::path(post, path = "/v1/nodes/{node}/replace", tag = "cluster", request_body = ReplaceNode,
+    params(("node" = u16, Path, description = "the lost node's id"), openapi::IdempotencyKey),
+    responses(
+        (status = 202, description = "a pending request to approve; once approved, its answer is the replacement", body = shardvault_api::Pending),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
+        (status = 502, description = "`node_failure`, `disagreement`, `bad_certificate`, `activation_incomplete`", body = ErrorBody),
+        (status = 503, description = "`not_enough_nodes`, `storage`", body = ErrorBody),
+    ))]
+pub(super) async fn replace(
+    Extract(state): Extract<Arc<State>>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    Path(node): Path<u16>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let operation = || {
+        let asked: ReplaceNode = parse(&body)?;
+        if !state.config.cluster.nodes.contains_key(&NodeId(node)) {
+            return Err(ApiError::bad(format!("node {node} is not in the cluster file; replace a node it names")));
+        }
+        let noise: NoisePublicKey = asked.noise_key.parse().map_err(|e| ApiError::bad(format!("noise_key: {e}")))?;
+        let identity: IdentityPublicKey =
+            asked.identity_key.parse().map_err(|e| ApiError::bad(format!("identity_key: {e}")))?;
+        Ok(Operation::ReplaceNode { node, noise_key: noise.0.to_vec(), identity_key: identity.0.to_vec() })
+    };
+    let path = node.to_string();
+    requests::propose(&state, &headers, &caller, "POST /v1/nodes/{node}/replace", Some(&path), &body, operation).await
+}
+
+/// Runs an approved replacement (what the request names, not the call's body).
+pub(crate) async fn run(state: &State, approved: &Approved) -> Answer {
+    let Operation::ReplaceNode { node, noise_key, identity_key } = &approved.request.operation else {
+        return Err(ApiError::bug("a replacement call without a replacement request"));
+    };
+    let node = NodeId(*node);
+    let noise = NoisePublicKey(noise_key.as_slice().try_into().map_err(|_| ApiError::bug("noise key length"))?);
+    let identity =
+        IdentityPublicKey(identity_key.as_slice().try_into().map_err(|_| ApiError::bug("identity key length"))?);
+    let pinned = state.cluster().map_err(ApiError::storage)?;
+    let already = pinned.nodes.get(&node) == Some(&noise) && pinned.identities.get(&node) == Some(&identity);
+    if !already {
+        state.db().put_node_keys(node, noise, identity, &approved.request.id.to_string()).map_err(ApiError::storage)?;
+        // The old machine, if it still talks to us, is no longer node `node`.
+        state.drop_connection(node);
+    }
+    wait_for(state, node).await?;
+    let keys = state.db().keys().map_err(ApiError::storage)?;
+    let mut repaired = Vec::new();
+    for key in keys.into_iter().filter(|key| key.nodes.values().any(|n| *n == node)) {
+        if key.threshold.threshold() >= key.threshold.parties() {
+            tracing::warn!(key = %key.key_id, %node, "an n-of-n key cannot be repaired; restore the node from its backup");
+            continue;
+        }
+        repaired.push(repair_key(state, key, node, &approved.governed).await?);
+    }
+    answer(StatusCode::OK, &NodeReplaced { node: node.0, keys: repaired, request_id: None })
+}
+
+/// Waits until the new machine is connected as `node`.
+async fn wait_for(state: &State, node: NodeId) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+    while !state.connected().contains(&node) {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::new(
+                ErrorCode::NotEnoughNodes,
+                format!(
+                    "the new node {node} has not connected within {} s: start it with its new keys (its cluster file \
+                     names them), then ask the replacement again",
+                    CONNECT_WAIT.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// Steps 1–4 for one key.
+async fn repair_key(state: &State, key: KeyRecord, node: NodeId, governed: &Governed) -> Result<KeyRepaired, ApiError> {
+    let id = key.key_id;
+    let party =
+        key.nodes.iter().find_map(|(p, n)| (*n == node).then_some(*p)).ok_or_else(|| ApiError::bug("no party"))?;
+    let job = |kind: JobKind, governance: Option<Governed>| Job {
+        session: SessionId::random(),
+        key_id: id,
+        participants: key.nodes.clone(),
+        kind,
+        governance,
+    };
+    let repair = JobKind::RepairShare { target: party, parties: key.nodes.clone() };
+    let epoch_before = agree(&state.run(job(repair, Some(governed.clone()))).await, |o| match o {
+        Outcome::Repaired { epoch } => Some(*epoch),
+        _ => None,
+    })
+    .map_err(|e| e.context(&format!("repairing party {party} of key {id}")))?;
+    let (status, body) = super::refresh::refresh(state, key.clone(), governed.clone()).await?;
+    if !status.is_success() {
+        return Err(ApiError::new(ErrorCode::NodeFailure, format!("the refresh after the repair of key {id}: {body}")));
+    }
+    let paths = state.db().derived_paths(&id).map_err(ApiError::storage)?;
+    for text in &paths {
+        let path: DerivationPath = text.parse().map_err(|e| ApiError::bug(format!("stored path {text}: {e}")))?;
+        let known = state.db().derived(&id, text).map_err(ApiError::storage)?.map(|d| d.public_key);
+        let derived =
+            agree(&state.run(job(JobKind::DeriveHardened { path }, Some(governed.clone()))).await, |o| match o {
+                Outcome::Derived { public_key, .. } => Some(public_key.clone()),
+                _ => None,
+            })
+            .map_err(|e| e.context(&format!("deriving {text} of key {id} again")))?;
+        if known.is_some_and(|known| known != derived) {
+            return Err(ApiError::new(ErrorCode::Disagreement, format!("path {text} of key {id} derived another key")));
+        }
+    }
+    escrow(state, &key).await?;
+    let epoch_after = load_key(state, &id)?.epoch;
+    Ok(KeyRepaired {
+        key_id: id.to_string(),
+        party: party.get(),
+        epoch_before: epoch_before.0,
+        epoch_after: epoch_after.0,
+        paths,
+    })
+}
+
+/// Runs the key's seed escrow on every party's node.
+pub(crate) async fn escrow(state: &State, key: &KeyRecord) -> Result<(), ApiError> {
+    let job = Job {
+        session: SessionId::random(),
+        key_id: key.key_id,
+        participants: key.nodes.clone(),
+        kind: JobKind::EscrowSeeds,
+        // Moves nothing the nodes could not already rebuild; each checks the key's pinned parties.
+        governance: None,
+    };
+    agree(&state.run(job).await, |o| matches!(o, Outcome::Escrowed).then_some(()))
+        .map_err(|e| e.context(&format!("escrowing the chain seeds of key {}", key.key_id)))
+}
+
+/// Escrow every party's chain seed among the key's other parties (done at
+/// key generation; run it once for keys made before), so that a lost node
+/// can be replaced. Refused for n-of-n keys, which no fewer than n parties
+/// can help.
+#[utoipa::path(post, path = "/v1/keys/{key_id}/escrow", tag = "keys", request_body(content = Option<shardvault_api::Empty>, description = "nothing, or `{}`"),
+    params(openapi::KeyPath, openapi::IdempotencyKey),
+    responses(
+        (status = 200, description = "every party escrowed its seed", body = SeedsEscrowed),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`unknown_key`", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`, `idempotency_in_progress`, `idempotency_outcome_unknown`", body = ErrorBody),
+        (status = 502, description = "`node_failure`", body = ErrorBody),
+        (status = 503, description = "`storage`", body = ErrorBody),
+    ))]
+pub(super) async fn escrow_seeds(
+    Extract(state): Extract<Arc<State>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent(&state, &headers, "POST /v1/keys/{id}/escrow", &body, async {
+        no_body(&body)?;
+        let key = load_key(&state, &key_id(&id)?)?;
+        if key.threshold.threshold() >= key.threshold.parties() {
+            return Err(ApiError::bad(format!(
+                "key {id} is {}-of-{}: no fewer than all its parties can help a lost one, so its backups are the \
+                 only way back",
+                key.threshold.threshold(),
+                key.threshold.parties()
+            )));
+        }
+        escrow(&state, &key).await?;
+        let parties = key.nodes.keys().map(|p| p.get()).collect();
+        answer(StatusCode::OK, &SeedsEscrowed { key_id: key.key_id.to_string(), parties })
+    })
+    .await
+}
