@@ -531,7 +531,8 @@ pub struct KeyRepaired {
     pub key_id: String,
     /// The repaired party.
     pub party: u8,
-    /// The epoch the share was rebuilt at, and the one the complete refresh made.
+    /// The key's epoch when this run began (the one its share was rebuilt
+    /// at, unless a run before got further), and its epoch after.
     pub epoch_before: u32,
     pub epoch_after: u32,
     /// Hardened paths the new node derived again (each the same child key on every node).

@@ -129,7 +129,10 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
          CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, route TEXT NOT NULL,
              body_hash TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS node_keys (node INTEGER PRIMARY KEY, noise TEXT NOT NULL, identity TEXT NOT NULL,
-             request TEXT NOT NULL);",
+             request TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS replacements (node INTEGER NOT NULL, noise TEXT NOT NULL, key_id TEXT NOT NULL,
+             step TEXT NOT NULL CHECK (step IN ('repaired', 'refreshed', 'derived', 'escrowed')),
+             PRIMARY KEY (node, noise, key_id));",
     )?;
     // Claims: a key is recorded as `running` (with its request) before the
     // request runs, and `done` once its answer is stored.
@@ -253,6 +256,39 @@ impl Db {
         self.conn.execute(
             "INSERT OR REPLACE INTO node_keys (node, noise, identity, request) VALUES (?1, ?2, ?3, ?4)",
             params![node.0, String::from(noise), String::from(identity), request],
+        )?;
+        Ok(())
+    }
+
+    /// How far the replacement of `node` by the machine with Noise key
+    /// `noise` got for `key_id` (`repaired`, `refreshed`, `derived`,
+    /// `escrowed`), so that a replacement asked again goes on from there.
+    pub(crate) fn replacement_step(
+        &self,
+        node: NodeId,
+        noise: NoisePublicKey,
+        key_id: &KeyId,
+    ) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT step FROM replacements WHERE node = ?1 AND noise = ?2 AND key_id = ?3",
+                params![node.0, String::from(noise), key_id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+    }
+
+    /// Records that the replacement got to `step` for `key_id`.
+    pub(crate) fn put_replacement_step(
+        &self,
+        node: NodeId,
+        noise: NoisePublicKey,
+        key_id: &KeyId,
+        step: &str,
+    ) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO replacements (node, noise, key_id, step) VALUES (?1, ?2, ?3, ?4)",
+            params![node.0, String::from(noise), key_id.to_string(), step],
         )?;
         Ok(())
     }

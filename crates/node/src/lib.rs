@@ -8,12 +8,14 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 #![warn(missing_docs)]
 
+mod fault;
 mod governance;
 mod runner;
 pub mod service;
 mod signing;
 mod store;
 
+pub use fault::CRASH_AT_ENV;
 pub use governance::{system_clock, Clock};
 pub use runner::{Limits, Node, NodeError};
 pub use signing::RawSigning;

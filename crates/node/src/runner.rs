@@ -501,6 +501,7 @@ impl Node {
                     return Err(NodeError::Refused("a refresh needs every party of the key".into()));
                 }
                 let (s, out) = refresh_to(&share, *to, job.session, &mut OsRng)?;
+                crate::fault::crash_point(self.id, "refresh-started");
                 (Protocol::Refresh(s), out)
             }
         };
@@ -705,6 +706,7 @@ impl Node {
         }
         certificate.verify(job.key_id, &job.participants, &self.pinned_cluster()?)?;
         self.store.activate(job.key_id, certificate.epoch)?;
+        crate::fault::crash_point(self.id, "activated");
         self.store.record_epoch_start(job.key_id, certificate.epoch, (self.clock)())?;
         Ok(certificate.epoch)
     }
@@ -763,6 +765,7 @@ impl Node {
             Protocol::Derive(mut s) => {
                 let tweak = s.take_output().ok_or_else(|| NodeError::Refused("no output".into()))?;
                 self.store.put_tweak(&tweak)?;
+                crate::fault::crash_point(self.id, "derived");
                 Ok(Outcome::Derived { public_key: tweak.public_key.clone(), chain_code: tweak.chain_code })
             }
             Protocol::Sign { mut session, signed, intent } => {
@@ -778,6 +781,7 @@ impl Node {
             Protocol::Refresh(mut s) => {
                 let share = s.take_output().ok_or_else(|| NodeError::Refused("no output".into()))?;
                 self.store.insert_pending(&share)?;
+                crate::fault::crash_point(self.id, "refresh-stored");
                 // Signed only once the new share is durable: the certificate
                 // that lets every node delete the old epoch is made of these.
                 let statement = RefreshCertificate::statement(key_id, share.epoch(), share.public_key());
@@ -793,6 +797,7 @@ impl Node {
                 match session.take_output().ok_or_else(|| NodeError::Refused("no output".into()))? {
                     RepairOutput::Repaired(share) => {
                         self.store.insert_repaired_key(&share, &parties)?;
+                        crate::fault::crash_point(self.id, "repair-stored");
                         tracing::warn!(node = %self.id, key = %key_id, epoch = %share.epoch(), "share repaired; a complete refresh must follow");
                         Ok(Outcome::Repaired { epoch: share.epoch() })
                     }

@@ -6,3 +6,5 @@ pub use shardvault_harness::{Devnet, DevnetOptions};
 
 /// The `shardvault` binary built for these tests.
 pub const EXE: &str = env!("CARGO_BIN_EXE_shardvault");
+
+pub mod machine;

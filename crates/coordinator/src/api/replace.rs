@@ -13,7 +13,9 @@
 //!    tweaks back, and every node checks the child key is the cached one;
 //! 4. `EscrowSeeds`, so the new node holds pieces of the others' seeds.
 //!
-//! Each step can be repeated: a request that failed half-way is asked again.
+//! How far each key got is recorded per node and new machine: a replacement
+//! that failed half-way (a node crashed, say) is asked again and goes on
+//! from the first step not done; every step can also be repeated.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use shardvault_api::{ErrorCode, KeyRepaired, NodeReplaced, ReplaceNode, SeedsEscrowed};
 use shardvault_governance::Operation;
-use shardvault_types::{DerivationPath, SessionId};
+use shardvault_types::{DerivationPath, PartyId, SessionId};
 use shardvault_wire::{Governed, IdentityPublicKey, Job, JobKind, NodeId, NoisePublicKey, Outcome};
 
 use super::{
@@ -94,7 +96,7 @@ pub(crate) async fn run(state: &State, approved: &Approved) -> Answer {
             tracing::warn!(key = %key.key_id, %node, "an n-of-n key cannot be repaired; restore the node from its backup");
             continue;
         }
-        repaired.push(repair_key(state, key, node, &approved.governed).await?);
+        repaired.push(repair_key(state, key, node, noise, &approved.governed).await?);
     }
     answer(StatusCode::OK, &NodeReplaced { node: node.0, keys: repaired, request_id: None })
 }
@@ -118,43 +120,35 @@ async fn wait_for(state: &State, node: NodeId) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Steps 1–4 for one key.
-async fn repair_key(state: &State, key: KeyRecord, node: NodeId, governed: &Governed) -> Result<KeyRepaired, ApiError> {
+/// The steps of one key's replacement, in order, as recorded.
+const STEPS: [&str; 4] = ["repaired", "refreshed", "derived", "escrowed"];
+
+/// Steps 1–4 for one key, from the first not recorded as done for this
+/// node and this machine (a replacement asked again after a crash goes on).
+async fn repair_key(
+    state: &State,
+    key: KeyRecord,
+    node: NodeId,
+    noise: NoisePublicKey,
+    governed: &Governed,
+) -> Result<KeyRepaired, ApiError> {
     let id = key.key_id;
     let party =
         key.nodes.iter().find_map(|(p, n)| (*n == node).then_some(*p)).ok_or_else(|| ApiError::bug("no party"))?;
-    let job = |kind: JobKind, governance: Option<Governed>| Job {
-        session: SessionId::random(),
-        key_id: id,
-        participants: key.nodes.clone(),
-        kind,
-        governance,
-    };
-    let repair = JobKind::RepairShare { target: party, parties: key.nodes.clone() };
-    let epoch_before = agree(&state.run(job(repair, Some(governed.clone()))).await, |o| match o {
-        Outcome::Repaired { epoch } => Some(*epoch),
-        _ => None,
-    })
-    .map_err(|e| e.context(&format!("repairing party {party} of key {id}")))?;
-    let (status, body) = super::refresh::refresh(state, key.clone(), governed.clone()).await?;
-    if !status.is_success() {
-        return Err(ApiError::new(ErrorCode::NodeFailure, format!("the refresh after the repair of key {id}: {body}")));
-    }
+    let done = state.db().replacement_step(node, noise, &id).map_err(ApiError::storage)?;
+    let first = done.as_deref().and_then(|d| STEPS.iter().position(|s| *s == d)).map_or(0, |i| i + 1);
+    let record = |step: &str| state.db().put_replacement_step(node, noise, &id, step).map_err(ApiError::storage);
+    let epoch_before = key.epoch;
     let paths = state.db().derived_paths(&id).map_err(ApiError::storage)?;
-    for text in &paths {
-        let path: DerivationPath = text.parse().map_err(|e| ApiError::bug(format!("stored path {text}: {e}")))?;
-        let known = state.db().derived(&id, text).map_err(ApiError::storage)?.map(|d| d.public_key);
-        let derived =
-            agree(&state.run(job(JobKind::DeriveHardened { path }, Some(governed.clone()))).await, |o| match o {
-                Outcome::Derived { public_key, .. } => Some(public_key.clone()),
-                _ => None,
-            })
-            .map_err(|e| e.context(&format!("deriving {text} of key {id} again")))?;
-        if known.is_some_and(|known| known != derived) {
-            return Err(ApiError::new(ErrorCode::Disagreement, format!("path {text} of key {id} derived another key")));
+    for step in STEPS.iter().skip(first) {
+        match *step {
+            "repaired" => repair(state, &key, party, governed).await?,
+            "refreshed" => refresh(state, &key, governed).await?,
+            "derived" => derive_again(state, &key, &paths, governed).await?,
+            _ => escrow(state, &key).await?,
         }
+        record(step)?;
     }
-    escrow(state, &key).await?;
     let epoch_after = load_key(state, &id)?.epoch;
     Ok(KeyRepaired {
         key_id: id.to_string(),
@@ -165,16 +159,63 @@ async fn repair_key(state: &State, key: KeyRecord, node: NodeId, governed: &Gove
     })
 }
 
+fn job(key: &KeyRecord, kind: JobKind, governance: Option<Governed>) -> Job {
+    Job { session: SessionId::random(), key_id: key.key_id, participants: key.nodes.clone(), kind, governance }
+}
+
+/// Step 1: every other party helps rebuild `party`'s share on its new node.
+async fn repair(state: &State, key: &KeyRecord, party: PartyId, governed: &Governed) -> Result<(), ApiError> {
+    let repair = JobKind::RepairShare { target: party, parties: key.nodes.clone() };
+    agree(&state.run(job(key, repair, Some(governed.clone()))).await, |o| match o {
+        Outcome::Repaired { epoch } => Some(*epoch),
+        _ => None,
+    })
+    .map(|_| ())
+    .map_err(|e| e.context(&format!("repairing party {party} of key {}", key.key_id)))
+}
+
+/// Step 2: the complete refresh, or the activation of one every node
+/// already confirmed (a replacement interrupted after its certificate).
+async fn refresh(state: &State, key: &KeyRecord, governed: &Governed) -> Result<(), ApiError> {
+    let latest = state.db().latest_refresh(&key.key_id).map_err(ApiError::storage)?;
+    let current = load_key(state, &key.key_id)?;
+    let (status, body) = match latest {
+        Some((_, status, Some(_))) if status == "certified" => super::refresh::finish(state, current).await?,
+        _ => super::refresh::refresh(state, current, governed.clone()).await?,
+    };
+    match status.is_success() {
+        true => Ok(()),
+        false => Err(ApiError::new(
+            ErrorCode::NodeFailure,
+            format!("the refresh after the repair of key {}: {body}", key.key_id),
+        )),
+    }
+}
+
+/// Step 3: every path derived before, derived again (the new node's
+/// tweaks), each the child key recorded for it.
+async fn derive_again(state: &State, key: &KeyRecord, paths: &[String], governed: &Governed) -> Result<(), ApiError> {
+    let id = key.key_id;
+    for text in paths {
+        let path: DerivationPath = text.parse().map_err(|e| ApiError::bug(format!("stored path {text}: {e}")))?;
+        let known = state.db().derived(&id, text).map_err(ApiError::storage)?.map(|d| d.public_key);
+        let results = state.run(job(key, JobKind::DeriveHardened { path }, Some(governed.clone()))).await;
+        let derived = agree(&results, |o| match o {
+            Outcome::Derived { public_key, .. } => Some(public_key.clone()),
+            _ => None,
+        })
+        .map_err(|e| e.context(&format!("deriving {text} of key {id} again")))?;
+        if known.is_some_and(|known| known != derived) {
+            return Err(ApiError::new(ErrorCode::Disagreement, format!("path {text} of key {id} derived another key")));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the key's seed escrow on every party's node.
 pub(crate) async fn escrow(state: &State, key: &KeyRecord) -> Result<(), ApiError> {
-    let job = Job {
-        session: SessionId::random(),
-        key_id: key.key_id,
-        participants: key.nodes.clone(),
-        kind: JobKind::EscrowSeeds,
-        // Moves nothing the nodes could not already rebuild; each checks the key's pinned parties.
-        governance: None,
-    };
+    // Moves nothing the nodes could not already rebuild; each checks the key's pinned parties.
+    let job = job(key, JobKind::EscrowSeeds, None);
     agree(&state.run(job).await, |o| matches!(o, Outcome::Escrowed).then_some(()))
         .map_err(|e| e.context(&format!("escrowing the chain seeds of key {}", key.key_id)))
 }
