@@ -950,11 +950,11 @@ fn wallets_libraries_import_the_printed_keys_at_the_cluster_addresses() {
     assert_eq!(python_check(&Value::from(checks)), serde_json::json!(expected));
 }
 
-/// A Solana transfer the Solana SDK builds for the recovered key's address,
-/// signed by `recover --sign`, executes in litesvm.
-#[test]
-#[ignore = "needs the chains' SDKs (npm); run by .ci/run's Chain SDKs step"]
-fn a_solana_transfer_signed_offline_executes_in_litesvm() {
+/// One conversation with the chain's SDK (`tools/chain-sdks/prove.mjs`)
+/// about a key recovered offline: the SDK builds transactions for the
+/// recovered key's address, `recover --sign` signs them, and a message is
+/// signed in the chain's format with the printed scalar; the SDK's verdict.
+fn sdk_checks_what_recover_signed(chain: Chain, network: Option<&str>) -> Value {
     use std::io::{BufRead, BufReader, Write};
     let sdks = std::env::var("SHARDVAULT_CHAIN_SDKS").expect("SHARDVAULT_CHAIN_SDKS names tools/chain-sdks");
     let dir = tempfile::tempdir().unwrap();
@@ -962,14 +962,15 @@ fn a_solana_transfer_signed_offline_executes_in_litesvm() {
     let all: Vec<&Officer> = officers.iter().collect();
     let ed = run_dkg(Scheme::EddsaEd25519, 2, 3);
     let backup = backup_of(dir.path(), &officers, &ed, vec![]);
-    let target = ["--json", "--chain", "solana", "--index", "0"];
+    let mut target = vec!["--json", "--chain", chain.name(), "--index", "0"];
+    target.extend(network.map(|network| ["--network", network]).into_iter().flatten());
     let printed = succeeded(&recover(&backup, &all, &target))["keys"][0].clone();
     let public = hex::decode(printed["public_key"].as_str().unwrap()).unwrap();
-    assert_eq!(public, cluster_public_key(&ed, &index_path(Chain::Solana, 0)));
+    assert_eq!(public, cluster_public_key(&ed, &index_path(chain, 0)));
 
     let mut sdk = Command::new("node")
         .arg(format!("{sdks}/prove.mjs"))
-        .arg("solana")
+        .arg(chain.name())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -980,7 +981,7 @@ fn a_solana_transfer_signed_offline_executes_in_litesvm() {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
         let value: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("prove.mjs said {line:?}"));
-        assert!(value.get("error").is_none(), "{}", value["error"]);
+        assert!(value.get("error").is_none(), "{chain}: {}", value["error"]);
         value
     };
     writeln!(stdin, "{}", serde_json::json!({ "public_key": hex::encode(&public) })).unwrap();
@@ -994,10 +995,17 @@ fn a_solana_transfer_signed_offline_executes_in_litesvm() {
         let answer = succeeded(&recover(&backup, &all, &args))["signed"].clone();
         signed.push(serde_json::json!({ "transaction": answer["transaction"], "signature": answer["signature"], "id": answer["id"] }));
     }
-    // prove.mjs also checks an off-chain message: signed here with the
-    // printed scalar (RFC 8032 over it, any secret nonce prefix).
-    let text = b"I control this address: shardvault".to_vec();
-    let message = shardvault_chains::MessageFormat::SolanaOffchain.signing_input(&public, &text).unwrap();
+    // A message in the chain's format (Aptos: the AIP-62 full message),
+    // signed here with the printed scalar (RFC 8032 over it, any secret
+    // nonce prefix); Sui wants its serialized signature (flag, signature, key).
+    let text = match chain {
+        Chain::Aptos => {
+            shardvault_chains::message::aptos_full_message("I control this address: shardvault", "1").into_bytes()
+        }
+        _ => b"I control this address: shardvault".to_vec(),
+    };
+    let format = chain.message_format(KeyType::Ed25519).unwrap();
+    let message = format.signing_input(&public, &text).unwrap();
     let scalar: [u8; 32] = hex::decode(printed["private_key"].as_str().unwrap()).unwrap().try_into().unwrap();
     let expanded = ed25519_dalek::hazmat::ExpandedSecretKey {
         scalar: Option::from(curve25519_dalek::Scalar::from_canonical_bytes(scalar)).unwrap(),
@@ -1005,12 +1013,43 @@ fn a_solana_transfer_signed_offline_executes_in_litesvm() {
     };
     let verifying = ed25519_dalek::VerifyingKey::from(&expanded);
     let signature = ed25519_dalek::hazmat::raw_sign::<sha2::Sha512>(&expanded, &message, &verifying).to_bytes();
+    let signature = match chain {
+        Chain::Sui => [&[0u8][..], &signature, &public].concat(),
+        _ => signature.to_vec(),
+    };
     let message = serde_json::json!({ "text": hex::encode(&text), "signature": hex::encode(signature) });
     writeln!(stdin, "{}", serde_json::json!({ "signed": signed, "message": message })).unwrap();
     let verdict = read();
     assert!(sdk.wait().unwrap().success());
+    verdict
+}
+
+/// A Solana transfer the Solana SDK builds for the recovered key's address,
+/// signed by `recover --sign`, executes in litesvm.
+#[test]
+#[ignore = "needs the chains' SDKs (npm); run by .ci/run's Chain SDKs step"]
+fn a_solana_transfer_signed_offline_executes_in_litesvm() {
+    let verdict = sdk_checks_what_recover_signed(Chain::Solana, None);
     assert_eq!(verdict["executed"].as_array().unwrap().len(), 3, "legacy, v0, v0 with a lookup table");
     assert_eq!(verdict["recipient_balance"], "7500000");
+}
+
+/// An Aptos transfer signed offline by `recover --sign`: the Aptos SDK
+/// verifies the signature and gives the same transaction hash.
+#[test]
+#[ignore = "needs the chains' SDKs (npm); run by .ci/run's Chain SDKs step"]
+fn an_aptos_transfer_signed_offline_verifies_in_the_aptos_sdk() {
+    let verdict = sdk_checks_what_recover_signed(Chain::Aptos, Some("testnet"));
+    assert!(verdict["hash"].as_str().is_some_and(|h| h.starts_with("0x")), "{verdict}");
+}
+
+/// A Sui payment signed offline by `recover --sign`: the Sui SDK verifies
+/// the signature and gives the same digest.
+#[test]
+#[ignore = "needs the chains' SDKs (npm); run by .ci/run's Chain SDKs step"]
+fn a_sui_payment_signed_offline_verifies_in_the_sui_sdk() {
+    let verdict = sdk_checks_what_recover_signed(Chain::Sui, None);
+    assert!(verdict["digest"].as_str().is_some_and(|d| !d.is_empty()), "{verdict}");
 }
 
 /// Offline means offline: in a network namespace with no interface up
