@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use shardvault_api::{BackupPackage, BackupRequest, BACKUP_FORMAT, BACKUP_VERSION};
 use shardvault_client::Outcome;
 use shardvault_governance::MemberKey;
@@ -87,9 +88,11 @@ pub fn run(json: bool, command: &BackupCommand) -> Result<()> {
             refuse_existing(out)?;
             let client = crate::client(api)?;
             let record = client.request(request_id).with_context(|| format!("fetching request {request_id}"))?;
+            let (keys, recipients) = requested(&record, request_id)?;
             match shardvault_client::finished::<BackupPackage>(record)? {
                 Outcome::Done(package) => {
-                    let expected = Expected { request_id: Some(request_id), keys: &[], recipients: None };
+                    let expected =
+                        Expected { request_id: Some(request_id), keys: &keys, recipients: Some(&recipients) };
                     write(json, out, &package, check, &expected)
                 }
                 Outcome::Pending(record) => bail!(
@@ -102,6 +105,30 @@ pub fn run(json: bool, command: &BackupCommand) -> Result<()> {
         }
         BackupCommand::List { api } => list(json, &crate::client(api)?.backups()?),
     }
+}
+
+/// The keys and recipients the export request `request_id` names, decoded
+/// here from its canonical bytes (which must hash to the record's hash and
+/// name that id): what the fetched package must answer.
+fn requested(record: &shardvault_api::RequestRecord, request_id: &str) -> Result<(Vec<String>, Vec<String>)> {
+    let governed = record
+        .governed
+        .as_ref()
+        .with_context(|| format!("request {request_id} carries no governed request: it is not an export"))?;
+    let hash = hex::encode(Sha256::digest(governed.request.as_bytes()));
+    if !hash.eq_ignore_ascii_case(&governed.request_hash) {
+        bail!("request {request_id}'s bytes do not hash to its request_hash: the coordinator changed them");
+    }
+    let request = shardvault_governance::Request::from_bytes(governed.request.as_bytes())
+        .with_context(|| format!("request {request_id} does not decode"))?;
+    if request.id.to_string() != request_id {
+        bail!("the coordinator answered request {} for request {request_id}", request.id);
+    }
+    let shardvault_governance::Operation::ExportBackup { keys, recipients } = request.operation else {
+        bail!("request {request_id} is a {} request, not a backup export", request.operation.kind());
+    };
+    let recipients = recipients.iter().map(MemberKey::to_openssh).collect::<Result<Vec<_>, _>>()?;
+    Ok((keys.iter().map(ToString::to_string).collect(), recipients))
 }
 
 fn export(json: bool, args: &ExportArgs) -> Result<()> {
