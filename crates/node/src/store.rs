@@ -447,16 +447,23 @@ impl Store {
         if knows_key(&tx, key_id)? {
             return Err(StoreError::KeyExists(key_id));
         }
+        self.insert_active(&tx, share)?;
+        if let Some(parties) = parties {
+            insert_parties(&tx, key_id, parties)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Seals `share` and inserts it as its key's active one, in `tx`.
+    fn insert_active(&self, tx: &Connection, share: &KeyShare) -> Result<(), StoreError> {
+        let key_id = share.key_id();
         let bytes = share.to_bytes().map_err(|e| StoreError::Corrupt { key_id, detail: e.to_string() })?;
         let sealed = seal(&self.kek, &self.context(key_id, share.epoch(), KIND_SHARE), &bytes)?;
         tx.execute(
             "INSERT INTO shares (key_id, epoch, state, sealed) VALUES (?1, ?2, 'active', ?3)",
             params![key_id.as_bytes(), share.epoch().0, sealed],
         )?;
-        if let Some(parties) = parties {
-            insert_parties(&tx, key_id, parties)?;
-        }
-        tx.commit()?;
         Ok(())
     }
 

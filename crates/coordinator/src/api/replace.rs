@@ -54,11 +54,12 @@ const CONNECT_WAIT: Duration = Duration::from_secs(60);
 pub(super) async fn replace(
     Extract(state): Extract<Arc<State>>,
     axum::Extension(caller): axum::Extension<crate::auth::Caller>,
-    Path(node): Path<u16>,
+    Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let operation = || {
+        let node: u16 = path.parse().map_err(|_| ApiError::bad(format!("node id {path:?}: expected 1 to 65535")))?;
         let asked: ReplaceNode = parse(&body)?;
         if !state.config.cluster.nodes.contains_key(&NodeId(node)) {
             return Err(ApiError::bad(format!("node {node} is not in the cluster file; replace a node it names")));
@@ -68,7 +69,6 @@ pub(super) async fn replace(
             asked.identity_key.parse().map_err(|e| ApiError::bad(format!("identity_key: {e}")))?;
         Ok(Operation::ReplaceNode { node, noise_key: noise.0.to_vec(), identity_key: identity.0.to_vec() })
     };
-    let path = node.to_string();
     requests::propose(&state, &headers, &caller, "POST /v1/nodes/{node}/replace", Some(&path), &body, operation).await
 }
 

@@ -14,7 +14,7 @@ use rusqlite::{params, OptionalExtension};
 use shardvault_mpc::{Epoch, EscrowedSeeds, KeyId, KeyShare, PartyId, SeedPiece};
 use shardvault_wire::NodeId;
 
-use super::{knows_key, open, seal, Store, StoreError, KIND_SHARE};
+use super::{knows_key, open, seal, Store, StoreError};
 
 /// The tables, created when the store is opened (stores of earlier releases
 /// gain them then, empty).
@@ -145,12 +145,7 @@ impl Store {
                 tx.execute(&format!("DELETE FROM {table} WHERE key_id = ?1"), [key_id.as_bytes()])?;
             }
         }
-        let bytes = share.to_bytes().map_err(|e| StoreError::Corrupt { key_id, detail: e.to_string() })?;
-        let sealed = seal(&self.kek, &self.context(key_id, share.epoch(), KIND_SHARE), &bytes)?;
-        tx.execute(
-            "INSERT INTO shares (key_id, epoch, state, sealed) VALUES (?1, ?2, 'active', ?3)",
-            params![key_id.as_bytes(), share.epoch().0, sealed],
-        )?;
+        self.insert_active(&tx, share)?;
         tx.execute(
             "INSERT INTO repaired_shares (key_id, epoch) VALUES (?1, ?2)",
             params![key_id.as_bytes(), share.epoch().0],
