@@ -68,6 +68,9 @@ fn answer(node: u16, job: &Job, script: &Script) -> FromNode {
     match &job.kind {
         JobKind::CreateKey { .. } => done(Outcome::KeyCreated { public_key: point }),
         JobKind::DeriveHardened { .. } => done(Outcome::Derived { public_key: point, chain_code: [7; 32] }),
+        // Answered, so that a key creation (which escrows the seeds after)
+        // ends with every node's answer in, and counting jobs is exact.
+        JobKind::EscrowSeeds => done(Outcome::Escrowed),
         JobKind::Sign { .. } => match script.take(node) {
             OnSign::Sign => done(Outcome::Signed {
                 signed: hex::decode(DIGEST).unwrap(),
