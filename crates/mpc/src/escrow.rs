@@ -45,7 +45,7 @@ impl SeedPiece {
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, Error> {
         let bytes = Zeroizing::new(bytes);
         if bytes.len() != 33 || bytes.last() == Some(&0) {
-            return Err(Error::decode("seed piece", "expected 32 bytes and a non-zero x"));
+            return Err(Error::decode("seed piece", "expected 33 bytes (32 of y, then x) and a non-zero x"));
         }
         Ok(SeedPiece(bytes))
     }
@@ -86,9 +86,9 @@ pub fn rebuild_seed(
 ) -> Result<ChainSeed, Error> {
     let views: Vec<&[u8]> = pieces.iter().map(|piece| piece.expose_secret()).collect();
     let bytes = shardvault_shamir::combine(&views).map_err(|e| Error::Protocol(format!("seed pieces: {e}")))?;
-    let seed: [u8; 32] =
+    let seed: &[u8; 32] =
         bytes.as_slice().try_into().map_err(|_| Error::Protocol("seed pieces: not a 32-byte seed".into()))?;
-    let seed = ChainSeed::from_bytes(seed);
+    let seed = ChainSeed::from_bytes(*seed);
     if seed_commitment(key_id, party, &seed) != *commitment {
         return Err(Error::Protocol(format!(
             "the escrowed pieces of party {party}'s chain seed do not rebuild the seed it committed to"
@@ -121,7 +121,7 @@ impl Machine for SeedEscrow {
         let mut pieces = BTreeMap::new();
         for (from, payload) in &inbox.direct {
             let piece = SeedPiece::from_bytes(payload.as_bytes().to_vec())
-                .map_err(|_| Error::misbehaved(*from, "a seed piece is 32 bytes and a non-zero x"))?;
+                .map_err(|_| Error::misbehaved(*from, "a seed piece is 33 bytes with a non-zero x"))?;
             pieces.insert(*from, piece);
         }
         let agree_on = commitments.values().flatten().copied().collect();

@@ -4,10 +4,10 @@
 //!
 //! `SHARDVAULT_CRASH_AT=NODE:POINT[,NODE:POINT…]` makes node `NODE`'s
 //! process kill itself (SIGKILL) as soon as it reaches `POINT`: no reply,
-//! no destructor, no clean shutdown, as a power cut would leave it. The points are right after the
-//! node made a step durable and before it answered: `refresh-started`
-//! (before any refresh message left), `refresh-stored`, `activated`,
-//! `repair-stored`, `derived`.
+//! no destructor, no clean shutdown, as a power cut would leave it. The
+//! points are before the node answered: `refresh-started` (a refresh just
+//! begun, none of its messages sent), and right after a step was made
+//! durable, `refresh-stored`, `activated`, `repair-stored`, `derived`.
 
 /// The variable naming the crash points.
 pub const CRASH_AT_ENV: &str = "SHARDVAULT_CRASH_AT";
