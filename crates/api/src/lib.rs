@@ -319,6 +319,11 @@ pub struct KeyDetails {
     /// Parties that nodes banned for this key until its next refresh.
     pub banned: Vec<Ban>,
     pub last_refresh: Option<LastRefresh>,
+    /// How the last seed escrow of the key ended, which a node replacement
+    /// needs: `complete`, `incomplete` (run `shardvault key escrow` again
+    /// while every node is up), `none` (never ran: run it), or
+    /// `not_applicable` (an n-of-n key: only its backups bring back a node).
+    pub seed_escrow: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -545,6 +550,10 @@ pub struct NodeReplaced {
     pub node: u16,
     /// Every key the node is a party of, rebuilt on the new machine.
     pub keys: Vec<KeyRepaired>,
+    /// The n-of-n keys it is a party of: no n − 1 parties can rebuild a
+    /// share of those, so the node's share comes back only from a backup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_repairable: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }

@@ -57,6 +57,9 @@ fn a_lost_node_is_replaced_and_the_old_addresses_still_sign() {
     }
     let again = net.cli(&["address", "--key", &eth_key, "--chain", "ethereum", "--index", "0"]).unwrap();
     assert_eq!(text(&again, "address"), eth_address);
+    // The new node's own seed is escrowed again, and holds pieces of the others'.
+    let shown = net.cli(&["key", "show", "--key", &sol_key]).unwrap();
+    assert_eq!(text(&shown, "seed_escrow"), "complete", "{shown}");
 
     // The old machine comes back with its old disk: refused at the hop, the
     // new node stays connected and keeps signing.

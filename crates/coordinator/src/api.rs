@@ -474,7 +474,7 @@ fn load_key(state: &State, key_id: &KeyId) -> Result<KeyRecord, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::UnknownKey, format!("no key {key_id}")))
 }
 
-/// A key, its bans and its last refresh.
+/// A key, its bans, its last refresh and its seed escrow.
 #[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "keys", params(openapi::KeyPath), responses(
     (status = 200, description = "the key", body = KeyDetails),
     (status = 404, description = "`unknown_key`", body = ErrorBody),
@@ -485,6 +485,11 @@ async fn get_key(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) ->
     let key = load_key(&state, &key_id)?;
     let bans = state.db().bans(&key_id).map_err(ApiError::storage)?;
     let refresh = state.db().latest_refresh(&key_id).map_err(ApiError::storage)?;
+    let seed_escrow = match state.db().escrow(&key_id).map_err(ApiError::storage)? {
+        _ if key.threshold.threshold() >= key.threshold.parties() => "not_applicable".to_string(),
+        Some(ended) => ended,
+        None => "none".to_string(),
+    };
     Ok(Json(KeyDetails {
         key_id: key.key_id.to_string(),
         scheme: key.scheme.as_str().into(),
@@ -495,6 +500,7 @@ async fn get_key(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) ->
         nodes: nodes_answer(&key),
         banned: bans.into_iter().map(|(party, reason)| Ban { party: party.get(), reason }).collect(),
         last_refresh: refresh.map(|(epoch, state, _)| LastRefresh { epoch: epoch.0, state }),
+        seed_escrow,
     }))
 }
 

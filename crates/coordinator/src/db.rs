@@ -19,7 +19,7 @@ pub(crate) mod governance;
 pub(crate) use governance::{Call, GovernedRow};
 
 /// The layout this coordinator reads and writes.
-pub(crate) const SCHEMA_VERSION: u32 = 3;
+pub(crate) const SCHEMA_VERSION: u32 = 4;
 
 /// Why the database cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -127,12 +127,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
          CREATE TABLE IF NOT EXISTS bans (key_id TEXT NOT NULL, party INTEGER NOT NULL, node INTEGER NOT NULL,
              reason TEXT NOT NULL, PRIMARY KEY (key_id, party));
          CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, route TEXT NOT NULL,
-             body_hash TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS node_keys (node INTEGER PRIMARY KEY, noise TEXT NOT NULL, identity TEXT NOT NULL,
-             request TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS replacements (node INTEGER NOT NULL, noise TEXT NOT NULL, key_id TEXT NOT NULL,
-             step TEXT NOT NULL CHECK (step IN ('repaired', 'refreshed', 'derived', 'escrowed')),
-             PRIMARY KEY (node, noise, key_id));",
+             body_hash TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL);",
     )?;
     // Claims: a key is recorded as `running` (with its request) before the
     // request runs, and `done` once its answer is stored.
@@ -150,6 +145,17 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     tx.execute_batch(governance::TABLES)?;
     // Version 3: backups.
     tx.execute_batch(backups::TABLE)?;
+    // Version 4: node replacement (the replaced nodes' pinned keys, each
+    // key's steps done, how each key's last seed escrow ended).
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS escrows (key_id TEXT PRIMARY KEY,
+             state TEXT NOT NULL CHECK (state IN ('complete', 'incomplete')));
+         CREATE TABLE IF NOT EXISTS node_keys (node INTEGER PRIMARY KEY, noise TEXT NOT NULL, identity TEXT NOT NULL,
+             request TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS replacements (node INTEGER NOT NULL, noise TEXT NOT NULL, key_id TEXT NOT NULL,
+             step TEXT NOT NULL CHECK (step IN ('repaired', 'refreshed', 'derived', 'escrowed')),
+             PRIMARY KEY (node, noise, key_id));",
+    )?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
@@ -263,6 +269,24 @@ impl Db {
     /// How far the replacement of `node` by the machine with Noise key
     /// `noise` got for `key_id` (`repaired`, `refreshed`, `derived`,
     /// `escrowed`), so that a replacement asked again goes on from there.
+    /// Records how `key_id`'s last seed escrow ended: `complete` when every
+    /// node answered that it stored its pieces.
+    pub(crate) fn put_escrow(&self, key_id: &KeyId, complete: bool) -> rusqlite::Result<()> {
+        let state = if complete { "complete" } else { "incomplete" };
+        self.conn.execute(
+            "INSERT INTO escrows (key_id, state) VALUES (?1, ?2) ON CONFLICT (key_id) DO UPDATE SET state = ?2",
+            params![key_id.to_string(), state],
+        )?;
+        Ok(())
+    }
+
+    /// How `key_id`'s last seed escrow ended, if one ran.
+    pub(crate) fn escrow(&self, key_id: &KeyId) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row("SELECT state FROM escrows WHERE key_id = ?1", [key_id.to_string()], |r| r.get(0))
+            .optional()
+    }
+
     pub(crate) fn replacement_step(
         &self,
         node: NodeId,
@@ -633,6 +657,30 @@ mod tests {
         // Opening again changes nothing.
         Db::open(&path).unwrap();
         assert_eq!(version(&path), SCHEMA_VERSION);
+    }
+
+    /// A database of schema version 3 (the release before node
+    /// replacement) gets the replacement's tables when opened.
+    #[test]
+    fn a_version_3_database_gets_the_replacement_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        drop(Db::open(&path).unwrap());
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "DROP TABLE node_keys; DROP TABLE replacements; DROP TABLE escrows; PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(old);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(version(&path), SCHEMA_VERSION);
+        let key_id = KeyId::random();
+        assert_eq!(db.replacement_step(NodeId(2), NoisePublicKey([1; 32]), &key_id).unwrap(), None);
+        assert!(db.node_keys().unwrap().is_empty(), "{path:?}");
+        assert_eq!(db.escrow(&key_id).unwrap(), None);
+        db.put_escrow(&key_id, false).unwrap();
+        db.put_escrow(&key_id, true).unwrap();
+        assert_eq!(db.escrow(&key_id).unwrap().as_deref(), Some("complete"));
     }
 
     #[test]

@@ -212,6 +212,18 @@ fn a_failed_signer_is_left_out_of_the_retry() {
     assert_eq!((status, code), (Some(502), Some(ErrorCode::NodeFailure)), "{message}");
 }
 
+/// Key generation escrows the seeds; `key show` says how it ended.
+#[test]
+fn a_new_key_has_its_seeds_escrowed_unless_it_is_n_of_n() {
+    let net = start(3);
+    let key = create(&net, 2, 3);
+    assert_eq!(net.client.key(&key).unwrap().seed_escrow, "complete");
+    let all = create(&net, 3, 3);
+    assert_eq!(net.client.key(&all).unwrap().seed_escrow, "not_applicable");
+    let escrows = net.script.jobs.lock().unwrap().iter().filter(|(_, job)| matches!(job, JobKind::EscrowSeeds)).count();
+    assert_eq!(escrows, 3, "one escrow job per node of the 2-of-3 key, none for the 3-of-3");
+}
+
 #[test]
 fn a_banned_party_is_never_chosen_and_naming_it_is_a_conflict() {
     let net = start(3);

@@ -158,6 +158,12 @@ pub enum Operation {
         /// Its new identity public key (Ed25519), 32 bytes.
         #[serde(with = "hex_bytes")]
         identity_key: Vec<u8>,
+        /// The head of the governance log when the request was made, 32
+        /// bytes: the approvers vouch for that history, which the new
+        /// machine, having seen none of it, adopts as in force; every other
+        /// node checks its own log reaches this head.
+        #[serde(with = "hex_bytes")]
+        log_head: Vec<u8>,
     },
 }
 
@@ -334,10 +340,11 @@ impl Request {
                 Err(Error::Governance(format!("a raw digest is 32 bytes, not {}", digest.len())))
             }
             Operation::ExportBackup { keys, recipients } => check_backup_shape(keys, recipients),
-            Operation::ReplaceNode { node, noise_key, identity_key } => {
-                if *node == 0 || noise_key.len() != 32 || identity_key.len() != 32 {
+            Operation::ReplaceNode { node, noise_key, identity_key, log_head } => {
+                if *node == 0 || noise_key.len() != 32 || identity_key.len() != 32 || log_head.len() != 32 {
                     return Err(Error::Governance(
-                        "a node replacement names a node id (1 or more) and its new 32-byte Noise and identity keys"
+                        "a node replacement names a node id (1 or more), its new 32-byte Noise and identity keys, \
+                         and the 32-byte governance log head"
                             .into(),
                     ));
                 }

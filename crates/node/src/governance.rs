@@ -24,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use shardvault_governance::{canonical::sha256, Decision, Genesis, LogEntry, Operation, Request, State};
 use shardvault_mpc::{Epoch, KeyId};
-use shardvault_wire::{Governed, Job, JobKind};
+use shardvault_wire::{Governed, Job, JobKind, NodeId};
 
 use crate::runner::NodeError;
 use crate::store::{Store, StoredEntry};
@@ -61,17 +61,27 @@ fn refused(reason: impl std::fmt::Display) -> NodeError {
     NodeError::Refused(format!("governance: {reason}"))
 }
 
-/// Steps 1–5 for `job` at `now`: the approved request, or why not.
-pub(crate) fn approve(genesis: &Genesis, store: &Store, job: &Job, now: u64) -> Result<Approved, NodeError> {
+/// Steps 1–5 for `job` at `now`, on node `me`: the approved request, or why not.
+pub(crate) fn approve(
+    genesis: &Genesis,
+    store: &Store,
+    job: &Job,
+    me: NodeId,
+    now: u64,
+) -> Result<Approved, NodeError> {
     let governed = job.governance.as_ref().ok_or_else(|| {
         refused(format!(
             "a {} job must carry its approved request, approvals and the governance log; this one carries none",
             job.kind.name()
         ))
     })?;
+    adopt_vouched_log(genesis, store, governed, job, me, now)?;
     let state = apply_log(genesis, store, &governed.log, now)?;
     let request = decode(governed, &state, now)?;
     same_as_request(job, &request.operation).map_err(refused)?;
+    if let Operation::ReplaceNode { log_head, .. } = &request.operation {
+        vouched_prefix(genesis, &governed.log, log_head)?;
+    }
     let hash = sha256(governed.request.as_bytes());
     let decision = policy::authorize(&state, governed, &request, job, &store.ledger(hash), now)?;
     tracing::info!(request = %request.id, rule = %decision.rule, log = state.entries(), "request approved");
@@ -124,6 +134,57 @@ pub(crate) fn check_scheduled_refresh(
     }
     tracing::info!(key = %key_id, epoch = %active, since, every, "scheduled refresh due");
     Ok(())
+}
+
+/// A new machine replacing node `me` holds no governance log, so every
+/// change would be first seen now: one whose request expired long ago would
+/// be refused, and every later one would wait its change delay again. The
+/// replacement's request names the log head its approvers vouched for (every
+/// member who may approve, in that history); once the request is approved
+/// under that history, the new machine stores the entries up to that head as
+/// in force since always. Entries after it are new to it, as to any node.
+fn adopt_vouched_log(
+    genesis: &Genesis,
+    store: &Store,
+    governed: &Governed,
+    job: &Job,
+    me: NodeId,
+    now: u64,
+) -> Result<(), NodeError> {
+    let Ok(request) = Request::from_bytes(governed.request.as_bytes()) else { return Ok(()) };
+    let Operation::ReplaceNode { node, log_head, .. } = &request.operation else { return Ok(()) };
+    if NodeId(*node) != me || !store.governance_log()?.is_empty() {
+        return Ok(());
+    }
+    let (vouched, state) = vouched_prefix(genesis, &governed.log, log_head)?;
+    if vouched == 0 {
+        return Ok(());
+    }
+    request.check_alive(state.organisation(), now).map_err(refused)?;
+    same_as_request(job, &request.operation).map_err(refused)?;
+    let hash = sha256(governed.request.as_bytes());
+    policy::authorize(&state, governed, &request, job, &store.ledger(hash), now)?;
+    store.append_governance_log(0, governed.log.get(..vouched).unwrap_or_default(), 0)?;
+    tracing::warn!(entries = vouched, head = %hex::encode(log_head), "governance history adopted, as the approved replacement of this node vouches");
+    Ok(())
+}
+
+/// How many entries of `log` reach `head` (0: the genesis's), and the state
+/// there; refused if none does.
+fn vouched_prefix(genesis: &Genesis, log: &[LogEntry], head: &[u8]) -> Result<(usize, State), NodeError> {
+    let mut state = State::genesis(genesis).map_err(|e| refused(format!("the genesis: {e}")))?;
+    for (applied, entry) in (0..).zip(log.iter().map(Some).chain([None])) {
+        if state.head() == head {
+            return Ok((applied, state));
+        }
+        let Some(entry) = entry else { break };
+        state.apply(entry).map_err(|e| refused(format!("governance log entry {}: {e}", applied + 1)))?;
+    }
+    Err(refused(format!(
+        "the node replacement vouches for governance log head {}, which this organisation's log does not reach: \
+         the request was made over another history",
+        hex::encode(head)
+    )))
 }
 
 /// Decodes the request: its canonical bytes and nothing else, for this

@@ -370,6 +370,7 @@ impl Node {
         if self.running.contains_key(&job.session) || self.finished.contains(&job.session) {
             return Err(NodeError::Refused("session id already used".into()));
         }
+        job.check_parties()?;
         let me = job.party_of(self.id)?;
         if !matches!(job.kind, JobKind::Activate { .. }) && self.running.len() >= self.limits.running {
             return Err(NodeError::Refused(format!(
@@ -390,7 +391,7 @@ impl Node {
                 governance::check_scheduled_refresh(&self.genesis, &self.store, log, job.key_id, active, now)?;
                 None
             }
-            _ => Some(governance::approve(&self.genesis, &self.store, &job, now)?),
+            _ => Some(governance::approve(&self.genesis, &self.store, &job, self.id, now)?),
         };
         if let Some(approved) = &approved {
             self.apply_replacement(approved)?;

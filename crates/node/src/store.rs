@@ -762,6 +762,8 @@ fn knows_key(db: &Connection, key_id: KeyId) -> Result<bool, StoreError> {
 }
 
 fn insert_parties(db: &Connection, key_id: KeyId, parties: &BTreeMap<PartyId, NodeId>) -> Result<(), StoreError> {
+    shardvault_wire::check_party_map(parties)
+        .map_err(|e| StoreError::PartiesMismatch { key_id, detail: e.to_string() })?;
     for (party, node) in parties {
         db.execute(
             "INSERT INTO key_parties (key_id, party, node) VALUES (?1, ?2, ?3)",

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use shardvault_chains::MessageFormat;
-use shardvault_governance::{Identity, Operation};
+use shardvault_governance::{Identity, LogEntry, Operation, Role, State};
 use shardvault_harness::{one_owner_or_admin, open_store, Nodes, Organisation, Results};
 use shardvault_mpc::{DerivationPath, Epoch, KeyId, PartyId, Scheme, SessionId, Threshold};
 use shardvault_node::Node;
@@ -80,17 +80,31 @@ impl Fixture {
         secret
     }
 
-    /// The replacement of node 2 by `secret`'s keys, approved by `approvers`.
+    /// The replacement of node 2 by `secret`'s keys, approved by the owners
+    /// `approvers`, with no governance log.
     fn replacement(&self, secret: &NoiseSecretKey, approvers: &[usize]) -> shardvault_wire::Governed {
+        let owners: Vec<&Identity> = approvers.iter().map(|i| self.c.organisation.owners[*i].as_ref()).collect();
+        let genesis = State::genesis(&self.c.organisation.genesis).unwrap();
+        self.replacement_by(secret, &owners, Vec::new(), genesis.head())
+    }
+
+    /// The replacement of node 2 by `secret`'s keys over governance `log`,
+    /// vouching for `log_head`, approved by `approvers`.
+    fn replacement_by(
+        &self,
+        secret: &NoiseSecretKey,
+        approvers: &[&Identity],
+        log: Vec<LogEntry>,
+        log_head: [u8; 32],
+    ) -> shardvault_wire::Governed {
         let operation = Operation::ReplaceNode {
             node: 2,
             noise_key: NoisePublicKey::from_secret(secret).unwrap().0.to_vec(),
             identity_key: NodeIdentity::derive(secret).public().0.to_vec(),
+            log_head: log_head.to_vec(),
         };
-        let organisation = &self.c.organisation;
-        let request = organisation.request(operation, self.c.now());
-        let owners: Vec<&Identity> = approvers.iter().map(|i| organisation.owners[*i].as_ref()).collect();
-        Organisation::governed(&request, &owners, Vec::new())
+        let request = self.c.organisation.request(operation, self.c.now());
+        Organisation::governed(&request, approvers, log)
     }
 
     fn governed(&self, mut job: Job, governed: &shardvault_wire::Governed) -> Job {
@@ -214,6 +228,30 @@ fn a_replacement_needs_every_member_and_a_repair_needs_a_replacement() {
     assert!(!f.c.nodes[&NodeId(2)].store().knows_key(f.key_id).unwrap());
 }
 
+/// The coordinator tells the new node that node 1 plays parties 1 and 3:
+/// node 1, were it hostile, would be both helpers and could hand the new
+/// node a key of its own making, which the new node would then attest.
+#[test]
+fn a_party_map_giving_one_node_two_parties_is_refused() {
+    let mut f = Fixture::new(true);
+    let new = f.lose_node_2();
+    let governed = f.replacement(&new, &[0, 1]);
+    let doubled: BTreeMap<PartyId, NodeId> =
+        [(1, 1), (2, 2), (3, 1)].into_iter().map(|(p, n)| (PartyId::new(p).unwrap(), NodeId(n))).collect();
+    let kind = JobKind::RepairShare { target: PartyId::new(2).unwrap(), parties: doubled.clone() };
+    let repair = Job { participants: doubled.clone(), ..f.governed(job(f.key_id, &[1, 2], kind), &governed) };
+    let refused = f.c.run_or_abort(repair);
+    for node in [1, 2] {
+        assert!(refusal(&refused, node).contains("both mapped to node 1"), "{refused:?}");
+    }
+    assert!(!f.c.nodes[&NodeId(2)].store().knows_key(f.key_id).unwrap());
+    // Nor does any node make a key with one node holding two shares.
+    let create = JobKind::CreateKey { scheme: Scheme::EcdsaSecp256k1, threshold: Threshold::new(2, 3).unwrap() };
+    let create = Job { participants: doubled, ..job(KeyId::random(), &[1, 2], create) };
+    let refused = f.c.run_or_abort(f.c.approve(create));
+    assert!(refusal(&refused, 2).contains("both mapped to node 1"), "{refused:?}");
+}
+
 #[test]
 fn a_replacement_for_other_keys_is_refused_by_the_new_node() {
     let mut f = Fixture::new(true);
@@ -224,6 +262,56 @@ fn a_replacement_for_other_keys_is_refused_by_the_new_node() {
     let refused = f.repair(&[1, 3], &governed);
     assert!(refusal(&refused, 2).contains("another machine"), "{refused:?}");
     drop(new);
+}
+
+/// A request (approved by members who were fooled) that names node 1's
+/// keys for node 2 would give node 1 a second share: the helpers refuse it.
+#[test]
+fn a_replacement_naming_another_nodes_keys_is_refused() {
+    let mut f = Fixture::new(true);
+    f.lose_node_2();
+    let node_1 = f.c.secrets[&NodeId(1)].clone();
+    let governed = f.replacement(&node_1, &[0, 1]);
+    let refused = f.repair(&[1, 3], &governed);
+    assert!(refusal(&refused, 3).contains("another machine of the cluster already has"), "{refused:?}");
+}
+
+/// The organisation changed long before the disk was lost. The new machine
+/// saw none of it: on its own clock every change is new, and one whose
+/// request expired long ago would be refused. It adopts the history the
+/// replacement's approvers vouched for; a head outside the log is refused.
+#[test]
+fn a_new_node_adopts_the_governance_history_the_replacement_vouches_for() {
+    let mut f = Fixture::new(true);
+    let bob = shardvault_harness::identity("bob@harness");
+    let organisation = f.c.organisation.clone();
+    let add_bob =
+        Operation::AddMember { name: "bob".parse().unwrap(), role: Role::Admin, public_key: bob.member_key().unwrap() };
+    let added = organisation.change(add_bob, &[organisation.owner.as_ref()], f.c.now());
+    let derive = job(f.key_id, &[1, 2, 3], JobKind::DeriveHardened { path: PATH.parse().unwrap() });
+    all_ok(&f.c.run(organisation.approve_with_log(derive, f.c.now(), vec![added.clone()])));
+    f.c.advance(40 * 86_400);
+    let new = f.lose_node_2();
+    let everyone: Vec<&Identity> = organisation.owners.iter().map(AsRef::as_ref).chain([&bob]).collect();
+    let mut head = State::genesis(&organisation.genesis).unwrap();
+    head.apply(&added).unwrap();
+
+    let elsewhere = f.replacement_by(&new, &everyone, vec![added.clone()], [7; 32]);
+    let refused = f.repair(&[1, 3], &elsewhere);
+    for node in [1, 2, 3] {
+        assert!(refusal(&refused, node).contains("does not reach"), "{refused:?}");
+    }
+    // Vouching for the history before bob's admission: the new machine
+    // sees bob's admission as new, and its request expired 40 days ago.
+    let before =
+        f.replacement_by(&new, &everyone, vec![added.clone()], State::genesis(&organisation.genesis).unwrap().head());
+    let refused = f.repair(&[1, 3], &before);
+    assert!(refusal(&refused, 2).contains("expired before this node saw it"), "{refused:?}");
+
+    let governed = f.replacement_by(&new, &everyone, vec![added], head.head());
+    let repaired = f.repair(&[1, 3], &governed);
+    assert!(repaired.values().all(Result::is_ok), "{repaired:?}");
+    assert_eq!(f.c.nodes[&NodeId(2)].store().governance_log().unwrap().len(), 1);
 }
 
 #[test]

@@ -151,6 +151,7 @@ impl RefreshCertificate {
     /// key's whole membership) signed the statement, under its identity key
     /// pinned in `cluster`.
     pub fn verify(&self, key_id: KeyId, parties: &BTreeMap<PartyId, NodeId>, cluster: &Cluster) -> Result<(), Error> {
+        check_party_map(parties)?;
         let statement = Self::statement(key_id, self.epoch, &self.public_key);
         for node in parties.values() {
             let signature = self
@@ -462,6 +463,18 @@ impl Job {
         self.participants.values().copied().collect()
     }
 
+    /// Refuses a job whose party maps give two parties one node: a node
+    /// plays one party of a key, or a single machine would hold (or speak
+    /// for) several shares and the threshold would mean nothing. Nodes call
+    /// it before anything else; the coordinator, to say so early.
+    pub fn check_parties(&self) -> Result<(), Error> {
+        check_party_map(&self.participants)?;
+        if let JobKind::RepairShare { parties, .. } = &self.kind {
+            check_party_map(parties)?;
+        }
+        Ok(())
+    }
+
     /// The party `node` plays.
     pub fn party_of(&self, node: NodeId) -> Result<PartyId, Error> {
         self.participants
@@ -469,6 +482,19 @@ impl Job {
             .find_map(|(party, n)| (*n == node).then_some(*party))
             .ok_or_else(|| Error::Misdirected(format!("node {node} is not a participant of this job")))
     }
+}
+
+/// Refuses a party→node map that gives two parties one node.
+pub fn check_party_map(parties: &BTreeMap<PartyId, NodeId>) -> Result<(), Error> {
+    let mut seen = BTreeMap::new();
+    for (party, node) in parties {
+        if let Some(other) = seen.insert(*node, *party) {
+            return Err(Error::Malformed(format!(
+                "parties {other} and {party} are both mapped to node {node}: each party of a key is a different node"
+            )));
+        }
+    }
+    Ok(())
 }
 
 macro_rules! postcard_codec {
@@ -526,5 +552,31 @@ mod tests {
         // One signature for the families other than PSBTs; none for messages.
         assert!(SignPayload::transaction(Unsigned::Evm { chain_id: 1, preimage: &[] }, 1).is_err());
         assert_eq!(SignPayload::RawDigest([0; 32]).unsigned(), None);
+    }
+
+    /// One node playing two parties would hold two shares, and its one
+    /// signature would confirm an epoch for both: refused wherever a party
+    /// map is read.
+    #[test]
+    fn a_party_map_giving_one_node_two_parties_is_refused() {
+        let map = |pairs: &[(u8, u16)]| -> BTreeMap<PartyId, NodeId> {
+            pairs.iter().map(|(p, n)| (PartyId::new(*p).unwrap(), NodeId(*n))).collect()
+        };
+        assert!(check_party_map(&map(&[(1, 1), (2, 2), (3, 3)])).is_ok());
+        let doubled = map(&[(1, 1), (2, 2), (3, 1)]);
+        let error = check_party_map(&doubled).unwrap_err().to_string();
+        assert!(error.contains("parties 1 and 3 are both mapped to node 1"), "{error}");
+        let key_id = KeyId::random();
+        let repair = JobKind::RepairShare { target: PartyId::new(2).unwrap(), parties: doubled.clone() };
+        let job =
+            Job { session: SessionId::random(), key_id, participants: map(&[(2, 2)]), kind: repair, governance: None };
+        assert!(job.check_parties().is_err(), "a repair's party map");
+        let job = Job { participants: doubled.clone(), kind: JobKind::EscrowSeeds, ..job };
+        assert!(job.check_parties().is_err(), "a job's participants");
+        let (_, coordinator) = crate::generate_keypair().unwrap();
+        let cluster = Cluster { coordinator, nodes: BTreeMap::new(), identities: BTreeMap::new() };
+        let certificate = RefreshCertificate { epoch: Epoch(1), public_key: vec![2; 33], signatures: BTreeMap::new() };
+        let error = certificate.verify(key_id, &doubled, &cluster).unwrap_err().to_string();
+        assert!(error.contains("both mapped"), "{error}");
     }
 }

@@ -31,7 +31,10 @@ pub use channel::{Channels, Received};
 pub use cluster::{generate_keypair, Cluster, NodeId, NoisePublicKey, NoiseSecretKey};
 pub use frame::{Frame, FRAME_VERSION, MAX_FRAME};
 pub use identity::{IdentityPublicKey, NodeIdentity};
-pub use job::{FromNode, Governed, Job, JobKind, Outcome, RefreshCertificate, SignPayload, ToNode, PROTOCOL_VERSION};
+pub use job::{
+    check_party_map, FromNode, Governed, Job, JobKind, Outcome, RefreshCertificate, SignPayload, ToNode,
+    PROTOCOL_VERSION,
+};
 
 /// The Noise protocol every pair of nodes runs.
 pub const NOISE_PARAMS: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";

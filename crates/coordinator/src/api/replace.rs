@@ -67,14 +67,15 @@ pub(super) async fn replace(
         let noise: NoisePublicKey = asked.noise_key.parse().map_err(|e| ApiError::bad(format!("noise_key: {e}")))?;
         let identity: IdentityPublicKey =
             asked.identity_key.parse().map_err(|e| ApiError::bad(format!("identity_key: {e}")))?;
-        Ok(Operation::ReplaceNode { node, noise_key: noise.0.to_vec(), identity_key: identity.0.to_vec() })
+        let log_head = state.organisation().state().head().to_vec();
+        Ok(Operation::ReplaceNode { node, noise_key: noise.0.to_vec(), identity_key: identity.0.to_vec(), log_head })
     };
     requests::propose(&state, &headers, &caller, "POST /v1/nodes/{node}/replace", Some(&path), &body, operation).await
 }
 
 /// Runs an approved replacement (what the request names, not the call's body).
 pub(crate) async fn run(state: &State, approved: &Approved) -> Answer {
-    let Operation::ReplaceNode { node, noise_key, identity_key } = &approved.request.operation else {
+    let Operation::ReplaceNode { node, noise_key, identity_key, .. } = &approved.request.operation else {
         return Err(ApiError::bug("a replacement call without a replacement request"));
     };
     let node = NodeId(*node);
@@ -90,15 +91,38 @@ pub(crate) async fn run(state: &State, approved: &Approved) -> Answer {
     }
     wait_for(state, node).await?;
     let keys = state.db().keys().map_err(ApiError::storage)?;
-    let mut repaired = Vec::new();
+    let (mut repaired, mut not_repairable, mut failed) = (Vec::new(), Vec::new(), None::<ApiError>);
     for key in keys.into_iter().filter(|key| key.nodes.values().any(|n| *n == node)) {
         if key.threshold.threshold() >= key.threshold.parties() {
             tracing::warn!(key = %key.key_id, %node, "an n-of-n key cannot be repaired; restore the node from its backup");
+            not_repairable.push(key.key_id.to_string());
             continue;
         }
-        repaired.push(repair_key(state, key, node, noise, &approved.governed).await?);
+        // One key that fails (made before the seed escrow, say) does not
+        // hold up the others; the run then fails, naming it.
+        let id = key.key_id;
+        match repair_key(state, key, node, noise, &approved.governed).await {
+            Ok(key) => repaired.push(key),
+            Err(error) => {
+                tracing::warn!(key = %id, %node, error = %error.message, "key not repaired");
+                let error = error.context(&format!("key {id}"));
+                failed = Some(match failed {
+                    Some(earlier) => ApiError { message: format!("{}; {}", earlier.message, error.message), ..earlier },
+                    None => error,
+                });
+            }
+        }
     }
-    answer(StatusCode::OK, &NodeReplaced { node: node.0, keys: repaired, request_id: None })
+    if let Some(failed) = failed {
+        let done: Vec<&str> = repaired.iter().map(|k| k.key_id.as_str()).collect();
+        return Err(failed.context(&format!(
+            "node {node} is replaced for {} key(s) [{}] but not for all; ask the replacement again once fixed (steps \
+             done are not repeated)",
+            done.len(),
+            done.join(", ")
+        )));
+    }
+    answer(StatusCode::OK, &NodeReplaced { node: node.0, keys: repaired, not_repairable, request_id: None })
 }
 
 /// Waits until the new machine is connected as `node`.
@@ -216,8 +240,17 @@ async fn derive_again(state: &State, key: &KeyRecord, paths: &[String], governed
 pub(crate) async fn escrow(state: &State, key: &KeyRecord) -> Result<(), ApiError> {
     // Moves nothing the nodes could not already rebuild; each checks the key's pinned parties.
     let job = job(key, JobKind::EscrowSeeds, None);
-    agree(&state.run(job).await, |o| matches!(o, Outcome::Escrowed).then_some(()))
-        .map_err(|e| e.context(&format!("escrowing the chain seeds of key {}", key.key_id)))
+    let escrowed = agree(&state.run(job).await, |o| matches!(o, Outcome::Escrowed).then_some(()));
+    // An escrow that ended on some nodes only leaves pieces of different
+    // splits: recorded, so that `key show` says to run it again.
+    state.db().put_escrow(&key.key_id, escrowed.is_ok()).map_err(ApiError::storage)?;
+    escrowed.map_err(|e| {
+        e.context(&format!(
+            "escrowing the chain seeds of key {} (incomplete: run `shardvault key escrow --key {}` again while \
+             every node is up)",
+            key.key_id, key.key_id
+        ))
+    })
 }
 
 /// Escrow every party's chain seed among the key's other parties (done at

@@ -27,13 +27,14 @@ impl Node {
     /// On a job carrying an approved node replacement: the new node checks
     /// that the request names its own keys; every other node pins them.
     pub(super) fn apply_replacement(&self, approved: &Approved) -> Result<(), NodeError> {
-        let Operation::ReplaceNode { node, noise_key, identity_key } = &approved.operation else { return Ok(()) };
+        let Operation::ReplaceNode { node, noise_key, identity_key, .. } = &approved.operation else { return Ok(()) };
         let node = NodeId(*node);
         let keys =
             <[u8; 32]>::try_from(noise_key.as_slice()).ok().zip(<[u8; 32]>::try_from(identity_key.as_slice()).ok());
         let Some((noise, identity)) = keys else {
             return Err(NodeError::Refused("a node replacement names 32-byte keys".into()));
         };
+        self.check_new_keys(node, &noise, &identity)?;
         if node == self.id {
             let own_noise = NoisePublicKey::from_secret(&self.secret)?;
             if own_noise.0 != noise || self.identity.public().0 != identity {
@@ -52,8 +53,39 @@ impl Node {
         Ok(())
     }
 
+    /// Refuses a replacement of a node the cluster does not have, or whose
+    /// new keys are another machine's: naming node 1's keys for node 3 would
+    /// hand party 3's share to node 1, which would then hold two.
+    fn check_new_keys(&self, node: NodeId, noise: &[u8; 32], identity: &[u8; 32]) -> Result<(), NodeError> {
+        let cluster = self.pinned_cluster()?;
+        if !cluster.nodes.contains_key(&node) {
+            return Err(NodeError::Refused(format!(
+                "the replacement names node {node}, which the cluster does not have"
+            )));
+        }
+        let taken = cluster.coordinator.0 == *noise
+            || cluster.nodes.iter().any(|(id, key)| *id != node && key.0 == *noise)
+            || cluster.identities.iter().any(|(id, key)| *id != node && key.0 == *identity);
+        if taken {
+            return Err(NodeError::Refused(format!(
+                "the replacement of node {node} names keys another machine of the cluster already has"
+            )));
+        }
+        Ok(())
+    }
+
     /// Starts the escrow of this node's chain seed among all the key's parties.
+    /// Only over a party map pinned before (at key generation, or by a
+    /// governed job): the escrow needs no approval, so it must not be the
+    /// job that decides which node gets which piece.
     pub(super) fn start_escrow(&self, job: &Job, me: PartyId) -> Result<(Protocol, Vec<Envelope>), NodeError> {
+        if self.store.key_parties(job.key_id)?.is_none() {
+            return Err(NodeError::Refused(format!(
+                "key {} has no pinned party map on this node; derive an address of it (or refresh it) once, then \
+                 escrow its seeds",
+                job.key_id
+            )));
+        }
         let share = self.share_for(job, me, None)?;
         if job.participants.keys().copied().ne(share.threshold().party_ids()) {
             return Err(NodeError::Refused("a seed escrow needs every party of the key".into()));
