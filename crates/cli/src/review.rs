@@ -82,8 +82,6 @@ pub struct Governance {
     pub ever: Vec<Member>,
     /// The pinned genesis file, if one was given.
     pub pinned: Option<String>,
-    /// The log's head after each of its prefixes, the genesis's first.
-    pub heads: Vec<[u8; 32]>,
 }
 
 /// Reads a pinned genesis file (`--genesis`, SHARDVAULT_GENESIS).
@@ -112,13 +110,11 @@ pub fn replay(log: &GovernanceLog, pinned: Option<(&Genesis, &Path)>) -> Result<
     }
     let mut state = State::genesis(&genesis)?;
     let mut ever = state.members().to_vec();
-    let mut heads = vec![state.head()];
     for (index, entry) in log.entries.iter().enumerate() {
         let entry = LogEntry { request: entry.request.clone(), approvals: entry.approvals.clone() };
         state.apply(&entry).with_context(|| {
             format!("governance log entry {} does not replay; the coordinator's log is not valid", index + 1)
         })?;
-        heads.push(state.head());
         for member in state.members() {
             if !ever.iter().any(|m| m.public_key == member.public_key) {
                 ever.push(member.clone());
@@ -129,7 +125,7 @@ pub fn replay(log: &GovernanceLog, pinned: Option<(&Genesis, &Path)>) -> Result<
     if head != log.head {
         bail!("the governance log replays to head {head}, the coordinator says {}", log.head);
     }
-    Ok(Governance { state, ever, pinned: pinned.map(|(_, file)| file.display().to_string()), heads })
+    Ok(Governance { state, ever, pinned: pinned.map(|(_, file)| file.display().to_string()) })
 }
 
 impl Governance {
@@ -403,14 +399,16 @@ pub fn approvable(checked: &Checked, governance: &Governance, now: u64) -> Resul
     if checked.record.status != "pending" {
         bail!("request {id} is {}, not pending: there is nothing to sign", checked.record.status);
     }
-    // The approvers vouch for the history a replacement names: the new
-    // machine adopts it as in force (docs/GOVERNANCE.md).
+    // The approvers vouch for the history a replacement names, which the
+    // new machine adopts (docs/GOVERNANCE.md): the whole log, as replayed here.
     if let Operation::ReplaceNode { log_head, .. } = &checked.request.operation {
-        if !governance.heads.iter().any(|head| head.as_slice() == log_head.as_slice()) {
+        if governance.state.head().as_slice() != log_head.as_slice() {
             bail!(
-                "request {id} vouches for governance log head {}, which the log replayed here does not reach: it \
-                 was made over another history; reject it",
-                hex::encode(log_head)
+                "request {id} was made at governance log head {}, but the log replayed here is at {}: the \
+                 organisation changed since, or the request was made over another history; reject it and ask \
+                 for the replacement again",
+                hex::encode(log_head),
+                hex::encode(governance.state.head())
             );
         }
     }

@@ -266,9 +266,6 @@ impl Db {
         Ok(())
     }
 
-    /// How far the replacement of `node` by the machine with Noise key
-    /// `noise` got for `key_id` (`repaired`, `refreshed`, `derived`,
-    /// `escrowed`), so that a replacement asked again goes on from there.
     /// Records how `key_id`'s last seed escrow ended: `complete` when every
     /// node answered that it stored its pieces.
     pub(crate) fn put_escrow(&self, key_id: &KeyId, complete: bool) -> rusqlite::Result<()> {
@@ -287,6 +284,9 @@ impl Db {
             .optional()
     }
 
+    /// How far the replacement of `node` by the machine with Noise key
+    /// `noise` got for `key_id` (`repaired`, `refreshed`, `derived`,
+    /// `escrowed`), so that a replacement asked again goes on from there.
     pub(crate) fn replacement_step(
         &self,
         node: NodeId,

@@ -61,12 +61,12 @@ fn refused(reason: impl std::fmt::Display) -> NodeError {
     NodeError::Refused(format!("governance: {reason}"))
 }
 
-/// Steps 1–5 for `job` at `now`, on node `me`: the approved request, or why not.
+/// Steps 1–5 for `job` at `now`, on machine `me`: the approved request, or why not.
 pub(crate) fn approve(
     genesis: &Genesis,
     store: &Store,
     job: &Job,
-    me: NodeId,
+    me: &Machine,
     now: u64,
 ) -> Result<Approved, NodeError> {
     let governed = job.governance.as_ref().ok_or_else(|| {
@@ -80,7 +80,7 @@ pub(crate) fn approve(
     let request = decode(governed, &state, now)?;
     same_as_request(job, &request.operation).map_err(refused)?;
     if let Operation::ReplaceNode { log_head, .. } = &request.operation {
-        vouched_prefix(genesis, &governed.log, log_head)?;
+        check_replacement_log(genesis, store, &governed.log, log_head)?;
     }
     let hash = sha256(governed.request.as_bytes());
     let decision = policy::authorize(&state, governed, &request, job, &store.ledger(hash), now)?;
@@ -136,55 +136,83 @@ pub(crate) fn check_scheduled_refresh(
     Ok(())
 }
 
+/// The machine deciding: its node id and its own public keys.
+pub(crate) struct Machine {
+    pub node: NodeId,
+    pub noise: [u8; 32],
+    pub identity: [u8; 32],
+}
+
 /// A new machine replacing node `me` holds no governance log, so every
 /// change would be first seen now: one whose request expired long ago would
-/// be refused, and every later one would wait its change delay again. The
-/// replacement's request names the log head its approvers vouched for (every
-/// member who may approve, in that history); once the request is approved
-/// under that history, the new machine stores the entries up to that head as
-/// in force since always. Entries after it are new to it, as to any node.
+/// be refused. A replacement's request names the log head it was made at,
+/// which its approvers checked against the log they replayed, and its jobs
+/// carry the whole log up to exactly that head ([`check_replacement_log`]).
+/// The new machine, if it holds nothing yet and the request names its own
+/// keys, stores that log with each entry first seen when its request
+/// expired, or now if later: no honest node saw an entry later than that
+/// (it would have refused it), so the new machine is never ahead of one in
+/// counting change delays.
 fn adopt_vouched_log(
     genesis: &Genesis,
     store: &Store,
     governed: &Governed,
     job: &Job,
-    me: NodeId,
+    me: &Machine,
     now: u64,
 ) -> Result<(), NodeError> {
     let Ok(request) = Request::from_bytes(governed.request.as_bytes()) else { return Ok(()) };
-    let Operation::ReplaceNode { node, log_head, .. } = &request.operation else { return Ok(()) };
-    if NodeId(*node) != me || !store.governance_log()?.is_empty() {
+    let Operation::ReplaceNode { node, noise_key, identity_key, log_head } = &request.operation else {
+        return Ok(());
+    };
+    let mine = NodeId(*node) == me.node && *noise_key == me.noise && *identity_key == me.identity;
+    if !mine || governed.log.is_empty() || !store.governance_log()?.is_empty() || !store.keys()?.is_empty() {
         return Ok(());
     }
-    let (vouched, state) = vouched_prefix(genesis, &governed.log, log_head)?;
-    if vouched == 0 {
-        return Ok(());
-    }
+    let state = vouched_state(genesis, &governed.log, log_head)?;
     request.check_alive(state.organisation(), now).map_err(refused)?;
     same_as_request(job, &request.operation).map_err(refused)?;
     let hash = sha256(governed.request.as_bytes());
     policy::authorize(&state, governed, &request, job, &store.ledger(hash), now)?;
-    store.append_governance_log(0, governed.log.get(..vouched).unwrap_or_default(), 0)?;
-    tracing::warn!(entries = vouched, head = %hex::encode(log_head), "governance history adopted, as the approved replacement of this node vouches");
+    for (position, entry) in governed.log.iter().enumerate() {
+        let expired = Request::from_bytes(entry.request.as_bytes()).map_or(now, |r| r.expires_at);
+        store.append_governance_log(position, std::slice::from_ref(entry), expired.min(now))?;
+    }
+    tracing::warn!(entries = governed.log.len(), head = %hex::encode(log_head), "governance history adopted, as the approved replacement of this node vouches");
     Ok(())
 }
 
-/// How many entries of `log` reach `head` (0: the genesis's), and the state
-/// there; refused if none does.
-fn vouched_prefix(genesis: &Genesis, log: &[LogEntry], head: &[u8]) -> Result<(usize, State), NodeError> {
-    let mut state = State::genesis(genesis).map_err(|e| refused(format!("the genesis: {e}")))?;
-    for (applied, entry) in (0..).zip(log.iter().map(Some).chain([None])) {
-        if state.head() == head {
-            return Ok((applied, state));
-        }
-        let Some(entry) = entry else { break };
-        state.apply(entry).map_err(|e| refused(format!("governance log entry {}: {e}", applied + 1)))?;
+/// A replacement is judged over the whole history it was made at: the
+/// job's log must be at least what this node stores (so that no removal
+/// is cut off it) and end exactly at the request's `log_head`.
+fn check_replacement_log(genesis: &Genesis, store: &Store, log: &[LogEntry], head: &[u8]) -> Result<(), NodeError> {
+    let stored = store.governance_log()?.len();
+    if log.len() < stored {
+        return Err(refused(format!(
+            "a node replacement must carry the whole governance log; this one has {} entries, this node holds \
+             {stored}",
+            log.len()
+        )));
     }
-    Err(refused(format!(
-        "the node replacement vouches for governance log head {}, which this organisation's log does not reach: \
-         the request was made over another history",
-        hex::encode(head)
-    )))
+    vouched_state(genesis, log, head).map(|_| ())
+}
+
+/// The state after `log`, which must end at `head`.
+fn vouched_state(genesis: &Genesis, log: &[LogEntry], head: &[u8]) -> Result<State, NodeError> {
+    let mut state = State::genesis(genesis).map_err(|e| refused(format!("the genesis: {e}")))?;
+    for (position, entry) in (1..).zip(log) {
+        state.apply(entry).map_err(|e| refused(format!("governance log entry {position}: {e}")))?;
+    }
+    if state.head() != head {
+        return Err(refused(format!(
+            "the node replacement was made at governance log head {}, but the log is now at {}: the \
+             organisation changed since (or the request was made over another history); ask for the \
+             replacement again",
+            hex::encode(head),
+            hex::encode(state.head())
+        )));
+    }
+    Ok(state)
 }
 
 /// Decodes the request: its canonical bytes and nothing else, for this

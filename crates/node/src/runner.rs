@@ -12,7 +12,7 @@ use shardvault_mpc::{
 };
 use shardvault_wire::{
     AddressStatement, BackupStatement, Channels, Cluster, Frame, FromNode, Job, JobKind, NodeId, NodeIdentity,
-    NoiseSecretKey, Outcome, RefreshCertificate, ToNode,
+    NoisePublicKey, NoiseSecretKey, Outcome, RefreshCertificate, ToNode,
 };
 
 use shardvault_governance::Genesis;
@@ -391,7 +391,14 @@ impl Node {
                 governance::check_scheduled_refresh(&self.genesis, &self.store, log, job.key_id, active, now)?;
                 None
             }
-            _ => Some(governance::approve(&self.genesis, &self.store, &job, self.id, now)?),
+            _ => {
+                let me = governance::Machine {
+                    node: self.id,
+                    noise: NoisePublicKey::from_secret(&self.secret)?.0,
+                    identity: self.identity.public().0,
+                };
+                Some(governance::approve(&self.genesis, &self.store, &job, &me, now)?)
+            }
         };
         if let Some(approved) = &approved {
             self.apply_replacement(approved)?;
@@ -542,8 +549,10 @@ impl Node {
         self.check_parties(job)?;
         if self.store.key_parties(job.key_id)?.is_none() {
             // A key generated before maps were pinned: pin the first complete
-            // map it is used with (the share check above holds for our party).
-            if job.participants.keys().copied().eq(share.threshold().party_ids()) {
+            // map an approved derivation or refresh uses (the share check
+            // above holds for our party).
+            let approved = matches!(job.kind, JobKind::DeriveHardened { .. } | JobKind::Refresh { .. });
+            if approved && job.participants.keys().copied().eq(share.threshold().party_ids()) {
                 tracing::warn!(node = %self.id, key = %job.key_id, "pinning the party map of a key created before maps were pinned");
                 self.store.pin_key_parties(job.key_id, &job.participants)?;
             } else {

@@ -265,7 +265,8 @@ fn a_replacement_for_other_keys_is_refused_by_the_new_node() {
 }
 
 /// A request (approved by members who were fooled) that names node 1's
-/// keys for node 2 would give node 1 a second share: the helpers refuse it.
+/// keys for node 2 would give node 1 a second share, and one naming node
+/// 2's old keys would let its old disk back in: the helpers refuse both.
 #[test]
 fn a_replacement_naming_another_nodes_keys_is_refused() {
     let mut f = Fixture::new(true);
@@ -273,15 +274,21 @@ fn a_replacement_naming_another_nodes_keys_is_refused() {
     let node_1 = f.c.secrets[&NodeId(1)].clone();
     let governed = f.replacement(&node_1, &[0, 1]);
     let refused = f.repair(&[1, 3], &governed);
-    assert!(refusal(&refused, 3).contains("another machine of the cluster already has"), "{refused:?}");
+    assert!(refusal(&refused, 3).contains("another machine of the cluster has or had"), "{refused:?}");
+    // Nor the lost machine's own keys: its disk, stolen, would come back in.
+    let old_node_2 = f.c.secrets[&NodeId(2)].clone();
+    let refused = f.repair(&[1, 3], &f.replacement(&old_node_2, &[0, 1]));
+    assert!(refusal(&refused, 3).contains("another machine of the cluster has or had"), "{refused:?}");
 }
 
 /// The organisation changed long before the disk was lost. The new machine
 /// saw none of it: on its own clock every change is new, and one whose
 /// request expired long ago would be refused. It adopts the history the
-/// replacement's approvers vouched for; a head outside the log is refused.
+/// replacement was made at, each change as first seen when its request
+/// expired (no honest node saw it later). A replacement must carry that
+/// whole history: not another head, not a log cut short.
 #[test]
-fn a_new_node_adopts_the_governance_history_the_replacement_vouches_for() {
+fn a_new_node_adopts_the_governance_history_the_replacement_was_made_at() {
     let mut f = Fixture::new(true);
     let bob = shardvault_harness::identity("bob@harness");
     let organisation = f.c.organisation.clone();
@@ -293,25 +300,30 @@ fn a_new_node_adopts_the_governance_history_the_replacement_vouches_for() {
     f.c.advance(40 * 86_400);
     let new = f.lose_node_2();
     let everyone: Vec<&Identity> = organisation.owners.iter().map(AsRef::as_ref).chain([&bob]).collect();
-    let mut head = State::genesis(&organisation.genesis).unwrap();
-    head.apply(&added).unwrap();
+    let genesis = State::genesis(&organisation.genesis).unwrap();
+    let mut after = genesis.clone();
+    after.apply(&added).unwrap();
 
-    let elsewhere = f.replacement_by(&new, &everyone, vec![added.clone()], [7; 32]);
-    let refused = f.repair(&[1, 3], &elsewhere);
-    for node in [1, 2, 3] {
-        assert!(refusal(&refused, node).contains("does not reach"), "{refused:?}");
+    // Made over another history, or before bob was added: refused everywhere.
+    for head in [[7; 32], genesis.head()] {
+        let refused = f.repair(&[1, 3], &f.replacement_by(&new, &everyone, vec![added.clone()], head));
+        for node in [1, 2, 3] {
+            assert!(refusal(&refused, node).contains("changed since"), "{refused:?}");
+        }
     }
-    // Vouching for the history before bob's admission: the new machine
-    // sees bob's admission as new, and its request expired 40 days ago.
-    let before =
-        f.replacement_by(&new, &everyone, vec![added.clone()], State::genesis(&organisation.genesis).unwrap().head());
-    let refused = f.repair(&[1, 3], &before);
-    assert!(refusal(&refused, 2).contains("expired before this node saw it"), "{refused:?}");
+    // The history cut back to the genesis (bob's admission hidden): the
+    // helpers, which hold it, refuse.
+    let cut = f.replacement_by(&new, &everyone, Vec::new(), genesis.head());
+    let refused = f.repair(&[1, 3], &cut);
+    assert!(refusal(&refused, 1).contains("whole governance log"), "{refused:?}");
+    assert!(f.c.nodes[&NodeId(2)].store().governance_log().unwrap().is_empty());
 
-    let governed = f.replacement_by(&new, &everyone, vec![added], head.head());
+    let governed = f.replacement_by(&new, &everyone, vec![added.clone()], after.head());
     let repaired = f.repair(&[1, 3], &governed);
     assert!(repaired.values().all(Result::is_ok), "{repaired:?}");
-    assert_eq!(f.c.nodes[&NodeId(2)].store().governance_log().unwrap().len(), 1);
+    let adopted = f.c.nodes[&NodeId(2)].store().governance_log().unwrap();
+    let expired = shardvault_governance::Request::from_bytes(added.request.as_bytes()).unwrap().expires_at;
+    assert_eq!(adopted.iter().map(|e| e.first_seen).collect::<Vec<_>>(), vec![expired]);
 }
 
 #[test]

@@ -466,7 +466,7 @@ impl Job {
     /// Refuses a job whose party maps give two parties one node: a node
     /// plays one party of a key, or a single machine would hold (or speak
     /// for) several shares and the threshold would mean nothing. Nodes call
-    /// it before anything else; the coordinator, to say so early.
+    /// it before anything else.
     pub fn check_parties(&self) -> Result<(), Error> {
         check_party_map(&self.participants)?;
         if let JobKind::RepairShare { parties, .. } = &self.kind {

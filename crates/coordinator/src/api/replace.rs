@@ -116,10 +116,11 @@ pub(crate) async fn run(state: &State, approved: &Approved) -> Answer {
     if let Some(failed) = failed {
         let done: Vec<&str> = repaired.iter().map(|k| k.key_id.as_str()).collect();
         return Err(failed.context(&format!(
-            "node {node} is replaced for {} key(s) [{}] but not for all; ask the replacement again once fixed (steps \
-             done are not repeated)",
+            "node {node} is replaced for {} key(s) [{}] but not for all (n-of-n, only from backups: [{}]); ask the \
+             replacement again once fixed (steps done are not repeated)",
             done.len(),
-            done.join(", ")
+            done.join(", "),
+            not_repairable.join(", ")
         )));
     }
     answer(StatusCode::OK, &NodeReplaced { node: node.0, keys: repaired, not_repairable, request_id: None })
@@ -166,7 +167,11 @@ async fn repair_key(
     let paths = state.db().derived_paths(&id).map_err(ApiError::storage)?;
     for step in STEPS.iter().skip(first) {
         match *step {
-            "repaired" => repair(state, &key, party, governed).await?,
+            "repaired" => {
+                repair(state, &key, party, governed).await?;
+                // The new node holds no pieces of the others' seeds until step 4.
+                record_escrow(state, &key, false);
+            }
             "refreshed" => refresh(state, &key, governed).await?,
             "derived" => derive_again(state, &key, &paths, governed).await?,
             _ => escrow(state, &key).await?,
@@ -236,6 +241,14 @@ async fn derive_again(state: &State, key: &KeyRecord, paths: &[String], governed
     Ok(())
 }
 
+/// Records how the key's escrow stands; a failure to record is logged, not
+/// made the answer (the escrow itself is what it is).
+fn record_escrow(state: &State, key: &KeyRecord, complete: bool) {
+    if let Err(error) = state.db().put_escrow(&key.key_id, complete) {
+        tracing::warn!(key = %key.key_id, %error, "could not record the seed escrow's state");
+    }
+}
+
 /// Runs the key's seed escrow on every party's node.
 pub(crate) async fn escrow(state: &State, key: &KeyRecord) -> Result<(), ApiError> {
     // Moves nothing the nodes could not already rebuild; each checks the key's pinned parties.
@@ -243,7 +256,7 @@ pub(crate) async fn escrow(state: &State, key: &KeyRecord) -> Result<(), ApiErro
     let escrowed = agree(&state.run(job).await, |o| matches!(o, Outcome::Escrowed).then_some(()));
     // An escrow that ended on some nodes only leaves pieces of different
     // splits: recorded, so that `key show` says to run it again.
-    state.db().put_escrow(&key.key_id, escrowed.is_ok()).map_err(ApiError::storage)?;
+    record_escrow(state, key, escrowed.is_ok());
     escrowed.map_err(|e| {
         e.context(&format!(
             "escrowing the chain seeds of key {} (incomplete: run `shardvault key escrow --key {}` again while \

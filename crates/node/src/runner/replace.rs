@@ -54,30 +54,41 @@ impl Node {
     }
 
     /// Refuses a replacement of a node the cluster does not have, or whose
-    /// new keys are another machine's: naming node 1's keys for node 3 would
-    /// hand party 3's share to node 1, which would then hold two.
+    /// new keys are another machine's: naming node 1's keys for node 3
+    /// would hand party 3's share to node 1, which would then hold two, and
+    /// naming the lost machine's own keys would let its (stolen) disk back
+    /// in. Keys already pinned for `node` by a replacement are its own.
     fn check_new_keys(&self, node: NodeId, noise: &[u8; 32], identity: &[u8; 32]) -> Result<(), NodeError> {
-        let cluster = self.pinned_cluster()?;
-        if !cluster.nodes.contains_key(&node) {
+        let pinned = self.pinned_cluster()?;
+        if !pinned.nodes.contains_key(&node) {
             return Err(NodeError::Refused(format!(
                 "the replacement names node {node}, which the cluster does not have"
             )));
         }
-        let taken = cluster.coordinator.0 == *noise
-            || cluster.nodes.iter().any(|(id, key)| *id != node && key.0 == *noise)
-            || cluster.identities.iter().any(|(id, key)| *id != node && key.0 == *identity);
+        let replaced = self.store.replaced_nodes()?;
+        if replaced.iter().any(|r| r.node == node && r.noise == *noise && r.identity == *identity) {
+            return Ok(());
+        }
+        let new_machine = node == self.id;
+        let is_other = |id: &NodeId| *id != node;
+        let in_file = |id: &NodeId| !(new_machine && *id == node);
+        let taken = pinned.coordinator.0 == *noise
+            || pinned.nodes.iter().any(|(id, key)| is_other(id) && key.0 == *noise)
+            || pinned.identities.iter().any(|(id, key)| is_other(id) && key.0 == *identity)
+            || self.cluster.nodes.iter().any(|(id, key)| in_file(id) && key.0 == *noise)
+            || self.cluster.identities.iter().any(|(id, key)| in_file(id) && key.0 == *identity);
         if taken {
             return Err(NodeError::Refused(format!(
-                "the replacement of node {node} names keys another machine of the cluster already has"
+                "the replacement of node {node} names keys another machine of the cluster has or had"
             )));
         }
         Ok(())
     }
 
     /// Starts the escrow of this node's chain seed among all the key's parties.
-    /// Only over a party map pinned before (at key generation, or by a
-    /// governed job): the escrow needs no approval, so it must not be the
-    /// job that decides which node gets which piece.
+    /// Only over a party map pinned before (at key generation, or by an
+    /// approved derivation or refresh): the escrow needs no approval, so it
+    /// must not be the job that decides which node gets which piece.
     pub(super) fn start_escrow(&self, job: &Job, me: PartyId) -> Result<(Protocol, Vec<Envelope>), NodeError> {
         if self.store.key_parties(job.key_id)?.is_none() {
             return Err(NodeError::Refused(format!(
