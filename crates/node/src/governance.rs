@@ -150,7 +150,7 @@ pub(crate) struct Machine {
 /// carry the whole log up to exactly that head ([`check_replacement_log`]).
 /// The new machine, if it holds nothing yet and the request names its own
 /// keys, stores that log with each entry first seen when its request
-/// expired, or now if later: no honest node saw an entry later than that
+/// expired, or now if that is earlier: no honest node saw an entry later than that
 /// (it would have refused it), so the new machine is never ahead of one in
 /// counting change delays.
 fn adopt_vouched_log(
