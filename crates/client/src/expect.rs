@@ -78,8 +78,8 @@ impl Expected<'_> {
             }
             (Expected::Refresh { .. }, Operation::Refresh { .. }) => Ok(()),
             (Expected::Backup(asked), Operation::ExportBackup { keys, recipients }) => backup(asked, keys, recipients),
-            // The log head is the coordinator's to fill in; every node checks
-            // its own log reaches it (docs/DESIGN.md "Replacing a lost node").
+            // The log head is the coordinator's to fill in; `request approve`
+            // and every node check it against the log (docs/GOVERNANCE.md).
             (
                 Expected::ReplaceNode { node, request },
                 Operation::ReplaceNode { node: n, noise_key, identity_key, log_head: _ },

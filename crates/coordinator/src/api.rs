@@ -485,10 +485,10 @@ async fn get_key(Extract(state): Extract<Arc<State>>, Path(id): Path<String>) ->
     let key = load_key(&state, &key_id)?;
     let bans = state.db().bans(&key_id).map_err(ApiError::storage)?;
     let refresh = state.db().latest_refresh(&key_id).map_err(ApiError::storage)?;
-    let seed_escrow = match state.db().escrow(&key_id).map_err(ApiError::storage)? {
-        _ if key.threshold.threshold() >= key.threshold.parties() => "not_applicable".to_string(),
-        Some(ended) => ended,
-        None => "none".to_string(),
+    let seed_escrow = if key.threshold.threshold() >= key.threshold.parties() {
+        "not_applicable".to_string()
+    } else {
+        state.db().escrow(&key_id).map_err(ApiError::storage)?.unwrap_or_else(|| "none".to_string())
     };
     Ok(Json(KeyDetails {
         key_id: key.key_id.to_string(),

@@ -160,8 +160,8 @@ pub enum Operation {
         identity_key: Vec<u8>,
         /// The head of the governance log when the request was made, 32
         /// bytes: the approvers vouch for that history, which the new
-        /// machine, having seen none of it, adopts as in force; every other
-        /// node checks its own log reaches this head.
+        /// machine, having seen none of it, adopts; every job of the
+        /// replacement carries the whole log, ending exactly here.
         #[serde(with = "hex_bytes")]
         log_head: Vec<u8>,
     },

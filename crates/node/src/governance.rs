@@ -16,6 +16,10 @@
 //! 5. evaluates the policy on what the node decoded itself and counts the
 //!    approvals ([`policy::authorize`]).
 //!
+//! A new machine replacing a lost node first adopts the history its
+//! replacement request was made at ([`adopt_vouched_log`]), and every node
+//! judges a replacement over that whole history ([`check_replacement_log`]).
+//!
 //! Any refusal is a [`NodeError::Refused`] naming the reason, before the job
 //! touches a share or the sign log.
 
@@ -150,9 +154,9 @@ pub(crate) struct Machine {
 /// carry the whole log up to exactly that head ([`check_replacement_log`]).
 /// The new machine, if it holds nothing yet and the request names its own
 /// keys, stores that log with each entry first seen when its request
-/// expired, or now if that is earlier: no honest node saw an entry later than that
-/// (it would have refused it), so the new machine is never ahead of one in
-/// counting change delays.
+/// expired, or now if that is earlier: no honest node saw an entry later
+/// than that (it would have refused it), so the new machine is never ahead
+/// of one in counting change delays.
 fn adopt_vouched_log(
     genesis: &Genesis,
     store: &Store,

@@ -12,7 +12,7 @@ use shardvault_mpc::{
 };
 use shardvault_wire::{
     AddressStatement, BackupStatement, Channels, Cluster, Frame, FromNode, Job, JobKind, NodeId, NodeIdentity,
-    NoisePublicKey, NoiseSecretKey, Outcome, RefreshCertificate, ToNode,
+    NoiseSecretKey, Outcome, RefreshCertificate, ToNode,
 };
 
 use shardvault_governance::Genesis;
@@ -391,14 +391,7 @@ impl Node {
                 governance::check_scheduled_refresh(&self.genesis, &self.store, log, job.key_id, active, now)?;
                 None
             }
-            _ => {
-                let me = governance::Machine {
-                    node: self.id,
-                    noise: NoisePublicKey::from_secret(&self.secret)?.0,
-                    identity: self.identity.public().0,
-                };
-                Some(governance::approve(&self.genesis, &self.store, &job, &me, now)?)
-            }
+            _ => Some(governance::approve(&self.genesis, &self.store, &job, &self.machine()?, now)?),
         };
         if let Some(approved) = &approved {
             self.apply_replacement(approved)?;

@@ -9,10 +9,19 @@ use shardvault_mpc::{escrow_seed, repair_as_helper, repair_as_target, Envelope, 
 use shardvault_wire::{Cluster, IdentityPublicKey, Job, NodeId, NoisePublicKey};
 
 use super::{Node, NodeError, Protocol};
-use crate::governance::Approved;
+use crate::governance::{Approved, Machine};
 use crate::store::ReplacedNode;
 
 impl Node {
+    /// This machine: its node id and its own public keys.
+    pub(super) fn machine(&self) -> Result<Machine, NodeError> {
+        Ok(Machine {
+            node: self.id,
+            noise: NoisePublicKey::from_secret(&self.secret)?.0,
+            identity: self.identity.public().0,
+        })
+    }
+
     /// The cluster as this node pins it: the cluster file, with the keys of
     /// every node replaced by an approved request over it.
     pub(super) fn pinned_cluster(&self) -> Result<Cluster, NodeError> {
@@ -36,8 +45,8 @@ impl Node {
         };
         self.check_new_keys(node, &noise, &identity)?;
         if node == self.id {
-            let own_noise = NoisePublicKey::from_secret(&self.secret)?;
-            if own_noise.0 != noise || self.identity.public().0 != identity {
+            let me = self.machine()?;
+            if me.noise != noise || me.identity != identity {
                 return Err(NodeError::Refused(format!(
                     "the replacement of node {node} names other keys than this node's: it is for another machine"
                 )));
