@@ -131,11 +131,13 @@ fn a_corrupted_share_disables_only_its_key_and_a_wrong_key_file_is_refused() {
         };
         (create(), create())
     };
-    // Flip one byte of node 1's sealed share of key A.
+    // Change one byte of node 1's sealed share of key A (to a value it did not have).
     let db = rusqlite::Connection::open(dir.path().join("node-1/node.db")).unwrap();
     let changed = db
         .execute(
-            "UPDATE shares SET sealed = CAST(substr(sealed, 1, 50) || x'ff' || substr(sealed, 52) AS BLOB) WHERE key_id = ?1",
+            "UPDATE shares SET sealed = CAST(substr(sealed, 1, 50) \
+             || CASE WHEN substr(sealed, 51, 1) = x'ff' THEN x'00' ELSE x'ff' END \
+             || substr(sealed, 52) AS BLOB) WHERE key_id = ?1",
             [hex::decode(&a).unwrap()],
         )
         .unwrap();

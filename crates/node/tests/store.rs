@@ -86,7 +86,9 @@ fn a_corrupted_share_disables_only_its_key() {
     drop(store);
     // A flipped byte inside the sealed blob, then a value of the wrong type.
     for corruption in [
-        "UPDATE shares SET sealed = CAST(substr(sealed, 1, 40) || x'00' || substr(sealed, 42) AS BLOB) WHERE key_id = ?1",
+        "UPDATE shares SET sealed = CAST(substr(sealed, 1, 40) \
+         || CASE WHEN substr(sealed, 41, 1) = x'00' THEN x'ff' ELSE x'00' END \
+         || substr(sealed, 42) AS BLOB) WHERE key_id = ?1",
         "UPDATE shares SET sealed = 'not a blob' WHERE key_id = ?1",
     ] {
         Connection::open(&path).unwrap().execute(corruption, [a.key_id().as_bytes()]).unwrap();
