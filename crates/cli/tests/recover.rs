@@ -908,10 +908,11 @@ fn a_transfer_signed_by_a_recovered_evm_key_executes_on_py_evm() {
     assert_eq!(result["senders"][0].as_str().unwrap().to_lowercase(), ethereum.address.to_lowercase());
 }
 
-/// embit imports the printed WIFs (P2WPKH and, as tr(WIF), P2TR) and
-/// eth_account the printed hex key: each gives the cluster's address.
+/// embit imports the printed Bitcoin WIFs (P2WPKH and, as tr(WIF), P2TR),
+/// pycoin the Litecoin WIFs and eth_account the printed hex key: each gives
+/// the cluster's address, on the network asked for.
 #[test]
-#[ignore = "needs embit and eth_account (PyPI); run by .ci/run's recovery step"]
+#[ignore = "needs embit, pycoin and eth_account (PyPI); run by .ci/run's recovery step"]
 fn wallets_libraries_import_the_printed_keys_at_the_cluster_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let officers = officers(dir.path());
@@ -935,19 +936,65 @@ fn wallets_libraries_import_the_printed_keys_at_the_cluster_addresses() {
         (&ec, "wif-p2wpkh", Chain::Bitcoin, "bitcoin"),
         (&ec, "wif-p2wpkh", Chain::Bitcoin, "testnet"),
         (&tr, "wif-p2tr", Chain::Bitcoin, "bitcoin"),
+        (&ec, "ltc-wif-p2wpkh", Chain::Litecoin, "mainnet"),
+        (&ec, "ltc-wif-p2wpkh", Chain::Litecoin, "testnet"),
         (&ec, "eth", Chain::Ethereum, "mainnet"),
     ] {
         let printed = key(shares, chain.name(), network);
         let public = cluster_public_key(shares, &index_path(chain, 0));
-        let cluster = match (chain, network) {
-            (Chain::Bitcoin, "testnet") => shardvault_chains::p2wpkh(&public, bitcoin::Network::Testnet).unwrap(),
-            _ => chain.address(KeyType::from(shares.values().next().unwrap().scheme()), &public).unwrap(),
+        let key_type = KeyType::from(shares.values().next().unwrap().scheme());
+        let cluster = match chain {
+            Chain::Bitcoin | Chain::Litecoin => {
+                let script = shardvault_chains::psbt::key_script(key_type, &public).unwrap();
+                shardvault_chains::psbt::network(chain, network).unwrap().address(&script).unwrap()
+            }
+            _ => chain.address(key_type, &public).unwrap(),
         };
         assert_eq!(printed["address"], cluster);
         checks.push(serde_json::json!({ "kind": kind, "key": printed["private_key"], "network": network }));
         expected.push(cluster);
     }
     assert_eq!(python_check(&Value::from(checks)), serde_json::json!(expected));
+}
+
+/// TronWeb and cosmjs import the printed 0x-hex keys as their wallets do
+/// (`TronWeb.address.fromPrivateKey`, `DirectSecp256k1Wallet.fromKey`):
+/// each gives the cluster's address, on Cosmos under every prefix asked for.
+#[test]
+#[ignore = "needs the chains' SDKs (npm); run by .ci/run's Chain SDKs step"]
+fn tron_and_cosmos_wallet_libraries_import_the_printed_keys_at_the_cluster_addresses() {
+    let sdks = std::env::var("SHARDVAULT_CHAIN_SDKS").expect("SHARDVAULT_CHAIN_SDKS names tools/chain-sdks");
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    let all: Vec<&Officer> = officers.iter().collect();
+    let ec = run_dkg(Scheme::EcdsaSecp256k1, 2, 3);
+    let backup = backup_of(dir.path(), &officers, &ec, vec![]);
+    let mut checks = Vec::new();
+    let mut expected = Vec::new();
+    for (chain, prefix) in [(Chain::Tron, None), (Chain::Cosmos, None), (Chain::Cosmos, Some("osmo"))] {
+        let mut args = vec!["--json", "--chain", chain.name(), "--index", "4"];
+        args.extend(prefix.map(|prefix| ["--bech32-prefix", prefix]).into_iter().flatten());
+        let printed = succeeded(&recover(&backup, &all, &args))["keys"][0].clone();
+        let public = cluster_public_key(&ec, &index_path(chain, 4));
+        let cluster = match chain {
+            Chain::Cosmos => shardvault_chains::cosmos_address(&public, prefix.unwrap_or("cosmos")).unwrap(),
+            _ => chain.address(KeyType::EcdsaSecp256k1, &public).unwrap(),
+        };
+        assert_eq!(printed["address"], cluster);
+        assert_eq!(printed["private_key_format"], "hex");
+        checks.push(serde_json::json!({ "chain": chain.name(), "key": printed["private_key"], "prefix": prefix }));
+        expected.push(cluster);
+    }
+    let mut library = Command::new("node")
+        .arg(format!("{sdks}/import-keys.mjs"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    serde_json::to_writer(library.stdin.take().unwrap(), &checks).unwrap();
+    let output = library.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(serde_json::from_slice::<Value>(&output.stdout).unwrap(), serde_json::json!(expected));
 }
 
 /// One conversation with the chain's SDK (`tools/chain-sdks/prove.mjs`)
