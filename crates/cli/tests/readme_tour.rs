@@ -2,7 +2,11 @@
 //! README.md's "A five-minute tour" runs, in order, in a fresh directory,
 //! against the devnet the tour itself starts; every command must succeed,
 //! and what the README shows under a command must match what it printed.
-//! The README cannot drift from the CLI.
+//! The README cannot drift from the CLI. The blocks under "Backups" and
+//! "Recover offline" run next, on the same devnet: officers' keys from
+//! `ssh-keygen`, an export the members approve, one share opened by the
+//! `age` CLI (found with `jq`), and keys recovered from the package at the
+//! addresses the tour's cluster gave out.
 //!
 //! Hand-written rather than `trycmd`: the tour needs a devnet running in the
 //! background between steps, ids learned from one step used in the next,
@@ -21,9 +25,10 @@
 //!   any array/object, a string `"0x…"` any string with that prefix.
 //! - Commands: `--tx-hex`, `--tx-base64` and `--psbt` values are built here
 //!   for the key and chain named (a shown prefix such as `02f86f01…` must be
-//!   the prefix of what is built); `export` sets a variable for later
-//!   commands; `CMD | jq 'PATH'` and `curl URL` are done here (no jq or curl
-//!   needed).
+//!   the prefix of what is built), and so is the file `recover --sign FILE`
+//!   reads; `export` sets a variable for later commands; `CMD | jq 'PATH'`
+//!   and `curl URL` are done here (no curl needed; other commands run in
+//!   `sh`, with ssh-keygen, jq, base64 and age from the PATH).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -355,10 +360,17 @@ impl Tour {
         let flag = |name: &str| words.iter().position(|w| w == name).map(|i| words[i + 1].clone());
         let mut out = words.clone();
         for (i, word) in words.iter().enumerate() {
-            let Some(kind) = ["--tx-hex", "--tx-base64", "--psbt"].into_iter().find(|k| k == word) else { continue };
+            let Some(kind) = ["--tx-hex", "--tx-base64", "--psbt", "--sign"].into_iter().find(|k| k == word) else {
+                continue;
+            };
             let (key, chain) = (flag("--key").unwrap(), flag("--chain").unwrap());
-            let built = self.build(kind, &key, &chain);
             let shown = &words[i + 1];
+            if kind == "--sign" {
+                // `recover --sign FILE`: the wallet's unsigned transaction, in a file.
+                std::fs::write(self.dir.join(shown), self.build("--tx-base64", &key, &chain)).unwrap();
+                continue;
+            }
+            let built = self.build(kind, &key, &chain);
             if kind == "--psbt" {
                 std::fs::write(self.dir.join(shown), built).unwrap();
                 continue;
@@ -484,8 +496,16 @@ fn readme() -> String {
 
 #[test]
 fn the_readme_tour_runs_as_shown() {
-    let blocks = tour(&readme(), "## A five-minute tour");
+    let readme = readme();
+    let mut blocks = tour(&readme, "## A five-minute tour");
     assert_eq!(blocks.len(), 4, "the tour, its governed part, the in-process lifecycle and Shamir splitting");
+    // Then, on the same devnet: a backup the members approve, opened with
+    // age, and the keys recovered from it offline.
+    for heading in ["## Backups", "## Recover offline"] {
+        let more = tour(&readme, heading);
+        assert_eq!(more.len(), 1, "{heading}");
+        blocks.extend(more);
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut tour = Tour { dir: dir.path().to_path_buf(), state: State::default(), background: Vec::new() };
     let mut ran = 0;
