@@ -244,6 +244,11 @@ pub struct NodeIdentityArgs {
     /// The node's directory (with `noise.key`).
     #[arg(long, env = "SHARDVAULT_NODE_DIR")]
     pub dir: PathBuf,
+    /// Make a new node's directory first (mode 0700, created if missing,
+    /// holding nothing yet) with a fresh random `noise.key` (0600): a new
+    /// machine, or one replacing a lost node. Never writes over a key.
+    #[arg(long)]
+    pub new: bool,
 }
 
 /// Prints what the cluster file pins for this node, from its `noise.key`
@@ -251,6 +256,9 @@ pub struct NodeIdentityArgs {
 /// store, deletes the file, and logs its identity key at every start).
 pub fn node_identity(args: &NodeIdentityArgs, json: bool) -> Result<()> {
     let path = args.dir.join("noise.key");
+    if args.new {
+        new_node_dir(&args.dir)?;
+    }
     if !path.exists() && args.dir.join("node.db").exists() {
         bail!(
             "{} is gone: the node sealed it into its store at its first start; its identity key is in the \
@@ -266,6 +274,22 @@ pub fn node_identity(args: &NodeIdentityArgs, json: bool) -> Result<()> {
     } else {
         println!("noise_key: {}\nidentity_key: {}", String::from(noise), String::from(identity));
     }
+    Ok(())
+}
+
+/// A new node's directory: created `0700` (an existing one must be empty
+/// and private), with a fresh `noise.key`.
+fn new_node_dir(dir: &Path) -> Result<()> {
+    shardvault_vault::files::create_private_dir(dir)?;
+    if std::fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "{} is not empty: --new makes a node directory from nothing (a key is never written over)",
+            dir.display()
+        );
+    }
+    let (secret, _) = shardvault_wire::generate_keypair()?;
+    let hex = Zeroizing::new(hex::encode(secret.expose_secret()));
+    shardvault_vault::files::write_private(&dir.join("noise.key"), hex.as_bytes())?;
     Ok(())
 }
 

@@ -756,10 +756,13 @@ mod tests {
         "signers",
         "finish",
         "idempotency_key",
-        // Which node is replaced, by which machine.
+        // Which node is replaced, by which machine (and making that
+        // machine's key: one exported variable must not make every later
+        // `node-identity` try to make a new directory).
         "node",
         "noise_key",
         "identity_key",
+        "new",
         // Turning off a protection is a decision for one invocation: one
         // exported variable must not make the client, the coordinator and a
         // node all speak plaintext (found by review).

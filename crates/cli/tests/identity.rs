@@ -1,6 +1,7 @@
 //! `shardvault identity new` writes a key OpenSSH itself reads: `ssh-keygen
 //! -y` recovers the public key the command printed, with or without the
-//! passphrase; the file is private and never overwritten.
+//! passphrase; the file is private and never overwritten. `node-identity
+//! --new` makes a new node's directory and Noise key the same way.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
@@ -65,4 +66,36 @@ fn a_passphrase_file_protects_the_new_key() {
     let theirs = ssh_keygen_public(&out, "correct horse battery staple");
     assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
     assert_eq!(key_bytes(&String::from_utf8(theirs.stdout).unwrap()), key_bytes(public_key));
+}
+
+/// `node-identity --new` makes a new node's directory (0700) and Noise key
+/// (0600) and prints its keys; the identity key is the one derived from
+/// that Noise key; it never writes over a directory that holds anything.
+#[test]
+fn a_new_node_directory_has_a_private_noise_key_and_is_never_made_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node-2");
+    let made = shardvault(&["--json", "node-identity", "--new", "--dir", node.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let keys: serde_json::Value = serde_json::from_slice(&made.stdout).unwrap();
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&node), mode(&node.join("noise.key"))), (0o700, 0o600));
+    let text = std::fs::read_to_string(node.join("noise.key")).unwrap();
+    let mut secret = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut secret).unwrap();
+    let secret = shardvault_wire::NoiseSecretKey::from_bytes(secret);
+    let noise = String::from(shardvault_wire::NoisePublicKey::from_secret(&secret).unwrap());
+    let identity = String::from(shardvault_wire::NodeIdentity::derive(&secret).public());
+    assert_eq!(keys, serde_json::json!({ "noise_key": noise, "identity_key": identity }));
+    // Read back without --new: the same keys. Asked again: refused, key unchanged.
+    let again = shardvault(&["--json", "node-identity", "--dir", node.to_str().unwrap()]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&again.stdout).unwrap(), keys);
+    let twice = shardvault(&["node-identity", "--new", "--dir", node.to_str().unwrap()]);
+    assert!(!twice.status.success());
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("is not empty"),
+        "{}",
+        String::from_utf8_lossy(&twice.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(node.join("noise.key")).unwrap(), text);
 }

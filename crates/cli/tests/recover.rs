@@ -396,8 +396,9 @@ fn ecdsa_keys_recover_with_the_cluster_addresses() {
 }
 
 /// Any t identities rebuild the root key (checked against the root public
-/// key by libsecp256k1); a hardened path, which needs every party's chain
-/// seed today, is refused naming the missing party.
+/// key by libsecp256k1) and a hardened path, the missing party's chain seed
+/// coming from the seed shares; without those shares the hardened path is
+/// refused naming the missing party.
 #[test]
 fn t_identities_recover_the_root_and_every_hardened_path_with_the_seed_shares() {
     let dir = tempfile::tempdir().unwrap();
@@ -432,6 +433,47 @@ fn t_identities_recover_the_root_and_every_hardened_path_with_the_seed_shares() 
     let bare = write(dir.path(), &package(vec![bare]));
     let output = recover(&bare, &[&officers[0], &officers[1]], &["--json", "--chain", "ethereum", "--index", "0"]);
     refused(&output, &["hardened", "parties 1, 2", "party 3", officers[2].public.as_str()]);
+}
+
+/// A backup taken after a refresh: any two of the three officers recover,
+/// for ECDSA and Ed25519, a hardened path the cluster derived before the
+/// refresh and one it derived after. Each printed private key gives the
+/// cluster's child public key (libsecp256k1, curve25519-dalek).
+#[test]
+fn t_identities_recover_hardened_paths_derived_before_and_after_a_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let officers = officers(dir.path());
+    for (scheme, chain) in [(Scheme::EcdsaSecp256k1, Chain::Ethereum), (Scheme::EddsaEd25519, Chain::Solana)] {
+        let shares = run_dkg(scheme, 2, 3);
+        let before = cluster_public_key(&shares, &index_path(chain, 1));
+        let refreshed = run_refresh(&shares);
+        assert_eq!(
+            cluster_public_key(&refreshed, &index_path(chain, 1)),
+            before,
+            "{scheme}: a refresh keeps addresses"
+        );
+        let after = cluster_public_key(&refreshed, &index_path(chain, 2));
+        let backup = backup_of(dir.path(), &officers, &refreshed, vec![]);
+        for pair in [[0, 1], [1, 2], [0, 2]] {
+            let identities: Vec<&Officer> = pair.iter().map(|i| &officers[*i]).collect();
+            for (index, expected) in [("1", &before), ("2", &after)] {
+                let args = ["--json", "--chain", chain.name(), "--index", index];
+                let answer = succeeded(&recover(&backup, &identities, &args));
+                assert_eq!(answer["epoch"], 1, "{answer}");
+                let printed = answer["keys"][0]["private_key"].as_str().unwrap();
+                let secret = hex::decode(printed.trim_start_matches("0x")).unwrap();
+                let public = match scheme {
+                    Scheme::EddsaEd25519 => {
+                        let scalar = curve25519_dalek::Scalar::from_canonical_bytes(secret.try_into().unwrap());
+                        let scalar = Option::<curve25519_dalek::Scalar>::from(scalar).expect("a canonical scalar");
+                        curve25519_dalek::EdwardsPoint::mul_base(&scalar).compress().to_bytes().to_vec()
+                    }
+                    _ => shardvault_testkit::secp256k1_public_key(&secret).unwrap(),
+                };
+                assert_eq!(&public, expected, "{scheme} index {index} from officers {pair:?}");
+            }
+        }
+    }
 }
 
 /// BIP340 2-of-3: the untweaked internal key's WIF gives, through

@@ -3,7 +3,7 @@
 //! new keys is started as node 2; `shardvault node-replace` (approved by the
 //! organisation's only member) rebuilds its shares; the keys and addresses
 //! are unchanged, and it signs with either other node (checked by
-//! libsecp256k1 and by ring's Ed25519). The old machine, brought back, is
+//! libsecp256k1 and by ed25519-dalek). The old machine, brought back, is
 //! not let in.
 
 use std::time::Duration;

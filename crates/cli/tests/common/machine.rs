@@ -1,7 +1,7 @@
 //! A new machine for a devnet's node (node replacement tests): its own
 //! directory, Noise key, KEK and cluster file, started as a node process.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -33,16 +33,14 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Makes the directory (0700), `noise.key` and `kek.key` (0600), and the cluster file.
+    /// Makes the directory and its `noise.key` as the README does
+    /// (`node-identity --new`), a `kek.key` (0600) beside it, and the cluster file.
     pub fn new(net: &Devnet, id: u16, dir: &Path) -> Machine {
-        std::fs::DirBuilder::new().mode(0o700).create(dir).unwrap();
-        let (secret, _) = shardvault_wire::generate_keypair().unwrap();
-        write_private(&dir.join("noise.key"), hex::encode(secret.expose_secret()).as_bytes());
-        let (kek, _) = shardvault_wire::generate_keypair().unwrap();
-        write_private(&dir.join("kek.key"), hex::encode(kek.expose_secret()).as_bytes());
-        let identity = Command::new(EXE).args(["--json", "node-identity", "--dir"]).arg(dir).output().unwrap();
+        let identity = Command::new(EXE).args(["--json", "node-identity", "--new", "--dir"]).arg(dir).output().unwrap();
         assert!(identity.status.success(), "{}", String::from_utf8_lossy(&identity.stderr));
         let keys: Value = serde_json::from_slice(&identity.stdout).unwrap();
+        let (kek, _) = shardvault_wire::generate_keypair().unwrap();
+        write_private(&dir.join("kek.key"), hex::encode(kek.expose_secret()).as_bytes());
         let mut cluster: Value = serde_json::from_slice(&std::fs::read(net.cluster_file()).unwrap()).unwrap();
         cluster["nodes"][id.to_string()] = keys["noise_key"].clone();
         cluster["identities"][id.to_string()] = keys["identity_key"].clone();
