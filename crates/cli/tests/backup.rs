@@ -212,3 +212,53 @@ fn an_export_with_the_wrong_number_of_recipients_is_refused_before_anyone_approv
     assert!(refused.contains("ssh-ed25519"), "{refused}");
     assert!(!out.exists());
 }
+
+/// `backup export --key K --wait`: nothing is written while the officer's
+/// approval is missing; once it is in, the command writes a package of
+/// exactly that key, checked against the cluster file.
+#[test]
+fn an_export_of_one_key_waits_for_every_approval_and_holds_only_that_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(EXE, dir.path());
+    let officer = dir.path().join("officer");
+    let made = Command::new(EXE).args(["--json", "identity", "new", "--out"]).arg(&officer).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let officer_key = text(&serde_json::from_slice(&made.stdout).unwrap(), "public_key");
+    net.cli(&["member", "add", "--name", "officer", "--role", "admin", "--public-key", &officer_key]).unwrap();
+    let create = || {
+        let key = net.cli(&["key", "create", "--scheme", "eddsa-ed25519", "--threshold", "2", "--parties", "3"]);
+        text(&key.unwrap(), "key_id")
+    };
+    let (wanted, other) = (create(), create());
+    let recipients: Vec<String> =
+        (1..=3).map(|i| format!("{}.pub", ssh_keygen(dir.path(), &format!("party{i}"), "").display())).collect();
+    let out = dir.path().join("backup.json");
+    let mut export = vec!["backup", "export", "--key", wanted.as_str(), "--wait", "--wait-timeout", "120"];
+    for line in &recipients {
+        export.extend(["--recipient", line]);
+    }
+    export.extend(["--out", out.to_str().unwrap()]);
+    let written = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| net.cli(&export));
+        let started = std::time::Instant::now();
+        let pending = loop {
+            assert!(started.elapsed().as_secs() < 60, "the export never appeared as pending");
+            let listed = net.cli(&["request", "list", "--status", "pending"]).unwrap();
+            let found =
+                listed["requests"].as_array().unwrap().iter().find(|r| r["operation"] == "export_backup").cloned();
+            if let Some(row) = found {
+                break row;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        assert!(!out.exists(), "written before every member approved");
+        let id = text(&pending, "id");
+        net.cli(&["request", "approve", &id, "--yes", "--identity", officer.to_str().unwrap()]).unwrap();
+        waiting.join().unwrap()
+    });
+    written.unwrap_or_else(|error| panic!("export --wait: {error}"));
+    let package: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let keys: Vec<&str> =
+        package["exported_key_shares"].as_array().unwrap().iter().map(|e| e["key_id"].as_str().unwrap()).collect();
+    assert_eq!(keys, [wanted.as_str()], "not {other}");
+}
