@@ -287,10 +287,17 @@ fn new_node_dir(dir: &Path) -> Result<()> {
             dir.display()
         );
     }
-    let (secret, _) = shardvault_wire::generate_keypair()?;
-    let hex = Zeroizing::new(hex::encode(secret.expose_secret()));
-    shardvault_vault::files::write_private(&dir.join("noise.key"), hex.as_bytes())?;
+    new_secret_file(&dir.join("noise.key"))?;
     Ok(())
+}
+
+/// Writes a fresh random Noise static secret to `path` (hex, `0600`) and
+/// returns its public key.
+pub fn new_secret_file(path: &Path) -> Result<shardvault_wire::NoisePublicKey> {
+    let (secret, public) = shardvault_wire::generate_keypair()?;
+    let hex = Zeroizing::new(hex::encode(secret.expose_secret()));
+    shardvault_vault::files::write_private(path, hex.as_bytes())?;
+    Ok(public)
 }
 
 /// Where a KEK comes from, read and held zeroized until the store is open.

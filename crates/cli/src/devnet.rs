@@ -15,7 +15,7 @@ use shardvault_vault::files::{create_private_dir, write_private};
 use shardvault_wire::{generate_keypair, Cluster, NodeId};
 use zeroize::Zeroizing;
 
-use crate::daemon::write_atomically;
+use crate::daemon::{new_secret_file, write_atomically};
 
 /// A running devnet; dropping it stops every process.
 pub struct Devnet {
@@ -51,12 +51,6 @@ pub struct DevnetFile {
 pub struct NodeProcess {
     pub id: u16,
     pub pid: u32,
-}
-
-fn new_secret_file(path: &Path) -> Result<shardvault_wire::NoisePublicKey> {
-    let (secret, public) = generate_keypair()?;
-    write_private(path, hex::encode(secret.expose_secret()).as_bytes())?;
-    Ok(public)
 }
 
 /// Creates the directory layout and keys if they do not exist yet. Every

@@ -58,15 +58,22 @@ fn age_decrypt(dir: &Path, key: &Path, sealed: &[u8], passphrase: Option<&str>) 
     std::fs::read(&output).unwrap()
 }
 
-#[test]
-fn every_member_approves_an_export_and_age_opens_each_officers_share() {
-    let dir = tempfile::tempdir().unwrap();
-    let net = Devnet::start(EXE, dir.path());
-    let officer = dir.path().join("officer");
+/// A second member, `officer` (an admin), whose key is `dir/officer`: an
+/// export then needs the owner's approval and the officer's.
+fn add_officer(net: &Devnet, dir: &Path) -> PathBuf {
+    let officer = dir.join("officer");
     let made = Command::new(EXE).args(["--json", "identity", "new", "--out"]).arg(&officer).output().unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let officer_key = text(&serde_json::from_slice(&made.stdout).unwrap(), "public_key");
     net.cli(&["member", "add", "--name", "officer", "--role", "admin", "--public-key", &officer_key]).unwrap();
+    officer
+}
+
+#[test]
+fn every_member_approves_an_export_and_age_opens_each_officers_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(EXE, dir.path());
+    let officer = add_officer(&net, dir.path());
 
     // Each key with the cluster's address on each chain: the ECDSA key on
     // Ethereum and Bitcoin, the Ed25519 key on Solana.
@@ -220,11 +227,7 @@ fn an_export_with_the_wrong_number_of_recipients_is_refused_before_anyone_approv
 fn an_export_of_one_key_waits_for_every_approval_and_holds_only_that_key() {
     let dir = tempfile::tempdir().unwrap();
     let net = Devnet::start(EXE, dir.path());
-    let officer = dir.path().join("officer");
-    let made = Command::new(EXE).args(["--json", "identity", "new", "--out"]).arg(&officer).output().unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let officer_key = text(&serde_json::from_slice(&made.stdout).unwrap(), "public_key");
-    net.cli(&["member", "add", "--name", "officer", "--role", "admin", "--public-key", &officer_key]).unwrap();
+    let officer = add_officer(&net, dir.path());
     let create = || {
         let key = net.cli(&["key", "create", "--scheme", "eddsa-ed25519", "--threshold", "2", "--parties", "3"]);
         text(&key.unwrap(), "key_id")
